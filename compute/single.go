@@ -1,0 +1,70 @@
+package compute
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// single builds the dev shape: a web instance in the first public subnet
+// behind an Elastic IP, and an api instance in the first private subnet.
+func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, webLT, apiLT *ec2.LaunchTemplate) error {
+	instance := func(tier string, lt *ec2.LaunchTemplate, subnets pulumi.StringArrayInput) (*ec2.Instance, error) {
+		inst, err := ec2.NewInstance(ctx, name+"-"+tier, &ec2.InstanceArgs{
+			LaunchTemplate: &ec2.InstanceLaunchTemplateArgs{
+				Id:      lt.ID(),
+				Version: version(lt),
+			},
+			SubnetId:                 subnets.ToStringArrayOutput().Index(pulumi.Int(0)),
+			AssociatePublicIpAddress: pulumi.Bool(false),
+			// A new build or AMI means new user data: replace the instance
+			// rather than edit it in place, which cloud-init would ignore.
+			UserDataReplaceOnChange: pulumi.Bool(true),
+			Tags:                    pulumi.StringMap{"Name": pulumi.String(name + "-" + tier)},
+		}, pulumi.Parent(c))
+		if err != nil {
+			return nil, fmt.Errorf("compute: %s instance: %w", tier, err)
+		}
+		return inst, nil
+	}
+	api, err := instance("api", apiLT, a.PrivateSubnetIDs)
+	if err != nil {
+		return err
+	}
+	web, err := instance("web", webLT, a.PublicSubnetIDs)
+	if err != nil {
+		return err
+	}
+	eip, err := ec2.NewEip(ctx, name+"-web", &ec2.EipArgs{
+		Domain:   pulumi.String("vpc"),
+		Instance: web.ID(),
+		Tags:     pulumi.StringMap{"Name": pulumi.String(name + "-web")},
+	}, pulumi.Parent(c))
+	if err != nil {
+		return fmt.Errorf("compute: web elastic IP: %w", err)
+	}
+	caller, err := aws.GetCallerIdentity(ctx, nil, pulumi.Parent(c))
+	if err != nil {
+		return fmt.Errorf("compute: caller identity: %w", err)
+	}
+	region, err := aws.GetRegion(ctx, nil, pulumi.Parent(c))
+	if err != nil {
+		return fmt.Errorf("compute: region: %w", err)
+	}
+	c.WebInstanceID, c.APIInstanceID = web.ID().ToStringOutput(), api.ID().ToStringOutput()
+	c.URL = pulumi.Sprintf("http://%s", eip.PublicIp)
+	// Shield identifies an Elastic IP by its allocation.
+	c.EntryPointArn = pulumi.Sprintf("arn:%s:ec2:%s:%s:eip-allocation/%s", partition(caller.Arn), region.Name, caller.AccountId, eip.AllocationId)
+	return nil
+}
+
+// partition is the partition ("aws", "aws-cn", ...) of an ARN.
+func partition(arn string) string {
+	if parts := strings.SplitN(arn, ":", 3); len(parts) == 3 && parts[1] != "" {
+		return parts[1]
+	}
+	return "aws"
+}

@@ -1,0 +1,382 @@
+// Package config loads the webstack stack configuration once, into a typed
+// struct, and validates it before any resource is registered.
+//
+// Every key lives in one table (Keys) with its type, default and description;
+// Pulumi.yaml's config schema is checked against that table by a test, so the
+// two cannot drift apart.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Namespace is the Pulumi project name, and so the prefix of every key here.
+const Namespace = "webstack"
+
+// Topology is the shape of a stack.
+type Topology string
+
+const (
+	// Single is the dev shape: one web instance with an Elastic IP, one api
+	// instance, no load balancers.
+	Single Topology = "single"
+	// HA is the staging/prod shape: public ALB with AWS WAF, web ASG, internal
+	// ALB, api ASG, all across at least two AZs.
+	HA Topology = "ha"
+)
+
+// Config is the whole validated configuration of one stack.
+type Config struct {
+	Project string // Pulumi project name.
+	Stack   string // Pulumi stack name.
+	Region  string // aws:region.
+
+	Owner    string   // Owner tag on every resource.
+	Topology Topology // Shape of the stack.
+
+	Network  Network
+	Web      Tier
+	API      Tier
+	Database Database
+	Edge     Edge
+
+	RootVolumeGiB        int // Root volume size of every instance, GiB.
+	MinHealthyPercentage int // Instance refresh minimum healthy percentage.
+	CPUTargetPercent     int // ASG target-tracking CPU utilisation.
+}
+
+// Network is the VPC's configuration.
+type Network struct {
+	CIDR                 string   // IPv4 CIDR of the VPC.
+	AZCount              int      // Used when AvailabilityZones is empty.
+	AvailabilityZones    []string // Pinned AZ names; empty means "look up, sort, take AZCount".
+	NATStrategy          string   // "Single" or "OnePerAz".
+	FlowLogRetentionDays int
+}
+
+// Tier is one compute tier (web or api).
+type Tier struct {
+	InstanceType string
+	Port         int
+	MinSize      int // ASG minimum (ha); ignored by single, which runs one instance.
+	MaxSize      int // ASG maximum (ha).
+}
+
+// Database is the DocumentDB cluster's configuration.
+type Database struct {
+	InstanceClass       string
+	InstanceCount       int
+	BackupRetentionDays int
+	BackupWindow        string
+	MaintenanceWindow   string
+	Audit               bool
+	DeletionProtection  bool
+	SkipFinalSnapshot   bool
+	LogExports          []string
+}
+
+// Edge is what faces the internet: TLS, AWS WAF, Shield, the public ALB.
+type Edge struct {
+	CertificateArn        string
+	AllowHTTP             bool
+	WAFMode               string // "block" or "count".
+	WAFRateLimit          int    // Requests per client IP per 5 minutes.
+	WAFLogRetentionDays   int
+	ShieldAdvanced        bool
+	ALBDeletionProtection bool
+	ALBAccessLogs         bool
+	DesyncMitigationMode  string // "defensive" or "strictest".
+}
+
+// HTTPS reports whether the public entry point terminates TLS.
+func (c *Config) HTTPS() bool { return c.Topology == HA && c.Edge.CertificateArn != "" }
+
+// Kind is the type of a config value, as Pulumi.yaml's schema names it.
+type Kind string
+
+const (
+	String  Kind = "string"
+	Integer Kind = "integer"
+	Boolean Kind = "boolean"
+	Array   Kind = "array"
+)
+
+// Key describes one configuration key.
+type Key struct {
+	Name        string
+	Kind        Kind
+	Default     any // string, int, bool or []string
+	Description string
+	set         func(c *Config, v any)
+}
+
+// Keys is every project key, with its default. Pulumi.yaml mirrors it.
+var Keys = []Key{
+	{"owner", String, "platform-team", "Owner tag applied to every resource.", func(c *Config, v any) { c.Owner = v.(string) }},
+	{"topology", String, "ha", "Shape of the stack: 'single' (one web and one api instance, no load balancer) or 'ha' (ALBs, AWS WAF, Auto Scaling groups across AZs).", func(c *Config, v any) { c.Topology = Topology(v.(string)) }},
+	{"vpcCidr", String, "10.0.0.0/16", "IPv4 CIDR of the VPC; /16 to /20.", func(c *Config, v any) { c.Network.CIDR = v.(string) }},
+	{"azCount", Integer, 2, "Number of availability zones when availabilityZones is empty (at least 2: DocumentDB subnet groups need 2).", func(c *Config, v any) { c.Network.AZCount = v.(int) }},
+	{"availabilityZones", Array, []string{}, "Pinned AZ names. Empty: the region's AZs, sorted, first azCount.", func(c *Config, v any) { c.Network.AvailabilityZones = v.([]string) }},
+	{"natStrategy", String, "Single", "NAT gateways: 'Single' (one for the VPC) or 'OnePerAz'.", func(c *Config, v any) { c.Network.NATStrategy = v.(string) }},
+	{"flowLogRetentionDays", Integer, 30, "Retention of the VPC flow log group, days (a CloudWatch Logs retention value).", func(c *Config, v any) { c.Network.FlowLogRetentionDays = v.(int) }},
+	{"webInstanceType", String, "t4g.small", "Graviton (arm64) instance type of the web tier.", func(c *Config, v any) { c.Web.InstanceType = v.(string) }},
+	{"webPort", Integer, 8080, "Port the web tier listens on (80 in the single topology, which serves the internet directly).", func(c *Config, v any) { c.Web.Port = v.(int) }},
+	{"webMinSize", Integer, 2, "Minimum instances of the web Auto Scaling group (ha).", func(c *Config, v any) { c.Web.MinSize = v.(int) }},
+	{"webMaxSize", Integer, 4, "Maximum instances of the web Auto Scaling group (ha).", func(c *Config, v any) { c.Web.MaxSize = v.(int) }},
+	{"apiInstanceType", String, "t4g.small", "Graviton (arm64) instance type of the api tier.", func(c *Config, v any) { c.API.InstanceType = v.(string) }},
+	{"apiPort", Integer, 8081, "Port the api tier listens on.", func(c *Config, v any) { c.API.Port = v.(int) }},
+	{"apiMinSize", Integer, 2, "Minimum instances of the api Auto Scaling group (ha).", func(c *Config, v any) { c.API.MinSize = v.(int) }},
+	{"apiMaxSize", Integer, 4, "Maximum instances of the api Auto Scaling group (ha).", func(c *Config, v any) { c.API.MaxSize = v.(int) }},
+	{"rootVolumeGiB", Integer, 16, "Encrypted gp3 root volume size of every instance, GiB.", func(c *Config, v any) { c.RootVolumeGiB = v.(int) }},
+	{"minHealthyPercentage", Integer, 90, "Minimum healthy percentage during a rolling instance refresh (ha).", func(c *Config, v any) { c.MinHealthyPercentage = v.(int) }},
+	{"cpuTargetPercent", Integer, 50, "Target average CPU utilisation of the Auto Scaling groups (ha).", func(c *Config, v any) { c.CPUTargetPercent = v.(int) }},
+	{"dbInstanceClass", String, "db.r6g.large", "DocumentDB instance class.", func(c *Config, v any) { c.Database.InstanceClass = v.(string) }},
+	{"dbInstanceCount", Integer, 3, "DocumentDB instances (ha needs at least 2, spread across AZs).", func(c *Config, v any) { c.Database.InstanceCount = v.(int) }},
+	{"dbBackupRetentionDays", Integer, 14, "DocumentDB backup retention, days (7 to 35).", func(c *Config, v any) { c.Database.BackupRetentionDays = v.(int) }},
+	{"dbBackupWindow", String, "03:00-04:00", "DocumentDB daily backup window, UTC (hh:mm-hh:mm).", func(c *Config, v any) { c.Database.BackupWindow = v.(string) }},
+	{"dbMaintenanceWindow", String, "sun:04:30-sun:05:30", "DocumentDB weekly maintenance window, UTC (ddd:hh:mm-ddd:hh:mm).", func(c *Config, v any) { c.Database.MaintenanceWindow = v.(string) }},
+	{"dbAudit", Boolean, true, "Enable DocumentDB audit logs (cluster parameter audit_logs).", func(c *Config, v any) { c.Database.Audit = v.(bool) }},
+	{"dbDeletionProtection", Boolean, true, "DocumentDB deletion protection.", func(c *Config, v any) { c.Database.DeletionProtection = v.(bool) }},
+	{"dbSkipFinalSnapshot", Boolean, false, "Skip the final snapshot when the cluster is deleted (dev only).", func(c *Config, v any) { c.Database.SkipFinalSnapshot = v.(bool) }},
+	{"dbLogExports", Array, []string{"audit", "profiler"}, "DocumentDB log types exported to CloudWatch Logs ('audit', 'profiler').", func(c *Config, v any) { c.Database.LogExports = v.([]string) }},
+	{"certificateArn", String, "", "ACM certificate ARN of the public HTTPS listener (ha). Required unless allowHttp is true.", func(c *Config, v any) { c.Edge.CertificateArn = v.(string) }},
+	{"allowHttp", Boolean, false, "Explicit opt-out: serve plain HTTP on the public ALB when no certificate is configured (ha).", func(c *Config, v any) { c.Edge.AllowHTTP = v.(bool) }},
+	{"wafMode", String, "block", "AWS WAF rule action: 'block' or 'count' (observe only).", func(c *Config, v any) { c.Edge.WAFMode = v.(string) }},
+	{"wafRateLimit", Integer, 2000, "AWS WAF rate-based rule: requests per client IP per 5 minutes (100 to 2000000000).", func(c *Config, v any) { c.Edge.WAFRateLimit = v.(int) }},
+	{"wafLogRetentionDays", Integer, 90, "Retention of the AWS WAF log group, days.", func(c *Config, v any) { c.Edge.WAFLogRetentionDays = v.(int) }},
+	{"shieldAdvanced", Boolean, false, "Create a Shield Advanced protection for the entry point. Needs an existing Shield Advanced subscription; this program never creates one.", func(c *Config, v any) { c.Edge.ShieldAdvanced = v.(bool) }},
+	{"albDeletionProtection", Boolean, false, "Deletion protection on the public ALB (ha).", func(c *Config, v any) { c.Edge.ALBDeletionProtection = v.(bool) }},
+	{"albAccessLogs", Boolean, false, "Public ALB access logs to an encrypted S3 bucket (ha).", func(c *Config, v any) { c.Edge.ALBAccessLogs = v.(bool) }},
+	{"desyncMitigationMode", String, "defensive", "ALB HTTP desync mitigation: 'defensive' or 'strictest'.", func(c *Config, v any) { c.Edge.DesyncMitigationMode = v.(string) }},
+}
+
+// Source is where raw values come from: Pulumi's config in a real run, a map
+// in tests and in the offline plan. Keys are given without namespace.
+type Source interface {
+	// Get returns the raw value of a project key, and whether it is set.
+	Get(key string) (string, bool)
+}
+
+// MapSource is a Source over a map of unqualified keys.
+type MapSource map[string]string
+
+// Get implements Source.
+func (m MapSource) Get(key string) (string, bool) { v, ok := m[key]; return v, ok }
+
+// Load reads every key from src (applying defaults), then validates the
+// result. Errors name the key and the fix; all problems are reported at once.
+func Load(src Source, project, stack, region string) (*Config, error) {
+	c := &Config{Project: project, Stack: stack, Region: region}
+	var errs []error
+	if region == "" {
+		errs = append(errs, errors.New("aws:region is not set: run `pulumi config set aws:region us-east-1` (or your region)"))
+	}
+	for _, k := range Keys {
+		raw, ok := src.Get(k.Name)
+		v := k.Default
+		if ok {
+			parsed, err := parse(k.Kind, raw)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s:%s: %w", Namespace, k.Name, err))
+				continue
+			}
+			v = parsed
+		}
+		k.set(c, v)
+	}
+	if len(errs) == 0 {
+		errs = append(errs, c.validate()...)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid configuration for stack %q:\n%w", stack, errors.Join(errs...))
+	}
+	return c, nil
+}
+
+func parse(kind Kind, raw string) (any, error) {
+	raw = strings.TrimSpace(raw)
+	switch kind {
+	case Integer:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an integer", raw)
+		}
+		return n, nil
+	case Boolean:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not true or false", raw)
+		}
+		return b, nil
+	case Array:
+		if raw == "" {
+			return []string{}, nil
+		}
+		var list []string
+		if strings.HasPrefix(raw, "[") {
+			if err := json.Unmarshal([]byte(raw), &list); err != nil {
+				return nil, fmt.Errorf("%q is not a list of strings: %w", raw, err)
+			}
+		} else { // "a,b" is accepted for -c overrides on the command line.
+			for _, s := range strings.Split(raw, ",") {
+				list = append(list, strings.TrimSpace(s))
+			}
+		}
+		return list, nil
+	default:
+		return raw, nil
+	}
+}
+
+// CloudWatch Logs accepts only these retention values.
+var logRetentions = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+
+var (
+	instanceTypeRE   = regexp.MustCompile(`^[a-z][a-z0-9]*g[a-z0-9]*\.[a-z0-9]+$`)
+	dbClassRE        = regexp.MustCompile(`^db\.[a-z][a-z0-9]*g[a-z0-9]*\.[a-z0-9]+$`)
+	azRE             = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d[a-z]$`)
+	backupWindowRE   = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
+	maintenanceRE    = regexp.MustCompile(`^(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d-(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d$`)
+	certificateArnRE = regexp.MustCompile(`^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$`)
+)
+
+func (c *Config) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s:%s: %s", Namespace, key, fmt.Sprintf(format, args...)))
+	}
+
+	switch c.Topology {
+	case Single, HA:
+	default:
+		bad("topology", "%q is not a topology: use 'single' (dev) or 'ha' (staging, prod)", c.Topology)
+	}
+
+	// Network.
+	if p, err := netip.ParsePrefix(c.Network.CIDR); err != nil || !p.Addr().Is4() {
+		bad("vpcCidr", "%q is not an IPv4 CIDR: use a private range such as 10.0.0.0/16", c.Network.CIDR)
+	} else if p.Bits() < 16 || p.Bits() > 20 {
+		bad("vpcCidr", "/%d is outside /16../20: a smaller VPC cannot hold three subnet tiers across AZs; use e.g. 10.0.0.0/16", p.Bits())
+	} else if p.Masked() != p {
+		bad("vpcCidr", "%s has host bits set: use %s", p, p.Masked())
+	} else if !p.Addr().IsPrivate() {
+		bad("vpcCidr", "%s is not a private (RFC 1918) range: use e.g. 10.0.0.0/16", p)
+	}
+	if n := len(c.Network.AvailabilityZones); n > 0 {
+		if n < 2 {
+			bad("availabilityZones", "%d zone given: DocumentDB subnet groups and the ALB need at least 2; list two or more", n)
+		}
+		for _, az := range c.Network.AvailabilityZones {
+			if !azRE.MatchString(az) || !strings.HasPrefix(az, c.Region) {
+				bad("availabilityZones", "%q is not an availability zone of %s (e.g. %sa)", az, c.Region, c.Region)
+			}
+		}
+		if seen := slices.Compact(slices.Sorted(slices.Values(c.Network.AvailabilityZones))); len(seen) != n {
+			bad("availabilityZones", "zones are repeated: list each once")
+		}
+	} else if c.Network.AZCount < 2 || c.Network.AZCount > 6 {
+		bad("azCount", "%d: use 2 to 6 (DocumentDB subnet groups and the ALB need at least 2 AZs)", c.Network.AZCount)
+	}
+	if c.Network.NATStrategy != "Single" && c.Network.NATStrategy != "OnePerAz" {
+		bad("natStrategy", "%q is not a NAT strategy: use 'Single' or 'OnePerAz'", c.Network.NATStrategy)
+	}
+	if !slices.Contains(logRetentions, c.Network.FlowLogRetentionDays) {
+		bad("flowLogRetentionDays", "%d is not a CloudWatch Logs retention: use one of %v", c.Network.FlowLogRetentionDays, logRetentions)
+	}
+
+	// Compute.
+	for _, t := range []struct {
+		prefix string
+		tier   Tier
+	}{{"web", c.Web}, {"api", c.API}} {
+		if !instanceTypeRE.MatchString(t.tier.InstanceType) {
+			bad(t.prefix+"InstanceType", "%q is not a Graviton (arm64) instance type: the AMI is arm64; use e.g. t4g.small or m7g.large", t.tier.InstanceType)
+		}
+		if t.tier.Port < 1 || t.tier.Port > 65535 {
+			bad(t.prefix+"Port", "%d is not a TCP port: use 1..65535", t.tier.Port)
+		}
+		if c.Topology == HA {
+			if t.tier.MinSize < 1 {
+				bad(t.prefix+"MinSize", "%d instances: use at least 1", t.tier.MinSize)
+			}
+			if t.tier.MinSize > t.tier.MaxSize {
+				bad(t.prefix+"MaxSize", "%d is below %sMinSize %d: set %sMaxSize >= %sMinSize", t.tier.MaxSize, t.prefix, t.tier.MinSize, t.prefix, t.prefix)
+			}
+		}
+	}
+	if c.Web.Port == c.API.Port {
+		bad("apiPort", "%d is also webPort: give the tiers different ports", c.API.Port)
+	}
+	if c.Topology == Single && c.Web.Port != 80 {
+		bad("webPort", "%d: the single topology serves the internet directly on port 80; set webPort 80", c.Web.Port)
+	}
+	if c.RootVolumeGiB < 8 || c.RootVolumeGiB > 1024 {
+		bad("rootVolumeGiB", "%d: use 8..1024 (Amazon Linux 2023 needs at least 8 GiB)", c.RootVolumeGiB)
+	}
+	if c.MinHealthyPercentage < 0 || c.MinHealthyPercentage > 100 {
+		bad("minHealthyPercentage", "%d: use 0..100", c.MinHealthyPercentage)
+	}
+	if c.CPUTargetPercent < 10 || c.CPUTargetPercent > 90 {
+		bad("cpuTargetPercent", "%d: use 10..90", c.CPUTargetPercent)
+	}
+
+	// Database.
+	if !dbClassRE.MatchString(c.Database.InstanceClass) {
+		bad("dbInstanceClass", "%q is not a Graviton DocumentDB class: use e.g. db.t4g.medium or db.r6g.large", c.Database.InstanceClass)
+	}
+	if c.Database.InstanceCount < 1 {
+		bad("dbInstanceCount", "%d instances: use at least 1", c.Database.InstanceCount)
+	} else if c.Topology == HA && c.Database.InstanceCount < 2 {
+		bad("dbInstanceCount", "%d: the ha topology needs at least 2 instances across AZs for failover", c.Database.InstanceCount)
+	} else if c.Database.InstanceCount > 16 {
+		bad("dbInstanceCount", "%d: DocumentDB allows at most 16 instances", c.Database.InstanceCount)
+	}
+	if c.Database.BackupRetentionDays < 7 || c.Database.BackupRetentionDays > 35 {
+		bad("dbBackupRetentionDays", "%d: use 7..35 days", c.Database.BackupRetentionDays)
+	}
+	if !backupWindowRE.MatchString(c.Database.BackupWindow) {
+		bad("dbBackupWindow", "%q: use hh:mm-hh:mm in UTC, e.g. 03:00-04:00", c.Database.BackupWindow)
+	}
+	if !maintenanceRE.MatchString(c.Database.MaintenanceWindow) {
+		bad("dbMaintenanceWindow", "%q: use ddd:hh:mm-ddd:hh:mm in UTC, e.g. sun:04:30-sun:05:30", c.Database.MaintenanceWindow)
+	}
+	for _, e := range c.Database.LogExports {
+		if e != "audit" && e != "profiler" {
+			bad("dbLogExports", "%q is not a DocumentDB log type: use 'audit' and/or 'profiler'", e)
+		}
+	}
+	if slices.Contains(c.Database.LogExports, "audit") && !c.Database.Audit {
+		bad("dbLogExports", "'audit' is exported but dbAudit is false: set dbAudit true or drop 'audit'")
+	}
+	if c.Topology == HA && (!c.Database.DeletionProtection || c.Database.SkipFinalSnapshot) {
+		bad("dbDeletionProtection", "the ha topology keeps its data: set dbDeletionProtection true and dbSkipFinalSnapshot false")
+	}
+
+	// Edge.
+	if c.Edge.WAFMode != "block" && c.Edge.WAFMode != "count" {
+		bad("wafMode", "%q is not a WAF mode: use 'block' or 'count'", c.Edge.WAFMode)
+	}
+	if c.Edge.WAFRateLimit < 100 || c.Edge.WAFRateLimit > 2_000_000_000 {
+		bad("wafRateLimit", "%d: use 100..2000000000 requests per 5 minutes", c.Edge.WAFRateLimit)
+	}
+	if !slices.Contains(logRetentions, c.Edge.WAFLogRetentionDays) {
+		bad("wafLogRetentionDays", "%d is not a CloudWatch Logs retention: use one of %v", c.Edge.WAFLogRetentionDays, logRetentions)
+	}
+	if c.Edge.DesyncMitigationMode != "defensive" && c.Edge.DesyncMitigationMode != "strictest" {
+		bad("desyncMitigationMode", "%q: use 'defensive' or 'strictest'", c.Edge.DesyncMitigationMode)
+	}
+	if c.Edge.CertificateArn != "" && !certificateArnRE.MatchString(c.Edge.CertificateArn) {
+		bad("certificateArn", "%q is not an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)", c.Edge.CertificateArn)
+	}
+	if c.Topology == HA && c.Edge.CertificateArn == "" && !c.Edge.AllowHTTP {
+		bad("certificateArn", "the ha topology terminates TLS at the ALB: run `pulumi config set certificateArn arn:aws:acm:...`, or opt out explicitly with `pulumi config set allowHttp true`")
+	}
+	return errs
+}

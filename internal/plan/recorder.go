@@ -1,0 +1,278 @@
+// Package plan runs the webstack Pulumi program offline, under Pulumi's mocks,
+// and records the resource graph it registers: every resource's type, name,
+// parent and inputs as the provider would receive them, and the stack's
+// outputs. The tests assert policies on that graph; the plan command prints it.
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Account is the AWS account id the mocks pretend to run in.
+const Account = "123456789012"
+
+// Resource is one registered resource.
+type Resource struct {
+	Type   string         `json:"type"`
+	Name   string         `json:"name"`
+	ID     string         `json:"id"`
+	Parent string         `json:"parent"` // "<type>::<name>" of the parent, or empty for the stack.
+	Inputs map[string]any `json:"inputs"`
+	Custom bool           `json:"-"`
+	URN    string         `json:"-"`
+}
+
+// Key is "<type>::<name>", the way Parent names a resource.
+func (r Resource) Key() string { return r.Type + "::" + r.Name }
+
+// Recorder is a pulumi.MockResourceMonitor that records every resource and
+// answers with plausible ids, ARNs and computed outputs.
+type Recorder struct {
+	Region string
+
+	mu        sync.Mutex
+	resources []Resource
+}
+
+var _ pulumi.MockResourceMonitor = (*Recorder)(nil)
+
+// Resources returns the recorded resources in registration order.
+func (r *Recorder) Resources() []Resource {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Resource(nil), r.resources...)
+}
+
+// NewResource implements pulumi.MockResourceMonitor.
+func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	id := mockID(args.TypeToken, args.Name)
+	if !args.Custom && !strings.HasPrefix(args.TypeToken, "awsx:") {
+		id = "" // components have no physical id
+	}
+	parent := ""
+	if args.RegisterRPC != nil {
+		parent = parentKey(args.RegisterRPC.GetParent())
+	}
+	rec := Resource{
+		Type:   args.TypeToken,
+		Name:   args.Name,
+		ID:     id,
+		Parent: parent,
+		Inputs: plainMap(args.Inputs),
+		Custom: args.Custom,
+	}
+	r.mu.Lock()
+	r.resources = append(r.resources, rec)
+	r.mu.Unlock()
+
+	state := args.Inputs.Copy()
+	for k, v := range r.computed(args.TypeToken, args.Name, id, rec.Inputs) {
+		if _, set := state[resource.PropertyKey(k)]; !set || k == "arn" {
+			state[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
+		}
+	}
+	return id, state, nil
+}
+
+// Call implements pulumi.MockResourceMonitor: the invokes the program makes.
+func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	var out map[string]any
+	switch args.Token {
+	case "aws:index/getAvailabilityZones:getAvailabilityZones":
+		// Deliberately unsorted: the program must sort before cutting.
+		out = map[string]any{"id": r.Region, "names": []any{r.Region + "c", r.Region + "a", r.Region + "d", r.Region + "b"}}
+	case "aws:ec2/getRouteTables:getRouteTables":
+		out = map[string]any{"id": r.Region, "ids": []any{"rtb-0a1b2c3d4e5f60001", "rtb-0a1b2c3d4e5f60002", "rtb-0a1b2c3d4e5f60003"}}
+	case "aws:ssm/getParameter:getParameter":
+		name, _ := args.Args["name"].V.(string)
+		out = map[string]any{"id": name, "name": name, "type": "String", "value": "ami-0123456789abcdef0",
+			"arn": fmt.Sprintf("arn:aws:ssm:%s::parameter%s", r.Region, name)}
+	case "aws:index/getCallerIdentity:getCallerIdentity":
+		out = map[string]any{"id": Account, "accountId": Account, "arn": "arn:aws:iam::" + Account + ":user/plan", "userId": "AIDAPLAN"}
+	case "aws:index/getRegion:getRegion":
+		out = map[string]any{"id": r.Region, "name": r.Region, "region": r.Region, "endpoint": "ec2." + r.Region + ".amazonaws.com"}
+	case "aws:elb/getServiceAccount:getServiceAccount":
+		out = map[string]any{"id": "127311923021", "arn": "arn:aws:iam::127311923021:root"}
+	default:
+		return nil, fmt.Errorf("plan: no mock for invoke %s", args.Token)
+	}
+	return resource.NewPropertyMapFromMap(out), nil
+}
+
+// computed returns the outputs a provider would compute for a resource.
+func (r *Recorder) computed(typ, name, id string, in map[string]any) map[string]any {
+	arn := fmt.Sprintf("arn:aws:%s:%s:%s:%s/%s", service(typ), r.Region, Account, strings.ToLower(kind(typ)), id)
+	out := map[string]any{"arn": arn, "id": id, "name": name}
+	switch typ {
+	case "awsx:ec2:Vpc":
+		azs, _ := in["availabilityZoneNames"].([]any)
+		subnets := func(kind string) []any {
+			ids := make([]any, len(azs))
+			for i := range azs {
+				ids[i] = mockID("aws:ec2/subnet:Subnet", fmt.Sprintf("%s-%s-%d", name, kind, i+1))
+			}
+			return ids
+		}
+		out = map[string]any{"vpcId": mockID("aws:ec2/vpc:Vpc", name),
+			"publicSubnetIds": subnets("public"), "privateSubnetIds": subnets("private"), "isolatedSubnetIds": subnets("isolated")}
+	case "aws:lb/loadBalancer:LoadBalancer":
+		prefix := ""
+		if in["internal"] == true {
+			prefix = "internal-"
+		}
+		out["dnsName"] = fmt.Sprintf("%s%s-%s.%s.elb.amazonaws.com", prefix, name, id[len(id)-6:], r.Region)
+		out["arn"] = fmt.Sprintf("arn:aws:elasticloadbalancing:%s:%s:loadbalancer/app/%s/%s", r.Region, Account, name, id)
+		out["arnSuffix"] = fmt.Sprintf("app/%s/%s", name, id)
+	case "aws:lb/targetGroup:TargetGroup":
+		out["arn"] = fmt.Sprintf("arn:aws:elasticloadbalancing:%s:%s:targetgroup/%s/%s", r.Region, Account, name, id)
+	case "aws:docdb/cluster:Cluster":
+		host := fmt.Sprintf("%s.cluster-%s.%s.docdb.amazonaws.com", name, id[len(id)-12:], r.Region)
+		out["endpoint"] = host
+		out["readerEndpoint"] = strings.Replace(host, ".cluster-", ".cluster-ro-", 1)
+		out["port"] = 27017
+		out["arn"] = fmt.Sprintf("arn:aws:rds:%s:%s:cluster:%s", r.Region, Account, name)
+		out["masterUserSecrets"] = []any{map[string]any{
+			"secretArn":    fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:rds!cluster-%s-AbCdEf", r.Region, Account, id),
+			"secretStatus": "active",
+		}}
+	case "aws:ec2/launchTemplate:LaunchTemplate":
+		out["latestVersion"] = 1
+	case "aws:ec2/eip:Eip":
+		out["publicIp"] = "203.0.113.10"
+		out["allocationId"] = id
+	case "aws:ec2/instance:Instance":
+		out["privateIp"] = "10.0.32.10"
+	case "aws:cloudwatch/logGroup:LogGroup":
+		if n, ok := in["name"].(string); ok {
+			out["name"] = n
+		}
+		out["arn"] = fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s", r.Region, Account, out["name"])
+	case "aws:s3/bucketV2:BucketV2":
+		out["bucket"] = id
+		out["arn"] = "arn:aws:s3:::" + id
+	case "aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile":
+		out["arn"] = fmt.Sprintf("arn:aws:iam::%s:%s/%s", Account, strings.ToLower(kind(typ)), id)
+		out["name"] = id
+	case "aws:wafv2/webAcl:WebAcl":
+		out["arn"] = fmt.Sprintf("arn:aws:wafv2:%s:%s:regional/webacl/%s/%s", r.Region, Account, name, id)
+	}
+	return out
+}
+
+// mockID is a stable, plausible physical id: the AWS prefix of the type and
+// a hash of the name.
+func mockID(typ, name string) string {
+	sum := sha256.Sum256([]byte(typ + "::" + name))
+	h := hex.EncodeToString(sum[:])
+	prefixes := map[string]string{
+		"aws:ec2/vpc:Vpc": "vpc-", "aws:ec2/subnet:Subnet": "subnet-", "aws:ec2/securityGroup:SecurityGroup": "sg-",
+		"aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "sg-", "aws:ec2/instance:Instance": "i-",
+		"aws:ec2/launchTemplate:LaunchTemplate": "lt-", "aws:ec2/eip:Eip": "eipalloc-", "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce-",
+		"aws:ec2/flowLog:FlowLog": "fl-", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr-",
+		"aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr-", "awsx:ec2:Vpc": "vpc-",
+	}
+	if p, ok := prefixes[typ]; ok {
+		return p + h[:17]
+	}
+	return name + "-" + h[:8]
+}
+
+// service is the ARN service of a type token ("aws:ec2/vpc:Vpc" → "ec2").
+func service(typ string) string {
+	parts := strings.Split(typ, ":")
+	if len(parts) < 2 {
+		return "unknown"
+	}
+	mod, _, _ := strings.Cut(parts[1], "/")
+	return mod
+}
+
+// kind is the type name of a token ("aws:ec2/vpc:Vpc" → "Vpc").
+func kind(typ string) string {
+	return typ[strings.LastIndex(typ, ":")+1:]
+}
+
+// parentKey turns a parent URN into "<type>::<name>"; the root stack is "".
+func parentKey(urn string) string {
+	if urn == "" {
+		return ""
+	}
+	parts := strings.Split(urn, "::")
+	if len(parts) < 4 {
+		return urn
+	}
+	typ := parts[2]
+	if i := strings.LastIndex(typ, "$"); i >= 0 {
+		typ = typ[i+1:]
+	}
+	if typ == "pulumi:pulumi:Stack" {
+		return ""
+	}
+	return typ + "::" + strings.Join(parts[3:], "::")
+}
+
+// plainMap turns provider inputs into JSON-ready values; secrets print as
+// "[secret]" and unknowns as "[unknown]".
+func plainMap(m resource.PropertyMap) map[string]any {
+	out := make(map[string]any, len(m))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, string(k))
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.HasPrefix(k, "__") {
+			continue
+		}
+		out[k] = plain(m[resource.PropertyKey(k)])
+	}
+	return out
+}
+
+func plain(v resource.PropertyValue) any {
+	switch {
+	case v.IsSecret():
+		return "[secret]"
+	case v.IsComputed():
+		return "[unknown]"
+	case v.IsOutput():
+		o := v.OutputValue()
+		if o.Secret {
+			return "[secret]"
+		}
+		if !o.Known {
+			return "[unknown]"
+		}
+		return plain(o.Element)
+	case v.IsResourceReference():
+		ref := v.ResourceReferenceValue()
+		return string(ref.URN)
+	case v.IsArray():
+		arr := v.ArrayValue()
+		out := make([]any, len(arr))
+		for i, e := range arr {
+			out[i] = plain(e)
+		}
+		return out
+	case v.IsObject():
+		return plainMap(v.ObjectValue())
+	case v.IsNumber():
+		f := v.NumberValue()
+		if f == float64(int64(f)) {
+			return int64(f)
+		}
+		return f
+	case v.IsNull():
+		return nil
+	default:
+		return v.V
+	}
+}

@@ -1,0 +1,248 @@
+package plan
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"gopkg.in/yaml.v3"
+)
+
+// StackFunc builds a stack and returns its outputs: the program's body.
+type StackFunc func(ctx *pulumi.Context) (pulumi.Map, error)
+
+// Graph is the recorded plan of one stack.
+type Graph struct {
+	Project   string         `json:"project"`
+	Stack     string         `json:"stack"`
+	Resources []Resource     `json:"resources"`
+	Outputs   map[string]any `json:"outputs"`
+}
+
+// OfType returns the resources of one type token, in registration order.
+func (g *Graph) OfType(typ string) []Resource {
+	var out []Resource
+	for _, r := range g.Resources {
+		if r.Type == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// ByKey finds a resource by "<type>::<name>".
+func (g *Graph) ByKey(key string) (Resource, bool) {
+	for _, r := range g.Resources {
+		if r.Key() == key {
+			return r, true
+		}
+	}
+	return Resource{}, false
+}
+
+// envMu serialises runs: Pulumi reads the stack config from the environment.
+var envMu sync.Mutex
+
+// Run executes fn under mocks as project/stack with the given config
+// (fully-qualified keys such as "webstack:topology" and "aws:region") and
+// returns the graph it registered.
+func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph, error) {
+	envMu.Lock()
+	defer envMu.Unlock()
+	raw, err := json.Marshal(config)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	prev, had := os.LookupEnv(pulumi.EnvConfig)
+	os.Setenv(pulumi.EnvConfig, string(raw))
+	defer func() {
+		if had {
+			os.Setenv(pulumi.EnvConfig, prev)
+		} else {
+			os.Unsetenv(pulumi.EnvConfig)
+		}
+	}()
+
+	rec := &Recorder{Region: config["aws:region"]}
+	g := &Graph{Project: project, Stack: stack, Outputs: map[string]any{}}
+	var mu sync.Mutex
+	err = pulumi.RunErr(func(ctx *pulumi.Context) error {
+		outs, err := fn(ctx)
+		if err != nil {
+			return err
+		}
+		for k, v := range outs {
+			ctx.Export(k, v)
+			k := k
+			pulumi.ToOutput(v).ApplyT(func(x any) (any, error) {
+				mu.Lock()
+				g.Outputs[k] = x
+				mu.Unlock()
+				return nil, nil
+			})
+		}
+		return nil
+	}, pulumi.WithMocks(project, stack, rec))
+	if err != nil {
+		return nil, err
+	}
+	g.Resources = rec.Resources()
+	return g, nil
+}
+
+// StackConfig reads Pulumi.<stack>.yaml in dir and returns its config map,
+// with non-string values JSON-encoded as Pulumi does.
+func StackConfig(dir, stack string) (map[string]string, error) {
+	path := filepath.Join(dir, "Pulumi."+stack+".yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read stack config: %w", err)
+	}
+	var doc struct {
+		Config map[string]any `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	out := make(map[string]string, len(doc.Config))
+	for k, v := range doc.Config {
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case map[string]any:
+			if _, secure := v["secure"]; secure {
+				return nil, fmt.Errorf("%s: %s is an encrypted secret, which the offline plan cannot read; pass a stand-in with -c %s=…", path, k, k)
+			}
+			b, _ := json.Marshal(v)
+			out[k] = string(b)
+		case []any:
+			b, _ := json.Marshal(v)
+			out[k] = string(b)
+		default:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	return out, nil
+}
+
+// Main is the plan command: `plan --stack dev [--format text|json] [-c key=value]...`.
+func Main(args []string, stdout io.Writer, fn StackFunc) error {
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	stack := fs.String("stack", "dev", "stack whose Pulumi.<stack>.yaml to use")
+	format := fs.String("format", "text", "output format: text or json")
+	dir := fs.String("dir", ".", "directory holding Pulumi.yaml and the stack files")
+	project := fs.String("project", "webstack", "Pulumi project name")
+	var overrides multiFlag
+	fs.Var(&overrides, "c", "config override key=value (repeatable; key without namespace means the project's)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := StackConfig(*dir, *stack)
+	if err != nil {
+		return err
+	}
+	for _, kv := range overrides {
+		for _, field := range strings.Fields(kv) {
+			k, v, ok := strings.Cut(field, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("-c %q: want key=value", field)
+			}
+			if !strings.Contains(k, ":") {
+				k = *project + ":" + k
+			}
+			cfg[k] = v
+		}
+	}
+	g, err := Run(*project, *stack, cfg, fn)
+	if err != nil {
+		return err
+	}
+	switch *format {
+	case "json":
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(g)
+	case "text":
+		return WriteText(stdout, g)
+	default:
+		return errors.New("unknown --format " + *format + ": use text or json")
+	}
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// WriteText prints the graph as a tree by component, each resource with its
+// key settings (scalar inputs, flattened; tags and long documents elided).
+func WriteText(w io.Writer, g *Graph) error {
+	children := map[string][]Resource{}
+	for _, r := range g.Resources {
+		children[r.Parent] = append(children[r.Parent], r)
+	}
+	fmt.Fprintf(w, "%s/%s: %d resources\n", g.Project, g.Stack, len(g.Resources))
+	var walk func(parent, indent string)
+	walk = func(parent, indent string) {
+		for _, r := range children[parent] {
+			fmt.Fprintf(w, "%s%s %s\n", indent, r.Type, r.Name)
+			for _, line := range settings(r.Inputs) {
+				fmt.Fprintf(w, "%s    %s\n", indent, line)
+			}
+			walk(r.Key(), indent+"  ")
+		}
+	}
+	walk("", "")
+	fmt.Fprintln(w, "outputs:")
+	keys := make([]string, 0, len(g.Outputs))
+	for k := range g.Outputs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b, _ := json.Marshal(g.Outputs[k])
+		fmt.Fprintf(w, "  %s = %s\n", k, b)
+	}
+	return nil
+}
+
+func settings(in map[string]any) []string {
+	var out []string
+	var flat func(prefix string, v any)
+	flat = func(prefix string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				if k == "tags" || k == "tagsAll" {
+					continue
+				}
+				flat(strings.TrimPrefix(prefix+"."+k, "."), v[k])
+			}
+		case []any:
+			for i, e := range v {
+				flat(fmt.Sprintf("%s[%d]", prefix, i), e)
+			}
+		default:
+			s := fmt.Sprint(v)
+			if len(s) > 100 {
+				s = s[:97] + "..."
+			}
+			out = append(out, prefix+" = "+s)
+		}
+	}
+	flat("", in)
+	return out
+}

@@ -1,0 +1,168 @@
+// Command webstack is the Pulumi program of the webstack project: it loads
+// the stack's configuration and composes the tiers, in the order of the
+// architecture: network → security → database → compute → edge protection.
+//
+// `go run . plan --stack <name>` runs the same program offline, under mocks,
+// and prints its resource graph (see internal/plan).
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"webstack/compute"
+	"webstack/database"
+	"webstack/internal/config"
+	"webstack/internal/plan"
+	"webstack/network"
+	"webstack/security"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "plan" {
+		if err := plan.Main(os.Args[2:], os.Stdout, stack); err != nil {
+			fmt.Fprintln(os.Stderr, "plan:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	pulumi.Run(func(ctx *pulumi.Context) error {
+		outputs, err := stack(ctx)
+		if err != nil {
+			return err
+		}
+		for k, v := range outputs {
+			ctx.Export(k, v)
+		}
+		return nil
+	})
+}
+
+// stack builds one stack and returns its outputs.
+func stack(ctx *pulumi.Context) (pulumi.Map, error) {
+	cfg, err := config.FromPulumi(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ha := cfg.Topology == config.HA
+
+	provider, err := aws.NewProvider(ctx, "aws", &aws.ProviderArgs{
+		Region: pulumi.String(cfg.Region),
+		DefaultTags: &aws.ProviderDefaultTagsArgs{Tags: pulumi.StringMap{
+			"Project":   pulumi.String(cfg.Project),
+			"Stack":     pulumi.String(cfg.Stack),
+			"ManagedBy": pulumi.String("pulumi"),
+			"Owner":     pulumi.String(cfg.Owner),
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("aws provider: %w", err)
+	}
+	withAWS := pulumi.Providers(provider)
+
+	net, err := network.NewVPC(ctx, "network", &network.VPCArgs{
+		CIDR:                 cfg.Network.CIDR,
+		AvailabilityZones:    cfg.Network.AvailabilityZones,
+		AZCount:              cfg.Network.AZCount,
+		NATStrategy:          cfg.Network.NATStrategy,
+		FlowLogRetentionDays: cfg.Network.FlowLogRetentionDays,
+		Region:               cfg.Region,
+	}, withAWS)
+	if err != nil {
+		return nil, err
+	}
+
+	var webACL *security.WebACLArgs
+	if ha {
+		webACL = &security.WebACLArgs{Mode: cfg.Edge.WAFMode, RateLimit: cfg.Edge.WAFRateLimit, LogRetentionDays: cfg.Edge.WAFLogRetentionDays}
+	}
+	sec, err := security.NewSecurity(ctx, "security", &security.SecurityArgs{
+		VpcID:        net.VpcID,
+		LoadBalanced: ha,
+		WebPort:      cfg.Web.Port,
+		APIPort:      cfg.API.Port,
+		PublicHTTPS:  cfg.HTTPS(),
+		WebACL:       webACL,
+	}, withAWS)
+	if err != nil {
+		return nil, err
+	}
+
+	db, err := database.NewCluster(ctx, "database", &database.ClusterArgs{
+		SubnetIDs:           net.IsolatedSubnetIDs,
+		AvailabilityZones:   net.AvailabilityZones,
+		SecurityGroupID:     sec.DatabaseSecurityGroupID,
+		InstanceClass:       cfg.Database.InstanceClass,
+		InstanceCount:       cfg.Database.InstanceCount,
+		BackupRetentionDays: cfg.Database.BackupRetentionDays,
+		BackupWindow:        cfg.Database.BackupWindow,
+		MaintenanceWindow:   cfg.Database.MaintenanceWindow,
+		Audit:               cfg.Database.Audit,
+		LogExports:          cfg.Database.LogExports,
+		DeletionProtection:  cfg.Database.DeletionProtection,
+		SkipFinalSnapshot:   cfg.Database.SkipFinalSnapshot,
+	}, withAWS)
+	if err != nil {
+		return nil, err
+	}
+
+	app, err := compute.NewApp(ctx, "app", &compute.AppArgs{
+		LoadBalanced:     ha,
+		VpcID:            net.VpcID,
+		PublicSubnetIDs:  net.PublicSubnetIDs,
+		PrivateSubnetIDs: net.PrivateSubnetIDs,
+		Web: compute.TierArgs{
+			InstanceType: cfg.Web.InstanceType, Port: cfg.Web.Port, MinSize: cfg.Web.MinSize, MaxSize: cfg.Web.MaxSize,
+			SecurityGroupID: sec.WebSecurityGroupID, InstanceProfileName: sec.WebInstanceProfile.Name,
+		},
+		API: compute.TierArgs{
+			InstanceType: cfg.API.InstanceType, Port: cfg.API.Port, MinSize: cfg.API.MinSize, MaxSize: cfg.API.MaxSize,
+			SecurityGroupID: sec.APISecurityGroupID, InstanceProfileName: sec.APIInstanceProfile.Name,
+		},
+		RootVolumeGiB:              cfg.RootVolumeGiB,
+		PublicALBSecurityGroupID:   sec.PublicALBSecurityGroupID,
+		InternalALBSecurityGroupID: sec.InternalALBSecurityGroupID,
+		CertificateArn:             cfg.Edge.CertificateArn,
+		AllowHTTP:                  cfg.Edge.AllowHTTP,
+		DesyncMitigationMode:       cfg.Edge.DesyncMitigationMode,
+		DeletionProtection:         cfg.Edge.ALBDeletionProtection,
+		AccessLogs:                 cfg.Edge.ALBAccessLogs,
+		MinHealthyPercentage:       cfg.MinHealthyPercentage,
+		CPUTargetPercent:           cfg.CPUTargetPercent,
+	}, withAWS)
+	if err != nil {
+		return nil, err
+	}
+
+	edge := &security.EdgeProtectionArgs{ResourceArn: app.EntryPointArn, ShieldAdvanced: cfg.Edge.ShieldAdvanced}
+	if ha {
+		edge.WebACLArn = sec.WebACLArn
+	}
+	if _, err := security.NewEdgeProtection(ctx, "edge", edge, withAWS); err != nil {
+		return nil, err
+	}
+
+	outputs := pulumi.Map{
+		"url":               app.URL,
+		"vpcId":             net.VpcID,
+		"publicSubnetIds":   net.PublicSubnetIDs,
+		"privateSubnetIds":  net.PrivateSubnetIDs,
+		"isolatedSubnetIds": net.IsolatedSubnetIDs,
+		"dbEndpoint":        db.Endpoint,
+		"dbReaderEndpoint":  db.ReaderEndpoint,
+		"dbPort":            db.Port,
+		"dbSecretArn":       db.SecretArn,
+	}
+	if ha {
+		outputs["webAclArn"] = sec.WebACLArn
+		outputs["webAsgName"] = app.WebGroupName
+		outputs["apiAsgName"] = app.APIGroupName
+	} else {
+		outputs["webInstanceId"] = app.WebInstanceID
+		outputs["apiInstanceId"] = app.APIInstanceID
+	}
+	return outputs, nil
+}

@@ -1,0 +1,211 @@
+// Package network provides the webstack VPC: public, private and isolated
+// subnets across pinned availability zones, NAT, an S3 gateway endpoint, flow
+// logs, and a default security group that allows nothing.
+package network
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
+	awsec2 "github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ec2"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// VPCArgs configures NewVPC.
+type VPCArgs struct {
+	// CIDR is the VPC's IPv4 range, /16 to /20. Defaults to "10.0.0.0/16".
+	CIDR string
+	// AvailabilityZones pins the AZ names. Defaults to the region's available
+	// AZs, sorted by name, cut to AZCount, so that adding AZs later appends
+	// subnets instead of renumbering them.
+	AvailabilityZones []string
+	// AZCount is how many AZs to use when AvailabilityZones is empty. Defaults to 2.
+	AZCount int
+	// NATStrategy is "Single" or "OnePerAz". Defaults to "Single".
+	NATStrategy string
+	// FlowLogRetentionDays is the flow log group's retention. Defaults to 30.
+	FlowLogRetentionDays int
+	// Region is the AWS region, used for the S3 endpoint's service name. Required.
+	Region string
+}
+
+// VPC is the network tier.
+type VPC struct {
+	pulumi.ResourceState
+
+	// VpcID is the VPC's id.
+	VpcID pulumi.StringOutput
+	// CIDR is the VPC's IPv4 range.
+	CIDR string
+	// AvailabilityZones are the AZs the subnets span, in subnet order.
+	AvailabilityZones []string
+	// PublicSubnetIDs, one per AZ: load balancers, NAT, the single topology's web instance.
+	PublicSubnetIDs pulumi.StringArrayOutput
+	// PrivateSubnetIDs, one per AZ: application instances, egress through NAT.
+	PrivateSubnetIDs pulumi.StringArrayOutput
+	// IsolatedSubnetIDs, one per AZ: the database, no route to the internet.
+	IsolatedSubnetIDs pulumi.StringArrayOutput
+	// FlowLogGroupName is the CloudWatch log group receiving VPC flow logs.
+	FlowLogGroupName pulumi.StringOutput
+}
+
+// NewVPC creates the network tier.
+func NewVPC(ctx *pulumi.Context, name string, args *VPCArgs, opts ...pulumi.ResourceOption) (*VPC, error) {
+	c := &VPC{}
+	if err := ctx.RegisterComponentResource("webstack:network:VPC", name, c, opts...); err != nil {
+		return nil, err
+	}
+	a := *args
+	if a.CIDR == "" {
+		a.CIDR = "10.0.0.0/16"
+	}
+	if a.AZCount == 0 {
+		a.AZCount = 2
+	}
+	if a.NATStrategy == "" {
+		a.NATStrategy = "Single"
+	}
+	if a.FlowLogRetentionDays == 0 {
+		a.FlowLogRetentionDays = 30
+	}
+	prefix, err := netip.ParsePrefix(a.CIDR)
+	if err != nil {
+		return nil, fmt.Errorf("network: parse CIDR: %w", err)
+	}
+	parent := pulumi.Parent(c)
+
+	azs := slices.Clone(a.AvailabilityZones)
+	if len(azs) == 0 {
+		res, err := aws.GetAvailabilityZones(ctx, &aws.GetAvailabilityZonesArgs{State: pulumi.StringRef("available")}, pulumi.Parent(c))
+		if err != nil {
+			return nil, fmt.Errorf("network: look up availability zones: %w", err)
+		}
+		azs = slices.Sorted(slices.Values(res.Names))
+		if len(azs) < a.AZCount {
+			return nil, fmt.Errorf("network: region has %d availability zones, azCount is %d", len(azs), a.AZCount)
+		}
+		azs = azs[:a.AZCount]
+	}
+	c.AvailabilityZones = azs
+	c.CIDR = a.CIDR
+
+	// Each AZ gets a private subnet of 1/16 of the VPC (instances) and a
+	// public and an isolated subnet of 1/64 each (load balancers and NAT; the
+	// database): six AZs use 36/64 of the range, leaving room to grow.
+	bits := prefix.Bits()
+	mask := func(n int) *int { return &n }
+	strategy := ec2.SubnetAllocationStrategyAuto
+	vpc, err := ec2.NewVpc(ctx, name, &ec2.VpcArgs{
+		CidrBlock:             &a.CIDR,
+		AvailabilityZoneNames: azs,
+		SubnetStrategy:        &strategy,
+		SubnetSpecs: []ec2.SubnetSpecArgs{
+			{Type: ec2.SubnetTypePublic, Name: pulumi.StringRef("public"), CidrMask: mask(bits + 6)},
+			{Type: ec2.SubnetTypePrivate, Name: pulumi.StringRef("private"), CidrMask: mask(bits + 4)},
+			{Type: ec2.SubnetTypeIsolated, Name: pulumi.StringRef("isolated"), CidrMask: mask(bits + 6)},
+		},
+		NatGateways:        &ec2.NatGatewayConfigurationArgs{Strategy: ec2.NatGatewayStrategy(a.NATStrategy)},
+		EnableDnsHostnames: pulumi.Bool(true),
+		EnableDnsSupport:   pulumi.Bool(true),
+		Tags:               pulumi.StringMap{"Name": pulumi.String(name)},
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("network: vpc: %w", err)
+	}
+	c.VpcID = vpc.VpcId
+	c.PublicSubnetIDs = vpc.PublicSubnetIds
+	c.PrivateSubnetIDs = vpc.PrivateSubnetIds
+	c.IsolatedSubnetIDs = vpc.IsolatedSubnetIds
+
+	// The default security group is adopted and emptied: anything launched
+	// without an explicit group gets no traffic at all.
+	if _, err := awsec2.NewDefaultSecurityGroup(ctx, name+"-default-sg", &awsec2.DefaultSecurityGroupArgs{
+		VpcId:   vpc.VpcId,
+		Ingress: awsec2.DefaultSecurityGroupIngressArray{},
+		Egress:  awsec2.DefaultSecurityGroupEgressArray{},
+		Tags:    pulumi.StringMap{"Name": pulumi.String(name + "-default-deny")},
+	}, parent); err != nil {
+		return nil, fmt.Errorf("network: default security group: %w", err)
+	}
+
+	// S3 gateway endpoint on every route table: artefacts and logs reach S3
+	// without NAT charges. awsx does not export route table ids as strings,
+	// so they are read back once the VPC exists.
+	routeTables := awsec2.GetRouteTablesOutput(ctx, awsec2.GetRouteTablesOutputArgs{VpcId: vpc.VpcId}, pulumi.Parent(c))
+	if _, err := awsec2.NewVpcEndpoint(ctx, name+"-s3", &awsec2.VpcEndpointArgs{
+		VpcId:           vpc.VpcId,
+		ServiceName:     pulumi.Sprintf("com.amazonaws.%s.s3", a.Region),
+		VpcEndpointType: pulumi.String("Gateway"),
+		RouteTableIds:   routeTables.Ids(),
+		Tags:            pulumi.StringMap{"Name": pulumi.String(name + "-s3")},
+	}, parent); err != nil {
+		return nil, fmt.Errorf("network: s3 endpoint: %w", err)
+	}
+
+	if err := c.flowLogs(ctx, name, vpc.VpcId, a.FlowLogRetentionDays); err != nil {
+		return nil, err
+	}
+
+	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{
+		"vpcId":             c.VpcID,
+		"publicSubnetIds":   c.PublicSubnetIDs,
+		"privateSubnetIds":  c.PrivateSubnetIDs,
+		"isolatedSubnetIds": c.IsolatedSubnetIDs,
+		"flowLogGroupName":  c.FlowLogGroupName,
+	}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// flowLogs sends all of the VPC's traffic records to a CloudWatch log group,
+// through a role that may write to that group only.
+func (c *VPC) flowLogs(ctx *pulumi.Context, name string, vpcID pulumi.StringOutput, retention int) error {
+	parent := pulumi.Parent(c)
+	group, err := cloudwatch.NewLogGroup(ctx, name+"-flow-logs", &cloudwatch.LogGroupArgs{
+		Name:            pulumi.Sprintf("/webstack/%s/%s/vpc-flow-logs", ctx.Stack(), name),
+		RetentionInDays: pulumi.Int(retention),
+		Tags:            pulumi.StringMap{"Name": pulumi.String(name + "-flow-logs")},
+	}, parent)
+	if err != nil {
+		return fmt.Errorf("network: flow log group: %w", err)
+	}
+	c.FlowLogGroupName = group.Name
+
+	role, err := iam.NewRole(ctx, name+"-flow-logs", &iam.RoleArgs{
+		AssumeRolePolicy: pulumi.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"vpc-flow-logs.amazonaws.com"},"Action":"sts:AssumeRole"}]}`),
+		Tags:             pulumi.StringMap{"Name": pulumi.String(name + "-flow-logs")},
+	}, parent)
+	if err != nil {
+		return fmt.Errorf("network: flow log role: %w", err)
+	}
+	if _, err := iam.NewRolePolicy(ctx, name+"-flow-logs", &iam.RolePolicyArgs{
+		Role: role.ID(),
+		Policy: pulumi.JSONMarshal(pulumi.Map{
+			"Version": pulumi.String("2012-10-17"),
+			"Statement": pulumi.Array{pulumi.Map{
+				"Effect":   pulumi.String("Allow"),
+				"Action":   pulumi.ToStringArray([]string{"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"}),
+				"Resource": pulumi.StringArray{group.Arn, pulumi.Sprintf("%s:*", group.Arn)},
+			}},
+		}),
+	}, parent); err != nil {
+		return fmt.Errorf("network: flow log policy: %w", err)
+	}
+	if _, err := awsec2.NewFlowLog(ctx, name+"-flow-logs", &awsec2.FlowLogArgs{
+		VpcId:              vpcID,
+		TrafficType:        pulumi.String("ALL"),
+		LogDestinationType: pulumi.String("cloud-watch-logs"),
+		LogDestination:     group.Arn,
+		IamRoleArn:         role.Arn,
+		Tags:               pulumi.StringMap{"Name": pulumi.String(name + "-flow-logs")},
+	}, parent); err != nil {
+		return fmt.Errorf("network: flow log: %w", err)
+	}
+	return nil
+}
