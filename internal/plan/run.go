@@ -95,7 +95,41 @@ func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph,
 		return nil, err
 	}
 	g.Resources = rec.Resources()
+	// Outputs resolve to Go values ([]string, int...); give them the same
+	// JSON shapes as resource inputs.
+	raw, err = json.Marshal(g.Outputs)
+	if err != nil {
+		return nil, fmt.Errorf("encode outputs: %w", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.UseNumber()
+	var outs map[string]any
+	if err := dec.Decode(&outs); err != nil {
+		return nil, fmt.Errorf("decode outputs: %w", err)
+	}
+	g.Outputs = numbersToInt(outs).(map[string]any)
 	return g, nil
+}
+
+// numbersToInt turns integral json.Numbers into int64, like plain() does.
+func numbersToInt(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = numbersToInt(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = numbersToInt(e)
+		}
+	case json.Number:
+		if n, err := v.Int64(); err == nil {
+			return n
+		}
+		f, _ := v.Float64()
+		return f
+	}
+	return v
 }
 
 // StackConfig reads Pulumi.<stack>.yaml in dir and returns its config map,

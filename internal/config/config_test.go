@@ -1,0 +1,152 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+)
+
+// valid is a complete ha configuration that loads without error.
+func valid() MapSource {
+	return MapSource{"certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc-123"}
+}
+
+func TestDefaultsLoad(t *testing.T) {
+	c, err := Load(valid(), "webstack", "prod", "us-east-1")
+	require.NoError(t, err)
+	assert.Equal(t, HA, c.Topology)
+	assert.Equal(t, "10.0.0.0/16", c.Network.CIDR)
+	assert.Equal(t, 2, c.Network.AZCount)
+	assert.Equal(t, 8080, c.Web.Port)
+	assert.Equal(t, 8081, c.API.Port)
+	assert.True(t, c.HTTPS())
+}
+
+func TestSingleTopologyLoads(t *testing.T) {
+	c, err := Load(MapSource{"topology": "single", "webPort": "80", "dbInstanceCount": "1", "dbDeletionProtection": "false", "dbSkipFinalSnapshot": "true"}, "webstack", "dev", "us-east-1")
+	require.NoError(t, err)
+	assert.Equal(t, Single, c.Topology)
+	assert.False(t, c.HTTPS())
+}
+
+func TestInvalidConfigNamesTheKeyAndTheFix(t *testing.T) {
+	tests := []struct {
+		name    string
+		set     map[string]string
+		region  string
+		wantKey string
+		wantFix string
+	}{
+		{"malformed CIDR", map[string]string{"vpcCidr": "10.0.0/16"}, "", "vpcCidr", "10.0.0.0/16"},
+		{"CIDR too small", map[string]string{"vpcCidr": "10.0.0.0/24"}, "", "vpcCidr", "/16../20"},
+		{"CIDR host bits", map[string]string{"vpcCidr": "10.0.1.0/16"}, "", "vpcCidr", "use 10.0.0.0/16"},
+		{"public CIDR", map[string]string{"vpcCidr": "8.8.0.0/16"}, "", "vpcCidr", "private"},
+		{"one AZ", map[string]string{"azCount": "1"}, "", "azCount", "at least 2"},
+		{"one pinned AZ", map[string]string{"availabilityZones": `["us-east-1a"]`}, "", "availabilityZones", "at least 2"},
+		{"AZ of another region", map[string]string{"availabilityZones": `["eu-west-1a","eu-west-1b"]`}, "", "availabilityZones", "us-east-1a"},
+		{"zero web instances", map[string]string{"webMinSize": "0"}, "", "webMinSize", "at least 1"},
+		{"zero DB instances", map[string]string{"dbInstanceCount": "0"}, "", "dbInstanceCount", "at least 1"},
+		{"ha with one DB instance", map[string]string{"dbInstanceCount": "1"}, "", "dbInstanceCount", "at least 2"},
+		{"ASG min above max", map[string]string{"apiMinSize": "5", "apiMaxSize": "3"}, "", "apiMaxSize", "apiMaxSize >= apiMinSize"},
+		{"unknown NAT strategy", map[string]string{"natStrategy": "PerSubnet"}, "", "natStrategy", "'Single' or 'OnePerAz'"},
+		{"unknown WAF mode", map[string]string{"wafMode": "monitor"}, "", "wafMode", "'block' or 'count'"},
+		{"ha without certificate", map[string]string{"certificateArn": ""}, "", "certificateArn", "allowHttp true"},
+		{"malformed certificate", map[string]string{"certificateArn": "arn:aws:iam::1:cert"}, "", "certificateArn", "arn:aws:acm:"},
+		{"unknown topology", map[string]string{"topology": "cluster"}, "", "topology", "'single'"},
+		{"x86 instance type", map[string]string{"webInstanceType": "t3.small"}, "", "webInstanceType", "t4g.small"},
+		{"not an integer", map[string]string{"webPort": "eighty"}, "", "webPort", "not an integer"},
+		{"not a boolean", map[string]string{"allowHttp": "yes please"}, "", "allowHttp", "true or false"},
+		{"bad retention", map[string]string{"flowLogRetentionDays": "10"}, "", "flowLogRetentionDays", "one of"},
+		{"short backup retention", map[string]string{"dbBackupRetentionDays": "3"}, "", "dbBackupRetentionDays", "7..35"},
+		{"bad backup window", map[string]string{"dbBackupWindow": "3am"}, "", "dbBackupWindow", "hh:mm-hh:mm"},
+		{"bad maintenance window", map[string]string{"dbMaintenanceWindow": "sunday"}, "", "dbMaintenanceWindow", "sun:04:30"},
+		{"unknown log export", map[string]string{"dbLogExports": `["slowlog"]`}, "", "dbLogExports", "'audit'"},
+		{"ha without deletion protection", map[string]string{"dbDeletionProtection": "false"}, "", "dbDeletionProtection", "true"},
+		{"same ports", map[string]string{"apiPort": "8080"}, "", "apiPort", "different ports"},
+		{"single not on 80", map[string]string{"topology": "single", "dbInstanceCount": "1"}, "", "webPort", "webPort 80"},
+		{"rate limit too low", map[string]string{"wafRateLimit": "10"}, "", "wafRateLimit", "100..2000000000"},
+		{"bad desync mode", map[string]string{"desyncMitigationMode": "monitor"}, "", "desyncMitigationMode", "'strictest'"},
+		{"no region", nil, "-", "aws:region", "pulumi config set aws:region"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := valid()
+			for k, v := range tt.set {
+				src[k] = v
+			}
+			region := "us-east-1"
+			if tt.region == "-" {
+				region = ""
+			}
+			_, err := Load(src, "webstack", "prod", region)
+			require.Error(t, err, "Load(%v) accepted bad config", tt.set)
+			assert.Contains(t, err.Error(), tt.wantKey)
+			assert.Contains(t, err.Error(), tt.wantFix)
+		})
+	}
+}
+
+func TestAllProblemsAreReportedTogether(t *testing.T) {
+	_, err := Load(MapSource{"azCount": "1", "wafMode": "x"}, "webstack", "prod", "us-east-1")
+	require.Error(t, err)
+	for _, key := range []string{"azCount", "wafMode", "certificateArn"} {
+		assert.Contains(t, err.Error(), "webstack:"+key)
+	}
+}
+
+// Pulumi.yaml's schema must describe exactly the keys Load reads, with the
+// same types and defaults, so `pulumi config` and the program agree.
+func TestPulumiYAMLSchemaMatchesKeys(t *testing.T) {
+	data, err := os.ReadFile("../../Pulumi.yaml")
+	require.NoError(t, err)
+	var project struct {
+		Name   string `yaml:"name"`
+		Config map[string]struct {
+			Type        string `yaml:"type"`
+			Description string `yaml:"description"`
+			Default     any    `yaml:"default"`
+		} `yaml:"config"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &project))
+	assert.Equal(t, Namespace, project.Name)
+	assert.Len(t, project.Config, len(Keys))
+	for _, k := range Keys {
+		got, ok := project.Config[k.Name]
+		if !assert.True(t, ok, "Pulumi.yaml lacks %s", k.Name) {
+			continue
+		}
+		assert.Equal(t, string(k.Kind), got.Type, k.Name)
+		assert.NotEmpty(t, got.Description, k.Name)
+		want := k.Default
+		if list, ok := want.([]string); ok {
+			anyList := []any{}
+			for _, s := range list {
+				anyList = append(anyList, s)
+			}
+			want = anyList
+		}
+		assert.Equal(t, want, got.Default, "default of %s", k.Name)
+	}
+}
+
+func TestStackFilesSetOnlyKnownKeys(t *testing.T) {
+	known := map[string]bool{"aws:region": true}
+	for _, k := range Keys {
+		known[Namespace+":"+k.Name] = true
+	}
+	for _, stack := range []string{"dev", "staging", "prod"} {
+		data, err := os.ReadFile("../../Pulumi." + stack + ".yaml")
+		require.NoError(t, err)
+		var doc struct {
+			Config map[string]any `yaml:"config"`
+		}
+		require.NoError(t, yaml.Unmarshal(data, &doc))
+		for k := range doc.Config {
+			assert.True(t, known[k] || strings.HasPrefix(k, "aws:"), "%s sets unknown key %s", stack, k)
+		}
+	}
+}
