@@ -1,0 +1,110 @@
+// Package conduit holds the domain of the RealWorld Conduit API: its types,
+// its validation rules and its errors. It imports no storage or transport.
+package conduit
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// User is a registered account.
+type User struct {
+	ID           string
+	Username     string
+	Email        string
+	PasswordHash string
+	Bio          string
+	Image        string
+}
+
+// Profile is a user as another user sees them.
+type Profile struct {
+	Username  string
+	Bio       string
+	Image     string
+	Following bool
+}
+
+// Article is one post.
+type Article struct {
+	ID             string
+	Slug           string
+	Title          string
+	Description    string
+	Body           string
+	TagList        []string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	AuthorID       string
+	FavoritesCount int
+	Favorited      bool
+	Author         Profile
+}
+
+// Comment is a reply to an article.
+type Comment struct {
+	ID        int64
+	ArticleID string
+	AuthorID  string
+	Body      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	Author    Profile
+}
+
+// ArticleFilter selects articles for a list; empty fields do not filter.
+type ArticleFilter struct {
+	Tag       string
+	Author    string // username
+	Favorited string // username
+	Limit     int
+	Offset    int
+}
+
+// Code classifies a domain error; the HTTP layer maps codes to statuses.
+type Code int
+
+const (
+	CodeInvalid      Code = iota + 1 // the request is malformed or fails validation
+	CodeUnauthorized                 // no or bad credentials
+	CodeForbidden                    // authenticated, but not allowed
+	CodeNotFound                     // the resource does not exist
+	CodeConflict                     // a unique value is taken
+	CodeUnavailable                  // a dependency (the database) cannot be reached
+)
+
+// Error is a domain error: a code and a message safe to show to the client.
+type Error struct {
+	Code    Code
+	Message string
+	Err     error // the cause, never shown to the client
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %v", e.Message, e.Err)
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds a domain error with a client-safe message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unavailable wraps a dependency failure.
+func Unavailable(err error) *Error {
+	return &Error{Code: CodeUnavailable, Message: "service temporarily unavailable", Err: err}
+}
+
+// CodeOf returns the code of the first *Error in err's chain, or 0.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return 0
+}

@@ -1,0 +1,199 @@
+// Package httpapi serves the RealWorld Conduit API over HTTP: routing,
+// authentication, request decoding, and the one place where domain errors
+// become HTTP statuses.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"webstack/app/conduit"
+)
+
+// Store is the persistence the API needs.
+type Store interface {
+	Ping(ctx context.Context) error
+	CreateUser(ctx context.Context, u *conduit.User) error
+	UserByEmail(ctx context.Context, email string) (*conduit.User, error)
+	UserByUsername(ctx context.Context, username string) (*conduit.User, error)
+	UserByID(ctx context.Context, id string) (*conduit.User, error)
+	UpdateUser(ctx context.Context, u *conduit.User) error
+	Follow(ctx context.Context, follower, followee string) error
+	Unfollow(ctx context.Context, follower, followee string) error
+	Profile(ctx context.Context, viewer string, u *conduit.User) (conduit.Profile, error)
+	CreateArticle(ctx context.Context, a *conduit.Article) error
+	ArticleBySlug(ctx context.Context, viewer, slug string) (*conduit.Article, error)
+	UpdateArticle(ctx context.Context, a *conduit.Article) error
+	DeleteArticle(ctx context.Context, a *conduit.Article) error
+	Favorite(ctx context.Context, user string, a *conduit.Article) error
+	Unfavorite(ctx context.Context, user string, a *conduit.Article) error
+	ListArticles(ctx context.Context, viewer string, f conduit.ArticleFilter) ([]conduit.Article, int, error)
+	Feed(ctx context.Context, viewer string, limit, offset int) ([]conduit.Article, int, error)
+	AddComment(ctx context.Context, c *conduit.Comment) error
+	Comments(ctx context.Context, viewer, articleID string) ([]conduit.Comment, error)
+	Comment(ctx context.Context, articleID string, id int64) (*conduit.Comment, error)
+	DeleteComment(ctx context.Context, id int64) error
+	Tags(ctx context.Context) ([]string, error)
+}
+
+// Options configures the API.
+type Options struct {
+	// AllowedOrigins for CORS; "*" allows any. Defaults to ["*"].
+	AllowedOrigins []string
+	// MaxBodyBytes bounds request bodies. Defaults to 1 MiB.
+	MaxBodyBytes int64
+	// DBTimeout bounds each request's database work, so that a database
+	// outage answers 503 quickly instead of hanging. Defaults to 1.5s.
+	DBTimeout time.Duration
+	// BcryptCost for password hashes. Defaults to bcrypt.DefaultCost.
+	BcryptCost int
+}
+
+// API is the Conduit HTTP handler.
+type API struct {
+	store    Store
+	tokens   *Tokens
+	opts     Options
+	log      *slog.Logger
+	draining atomic.Bool
+	mux      *http.ServeMux
+}
+
+// New builds the API.
+func New(store Store, tokens *Tokens, log *slog.Logger, opts Options) *API {
+	if len(opts.AllowedOrigins) == 0 {
+		opts.AllowedOrigins = []string{"*"}
+	}
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.DBTimeout == 0 {
+		opts.DBTimeout = 1500 * time.Millisecond
+	}
+	a := &API{store: store, tokens: tokens, opts: opts, log: log, mux: http.NewServeMux()}
+	a.routes()
+	return a
+}
+
+// Drain makes /readyz fail, so load balancers stop sending new requests
+// while in-flight ones finish.
+func (a *API) Drain() { a.draining.Store(true) }
+
+func (a *API) routes() {
+	m := a.mux
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	m.HandleFunc("GET /readyz", a.ready)
+
+	m.Handle("POST /api/users", a.handle(a.register, public))
+	m.Handle("POST /api/users/login", a.handle(a.login, public))
+	m.Handle("GET /api/user", a.handle(a.currentUser, required))
+	m.Handle("PUT /api/user", a.handle(a.updateUser, required))
+
+	m.Handle("GET /api/profiles/{username}", a.handle(a.profile, optional))
+	m.Handle("POST /api/profiles/{username}/follow", a.handle(a.follow, required))
+	m.Handle("DELETE /api/profiles/{username}/follow", a.handle(a.unfollow, required))
+
+	m.Handle("GET /api/articles", a.handle(a.listArticles, optional))
+	m.Handle("GET /api/articles/feed", a.handle(a.feed, required))
+	m.Handle("POST /api/articles", a.handle(a.createArticle, required))
+	m.Handle("GET /api/articles/{slug}", a.handle(a.getArticle, optional))
+	m.Handle("PUT /api/articles/{slug}", a.handle(a.updateArticle, required))
+	m.Handle("DELETE /api/articles/{slug}", a.handle(a.deleteArticle, required))
+	m.Handle("POST /api/articles/{slug}/favorite", a.handle(a.favorite, required))
+	m.Handle("DELETE /api/articles/{slug}/favorite", a.handle(a.unfavorite, required))
+	m.Handle("GET /api/articles/{slug}/comments", a.handle(a.listComments, optional))
+	m.Handle("POST /api/articles/{slug}/comments", a.handle(a.addComment, required))
+	m.Handle("DELETE /api/articles/{slug}/comments/{id}", a.handle(a.deleteComment, required))
+
+	m.Handle("GET /api/tags", a.handle(a.tags, public))
+	m.Handle("/api/", a.handle(func(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
+		return conduit.Errorf(conduit.CodeNotFound, "no such endpoint")
+	}, public))
+}
+
+// ServeHTTP implements http.Handler, with CORS around the routes.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if origin := r.Header.Get("Origin"); origin != "" && a.originAllowed(origin) {
+		h := w.Header()
+		if a.opts.AllowedOrigins[0] == "*" {
+			h.Set("Access-Control-Allow-Origin", "*")
+		} else {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Requested-With")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+func (a *API) originAllowed(origin string) bool {
+	for _, o := range a.opts.AllowedOrigins {
+		if o == "*" || o == origin {
+			return true
+		}
+	}
+	return false
+}
+
+// Route names the matched route of r (its pattern), for metrics and logs.
+func Route(r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Pattern
+	}
+	return "unmatched"
+}
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	if a.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := a.store.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "database unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type authMode int
+
+const (
+	public authMode = iota
+	optional
+	required
+)
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, me *conduit.User) error
+
+// handle wraps a handler with authentication, the database deadline and
+// error mapping.
+func (a *API) handle(h handlerFunc, mode authMode) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), a.opts.DBTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		var me *conduit.User
+		if mode != public {
+			var err error
+			me, err = a.authenticate(r, mode == required)
+			if err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+		}
+		if err := h(w, r, me); err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}

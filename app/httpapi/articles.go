@@ -1,0 +1,330 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"webstack/app/conduit"
+)
+
+func viewerID(me *conduit.User) string {
+	if me == nil {
+		return ""
+	}
+	return me.ID
+}
+
+// page reads limit (1..100, default 20) and offset (>= 0, default 0).
+func page(r *http.Request) (limit, offset int, err error) {
+	limit, offset = 20, 0
+	q := r.URL.Query()
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > conduit.MaxLimit {
+			return 0, 0, conduit.Errorf(conduit.CodeInvalid, "limit must be an integer from 1 to %d", conduit.MaxLimit)
+		}
+	}
+	if v := q.Get("offset"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			return 0, 0, conduit.Errorf(conduit.CodeInvalid, "offset must be a non-negative integer")
+		}
+	}
+	return limit, offset, nil
+}
+
+func writeArticles(w http.ResponseWriter, list []conduit.Article, total int) {
+	out := make([]articleJSON, len(list))
+	for i := range list {
+		out[i] = toArticle(&list[i], false)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"articles": out, "articlesCount": total})
+}
+
+func (a *API) listArticles(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	limit, offset, err := page(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	f := conduit.ArticleFilter{Tag: q.Get("tag"), Author: q.Get("author"), Favorited: q.Get("favorited"), Limit: limit, Offset: offset}
+	if len(f.Tag) > conduit.MaxTag*4 || len(f.Author) > conduit.MaxUsername*4 || len(f.Favorited) > conduit.MaxUsername*4 {
+		return conduit.Errorf(conduit.CodeInvalid, "filter is too long")
+	}
+	list, total, err := a.store.ListArticles(r.Context(), viewerID(me), f)
+	if err != nil {
+		return err
+	}
+	writeArticles(w, list, total)
+	return nil
+}
+
+func (a *API) feed(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	limit, offset, err := page(r)
+	if err != nil {
+		return err
+	}
+	list, total, err := a.store.Feed(r.Context(), me.ID, limit, offset)
+	if err != nil {
+		return err
+	}
+	writeArticles(w, list, total)
+	return nil
+}
+
+// article loads the path's article; an invalid slug is 404 like a missing one.
+func (a *API) article(r *http.Request, me *conduit.User) (*conduit.Article, error) {
+	slug := r.PathValue("slug")
+	if err := conduit.ValidSlug(slug); err != nil {
+		return nil, conduit.Errorf(conduit.CodeNotFound, "article not found")
+	}
+	return a.store.ArticleBySlug(r.Context(), viewerID(me), slug)
+}
+
+// ownArticle loads the path's article and checks that me wrote it.
+func (a *API) ownArticle(r *http.Request, me *conduit.User) (*conduit.Article, error) {
+	art, err := a.article(r, me)
+	if err != nil {
+		return nil, err
+	}
+	if art.AuthorID != me.ID {
+		return nil, conduit.Errorf(conduit.CodeForbidden, "only the author may change this article")
+	}
+	return art, nil
+}
+
+func writeArticle(w http.ResponseWriter, st int, art *conduit.Article) {
+	writeJSON(w, st, map[string]articleJSON{"article": toArticle(art, true)})
+}
+
+func (a *API) getArticle(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	art, err := a.article(r, me)
+	if err != nil {
+		return err
+	}
+	writeArticle(w, http.StatusOK, art)
+	return nil
+}
+
+// withUniqueSlug runs save with the title's slug, then with a random suffix
+// while the slug is taken.
+func withUniqueSlug(title string, save func(slug string) error) error {
+	base := conduit.Slugify(title)
+	slug := base
+	for attempt := 0; ; attempt++ {
+		err := save(slug)
+		if conduit.CodeOf(err) != conduit.CodeConflict || attempt >= 5 {
+			return err
+		}
+		slug = base + "-" + conduit.SlugSuffix()
+	}
+}
+
+func (a *API) createArticle(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	var req struct {
+		Article *struct {
+			Title       string   `json:"title"`
+			Description string   `json:"description"`
+			Body        string   `json:"body"`
+			TagList     []string `json:"tagList"`
+		} `json:"article"`
+	}
+	if err := a.decode(w, r, &req); err != nil {
+		return err
+	}
+	in := req.Article
+	if in == nil {
+		return conduit.Errorf(conduit.CodeInvalid, "article can't be empty")
+	}
+	for _, err := range []error{
+		conduit.Required("title", in.Title, conduit.MaxTitle),
+		conduit.Required("description", in.Description, conduit.MaxDescription),
+		conduit.Required("body", in.Body, conduit.MaxBody),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	tags, err := conduit.NormalizeTags(in.TagList)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	art := &conduit.Article{Title: in.Title, Description: in.Description, Body: in.Body, TagList: tags,
+		AuthorID: me.ID, CreatedAt: now, UpdatedAt: now, Author: conduit.Profile{Username: me.Username, Bio: me.Bio, Image: me.Image}}
+	err = withUniqueSlug(in.Title, func(slug string) error {
+		art.Slug = slug
+		return a.store.CreateArticle(r.Context(), art)
+	})
+	if err != nil {
+		return err
+	}
+	writeArticle(w, http.StatusCreated, art)
+	return nil
+}
+
+func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	art, err := a.ownArticle(r, me)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Article *struct {
+			Title       *string `json:"title"`
+			Description *string `json:"description"`
+			Body        *string `json:"body"`
+		} `json:"article"`
+	}
+	if err := a.decode(w, r, &req); err != nil {
+		return err
+	}
+	in := req.Article
+	if in == nil {
+		return conduit.Errorf(conduit.CodeInvalid, "article can't be empty")
+	}
+	if in.Description != nil {
+		if err := conduit.Required("description", *in.Description, conduit.MaxDescription); err != nil {
+			return err
+		}
+		art.Description = *in.Description
+	}
+	if in.Body != nil {
+		if err := conduit.Required("body", *in.Body, conduit.MaxBody); err != nil {
+			return err
+		}
+		art.Body = *in.Body
+	}
+	art.UpdatedAt = time.Now().UTC()
+	save := func(slug string) error {
+		art.Slug = slug
+		return a.store.UpdateArticle(r.Context(), art)
+	}
+	if in.Title != nil && *in.Title != art.Title {
+		if err := conduit.Required("title", *in.Title, conduit.MaxTitle); err != nil {
+			return err
+		}
+		art.Title = *in.Title
+		err = withUniqueSlug(art.Title, save)
+	} else {
+		err = save(art.Slug)
+	}
+	if err != nil {
+		return err
+	}
+	writeArticle(w, http.StatusOK, art)
+	return nil
+}
+
+func (a *API) deleteArticle(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	art, err := a.ownArticle(r, me)
+	if err != nil {
+		return err
+	}
+	if err := a.store.DeleteArticle(r.Context(), art); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) favorite(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	return a.setFavorite(w, r, me, a.store.Favorite)
+}
+
+func (a *API) unfavorite(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	return a.setFavorite(w, r, me, a.store.Unfavorite)
+}
+
+func (a *API) setFavorite(w http.ResponseWriter, r *http.Request, me *conduit.User, op func(ctx context.Context, user string, art *conduit.Article) error) error {
+	art, err := a.article(r, me)
+	if err != nil {
+		return err
+	}
+	if err := op(r.Context(), me.ID, art); err != nil {
+		return err
+	}
+	art, err = a.store.ArticleBySlug(r.Context(), me.ID, art.Slug)
+	if err != nil {
+		return err
+	}
+	writeArticle(w, http.StatusOK, art)
+	return nil
+}
+
+func (a *API) listComments(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	art, err := a.article(r, me)
+	if err != nil {
+		return err
+	}
+	list, err := a.store.Comments(r.Context(), viewerID(me), art.ID)
+	if err != nil {
+		return err
+	}
+	out := make([]commentJSON, len(list))
+	for i := range list {
+		out[i] = toComment(&list[i])
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"comments": out})
+	return nil
+}
+
+func (a *API) addComment(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	art, err := a.article(r, me)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Comment *struct {
+			Body string `json:"body"`
+		} `json:"comment"`
+	}
+	if err := a.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Comment == nil {
+		return conduit.Errorf(conduit.CodeInvalid, "comment can't be empty")
+	}
+	if err := conduit.Required("body", req.Comment.Body, conduit.MaxComment); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	c := &conduit.Comment{ArticleID: art.ID, AuthorID: me.ID, Body: req.Comment.Body, CreatedAt: now, UpdatedAt: now,
+		Author: conduit.Profile{Username: me.Username, Bio: me.Bio, Image: me.Image}}
+	if err := a.store.AddComment(r.Context(), c); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]commentJSON{"comment": toComment(c)})
+	return nil
+}
+
+func (a *API) deleteComment(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	art, err := a.article(r, me)
+	if err != nil {
+		return err
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return conduit.Errorf(conduit.CodeInvalid, "comment id must be a positive integer")
+	}
+	c, err := a.store.Comment(r.Context(), art.ID, id)
+	if err != nil {
+		return err
+	}
+	if c.AuthorID != me.ID {
+		return conduit.Errorf(conduit.CodeForbidden, "only the author may delete this comment")
+	}
+	if err := a.store.DeleteComment(r.Context(), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) tags(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
+	tags, err := a.store.Tags(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"tags": tags})
+	return nil
+}

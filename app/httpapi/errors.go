@@ -1,0 +1,71 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"webstack/app/conduit"
+	"webstack/app/observe"
+)
+
+// status maps a domain error code to its HTTP status: the only such mapping.
+func status(code conduit.Code) int {
+	switch code {
+	case conduit.CodeInvalid, conduit.CodeConflict:
+		return http.StatusUnprocessableEntity
+	case conduit.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case conduit.CodeForbidden:
+		return http.StatusForbidden
+	case conduit.CodeNotFound:
+		return http.StatusNotFound
+	case conduit.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case codeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+// codeTooLarge is the HTTP layer's own code for an oversized body.
+const codeTooLarge conduit.Code = 100
+
+// writeError answers with the spec's error body. Unexpected errors are
+// logged here, once, and shown to the client only as "internal error".
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := conduit.CodeOf(err)
+	msg := "internal error"
+	if code != 0 {
+		msg = asError(err).Message
+	}
+	st := status(code)
+	if st >= 500 {
+		a.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
+			slog.String("request_id", observe.RequestID(r.Context())), slog.String("route", Route(r)), slog.Any("error", err))
+	}
+	if st == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if st == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Token realm="conduit"`)
+	}
+	writeJSON(w, st, map[string]any{"errors": map[string][]string{"body": {msg}}})
+}
+
+func asError(err error) *conduit.Error {
+	var e *conduit.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &conduit.Error{Message: "internal error"}
+}
+
+func writeJSON(w http.ResponseWriter, st int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(st)
+	_ = json.NewEncoder(w).Encode(v)
+}

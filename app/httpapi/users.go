@@ -1,0 +1,198 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"webstack/app/conduit"
+)
+
+func (a *API) userResponse(w http.ResponseWriter, st int, u *conduit.User) error {
+	token, err := a.tokens.Issue(u.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, st, map[string]userJSON{"user": {Email: u.Email, Token: token, Username: u.Username, Bio: u.Bio, Image: image(u.Image)}})
+	return nil
+}
+
+func (a *API) register(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
+	var req struct {
+		User *struct {
+			Username string `json:"username"`
+			Email    string `json:"email"`
+			Password string `json:"password"`
+		} `json:"user"`
+	}
+	if err := a.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.User == nil {
+		return conduit.Errorf(conduit.CodeInvalid, "user can't be empty")
+	}
+	in := req.User
+	for _, err := range []error{conduit.ValidUsername(in.Username), conduit.ValidEmail(in.Email), conduit.ValidPassword(in.Password)} {
+		if err != nil {
+			return err
+		}
+	}
+	hash, err := a.hash(in.Password)
+	if err != nil {
+		return err
+	}
+	u := &conduit.User{Username: in.Username, Email: in.Email, PasswordHash: hash}
+	if err := a.store.CreateUser(r.Context(), u); err != nil {
+		if conduit.CodeOf(err) == conduit.CodeConflict {
+			return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
+		}
+		return err
+	}
+	return a.userResponse(w, http.StatusCreated, u)
+}
+
+func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
+	var req struct {
+		User *struct {
+			Email    string `json:"email"`
+			Password string `json:"password"`
+		} `json:"user"`
+	}
+	if err := a.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.User == nil || req.User.Email == "" || req.User.Password == "" {
+		return conduit.Errorf(conduit.CodeInvalid, "email and password can't be empty")
+	}
+	u, err := a.store.UserByEmail(r.Context(), req.User.Email)
+	switch {
+	case conduit.CodeOf(err) == conduit.CodeNotFound:
+		checkPassword(string(dummyHash), req.User.Password)
+		return conduit.Errorf(conduit.CodeUnauthorized, "email or password is invalid")
+	case err != nil:
+		return err
+	case !checkPassword(u.PasswordHash, req.User.Password):
+		return conduit.Errorf(conduit.CodeUnauthorized, "email or password is invalid")
+	}
+	return a.userResponse(w, http.StatusOK, u)
+}
+
+func (a *API) currentUser(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	return a.userResponse(w, http.StatusOK, me)
+}
+
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	var req struct {
+		User *struct {
+			Email    *string `json:"email"`
+			Username *string `json:"username"`
+			Password *string `json:"password"`
+			Image    *string `json:"image"`
+			Bio      *string `json:"bio"`
+		} `json:"user"`
+	}
+	if err := a.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.User == nil {
+		return conduit.Errorf(conduit.CodeInvalid, "user can't be empty")
+	}
+	in, u := req.User, *me
+	if in.Email != nil {
+		if err := conduit.ValidEmail(*in.Email); err != nil {
+			return err
+		}
+		u.Email = *in.Email
+	}
+	if in.Username != nil {
+		if err := conduit.ValidUsername(*in.Username); err != nil {
+			return err
+		}
+		u.Username = *in.Username
+	}
+	if in.Password != nil {
+		if err := conduit.ValidPassword(*in.Password); err != nil {
+			return err
+		}
+		hash, err := a.hash(*in.Password)
+		if err != nil {
+			return err
+		}
+		u.PasswordHash = hash
+	}
+	if in.Bio != nil {
+		if err := conduit.MaxLen("bio", *in.Bio, conduit.MaxBio); err != nil {
+			return err
+		}
+		u.Bio = *in.Bio
+	}
+	if in.Image != nil {
+		if err := conduit.MaxLen("image", *in.Image, conduit.MaxImage); err != nil {
+			return err
+		}
+		u.Image = *in.Image
+	}
+	if err := a.store.UpdateUser(r.Context(), &u); err != nil {
+		if conduit.CodeOf(err) == conduit.CodeConflict {
+			return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
+		}
+		return err
+	}
+	return a.userResponse(w, http.StatusOK, &u)
+}
+
+func (a *API) profileUser(r *http.Request) (*conduit.User, error) {
+	name := r.PathValue("username")
+	if err := conduit.ValidUsername(name); err != nil {
+		return nil, conduit.Errorf(conduit.CodeNotFound, "profile not found")
+	}
+	u, err := a.store.UserByUsername(r.Context(), name)
+	if conduit.CodeOf(err) == conduit.CodeNotFound {
+		return nil, conduit.Errorf(conduit.CodeNotFound, "profile not found")
+	}
+	return u, err
+}
+
+func (a *API) writeProfile(w http.ResponseWriter, r *http.Request, me, u *conduit.User) error {
+	viewer := ""
+	if me != nil {
+		viewer = me.ID
+	}
+	p, err := a.store.Profile(r.Context(), viewer, u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]profileJSON{"profile": toProfile(p)})
+	return nil
+}
+
+func (a *API) profile(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	u, err := a.profileUser(r)
+	if err != nil {
+		return err
+	}
+	return a.writeProfile(w, r, me, u)
+}
+
+func (a *API) follow(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	u, err := a.profileUser(r)
+	if err != nil {
+		return err
+	}
+	if u.ID == me.ID {
+		return conduit.Errorf(conduit.CodeInvalid, "you cannot follow yourself")
+	}
+	if err := a.store.Follow(r.Context(), me.ID, u.ID); err != nil {
+		return err
+	}
+	return a.writeProfile(w, r, me, u)
+}
+
+func (a *API) unfollow(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	u, err := a.profileUser(r)
+	if err != nil {
+		return err
+	}
+	if err := a.store.Unfollow(r.Context(), me.ID, u.ID); err != nil {
+		return err
+	}
+	return a.writeProfile(w, r, me, u)
+}

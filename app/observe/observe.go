@@ -1,0 +1,135 @@
+// Package observe provides what every role of the server shares for
+// observability: request ids, structured access logs and Prometheus metrics.
+package observe
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// RequestIDHeader carries the request id from web to api and back to the client.
+const RequestIDHeader = "X-Request-Id"
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
+
+type ctxKey struct{}
+
+// RequestID returns the request id stored in ctx.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// NewID returns a random request id.
+func NewID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Metrics are the server's Prometheus metrics, on their own registry.
+type Metrics struct {
+	Registry   *prometheus.Registry
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	db         *prometheus.HistogramVec
+	wafBlocked *prometheus.CounterVec
+}
+
+// NewMetrics registers the metrics of one role.
+func NewMetrics(role string) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "conduit_http_requests_total", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP requests by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "conduit_http_request_duration_seconds", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP request latency by route and status.",
+			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "method", "status"}),
+		db: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "conduit_db_operation_duration_seconds", ConstLabels: prometheus.Labels{"role": role}, Help: "Database operation latency by operation.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .02, .05, .1, .25, 1},
+		}, []string{"op"}),
+		wafBlocked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "conduit_waf_blocked_total", ConstLabels: prometheus.Labels{"role": role}, Help: "Requests the WAF blocked, by rule id.",
+		}, []string{"rule"}),
+	}
+	m.Registry.MustRegister(m.requests, m.latency, m.db, m.wafBlocked)
+	if role != "api" { // process-wide collectors once per process
+		return m
+	}
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// ObserveDB records one database operation.
+func (m *Metrics) ObserveDB(op string, d time.Duration) { m.db.WithLabelValues(op).Observe(d.Seconds()) }
+
+// WAFBlocked counts one blocked request.
+func (m *Metrics) WAFBlocked(rule int) { m.wafBlocked.WithLabelValues(strconv.Itoa(rule)).Inc() }
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// Middleware assigns a request id (keeping a well-formed incoming one),
+// echoes it in the response, and logs and measures every request by route.
+// route names the request's route for labels; it must not return raw paths,
+// which would explode the metrics' cardinality.
+func (m *Metrics) Middleware(log *slog.Logger, route func(*http.Request) string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(RequestIDHeader)
+		if !validID.MatchString(id) {
+			id = NewID()
+			r.Header.Set(RequestIDHeader, id)
+		}
+		w.Header().Set(RequestIDHeader, id)
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		rt := route(r)
+		status := strconv.Itoa(rec.status)
+		d := time.Since(start)
+		m.requests.WithLabelValues(rt, r.Method, status).Inc()
+		m.latency.WithLabelValues(rt, r.Method, status).Observe(d.Seconds())
+		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", id), slog.String("method", r.Method), slog.String("route", rt),
+			slog.Int("status", rec.status), slog.Duration("duration", d), slog.Int64("bytes", rec.bytes))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,0 +1,130 @@
+// Package store keeps Conduit's data in MongoDB or a compatible database
+// (Amazon DocumentDB, FerretDB). It uses no multi-document transactions and
+// no $lookup: every multi-document invariant is kept by idempotent writes
+// (deterministic _ids for follows and favorites) and atomic $inc counters.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+
+	"webstack/app/conduit"
+)
+
+// Store is the MongoDB implementation of Conduit's persistence.
+type Store struct {
+	client *mongo.Client
+	db     *mongo.Database
+	// reads is the database handle for queries that tolerate replica lag
+	// (lists, tags); it prefers secondaries where the server has them.
+	reads *mongo.Database
+	// Observe, when set, receives the latency of every database operation.
+	Observe func(op string, d time.Duration)
+}
+
+// Connect opens a client for uri and checks nothing yet: the driver
+// connects lazily and reconnects by itself, so a database that is down at
+// start or later only fails the requests made meanwhile.
+func Connect(ctx context.Context, uri, database string) (*Store, error) {
+	opts := options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(2 * time.Second).
+		SetConnectTimeout(2 * time.Second).
+		SetRetryWrites(false) // DocumentDB does not support retryable writes
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	db := client.Database(database)
+	reads := client.Database(database, options.Database().SetReadPreference(readpref.SecondaryPreferred()))
+	return &Store{client: client, db: db, reads: reads}, nil
+}
+
+// Close disconnects the client, waiting for in-use connections up to ctx.
+func (s *Store) Close(ctx context.Context) error {
+	if err := s.client.Disconnect(ctx); err != nil {
+		return fmt.Errorf("disconnect from database: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	defer s.observe("ping", time.Now())
+	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+		return conduit.Unavailable(err)
+	}
+	return nil
+}
+
+// Migrate creates the collections' indexes; it is idempotent.
+func (s *Store) Migrate(ctx context.Context) error {
+	idx := map[string][]mongo.IndexModel{
+		"users": {
+			{Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetUnique(true).SetName("email_unique")},
+			{Keys: bson.D{{Key: "username", Value: 1}}, Options: options.Index().SetUnique(true).SetName("username_unique")},
+		},
+		"articles": {
+			{Keys: bson.D{{Key: "slug", Value: 1}}, Options: options.Index().SetUnique(true).SetName("slug_unique")},
+			{Keys: bson.D{{Key: "createdAt", Value: -1}}, Options: options.Index().SetName("recent")},
+			{Keys: bson.D{{Key: "authorId", Value: 1}, {Key: "createdAt", Value: -1}}, Options: options.Index().SetName("by_author")},
+			{Keys: bson.D{{Key: "tagList", Value: 1}, {Key: "createdAt", Value: -1}}, Options: options.Index().SetName("by_tag")},
+		},
+		"follows":   {{Keys: bson.D{{Key: "follower", Value: 1}}, Options: options.Index().SetName("by_follower")}},
+		"favorites": {{Keys: bson.D{{Key: "userId", Value: 1}}, Options: options.Index().SetName("by_user")}},
+		"comments":  {{Keys: bson.D{{Key: "articleId", Value: 1}}, Options: options.Index().SetName("by_article")}},
+	}
+	for coll, models := range idx {
+		if _, err := s.db.Collection(coll).Indexes().CreateMany(ctx, models); err != nil {
+			return fmt.Errorf("create indexes on %s: %w", coll, s.classify(err))
+		}
+	}
+	return nil
+}
+
+func (s *Store) observe(op string, start time.Time) {
+	if s.Observe != nil {
+		s.Observe(op, time.Since(start))
+	}
+}
+
+// classify turns driver errors into domain errors where the client should
+// see something other than a 500.
+func (s *Store) classify(err error) error {
+	var sel topology.ServerSelectionError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return conduit.Errorf(conduit.CodeNotFound, "not found")
+	case mongo.IsDuplicateKeyError(err):
+		return &conduit.Error{Code: conduit.CodeConflict, Message: "already exists", Err: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		mongo.IsTimeout(err), mongo.IsNetworkError(err), errors.As(err, &sel),
+		errors.Is(err, mongo.ErrClientDisconnected):
+		return conduit.Unavailable(err)
+	}
+	return err
+}
+
+// wrap classifies err and adds the operation's name.
+func (s *Store) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = s.classify(err)
+	if conduit.CodeOf(err) != 0 {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// errNotFound reports whether err is a not-found domain error.
+func errNotFound(err error) bool { return conduit.CodeOf(err) == conduit.CodeNotFound }

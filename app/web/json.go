@@ -1,0 +1,5 @@
+package web
+
+import "encoding/json"
+
+func jsonString(s string) ([]byte, error) { return json.Marshal(s) }
