@@ -5,10 +5,28 @@ STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
 
-.PHONY: test check-fmt vet unit plan
+.PHONY: test check-fmt vet unit postman plan build run tools
 
-## test: everything CI runs — formatting, vet, unit tests.
-test: check-fmt vet unit
+## test: everything CI runs — formatting, vet, unit tests, the Postman suite.
+test: check-fmt vet unit postman
+
+## tools: newman (npm) for the Postman suite.
+tools: node_modules/.bin/newman
+node_modules/.bin/newman: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+## postman: the official RealWorld suite through web (WAF on) → api → FerretDB.
+postman: tools
+	bash scripts/postman.sh
+
+## build: the conduit binary for this machine.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/conduit ./app/cmd/conduit
+
+## run: the whole path on this machine at http://127.0.0.1:8080/api.
+run:
+	$(GO) run ./app/cmd/conduit local
 
 check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -84,7 +84,9 @@ func (a *API) Drain() { a.draining.Store(true) }
 
 func (a *API) routes() {
 	m := a.mux
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	m.HandleFunc("GET /readyz", a.ready)
 
 	m.Handle("POST /api/users", a.handle(a.register, public))

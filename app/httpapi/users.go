@@ -130,6 +130,18 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 		}
 		u.Image = *in.Image
 	}
+	// The unique indexes are the backstop; checking first gives a clear
+	// answer on every backend.
+	if u.Email != me.Email {
+		if other, err := a.store.UserByEmail(r.Context(), u.Email); err == nil && other.ID != me.ID {
+			return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
+		}
+	}
+	if u.Username != me.Username {
+		if other, err := a.store.UserByUsername(r.Context(), u.Username); err == nil && other.ID != me.ID {
+			return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
+		}
+	}
 	if err := a.store.UpdateUser(r.Context(), &u); err != nil {
 		if conduit.CodeOf(err) == conduit.CodeConflict {
 			return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")

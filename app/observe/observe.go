@@ -74,7 +74,9 @@ func NewMetrics(role string) *Metrics {
 }
 
 // ObserveDB records one database operation.
-func (m *Metrics) ObserveDB(op string, d time.Duration) { m.db.WithLabelValues(op).Observe(d.Seconds()) }
+func (m *Metrics) ObserveDB(op string, d time.Duration) {
+	m.db.WithLabelValues(op).Observe(d.Seconds())
+}
 
 // WAFBlocked counts one blocked request.
 func (m *Metrics) WAFBlocked(rule int) { m.wafBlocked.WithLabelValues(strconv.Itoa(rule)).Inc() }

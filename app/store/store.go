@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -104,7 +105,9 @@ func (s *Store) classify(err error) error {
 		return nil
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return conduit.Errorf(conduit.CodeNotFound, "not found")
-	case mongo.IsDuplicateKeyError(err):
+	case mongo.IsDuplicateKeyError(err), strings.Contains(err.Error(), "E11000"), strings.Contains(err.Error(), "duplicate key"):
+		// FerretDB reports a unique-index violation on update without the
+		// structured code the driver looks for; its message is standard.
 		return &conduit.Error{Code: conduit.CodeConflict, Message: "already exists", Err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		mongo.IsTimeout(err), mongo.IsNetworkError(err), errors.As(err, &sel),

@@ -73,9 +73,6 @@ SecAction "id:900000,phase:1,pass,nolog,t:none,setvar:tx.blocking_paranoia_level
 SecAction "id:900110,phase:1,pass,nolog,t:none,setvar:tx.inbound_anomaly_score_threshold=5,setvar:tx.outbound_anomaly_score_threshold=4"
 # The API uses PUT and DELETE, which CRS does not allow by default.
 SecAction "id:900200,phase:1,pass,nolog,t:none,setvar:'tx.allowed_methods=GET HEAD POST OPTIONS PUT DELETE'"
-# The dev stack is reached by its Elastic IP and local mode by 127.0.0.1:
-# a numeric Host header is this deployment's normal case, not an attack.
-SecRuleRemoveById 920350
 `
 
 // WAF inspects requests.
@@ -106,6 +103,9 @@ Include @crs-setup.conf.example
 %s
 %s
 Include @owasp_crs/*.conf
+# The dev stack is reached by its Elastic IP and local mode by 127.0.0.1:
+# a numeric Host header is this deployment's normal case, not an attack.
+SecRuleRemoveById 920350
 `, engine, bodyLimit, bodyLimit, setup, Exclusions)
 	w, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(directives))
 	if err != nil {
@@ -140,6 +140,9 @@ func (w *WAF) Inspect(r *http.Request, id string) (Verdict, error) {
 		for _, v := range vs {
 			tx.AddRequestHeader(k, v)
 		}
+	}
+	if r.ContentLength > 0 { // Go moves Content-Length out of the header map
+		tx.AddRequestHeader("Content-Length", strconv.FormatInt(r.ContentLength, 10))
 	}
 	if r.Host != "" {
 		tx.AddRequestHeader("Host", r.Host)

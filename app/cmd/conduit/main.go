@@ -110,8 +110,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 type settings struct {
 	logLevel, adminAddr, apiAddr, webAddr, mongoAddr, mongoURI, mongoDB *string
-	jwtSecret, origins, upstream, wafMode, dataDir                    *string
-	maxBody                                                           *int64
+	jwtSecret, origins, upstream, wafMode, dataDir                      *string
+	maxBody                                                             *int64
 }
 
 type server struct {

@@ -1,0 +1,93 @@
+package waf_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"webstack/app/waf"
+)
+
+func inspect(t *testing.T, w *waf.WAF, method, target, body string, header map[string]string) waf.Verdict {
+	t.Helper()
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	r.Host = "127.0.0.1:8080"
+	r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")
+	r.Header.Set("Accept", "application/json")
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		r.Header.Set(k, v)
+	}
+	v, err := w.Inspect(r, "test-request-0001")
+	require.NoError(t, err)
+	if body != "" {
+		rest, _ := io.ReadAll(r.Body)
+		assert.Equal(t, body, string(rest), "the body is handed on unchanged")
+	}
+	return v
+}
+
+const codeArticle = `{"article":{"title":"SQL tips","description":"select and script","body":"` +
+	"```sql\\nSELECT * FROM users WHERE id = 1 OR 1=1; DROP TABLE users; --\\n```\\n\\n```html\\n<script>alert(document.cookie)</script>\\n```" +
+	`","tagList":["sql"]}}`
+
+func TestCRSBlocksAttacksAndPassesConduitTraffic(t *testing.T) {
+	w, err := waf.New(waf.On, 1<<20)
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		method  string
+		target  string
+		body    string
+		header  map[string]string
+		blocked bool
+	}{
+		{"list articles", "GET", "/api/articles?limit=20&offset=0", "", nil, false},
+		{"tags", "GET", "/api/tags", "", nil, false},
+		{"login", "POST", "/api/users/login", `{"user":{"email":"jake@jake.jake","password":"jakejake"}}`, nil, false},
+		{"update article", "PUT", "/api/articles/how-to-train", `{"article":{"body":"With two hands"}}`, nil, false},
+		{"delete comment", "DELETE", "/api/articles/how-to-train/comments/1", "", nil, false},
+		{"article with code in markdown", "POST", "/api/articles", codeArticle, nil, false},
+		{"comment with code", "POST", "/api/articles/sql-tips/comments", `{"comment":{"body":"try <script>alert(1)</script> or ' OR 1=1 --"}}`, nil, false},
+		{"SQLi in query string", "GET", "/api/articles?tag=%27%20OR%201%3D1%20UNION%20SELECT%20password%20FROM%20users%20--", "", nil, true},
+		{"XSS in query string", "GET", "/api/articles?author=%3Cscript%3Ealert(1)%3C%2Fscript%3E", "", nil, true},
+		{"XSS in a header", "GET", "/api/tags", "", map[string]string{"Referer": "<script>alert(document.cookie)</script>"}, true},
+		{"code payload in tagList", "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"b","tagList":["<script>alert(1)</script>"]}}`, nil, true},
+		{"code payload in user bio", "PUT", "/api/user", `{"user":{"bio":"<script>alert(document.cookie)</script>"}}`, nil, true},
+		{"SQLi payload in login", "POST", "/api/users/login", `{"user":{"email":"' OR 1=1 UNION SELECT password FROM users --","password":"x"}}`, nil, true},
+		{"article body payload on another endpoint", "PUT", "/api/user", `{"article":{"body":"<script>alert(document.cookie)</script>"}}`, nil, true},
+		{"path traversal", "GET", "/api/articles/../../etc/passwd", "", nil, true},
+		{"scanner user agent", "GET", "/api/tags", "", map[string]string{"User-Agent": "sqlmap/1.7"}, true},
+	}
+	for _, tt := range tests {
+		v := inspect(t, w, tt.method, tt.target, tt.body, tt.header)
+		assert.Equal(t, tt.blocked, v.Blocked, "%s: blocked = %v, want %v (rule %d, matched %v)", tt.name, v.Blocked, tt.blocked, v.RuleID, v.Matched)
+		if tt.blocked {
+			assert.Equal(t, http.StatusForbidden, v.Status, tt.name)
+		}
+	}
+}
+
+func TestDetectModeNeverBlocks(t *testing.T) {
+	w, err := waf.New(waf.Detect, 1<<20)
+	require.NoError(t, err)
+	v := inspect(t, w, "GET", "/api/articles?tag=%27%20OR%201%3D1%20UNION%20SELECT%20password%20FROM%20users%20--", "", nil)
+	assert.False(t, v.Blocked)
+	assert.NotEmpty(t, v.Matched, "detect mode still reports matches")
+}
+
+func TestParseMode(t *testing.T) {
+	for _, s := range []string{"on", "detect", "off"} {
+		_, err := waf.ParseMode(s)
+		assert.NoError(t, err, s)
+	}
+	_, err := waf.ParseMode("block")
+	assert.Error(t, err)
+}
