@@ -18,6 +18,9 @@ type User struct {
 	Image        string
 }
 
+// Profile is u as seen by someone who does not follow them.
+func (u *User) Profile() Profile { return Profile{Username: u.Username, Bio: u.Bio, Image: u.Image} }
+
 // Profile is a user as another user sees them.
 type Profile struct {
 	Username  string

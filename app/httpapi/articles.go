@@ -151,7 +151,7 @@ func (a *API) createArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 	}
 	now := time.Now().UTC()
 	art := &conduit.Article{Title: in.Title, Description: in.Description, Body: in.Body, TagList: tags,
-		AuthorID: me.ID, CreatedAt: now, UpdatedAt: now, Author: conduit.Profile{Username: me.Username, Bio: me.Bio, Image: me.Image}}
+		AuthorID: me.ID, CreatedAt: now, UpdatedAt: now, Author: me.Profile()}
 	err = withUniqueSlug(in.Title, func(slug string) error {
 		art.Slug = slug
 		return a.store.CreateArticle(r.Context(), art)
@@ -289,7 +289,7 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	}
 	now := time.Now().UTC()
 	c := &conduit.Comment{ArticleID: art.ID, AuthorID: me.ID, Body: req.Comment.Body, CreatedAt: now, UpdatedAt: now,
-		Author: conduit.Profile{Username: me.Username, Bio: me.Bio, Image: me.Image}}
+		Author: me.Profile()}
 	if err := a.store.AddComment(r.Context(), c); err != nil {
 		return err
 	}

@@ -35,10 +35,11 @@ const codeTooLarge conduit.Code = 100
 // writeError answers with the spec's error body. Unexpected errors are
 // logged here, once, and shown to the client only as "internal error".
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	code := conduit.CodeOf(err)
+	var code conduit.Code
 	msg := "internal error"
-	if code != 0 {
-		msg = asError(err).Message
+	var e *conduit.Error
+	if errors.As(err, &e) {
+		code, msg = e.Code, e.Message
 	}
 	st := status(code)
 	if st >= 500 {
@@ -52,14 +53,6 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Token realm="conduit"`)
 	}
 	writeJSON(w, st, map[string]any{"errors": map[string][]string{"body": {msg}}})
-}
-
-func asError(err error) *conduit.Error {
-	var e *conduit.Error
-	if errors.As(err, &e) {
-		return e
-	}
-	return &conduit.Error{Message: "internal error"}
 }
 
 func writeJSON(w http.ResponseWriter, st int, v any) {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 
 	"webstack/app/conduit"
@@ -41,10 +42,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *conduit.User) 
 	}
 	u := &conduit.User{Username: in.Username, Email: in.Email, PasswordHash: hash}
 	if err := a.store.CreateUser(r.Context(), u); err != nil {
-		if conduit.CodeOf(err) == conduit.CodeConflict {
-			return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
-		}
-		return err
+		return takenIfConflict(err)
 	}
 	return a.userResponse(w, http.StatusCreated, u)
 }
@@ -130,23 +128,8 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 		}
 		u.Image = *in.Image
 	}
-	// The unique indexes are the backstop; checking first gives a clear
-	// answer on every backend.
-	if u.Email != me.Email {
-		if other, err := a.store.UserByEmail(r.Context(), u.Email); err == nil && other.ID != me.ID {
-			return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
-		}
-	}
-	if u.Username != me.Username {
-		if other, err := a.store.UserByUsername(r.Context(), u.Username); err == nil && other.ID != me.ID {
-			return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
-		}
-	}
 	if err := a.store.UpdateUser(r.Context(), &u); err != nil {
-		if conduit.CodeOf(err) == conduit.CodeConflict {
-			return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
-		}
-		return err
+		return takenIfConflict(err)
 	}
 	return a.userResponse(w, http.StatusOK, &u)
 }
@@ -185,6 +168,14 @@ func (a *API) profile(w http.ResponseWriter, r *http.Request, me *conduit.User) 
 }
 
 func (a *API) follow(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	return a.setFollow(w, r, me, a.store.Follow)
+}
+
+func (a *API) unfollow(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	return a.setFollow(w, r, me, a.store.Unfollow)
+}
+
+func (a *API) setFollow(w http.ResponseWriter, r *http.Request, me *conduit.User, op func(ctx context.Context, follower, followee string) error) error {
 	u, err := a.profileUser(r)
 	if err != nil {
 		return err
@@ -192,19 +183,16 @@ func (a *API) follow(w http.ResponseWriter, r *http.Request, me *conduit.User) e
 	if u.ID == me.ID {
 		return conduit.Errorf(conduit.CodeInvalid, "you cannot follow yourself")
 	}
-	if err := a.store.Follow(r.Context(), me.ID, u.ID); err != nil {
+	if err := op(r.Context(), me.ID, u.ID); err != nil {
 		return err
 	}
 	return a.writeProfile(w, r, me, u)
 }
 
-func (a *API) unfollow(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
-	u, err := a.profileUser(r)
-	if err != nil {
-		return err
+// takenIfConflict names what a unique-index conflict on a user means.
+func takenIfConflict(err error) error {
+	if conduit.CodeOf(err) == conduit.CodeConflict {
+		return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
 	}
-	if err := a.store.Unfollow(r.Context(), me.ID, u.ID); err != nil {
-		return err
-	}
-	return a.writeProfile(w, r, me, u)
+	return err
 }

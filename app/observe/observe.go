@@ -46,7 +46,7 @@ type Metrics struct {
 	wafBlocked *prometheus.CounterVec
 }
 
-// NewMetrics registers the metrics of one role.
+// NewMetrics registers the metrics of one role, labelled role=<role>.
 func NewMetrics(role string) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
@@ -66,11 +66,15 @@ func NewMetrics(role string) *Metrics {
 		}, []string{"rule"}),
 	}
 	m.Registry.MustRegister(m.requests, m.latency, m.db, m.wafBlocked)
-	if role != "api" { // process-wide collectors once per process
-		return m
-	}
-	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// ProcessRegistry holds the Go runtime and process collectors, which exist
+// once per process whatever roles it runs.
+func ProcessRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
 }
 
 // ObserveDB records one database operation.

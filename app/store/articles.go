@@ -117,6 +117,13 @@ func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 
 func favoriteID(user, article string) string { return user + ":" + article }
 
+// favoriteDoc marks an article as a user's favourite; its _id is
+// favoriteID, so marking twice cannot make two documents.
+type favoriteDoc struct {
+	UserID    string `bson:"userId"`
+	ArticleID string `bson:"articleId"`
+}
+
 // Favorite marks an article as user's favourite; the count moves only when
 // the mark is new, so repeating it is a no-op.
 func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) error {
@@ -192,18 +199,10 @@ func (s *Store) ListArticles(ctx context.Context, viewer string, f conduit.Artic
 
 // Feed returns a page of the articles of the authors viewer follows.
 func (s *Store) Feed(ctx context.Context, viewer string, limit, offset int) ([]conduit.Article, int, error) {
-	start := time.Now()
-	cur, err := s.db.Collection("follows").Find(ctx, bson.D{{Key: "follower", Value: viewer}})
+	docs, err := findAll[followDoc](ctx, s, s.db.Collection("follows"), "follows.find", bson.D{{Key: "follower", Value: viewer}})
 	if err != nil {
-		return nil, 0, s.wrap("find follows", err)
+		return nil, 0, err
 	}
-	var docs []struct {
-		Followee string `bson:"followee"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, 0, s.wrap("read follows", err)
-	}
-	s.observe("follows.find", start)
 	authors := make([]string, len(docs))
 	for i, d := range docs {
 		authors[i] = d.Followee
@@ -211,20 +210,13 @@ func (s *Store) Feed(ctx context.Context, viewer string, limit, offset int) ([]c
 	if len(authors) == 0 {
 		return []conduit.Article{}, 0, nil
 	}
-	return s.page(ctx, viewer, bson.D{{Key: "authorId", Value: bson.D{{Key: "$in", Value: authors}}}}, limit, offset)
+	return s.page(ctx, viewer, in("authorId", authors), limit, offset)
 }
 
 func (s *Store) favoritedBy(ctx context.Context, user string) ([]bson.ObjectID, error) {
-	defer s.observe("favorites.find", time.Now())
-	cur, err := s.reads.Collection("favorites").Find(ctx, bson.D{{Key: "userId", Value: user}})
+	docs, err := findAll[favoriteDoc](ctx, s, s.reads.Collection("favorites"), "favorites.find", bson.D{{Key: "userId", Value: user}})
 	if err != nil {
-		return nil, s.wrap("find favorites", err)
-	}
-	var docs []struct {
-		ArticleID string `bson:"articleId"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, s.wrap("read favorites", err)
+		return nil, err
 	}
 	ids := make([]bson.ObjectID, 0, len(docs))
 	for _, d := range docs {
@@ -236,27 +228,23 @@ func (s *Store) favoritedBy(ctx context.Context, user string) ([]bson.ObjectID, 
 }
 
 func (s *Store) page(ctx context.Context, viewer string, filter bson.D, limit, offset int) ([]conduit.Article, int, error) {
-	start := time.Now()
 	coll := s.reads.Collection("articles")
+	start := time.Now()
 	total, err := coll.CountDocuments(ctx, filter)
+	s.observe("articles.count", start)
 	if err != nil {
 		return nil, 0, s.wrap("count articles", err)
 	}
 	if total == 0 || int64(offset) >= total {
 		return []conduit.Article{}, int(total), nil
 	}
-	cur, err := coll.Find(ctx, filter, options.Find().
+	docs, err := findAll[articleDoc](ctx, s, coll, "articles.list", filter, options.Find().
 		SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).
 		SetSkip(int64(offset)).SetLimit(int64(limit)).
 		SetProjection(bson.D{{Key: "body", Value: 0}}))
 	if err != nil {
-		return nil, 0, s.wrap("find articles", err)
+		return nil, 0, err
 	}
-	var docs []articleDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, 0, s.wrap("read articles", err)
-	}
-	s.observe("articles.list", start)
 	out, err := s.enrich(ctx, viewer, docs)
 	return out, int(total), err
 }
@@ -275,18 +263,10 @@ func (s *Store) enrich(ctx context.Context, viewer string, docs []articleDoc) ([
 	}
 	favorited := map[string]bool{}
 	if viewer != "" {
-		start := time.Now()
-		cur, err := s.db.Collection("favorites").Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: favKeys}}}})
+		favs, err := findAll[favoriteDoc](ctx, s, s.db.Collection("favorites"), "favorites.find", in("_id", favKeys))
 		if err != nil {
-			return nil, s.wrap("find favorites", err)
+			return nil, err
 		}
-		var favs []struct {
-			ArticleID string `bson:"articleId"`
-		}
-		if err := cur.All(ctx, &favs); err != nil {
-			return nil, s.wrap("read favorites", err)
-		}
-		s.observe("favorites.find", start)
 		for _, f := range favs {
 			favorited[f.ArticleID] = true
 		}
@@ -303,17 +283,12 @@ func (s *Store) enrich(ctx context.Context, viewer string, docs []articleDoc) ([
 
 // Tags returns every tag used by at least one article, sorted.
 func (s *Store) Tags(ctx context.Context) ([]string, error) {
-	defer s.observe("tags.find", time.Now())
-	cur, err := s.reads.Collection("tags").Find(ctx, bson.D{{Key: "count", Value: bson.D{{Key: "$gt", Value: 0}}}},
+	docs, err := findAll[struct {
+		ID string `bson:"_id"`
+	}](ctx, s, s.reads.Collection("tags"), "tags.find", bson.D{{Key: "count", Value: bson.D{{Key: "$gt", Value: 0}}}},
 		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return nil, s.wrap("find tags", err)
-	}
-	var docs []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, s.wrap("read tags", err)
+		return nil, err
 	}
 	tags := make([]string, len(docs))
 	for i, d := range docs {

@@ -59,17 +59,11 @@ func (s *Store) AddComment(ctx context.Context, c *conduit.Comment) error {
 
 // Comments lists an article's comments, oldest first, as viewer sees them.
 func (s *Store) Comments(ctx context.Context, viewer, articleID string) ([]conduit.Comment, error) {
-	start := time.Now()
-	cur, err := s.db.Collection("comments").Find(ctx, bson.D{{Key: "articleId", Value: articleID}},
+	docs, err := findAll[commentDoc](ctx, s, s.db.Collection("comments"), "comments.find", bson.D{{Key: "articleId", Value: articleID}},
 		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return nil, s.wrap("find comments", err)
+		return nil, err
 	}
-	var docs []commentDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, s.wrap("read comments", err)
-	}
-	s.observe("comments.find", start)
 	ids := make([]string, len(docs))
 	for i, d := range docs {
 		ids[i] = d.AuthorID

@@ -105,9 +105,10 @@ func (s *Store) classify(err error) error {
 		return nil
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return conduit.Errorf(conduit.CodeNotFound, "not found")
-	case mongo.IsDuplicateKeyError(err), strings.Contains(err.Error(), "E11000"), strings.Contains(err.Error(), "duplicate key"):
-		// FerretDB reports a unique-index violation on update without the
-		// structured code the driver looks for; its message is standard.
+	case mongo.IsDuplicateKeyError(err), strings.Contains(err.Error(), "UNIQUE constraint failed"):
+		// FerretDB 1.x on SQLite reports a unique-index violation by an
+		// update as an InternalError carrying SQLite's message, not as the
+		// 11000 write error the driver recognises (inserts are fine).
 		return &conduit.Error{Code: conduit.CodeConflict, Message: "already exists", Err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		mongo.IsTimeout(err), mongo.IsNetworkError(err), errors.As(err, &sel),
@@ -131,3 +132,22 @@ func (s *Store) wrap(op string, err error) error {
 
 // errNotFound reports whether err is a not-found domain error.
 func errNotFound(err error) bool { return conduit.CodeOf(err) == conduit.CodeNotFound }
+
+// findAll runs a query and decodes every document into a []T, timed as op.
+func findAll[T any](ctx context.Context, s *Store, coll *mongo.Collection, op string, filter any, opts ...options.Lister[options.FindOptions]) ([]T, error) {
+	defer s.observe(op, time.Now())
+	cur, err := coll.Find(ctx, filter, opts...)
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	var docs []T
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, s.wrap(op, err)
+	}
+	return docs, nil
+}
+
+// in is the filter {field: {$in: values}}.
+func in[T any](field string, values []T) bson.D {
+	return bson.D{{Key: field, Value: bson.D{{Key: "$in", Value: values}}}}
+}

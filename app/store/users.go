@@ -94,12 +94,18 @@ func (s *Store) UpdateUser(ctx context.Context, u *conduit.User) error {
 
 func followID(follower, followee string) string { return follower + ":" + followee }
 
+// followDoc records that follower follows followee; its _id is followID.
+type followDoc struct {
+	Follower string `bson:"follower"`
+	Followee string `bson:"followee"`
+}
+
 // Follow records that follower follows followee; following twice is a no-op.
 func (s *Store) Follow(ctx context.Context, follower, followee string) error {
 	defer s.observe("follows.upsert", time.Now())
 	_, err := s.db.Collection("follows").UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: followID(follower, followee)}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "follower", Value: follower}, {Key: "followee", Value: followee}}}},
+		bson.D{{Key: "$set", Value: followDoc{Follower: follower, Followee: followee}}},
 		optsUpsert)
 	return s.wrap("follow", err)
 }
@@ -117,20 +123,13 @@ func (s *Store) Following(ctx context.Context, follower string, ids []string) (m
 	if follower == "" || len(ids) == 0 {
 		return out, nil
 	}
-	defer s.observe("follows.find", time.Now())
 	keys := make([]string, len(ids))
 	for i, id := range ids {
 		keys[i] = followID(follower, id)
 	}
-	cur, err := s.db.Collection("follows").Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}})
+	docs, err := findAll[followDoc](ctx, s, s.db.Collection("follows"), "follows.find", in("_id", keys))
 	if err != nil {
-		return nil, s.wrap("find follows", err)
-	}
-	var docs []struct {
-		Followee string `bson:"followee"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, s.wrap("read follows", err)
+		return nil, err
 	}
 	for _, d := range docs {
 		out[d.Followee] = true
@@ -140,7 +139,7 @@ func (s *Store) Following(ctx context.Context, follower string, ids []string) (m
 
 // Profile is how viewer (possibly "") sees user.
 func (s *Store) Profile(ctx context.Context, viewer string, u *conduit.User) (conduit.Profile, error) {
-	p := conduit.Profile{Username: u.Username, Bio: u.Bio, Image: u.Image}
+	p := u.Profile()
 	f, err := s.Following(ctx, viewer, []string{u.ID})
 	if err != nil {
 		return p, err
@@ -161,16 +160,10 @@ func (s *Store) profiles(ctx context.Context, viewer string, ids []string) (map[
 			oids = append(oids, oid)
 		}
 	}
-	start := time.Now()
-	cur, err := s.db.Collection("users").Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: oids}}}})
+	docs, err := findAll[userDoc](ctx, s, s.db.Collection("users"), "users.find_many", in("_id", oids))
 	if err != nil {
-		return nil, s.wrap("find authors", err)
+		return nil, err
 	}
-	var docs []userDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, s.wrap("read authors", err)
-	}
-	s.observe("users.find_many", start)
 	following, err := s.Following(ctx, viewer, ids)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@
 package web
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -118,6 +119,5 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	b, _ := jsonString(msg)
-	_, _ = fmt.Fprintf(w, `{"errors":{"body":[%s]}}`+"\n", b)
+	_ = json.NewEncoder(w).Encode(map[string]any{"errors": map[string][]string{"body": {msg}}})
 }

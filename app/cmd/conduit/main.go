@@ -70,26 +70,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	c := &settings{}
 	c.logLevel = str("log-level", "CONDUIT_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	c.adminAddr = str("admin-addr", "CONDUIT_ADMIN_ADDR", "127.0.0.1:9090", "admin listener serving /metrics")
+	hasAPI, hasWeb := role == "api" || role == "local", role == "web" || role == "local"
+	if !hasAPI && !hasWeb {
+		return fmt.Errorf("unknown role %q\n%s", role, usage)
+	}
+	if hasWeb {
+		c.webAddr = str("web-addr", "CONDUIT_WEB_ADDR", "127.0.0.1:8080", "public listen address")
+		c.wafMode = str("waf", "CONDUIT_WAF", "on", "WAF mode: on, detect or off")
+	}
+	if hasAPI {
+		apiDefault := "127.0.0.1:8081"
+		if role == "local" {
+			apiDefault = "127.0.0.1:0" // any free loopback port: only web talks to it
+		}
+		c.apiAddr = str("api-addr", "CONDUIT_API_ADDR", apiDefault, "API listen address")
+		c.origins = str("cors-origins", "CONDUIT_CORS_ORIGINS", "*", "comma-separated allowed CORS origins")
+	}
 	switch role {
 	case "api":
-		c.apiAddr = str("api-addr", "CONDUIT_API_ADDR", "127.0.0.1:8081", "API listen address")
 		c.mongoURI = str("mongo-uri", "CONDUIT_MONGO_URI", "mongodb://127.0.0.1:27017/", "MongoDB/DocumentDB URI (DocumentDB: tls=true&tlsCAFile=…&replicaSet=rs0&retryWrites=false)")
 		c.mongoDB = str("mongo-db", "CONDUIT_MONGO_DB", "conduit", "database name")
 		c.jwtSecret = str("jwt-secret", "CONDUIT_JWT_SECRET", "", "JWT signing secret, at least 32 bytes")
-		c.origins = str("cors-origins", "CONDUIT_CORS_ORIGINS", "*", "comma-separated allowed CORS origins")
 	case "web":
-		c.webAddr = str("web-addr", "CONDUIT_WEB_ADDR", "127.0.0.1:8080", "public listen address")
 		c.upstream = str("upstream", "CONDUIT_UPSTREAM", "http://127.0.0.1:8081", "api tier base URL")
-		c.wafMode = str("waf", "CONDUIT_WAF", "on", "WAF mode: on, detect or off")
 	case "local":
-		c.webAddr = str("web-addr", "CONDUIT_WEB_ADDR", "127.0.0.1:8080", "public listen address")
-		c.apiAddr = str("api-addr", "CONDUIT_API_ADDR", "127.0.0.1:0", "API listen address (loopback)")
 		c.mongoAddr = str("mongo-addr", "CONDUIT_MONGO_ADDR", "127.0.0.1:0", "embedded database listen address (loopback)")
 		c.dataDir = str("data-dir", "CONDUIT_DATA_DIR", "./.data", "data directory (created if missing)")
-		c.wafMode = str("waf", "CONDUIT_WAF", "on", "WAF mode: on, detect or off")
-		c.origins = str("cors-origins", "CONDUIT_CORS_ORIGINS", "*", "comma-separated allowed CORS origins")
-	default:
-		return fmt.Errorf("unknown role %q\n%s", role, usage)
 	}
 	c.maxBody = fs.Int64("max-body-bytes", 1<<20, "largest request body accepted (env CONDUIT_MAX_BODY_BYTES)")
 	if v := getenv("CONDUIT_MAX_BODY_BYTES"); v != "" {
@@ -140,7 +146,7 @@ func (s *server) run(ctx context.Context, role string) (err error) {
 			}
 		}
 	}()
-	var gatherers prometheus.Gatherers
+	gatherers := prometheus.Gatherers{observe.ProcessRegistry()}
 
 	if role == "local" {
 		if s.mongoURI, err = s.startLocalDB(ctx, &stops); err != nil {
@@ -150,11 +156,10 @@ func (s *server) run(ctx context.Context, role string) (err error) {
 		s.mongoDB = &mongoDB
 	}
 	if role == "api" || role == "local" {
-		api, metrics, addr, err := s.startAPI(ctx, &stops, errc)
+		metrics, addr, err := s.startAPI(ctx, &stops, errc)
 		if err != nil {
 			return err
 		}
-		_ = api
 		gatherers = append(gatherers, metrics.Registry)
 		if role == "local" {
 			upstream := "http://" + addr
@@ -225,31 +230,31 @@ func (s *server) jwtSecretFor() (httpapi.Secret, error) {
 	return httpapi.Secret(secret), nil
 }
 
-func (s *server) startAPI(ctx context.Context, stops *[]component, errc chan<- error) (*httpapi.API, *observe.Metrics, string, error) {
+func (s *server) startAPI(ctx context.Context, stops *[]component, errc chan<- error) (*observe.Metrics, string, error) {
 	secret, err := s.jwtSecretFor()
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	tokens, err := httpapi.NewTokens(secret, 72*time.Hour)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	metrics := observe.NewMetrics("api")
 	st, err := store.Connect(ctx, *s.mongoURI, *s.mongoDB)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	st.Observe = metrics.ObserveDB
 	*stops = append(*stops, component{"database client", st.Close})
 	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := st.Migrate(mctx); err != nil {
-		return nil, nil, "", fmt.Errorf("prepare database: %w", err)
+		return nil, "", fmt.Errorf("prepare database: %w", err)
 	}
 	api := httpapi.New(st, tokens, s.log, httpapi.Options{AllowedOrigins: strings.Split(*s.origins, ","), MaxBodyBytes: *s.maxBody})
 	handler := metrics.Middleware(s.log, httpapi.Route, api)
 	addr, err := s.serve("api", *s.apiAddr, handler, stops, errc, api.Drain)
-	return api, metrics, addr, err
+	return metrics, addr, err
 }
 
 func (s *server) startWeb(stops *[]component, errc chan<- error) (*observe.Metrics, string, error) {

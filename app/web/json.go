@@ -1,5 +1,0 @@
-package web
-
-import "encoding/json"
-
-func jsonString(s string) ([]byte, error) { return json.Marshal(s) }
