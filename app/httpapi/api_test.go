@@ -23,11 +23,29 @@ import (
 // newServer starts the real API over HTTP on an embedded FerretDB in a temp dir.
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
+	srv, _ := newServerVia(t, false)
+	return srv
+}
+
+// newServerVia is newServer, optionally with a cuttable TCP proxy between
+// the API and the database.
+func newServerVia(t *testing.T, proxied bool) (*httptest.Server, *cutProxy) {
+	t.Helper()
 	ctx := context.Background()
 	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Stop(context.Background()) })
-	st, err := store.Connect(ctx, db.URI, "conduit")
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = db.Stop(sctx)
+	})
+	uri := db.URI
+	var proxy *cutProxy
+	if proxied {
+		proxy = newCutProxy(t, strings.TrimSuffix(strings.TrimPrefix(uri, "mongodb://"), "/"))
+		uri = "mongodb://" + proxy.addr + "/"
+	}
+	st, err := store.Connect(ctx, uri, "conduit")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	require.NoError(t, st.Migrate(ctx))
@@ -36,7 +54,7 @@ func newServer(t *testing.T) *httptest.Server {
 	api := httpapi.New(st, tokens, slog.New(slog.DiscardHandler), httpapi.Options{BcryptCost: 4, MaxBodyBytes: 64 << 10})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, proxy
 }
 
 type client struct {
@@ -240,6 +258,42 @@ func TestBadInputIsRejectedNotInterpreted(t *testing.T) {
 	st, body := anon.do("GET", "/api/articles?author[$ne]=x&tag=%7B%22%24ne%22%3A%22%22%7D", "")
 	assert.Equal(t, 200, st)
 	assert.Equal(t, float64(0), body["articlesCount"], "query values are literal strings, never operators")
+}
+
+func TestDatabaseOutageAnswers503QuicklyAndRecovers(t *testing.T) {
+	srv, proxy := newServerVia(t, true)
+	jake := register(t, srv.URL, "jake")
+	anon := &client{t: t, base: srv.URL}
+	st, _ := anon.do("GET", "/api/tags", "")
+	require.Equal(t, http.StatusOK, st)
+
+	proxy.Cut()
+	for _, req := range []struct {
+		c                  *client
+		method, path, body string
+	}{
+		{anon, "GET", "/api/tags", ""},
+		{anon, "GET", "/api/articles", ""},
+		{jake, "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"b"}}`},
+	} {
+		start := time.Now()
+		st, body := req.c.do(req.method, req.path, req.body)
+		assert.Equal(t, http.StatusServiceUnavailable, st, "%s %s during outage: %v", req.method, req.path, body)
+		assert.Less(t, time.Since(start), 2*time.Second, "%s %s answers within 2s", req.method, req.path)
+		assert.Equal(t, "service temporarily unavailable", errorBody(t, body))
+	}
+	st, _ = anon.do("GET", "/readyz", "")
+	assert.Equal(t, http.StatusServiceUnavailable, st, "/readyz fails while the database is unreachable")
+	st, _ = anon.do("GET", "/healthz", "")
+	assert.Equal(t, http.StatusOK, st, "/healthz does not touch the database")
+
+	proxy.Resume()
+	assert.Eventually(t, func() bool {
+		st, _ := anon.do("GET", "/readyz", "")
+		return st == http.StatusOK
+	}, 15*time.Second, 200*time.Millisecond, "service resumes without a restart")
+	st, _ = jake.do("POST", "/api/articles", `{"article":{"title":"after","description":"d","body":"b"}}`)
+	assert.Equal(t, http.StatusCreated, st)
 }
 
 func TestCORSPreflight(t *testing.T) {
