@@ -8,6 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -150,4 +153,25 @@ func findAll[T any](ctx context.Context, s *Store, coll *mongo.Collection, op st
 // in is the filter {field: {$in: values}}.
 func in[T any](field string, values []T) bson.D {
 	return bson.D{{Key: field, Value: bson.D{{Key: "$in", Value: values}}}}
+}
+
+// DocumentDBURI is the connection string for an Amazon DocumentDB cluster:
+// TLS verified against caFile (AWS's global bundle), the replica set every
+// cluster exposes as rs0, and no retryable writes, which DocumentDB lacks.
+// Reads default to the primary; the store sends lag-tolerant queries to
+// secondaries itself.
+func DocumentDBURI(host string, port int, username, password, caFile string) string {
+	u := url.URL{
+		Scheme: "mongodb",
+		User:   url.UserPassword(username, password),
+		Host:   net.JoinHostPort(host, strconv.Itoa(port)),
+		Path:   "/",
+	}
+	q := url.Values{}
+	q.Set("tls", "true")
+	q.Set("tlsCAFile", caFile)
+	q.Set("replicaSet", "rs0")
+	q.Set("retryWrites", "false")
+	u.RawQuery = q.Encode()
+	return u.String()
 }

@@ -32,6 +32,7 @@ import (
 	"webstack/app/httpapi"
 	"webstack/app/localdb"
 	"webstack/app/observe"
+	"webstack/app/secrets"
 	"webstack/app/store"
 	"webstack/app/waf"
 	"webstack/app/web"
@@ -90,7 +91,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "api":
 		c.mongoURI = str("mongo-uri", "CONDUIT_MONGO_URI", "mongodb://127.0.0.1:27017/", "MongoDB/DocumentDB URI (DocumentDB: tls=true&tlsCAFile=…&replicaSet=rs0&retryWrites=false)")
 		c.mongoDB = str("mongo-db", "CONDUIT_MONGO_DB", "conduit", "database name")
-		c.jwtSecret = str("jwt-secret", "CONDUIT_JWT_SECRET", "", "JWT signing secret, at least 32 bytes")
+		c.jwtSecret = str("jwt-secret", "CONDUIT_JWT_SECRET", "", "JWT signing secret, at least 32 bytes (prefer --jwt-secret-arn)")
+		c.jwtSecretArn = str("jwt-secret-arn", "CONDUIT_JWT_SECRET_ARN", "", "Secrets Manager ARN of the JWT signing secret")
+		c.dbHost = str("db-host", "CONDUIT_DB_HOST", "", "DocumentDB cluster endpoint; when set, replaces --mongo-uri")
+		c.dbPort = fs.Int("db-port", 27017, "DocumentDB port (env CONDUIT_DB_PORT)")
+		c.dbCAFile = str("db-ca-file", "CONDUIT_DB_CA_FILE", "/etc/conduit/global-bundle.pem", "CA bundle DocumentDB's TLS certificate is checked against")
+		c.dbSecretArn = str("db-secret-arn", "CONDUIT_DB_SECRET_ARN", "", "Secrets Manager ARN of DocumentDB's managed master user secret")
 	case "web":
 		c.upstream = str("upstream", "CONDUIT_UPSTREAM", "http://127.0.0.1:8081", "api tier base URL")
 	case "local":
@@ -101,6 +107,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if v := getenv("CONDUIT_MAX_BODY_BYTES"); v != "" {
 		if _, err := fmt.Sscan(v, c.maxBody); err != nil {
 			return fmt.Errorf("CONDUIT_MAX_BODY_BYTES %q: %w", v, err)
+		}
+	}
+	if v := getenv("CONDUIT_DB_PORT"); v != "" && c.dbPort != nil {
+		if _, err := fmt.Sscan(v, c.dbPort); err != nil {
+			return fmt.Errorf("CONDUIT_DB_PORT %q: %w", v, err)
 		}
 	}
 	if err := fs.Parse(args); err != nil {
@@ -117,6 +128,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 type settings struct {
 	logLevel, adminAddr, apiAddr, webAddr, mongoAddr, mongoURI, mongoDB *string
 	jwtSecret, origins, upstream, wafMode, dataDir                      *string
+	jwtSecretArn, dbHost, dbCAFile, dbSecretArn                         *string
+	dbPort                                                              *int
 	maxBody                                                             *int64
 }
 
@@ -203,6 +216,39 @@ func (s *server) startLocalDB(ctx context.Context, stops *[]component) (*string,
 	return &uri, nil
 }
 
+// fromSecretsManager resolves what the api reads from AWS Secrets Manager at
+// start: DocumentDB's credentials (building the connection string) and the
+// JWT key. Only ARNs are configured; values never touch disk or environment.
+func (s *server) fromSecretsManager(ctx context.Context) error {
+	if s.dbHost == nil || (*s.dbHost == "" && *s.jwtSecretArn == "") {
+		return nil
+	}
+	client, err := secrets.New(ctx)
+	if err != nil {
+		return err
+	}
+	if *s.dbHost != "" {
+		if *s.dbSecretArn == "" {
+			return errors.New("--db-host needs --db-secret-arn (CONDUIT_DB_SECRET_ARN)")
+		}
+		cred, err := client.DatabaseCredentials(ctx, *s.dbSecretArn)
+		if err != nil {
+			return err
+		}
+		uri := store.DocumentDBURI(*s.dbHost, *s.dbPort, cred.Username, string(cred.Password), *s.dbCAFile)
+		s.mongoURI = &uri
+	}
+	if *s.jwtSecretArn != "" {
+		v, err := client.Get(ctx, *s.jwtSecretArn)
+		if err != nil {
+			return err
+		}
+		jwt := string(v)
+		s.jwtSecret = &jwt
+	}
+	return nil
+}
+
 // jwtSecretFor returns the configured secret or, in local mode, the one kept
 // in the data directory (created on first start).
 func (s *server) jwtSecretFor() (httpapi.Secret, error) {
@@ -231,6 +277,9 @@ func (s *server) jwtSecretFor() (httpapi.Secret, error) {
 }
 
 func (s *server) startAPI(ctx context.Context, stops *[]component, errc chan<- error) (*observe.Metrics, string, error) {
+	if err := s.fromSecretsManager(ctx); err != nil {
+		return nil, "", err
+	}
 	secret, err := s.jwtSecretFor()
 	if err != nil {
 		return nil, "", err
