@@ -68,29 +68,68 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Migrate creates the collections' indexes; it is idempotent.
+// index is one index the store needs.
+type index struct {
+	coll, name string
+	keys       bson.D
+	unique     bool
+}
+
+// indexes serve the unique constraints and the list, feed, tag and
+// favorited queries.
+var indexes = []index{
+	{"users", "email_unique", bson.D{{Key: "email", Value: 1}}, true},
+	{"users", "username_unique", bson.D{{Key: "username", Value: 1}}, true},
+	{"articles", "slug_unique", bson.D{{Key: "slug", Value: 1}}, true},
+	{"articles", "recent", bson.D{{Key: "createdAt", Value: -1}}, false},
+	{"articles", "by_author", bson.D{{Key: "authorId", Value: 1}, {Key: "createdAt", Value: -1}}, false},
+	{"articles", "by_tag", bson.D{{Key: "tagList", Value: 1}, {Key: "createdAt", Value: -1}}, false},
+	{"follows", "by_follower", bson.D{{Key: "follower", Value: 1}}, false},
+	{"favorites", "by_user", bson.D{{Key: "userId", Value: 1}}, false},
+	{"comments", "by_article", bson.D{{Key: "articleId", Value: 1}}, false},
+}
+
+// Migrate creates the missing indexes; it is idempotent. Existing indexes
+// are listed first and left alone: re-creating them is a no-op on MongoDB
+// and DocumentDB, but crashes FerretDB 1.24's SQLite handler.
 func (s *Store) Migrate(ctx context.Context) error {
-	idx := map[string][]mongo.IndexModel{
-		"users": {
-			{Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetUnique(true).SetName("email_unique")},
-			{Keys: bson.D{{Key: "username", Value: 1}}, Options: options.Index().SetUnique(true).SetName("username_unique")},
-		},
-		"articles": {
-			{Keys: bson.D{{Key: "slug", Value: 1}}, Options: options.Index().SetUnique(true).SetName("slug_unique")},
-			{Keys: bson.D{{Key: "createdAt", Value: -1}}, Options: options.Index().SetName("recent")},
-			{Keys: bson.D{{Key: "authorId", Value: 1}, {Key: "createdAt", Value: -1}}, Options: options.Index().SetName("by_author")},
-			{Keys: bson.D{{Key: "tagList", Value: 1}, {Key: "createdAt", Value: -1}}, Options: options.Index().SetName("by_tag")},
-		},
-		"follows":   {{Keys: bson.D{{Key: "follower", Value: 1}}, Options: options.Index().SetName("by_follower")}},
-		"favorites": {{Keys: bson.D{{Key: "userId", Value: 1}}, Options: options.Index().SetName("by_user")}},
-		"comments":  {{Keys: bson.D{{Key: "articleId", Value: 1}}, Options: options.Index().SetName("by_article")}},
-	}
-	for coll, models := range idx {
-		if _, err := s.db.Collection(coll).Indexes().CreateMany(ctx, models); err != nil {
-			return fmt.Errorf("create indexes on %s: %w", coll, s.classify(err))
+	existing := map[string]map[string]bool{}
+	for _, ix := range indexes {
+		names, ok := existing[ix.coll]
+		if !ok {
+			var err error
+			if names, err = s.indexNames(ctx, ix.coll); err != nil {
+				return err
+			}
+			existing[ix.coll] = names
+		}
+		if names[ix.name] {
+			continue
+		}
+		model := mongo.IndexModel{Keys: ix.keys, Options: options.Index().SetName(ix.name).SetUnique(ix.unique)}
+		if _, err := s.db.Collection(ix.coll).Indexes().CreateOne(ctx, model); err != nil {
+			return fmt.Errorf("create index %s.%s: %w", ix.coll, ix.name, s.classify(err))
 		}
 	}
 	return nil
+}
+
+func (s *Store) indexNames(ctx context.Context, coll string) (map[string]bool, error) {
+	cur, err := s.db.Collection(coll).Indexes().List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list indexes on %s: %w", coll, s.classify(err))
+	}
+	var specs []struct {
+		Name string `bson:"name"`
+	}
+	if err := cur.All(ctx, &specs); err != nil {
+		return nil, fmt.Errorf("list indexes on %s: %w", coll, s.classify(err))
+	}
+	names := map[string]bool{}
+	for _, sp := range specs {
+		names[sp.Name] = true
+	}
+	return names, nil
 }
 
 func (s *Store) observe(op string, start time.Time) {

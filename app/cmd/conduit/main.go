@@ -223,14 +223,14 @@ func (s *server) fromSecretsManager(ctx context.Context) error {
 	if s.dbHost == nil || (*s.dbHost == "" && *s.jwtSecretArn == "") {
 		return nil
 	}
+	if *s.dbHost != "" && *s.dbSecretArn == "" {
+		return errors.New("--db-host needs --db-secret-arn (CONDUIT_DB_SECRET_ARN)")
+	}
 	client, err := secrets.New(ctx)
 	if err != nil {
 		return err
 	}
 	if *s.dbHost != "" {
-		if *s.dbSecretArn == "" {
-			return errors.New("--db-host needs --db-secret-arn (CONDUIT_DB_SECRET_ARN)")
-		}
 		cred, err := client.DatabaseCredentials(ctx, *s.dbSecretArn)
 		if err != nil {
 			return err
