@@ -5,7 +5,7 @@ STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
 
-.PHONY: test check-fmt vet unit postman plan build run tools
+.PHONY: test check-fmt vet unit postman plan build run tools bench
 
 ## test: everything CI runs — formatting, vet, unit tests, the Postman suite.
 test: check-fmt vet unit postman
@@ -23,6 +23,11 @@ postman: tools
 ## build: the conduit binary for this machine.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/conduit ./app/cmd/conduit
+
+## bench: load run (not part of test): four request mixes, c=32, 10 s each,
+## through web (WAF on) and directly against api; prints req/s, p50, p99.
+bench: build
+	$(GO) run ./app/cmd/conduit-bench --conduit bin/conduit -c 32 -d 10s $(BENCHFLAGS)
 
 ## run: the whole path on this machine at http://127.0.0.1:8080/api.
 run:

@@ -20,8 +20,15 @@ type commentDoc struct {
 	UpdatedAt time.Time `bson:"updatedAt"`
 }
 
-// nextCommentID takes the next integer id from an atomic counter.
+// nextCommentID takes the next integer id from a counter. $inc in
+// findAndModify is atomic on MongoDB and DocumentDB; FerretDB 1.x reads and
+// writes the counter separately, so concurrent callers can be handed the
+// same value. The mutex makes one process's callers take turns (which costs
+// nothing measurable against a database round trip); AddComment's retry on
+// a duplicate _id covers several processes.
 func (s *Store) nextCommentID(ctx context.Context) (int64, error) {
+	s.counterMu.Lock()
+	defer s.counterMu.Unlock()
 	var c struct {
 		Seq int64 `bson:"seq"`
 	}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -32,6 +33,8 @@ type Store struct {
 	reads *mongo.Database
 	// Observe, when set, receives the latency of every database operation.
 	Observe func(op string, d time.Duration)
+
+	counterMu sync.Mutex // see nextCommentID
 }
 
 // Connect opens a client for uri and checks nothing yet: the driver
