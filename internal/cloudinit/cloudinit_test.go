@@ -1,0 +1,137 @@
+package cloudinit
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+func boot(role string, port int) Boot {
+	b := Boot{
+		Role: role, Port: port,
+		Env:     map[string]string{"CONDUIT_WEB_ADDR": "0.0.0.0:80", "CONDUIT_UPSTREAM": "http://10.0.32.10:8081"},
+		Release: Release{Bucket: "webstack-dev-artifacts-1a2b3c", Key: "conduit/" + sha + "/conduit-linux-arm64", SHA256: sha, Region: "us-east-1"},
+	}
+	if role == "api" {
+		b.Env = map[string]string{"CONDUIT_API_ADDR": "0.0.0.0:8081", "CONDUIT_DB_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"}
+		b.DocumentDBCA = true
+	}
+	return b
+}
+
+// tool finds a linter; in CI (CI=true) its absence fails the test, since
+// .ci/run installs it.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not installed; .ci/run installs it (apt-get install %s)", name, name)
+		}
+		t.Skipf("%s not installed (apt-get install %s)", name, name)
+	}
+	return path
+}
+
+func TestRenderedUserDataIsValidCloudConfig(t *testing.T) {
+	cli := tool(t, "cloud-init")
+	for _, b := range []Boot{boot("web", 80), boot("web", 8080), boot("api", 8081)} {
+		doc, err := Render(b)
+		require.NoError(t, err)
+		require.True(t, strings.HasPrefix(doc, "#cloud-config\n"))
+		path := filepath.Join(t.TempDir(), "user-data")
+		require.NoError(t, os.WriteFile(path, []byte(doc), 0o600))
+		out, err := exec.Command(cli, "schema", "--config-file", path).CombinedOutput()
+		assert.NoError(t, err, "cloud-init schema (%s:%d):\n%s\n%s", b.Role, b.Port, out, doc)
+	}
+}
+
+func TestInstallScriptPassesShellcheck(t *testing.T) {
+	sc := tool(t, "shellcheck")
+	for _, b := range []Boot{boot("web", 80), boot("api", 8081)} {
+		doc, err := Render(b)
+		require.NoError(t, err)
+		script, err := Script(doc)
+		require.NoError(t, err)
+		path := filepath.Join(t.TempDir(), "conduit-install")
+		require.NoError(t, os.WriteFile(path, []byte(script), 0o600))
+		out, err := exec.Command(sc, "--shell=bash", "--severity=style", path).CombinedOutput()
+		assert.NoError(t, err, "shellcheck %s:\n%s\n%s", b.Role, out, script)
+	}
+}
+
+func TestInstallScriptVerifiesTheReleaseBeforeStarting(t *testing.T) {
+	doc, err := Render(boot("api", 8081))
+	require.NoError(t, err)
+	script, err := Script(doc)
+	require.NoError(t, err)
+	assert.Contains(t, script, "want='"+sha+"'")
+	check := strings.Index(script, `if [ "$got" != "$want" ]`)
+	install := strings.Index(script, "install -m 0755")
+	start := strings.Index(script, "systemctl enable --now conduit.service")
+	require.True(t, check > 0 && install > check && start > install, "fetch → verify → install → start, in that order")
+	assert.Contains(t, script, "set -euo pipefail")
+	assert.Contains(t, script, CABundleURL, "api fetches the DocumentDB CA bundle")
+
+	web, _ := Render(boot("web", 80))
+	webScript, _ := Script(web)
+	assert.NotContains(t, webScript, CABundleURL, "web needs no database CA")
+}
+
+func TestUnitIsHardened(t *testing.T) {
+	for _, tt := range []struct {
+		port    int
+		bindCap bool
+	}{{80, true}, {8080, false}} {
+		doc, err := Render(boot("web", tt.port))
+		require.NoError(t, err)
+		unit, err := File(doc, UnitFile)
+		require.NoError(t, err)
+		for _, line := range []string{"DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "Restart=on-failure", "ExecStart=/usr/local/bin/conduit web", "EnvironmentFile=/etc/conduit/conduit.env"} {
+			assert.Contains(t, unit, line+"\n")
+		}
+		assert.Equal(t, tt.bindCap, strings.Contains(unit, "AmbientCapabilities=CAP_NET_BIND_SERVICE"), "port %d", tt.port)
+	}
+}
+
+func TestEnvFileHoldsSettingsNeverSecrets(t *testing.T) {
+	doc, err := Render(boot("api", 8081))
+	require.NoError(t, err)
+	env, err := File(doc, EnvFile)
+	require.NoError(t, err)
+	assert.Equal(t, "CONDUIT_API_ADDR=0.0.0.0:8081\nCONDUIT_DB_SECRET_ARN=arn:aws:secretsmanager:us-east-1:123456789012:secret:x\n", env)
+
+	for _, bad := range []map[string]string{
+		{"CONDUIT_JWT_SECRET": "hunter2hunter2"},
+		{"CONDUIT_DB_PASSWORD": "x"},
+		{"conduit_lower": "x"},
+		{"CONDUIT_X": "line\nbreak"},
+	} {
+		b := boot("api", 8081)
+		b.Env = bad
+		_, err := Render(b)
+		assert.Error(t, err, "Render accepted env %v", bad)
+	}
+}
+
+func TestRenderRejectsBadReleases(t *testing.T) {
+	for name, mutate := range map[string]func(*Boot){
+		"short sha":       func(b *Boot) { b.Release.SHA256 = "abc" },
+		"quote in key":    func(b *Boot) { b.Release.Key = "conduit/'; rm -rf /" },
+		"empty bucket":    func(b *Boot) { b.Release.Bucket = "" },
+		"unknown role":    func(b *Boot) { b.Role = "db" },
+		"port out of use": func(b *Boot) { b.Port = 0 },
+	} {
+		b := boot("web", 80)
+		mutate(&b)
+		_, err := Render(b)
+		assert.Error(t, err, name)
+	}
+}
