@@ -5,7 +5,7 @@ STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
 
-.PHONY: test check-fmt vet unit postman plan build run tools bench
+.PHONY: test check-fmt vet unit postman plan build run tools bench FORCE
 
 ## test: everything CI runs — formatting, vet, unit tests, the Postman suite.
 test: check-fmt vet unit postman
@@ -20,13 +20,22 @@ node_modules/.bin/newman: package.json package-lock.json
 postman: tools
 	bash scripts/postman.sh
 
-## build: the conduit binary for this machine.
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+RELEASE_FLAGS := -trimpath -buildvcs=false -ldflags "-s -w -buildid= -X main.version=$(VERSION)"
+
+## build: the release the stacks deploy, reproducibly: dist/conduit-linux-arm64.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/conduit ./app/cmd/conduit
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(RELEASE_FLAGS) -o dist/conduit-linux-arm64 ./app/cmd/conduit
+	@sha256sum dist/conduit-linux-arm64
+
+## bin/conduit: the same program for this machine (bench).
+bin/conduit: FORCE
+	CGO_ENABLED=0 $(GO) build $(RELEASE_FLAGS) -o bin/conduit ./app/cmd/conduit
+FORCE:
 
 ## bench: load run (not part of test): four request mixes, c=32, 10 s each,
 ## through web (WAF on) and directly against api; prints req/s, p50, p99.
-bench: build
+bench: bin/conduit
 	$(GO) run ./app/cmd/conduit-bench --conduit bin/conduit -c 32 -d 10s $(BENCHFLAGS)
 
 ## run: the whole path on this machine at http://127.0.0.1:8080/api.
@@ -46,4 +55,5 @@ unit:
 ## plan: print a stack's resource graph offline, e.g.
 ##   make plan STACK=prod FORMAT=json CONFIG="certificateArn=arn:aws:acm:us-east-1:123456789012:certificate/example"
 plan:
+	@$(MAKE) -s --no-print-directory build >&2
 	@$(GO) run . plan --stack $(STACK) --format $(FORMAT) $(foreach kv,$(CONFIG),-c $(kv))

@@ -1,6 +1,7 @@
 // Command webstack is the Pulumi program of the webstack project: it loads
-// the stack's configuration and composes the tiers, in the order of the
-// architecture: network → security → database → compute → edge protection.
+// the stack's configuration and the build to deploy, and composes the tiers
+// in the order of the architecture: network → security → database → the
+// api's secrets → the release → compute → edge protection.
 //
 // `go run . plan --stack <name>` runs the same program offline, under mocks,
 // and prints its resource graph (see internal/plan).
@@ -15,6 +16,7 @@ import (
 
 	"webstack/compute"
 	"webstack/database"
+	"webstack/internal/artifact"
 	"webstack/internal/config"
 	"webstack/internal/plan"
 	"webstack/network"
@@ -44,6 +46,10 @@ func main() {
 // stack builds one stack and returns its outputs.
 func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 	cfg, err := config.FromPulumi(ctx)
+	if err != nil {
+		return nil, err
+	}
+	build, err := artifact.Open(cfg.ArtifactPath)
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +115,25 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		return nil, err
 	}
 
+	appSecrets, err := security.NewSecrets(ctx, "secrets", &security.SecretsArgs{
+		JWTSecret:         pulumi.String(string(cfg.JWTSecret)),
+		DatabaseSecretArn: db.SecretArn,
+		APIRole:           sec.APIRole,
+	}, withAWS)
+	if err != nil {
+		return nil, err
+	}
+
+	release, err := compute.NewRelease(ctx, "release", &compute.ReleaseArgs{
+		ArtifactPath: build.Path,
+		SHA256:       build.SHA256,
+		Key:          build.Key(),
+		Readers:      []compute.Reader{{Tier: "web", Role: sec.WebRole}, {Tier: "api", Role: sec.APIRole}},
+	}, withAWS)
+	if err != nil {
+		return nil, err
+	}
+
 	app, err := compute.NewApp(ctx, "app", &compute.AppArgs{
 		LoadBalanced:     ha,
 		VpcID:            net.VpcID,
@@ -122,6 +147,12 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 			InstanceType: cfg.API.InstanceType, Port: cfg.API.Port, MinSize: cfg.API.MinSize, MaxSize: cfg.API.MaxSize,
 			SecurityGroupID: sec.APISecurityGroupID, InstanceProfileName: sec.APIInstanceProfile.Name,
 		},
+		Release:                    release,
+		Region:                     cfg.Region,
+		DBHost:                     db.Endpoint,
+		DBPort:                     db.Port,
+		DBSecretArn:                db.SecretArn,
+		JWTSecretArn:               appSecrets.JWTSecretArn,
 		RootVolumeGiB:              cfg.RootVolumeGiB,
 		PublicALBSecurityGroupID:   sec.PublicALBSecurityGroupID,
 		InternalALBSecurityGroupID: sec.InternalALBSecurityGroupID,
@@ -155,6 +186,10 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		"dbReaderEndpoint":  db.ReaderEndpoint,
 		"dbPort":            db.Port,
 		"dbSecretArn":       db.SecretArn,
+		"jwtSecretArn":      appSecrets.JWTSecretArn,
+		"artifactBucket":    release.Bucket,
+		"artifactKey":       pulumi.String(release.Key),
+		"artifactSha256":    pulumi.String(release.SHA256),
 	}
 	if ha {
 		outputs["webAclArn"] = sec.WebACLArn

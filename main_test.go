@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -11,11 +15,25 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"webstack/internal/cloudinit"
 	"webstack/internal/plan"
 	"webstack/security"
 )
 
-const testCert = "arn:aws:acm:us-east-1:123456789012:certificate/example"
+const (
+	testCert      = "arn:aws:acm:us-east-1:123456789012:certificate/example"
+	testJWTSecret = "test-jwt-secret-0123456789abcdef0123456789"
+	// testBuildSHA is the sha256 of testArtifact's content.
+	testBuildSHA = "2bd9a07eddf2828e1f9fdf26fb92161b6ecef4e434d96eb9a9fa9874a073d909"
+)
+
+// testArtifact writes a stand-in build; its content fixes testBuildSHA.
+func testArtifact(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "conduit-linux-arm64")
+	require.NoError(t, os.WriteFile(path, []byte("a build"), 0o755))
+	return path
+}
 
 // planOf runs the real program for a stack file under mocks, with overrides
 // ("key=value", project namespace implied) applied like `pulumi -c`.
@@ -28,6 +46,8 @@ func planOf(t *testing.T, stackName string, overrides ...string) *plan.Graph {
 	}) {
 		overrides = append(overrides, "certificateArn="+testCert)
 	}
+	cfg["webstack:jwtSecret"] = testJWTSecret
+	cfg["webstack:artifactPath"] = testArtifact(t)
 	for _, kv := range overrides {
 		k, v, _ := strings.Cut(kv, "=")
 		if !strings.Contains(k, ":") {
@@ -564,6 +584,7 @@ func TestProviderDefaultTagsAndNameTagEverywhere(t *testing.T) {
 		"aws:s3/bucketVersioningV2:BucketVersioningV2":                                               true, "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2": true,
 		"aws:wafv2/webAclAssociation:WebAclAssociation": true, "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": true,
 		"aws:autoscaling/policy:Policy": true, "pulumi:providers:aws": true,
+		"aws:secretsmanager/secretVersion:SecretVersion": true,
 	}
 	for _, s := range allStacks {
 		t.Run(s, func(t *testing.T) {
@@ -612,11 +633,150 @@ func TestStackOutputs(t *testing.T) {
 }
 
 func TestInvalidConfigFailsBeforeAnyResource(t *testing.T) {
-	cfg, err := plan.StackConfig(".", "prod")
-	require.NoError(t, err)
-	cfg["webstack:azCount"] = "1"
-	_, err = plan.Run("webstack", "prod", cfg, stack)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "webstack:azCount")
-	assert.Contains(t, err.Error(), "webstack:certificateArn", "all problems are reported at once")
+	tests := []struct {
+		name string
+		set  map[string]string
+		want []string
+	}{
+		{"bad keys", map[string]string{"webstack:azCount": "1", "webstack:jwtSecret": testJWTSecret}, []string{"webstack:azCount", "webstack:certificateArn"}},
+		{"no JWT secret", map[string]string{"webstack:certificateArn": testCert}, []string{"pulumi config set --secret jwtSecret"}},
+		{"no build", map[string]string{"webstack:certificateArn": testCert, "webstack:jwtSecret": testJWTSecret, "webstack:artifactPath": "dist/missing"}, []string{"run `make build`"}},
+	}
+	for _, tt := range tests {
+		cfg, err := plan.StackConfig(".", "prod")
+		require.NoError(t, err)
+		for k, v := range tt.set {
+			cfg[k] = v
+		}
+		g, err := plan.Run("webstack", "prod", cfg, stack)
+		require.Error(t, err, tt.name)
+		for _, w := range tt.want {
+			assert.Contains(t, err.Error(), w, tt.name)
+		}
+		assert.Empty(t, g.Resources, "%s: nothing is registered", tt.name)
+	}
+}
+
+// userData decodes a launch template's or instance's base64 user data.
+func userData(t *testing.T, r plan.Resource, key string) string {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(str(r.Inputs[key]))
+	require.NoError(t, err, "%s %s is base64", r.Name, key)
+	return string(raw)
+}
+
+func TestUserDataIsValidCloudConfigThatInstallsThisBuild(t *testing.T) {
+	for _, s := range allStacks {
+		t.Run(s, func(t *testing.T) {
+			g := planOf(t, s)
+			key := "conduit/" + testBuildSHA + "/conduit-linux-arm64"
+			internal, _ := g.ByKey("aws:lb/loadBalancer:LoadBalancer::app-internal")
+			upstream := "http://10.0.32.10:8081" // the dev api instance's private address
+			if s != "dev" {
+				upstream = fmt.Sprintf("http://internal-app-internal-%s.us-east-1.elb.amazonaws.com:8081", internal.ID[len(internal.ID)-6:])
+			}
+			for _, lt := range g.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+				doc := userData(t, lt, "userData")
+				require.True(t, strings.HasPrefix(doc, "#cloud-config\n"), lt.Name)
+				lintUserData(t, doc)
+				script, err := cloudinit.Script(doc)
+				require.NoError(t, err)
+				assert.Contains(t, script, "want='"+testBuildSHA+"'", "%s verifies this build", lt.Name)
+				assert.Contains(t, script, "key='"+key+"'")
+				env, err := cloudinit.File(doc, cloudinit.EnvFile)
+				require.NoError(t, err)
+				assert.NotContains(t, doc, testJWTSecret, "no secret value in user data")
+				if lt.Name == "app-api" {
+					assert.Contains(t, env, "CONDUIT_DB_HOST="+str(g.Outputs["dbEndpoint"])+"\n")
+					assert.Contains(t, env, "CONDUIT_DB_SECRET_ARN="+str(g.Outputs["dbSecretArn"])+"\n")
+					assert.Contains(t, env, "CONDUIT_JWT_SECRET_ARN="+str(g.Outputs["jwtSecretArn"])+"\n")
+				} else {
+					assert.Contains(t, env, "CONDUIT_UPSTREAM="+upstream+"\n")
+				}
+			}
+			for _, inst := range g.OfType("aws:ec2/instance:Instance") {
+				lt, _ := g.ByKey("aws:ec2/launchTemplate:LaunchTemplate::" + inst.Name)
+				assert.Equal(t, lt.Inputs["userData"], inst.Inputs["userDataBase64"], "%s boots the same document", inst.Name)
+			}
+		})
+	}
+}
+
+func lintUserData(t *testing.T, doc string) {
+	t.Helper()
+	err := cloudinit.Lint(doc)
+	if errors.Is(err, cloudinit.ErrLinterMissing) {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	assert.NoError(t, err)
+}
+
+func TestANewBuildIsANewObjectAndANewLaunchTemplate(t *testing.T) {
+	other := filepath.Join(t.TempDir(), "conduit-linux-arm64")
+	require.NoError(t, os.WriteFile(other, []byte("another build"), 0o755))
+	for _, s := range []string{"dev", "prod"} {
+		a, b := planOf(t, s), planOf(t, s, "artifactPath="+other)
+		objA, objB := a.OfType("aws:s3/bucketObjectv2:BucketObjectv2")[0], b.OfType("aws:s3/bucketObjectv2:BucketObjectv2")[0]
+		assert.NotEqual(t, objA.Inputs["key"], objB.Inputs["key"], "%s: new key", s)
+		for _, name := range []string{"app-web", "app-api"} {
+			ltA, _ := a.ByKey("aws:ec2/launchTemplate:LaunchTemplate::" + name)
+			ltB, _ := b.ByKey("aws:ec2/launchTemplate:LaunchTemplate::" + name)
+			assert.NotEqual(t, ltA.Inputs["userData"], ltB.Inputs["userData"], "%s %s: new launch template version", s, name)
+		}
+	}
+}
+
+func TestArtefactBucketIsPrivateVersionedAndReadOnlyByTheTiers(t *testing.T) {
+	g := planOf(t, "prod")
+	obj := g.OfType("aws:s3/bucketObjectv2:BucketObjectv2")
+	require.Len(t, obj, 1)
+	key := "conduit/" + testBuildSHA + "/conduit-linux-arm64"
+	assert.Equal(t, key, obj[0].Inputs["key"])
+	assert.Equal(t, "AES256", obj[0].Inputs["serverSideEncryption"])
+	assert.NotNil(t, get(obj[0].Inputs, "source", "asset", "path"), "the build is uploaded as a file asset")
+	bucketID := str(obj[0].Inputs["bucket"])
+	vers := g.OfType("aws:s3/bucketVersioningV2:BucketVersioningV2")
+	require.NotEmpty(t, vers)
+	assert.Equal(t, bucketID, vers[0].Inputs["bucket"])
+	assert.Equal(t, "Enabled", get(vers[0].Inputs, "versioningConfiguration", "status"))
+	for _, tier := range []string{"web", "api"} {
+		role, _ := g.ByKey("aws:iam/role:Role::security-" + tier)
+		grant, ok := g.ByKey("aws:iam/rolePolicy:RolePolicy::release-" + tier + "-read")
+		require.True(t, ok, tier)
+		assert.Equal(t, role.ID, grant.Inputs["role"])
+		st := policyDoc(t, grant.Inputs["policy"])["Statement"].([]any)
+		require.Len(t, st, 1)
+		assert.Equal(t, "s3:GetObject", get(st[0], "Action"))
+		assert.Equal(t, "arn:aws:s3:::"+bucketID+"/"+key, get(st[0], "Resource"), "%s reads this release only", tier)
+	}
+}
+
+func TestOnlyTheAPIRoleReadsSecretsAndValuesStaySecret(t *testing.T) {
+	for _, s := range allStacks {
+		t.Run(s, func(t *testing.T) {
+			g := planOf(t, s)
+			raw, err := json.Marshal(g)
+			require.NoError(t, err)
+			assert.NotContains(t, string(raw), testJWTSecret, "the JWT secret never appears in the graph")
+			ver := g.OfType("aws:secretsmanager/secretVersion:SecretVersion")
+			require.Len(t, ver, 1)
+			assert.Equal(t, "[secret]", ver[0].Inputs["secretString"])
+			webRole, _ := g.ByKey("aws:iam/role:Role::security-web")
+			apiRole, _ := g.ByKey("aws:iam/role:Role::security-api")
+			var readers []string
+			for _, p := range g.OfType("aws:iam/rolePolicy:RolePolicy") {
+				if !strings.Contains(str(p.Inputs["policy"]), "secretsmanager:") {
+					continue
+				}
+				readers = append(readers, str(p.Inputs["role"]))
+				assert.NotEqual(t, webRole.ID, p.Inputs["role"], "web may not read secrets")
+				st := policyDoc(t, p.Inputs["policy"])["Statement"].([]any)
+				assert.ElementsMatch(t, []any{g.Outputs["jwtSecretArn"], g.Outputs["dbSecretArn"]}, get(st[0], "Resource"))
+			}
+			assert.Equal(t, []string{apiRole.ID}, readers)
+		})
+	}
 }

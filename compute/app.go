@@ -5,12 +5,15 @@
 package compute
 
 import (
+	"encoding/base64"
 	"fmt"
 	"strconv"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ssm"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"webstack/internal/cloudinit"
 )
 
 // DefaultAMIParameter is AWS's public SSM parameter naming the latest Amazon
@@ -34,9 +37,6 @@ type TierArgs struct {
 	SecurityGroupID pulumi.StringInput
 	// InstanceProfileName is the tier's instance profile. Required.
 	InstanceProfileName pulumi.StringInput
-	// UserData is the base64 cloud-init document that installs and starts the
-	// app: the delivery seam. Defaults to none (the AMI boots bare).
-	UserData pulumi.StringInput
 }
 
 // AppArgs configures NewApp.
@@ -52,6 +52,17 @@ type AppArgs struct {
 	PrivateSubnetIDs pulumi.StringArrayInput
 	// Web and API configure the tiers.
 	Web, API TierArgs
+	// Release is the build every instance installs at boot. Required.
+	Release *Release
+	// Region of the stack (the release bucket's). Required.
+	Region string
+	// DBHost, DBPort and DBSecretArn tell the api where DocumentDB is and
+	// which managed secret holds its credentials. Required.
+	DBHost      pulumi.StringInput
+	DBPort      pulumi.IntInput
+	DBSecretArn pulumi.StringInput
+	// JWTSecretArn is the Secrets Manager secret the api signs tokens with. Required.
+	JWTSecretArn pulumi.StringInput
 	// RootVolumeGiB is every instance's encrypted gp3 root volume. Defaults to 16.
 	RootVolumeGiB int
 	// AMIParameter is the SSM parameter holding the AMI id. Defaults to DefaultAMIParameter.
@@ -132,28 +143,22 @@ func NewApp(ctx *pulumi.Context, name string, args *AppArgs, opts ...pulumi.Reso
 	if a.Web.Port == 0 || a.API.Port == 0 {
 		return nil, fmt.Errorf("compute: Web.Port and API.Port are required")
 	}
+	if a.Release == nil || a.Region == "" || a.DBHost == nil || a.DBPort == nil || a.DBSecretArn == nil || a.JWTSecretArn == nil {
+		return nil, fmt.Errorf("compute: Release, Region, DBHost, DBPort, DBSecretArn and JWTSecretArn are required")
+	}
 
 	ami, err := ssm.LookupParameter(ctx, &ssm.LookupParameterArgs{Name: a.AMIParameter}, pulumi.Parent(c))
 	if err != nil {
 		return nil, fmt.Errorf("compute: resolve AMI from %s: %w", a.AMIParameter, err)
 	}
 
-	web, err := c.launchTemplate(ctx, name+"-web", ami.Value, &a, &a.Web)
-	if err != nil {
-		return nil, err
-	}
-	api, err := c.launchTemplate(ctx, name+"-api", ami.Value, &a, &a.API)
-	if err != nil {
-		return nil, err
-	}
-	c.WebLaunchTemplateID, c.APILaunchTemplateID = web.ID().ToStringOutput(), api.ID().ToStringOutput()
 	empty := pulumi.String("").ToStringOutput()
 	c.WebInstanceID, c.APIInstanceID, c.WebGroupName, c.APIGroupName, c.InternalURL = empty, empty, empty, empty, empty
 
 	if a.LoadBalanced {
-		err = c.cluster(ctx, name, &a, web, api)
+		err = c.cluster(ctx, name, &a, ami.Value)
 	} else {
-		err = c.single(ctx, name, &a, web, api)
+		err = c.single(ctx, name, &a, ami.Value)
 	}
 	if err != nil {
 		return nil, err
@@ -176,7 +181,7 @@ func NewApp(ctx *pulumi.Context, name string, args *AppArgs, opts ...pulumi.Reso
 // hop limit of 1 (containers cannot reach the instance's credentials), an
 // encrypted gp3 root volume, no key pair, no public address, the tier's
 // instance profile and security group.
-func (c *App) launchTemplate(ctx *pulumi.Context, name, ami string, a *AppArgs, t *TierArgs) (*ec2.LaunchTemplate, error) {
+func (c *App) launchTemplate(ctx *pulumi.Context, name, ami string, a *AppArgs, t *TierArgs, userData pulumi.StringInput) (*ec2.LaunchTemplate, error) {
 	args := &ec2.LaunchTemplateArgs{
 		Description:  pulumi.String("webstack " + name),
 		ImageId:      pulumi.String(ami),
@@ -203,7 +208,7 @@ func (c *App) launchTemplate(ctx *pulumi.Context, name, ami string, a *AppArgs, 
 		},
 		Monitoring:           &ec2.LaunchTemplateMonitoringArgs{Enabled: pulumi.Bool(true)},
 		UpdateDefaultVersion: pulumi.Bool(true),
-		UserData:             t.UserData,
+		UserData:             userData,
 		TagSpecifications: ec2.LaunchTemplateTagSpecificationArray{
 			ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("instance"), Tags: pulumi.StringMap{"Name": pulumi.String(name)}},
 			ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("volume"), Tags: pulumi.StringMap{"Name": pulumi.String(name)}},
@@ -230,7 +235,56 @@ func (c *App) launchTemplate(ctx *pulumi.Context, name, ami string, a *AppArgs, 
 	if err != nil {
 		return nil, fmt.Errorf("compute: launch template %s: %w", name, err)
 	}
+	if t == &a.Web {
+		c.WebLaunchTemplateID = lt.ID().ToStringOutput()
+	} else {
+		c.APILaunchTemplateID = lt.ID().ToStringOutput()
+	}
 	return lt, nil
+}
+
+// apiUserData boots the api tier: settings and secret ARNs, never values.
+func (c *App) apiUserData(a *AppArgs) pulumi.StringOutput {
+	return pulumi.All(a.Release.Bucket, a.DBHost, a.DBPort, a.DBSecretArn, a.JWTSecretArn).ApplyT(func(v []any) (string, error) {
+		return render(a, cloudinit.Boot{
+			Role: "api", Port: a.API.Port, DocumentDBCA: true,
+			Env: map[string]string{
+				"CONDUIT_API_ADDR":       fmt.Sprintf("0.0.0.0:%d", a.API.Port),
+				"CONDUIT_ADMIN_ADDR":     "127.0.0.1:9090",
+				"CONDUIT_DB_HOST":        v[1].(string),
+				"CONDUIT_DB_PORT":        strconv.Itoa(v[2].(int)),
+				"CONDUIT_DB_CA_FILE":     cloudinit.CABundle,
+				"CONDUIT_DB_SECRET_ARN":  v[3].(string),
+				"CONDUIT_JWT_SECRET_ARN": v[4].(string),
+			},
+		}, v[0].(string))
+	}).(pulumi.StringOutput)
+}
+
+// webUserData boots the web tier in front of upstream (the api's base URL).
+func (c *App) webUserData(a *AppArgs, upstream pulumi.StringOutput) pulumi.StringOutput {
+	return pulumi.All(a.Release.Bucket, upstream).ApplyT(func(v []any) (string, error) {
+		return render(a, cloudinit.Boot{
+			Role: "web", Port: a.Web.Port,
+			Env: map[string]string{
+				"CONDUIT_WEB_ADDR":   fmt.Sprintf("0.0.0.0:%d", a.Web.Port),
+				"CONDUIT_ADMIN_ADDR": "127.0.0.1:9090",
+				"CONDUIT_UPSTREAM":   v[1].(string),
+				"CONDUIT_WAF":        "on",
+			},
+		}, v[0].(string))
+	}).(pulumi.StringOutput)
+}
+
+// render completes b with the release and returns it base64-encoded, as
+// launch templates and instances take user data.
+func render(a *AppArgs, b cloudinit.Boot, bucket string) (string, error) {
+	b.Release = cloudinit.Release{Bucket: bucket, Key: a.Release.Key, SHA256: a.Release.SHA256, Region: a.Region}
+	doc, err := cloudinit.Render(b)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString([]byte(doc)), nil
 }
 
 // version pins a launch template's latest version, so that a new version

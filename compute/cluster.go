@@ -16,7 +16,7 @@ import (
 const TLSPolicy = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 // cluster builds the ha shape: public ALB → web ASG → internal ALB → api ASG.
-func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, webLT, apiLT *ec2.LaunchTemplate) error {
+func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) error {
 	if a.CertificateArn == "" && !a.AllowHTTP {
 		return fmt.Errorf("compute: the public ALB needs CertificateArn, or AllowHTTP set explicitly")
 	}
@@ -81,6 +81,15 @@ func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, webLT, apiLT
 		return fmt.Errorf("compute: internal listener: %w", err)
 	}
 
+	c.InternalURL = pulumi.Sprintf("http://%s:%d", internalALB.DnsName, a.API.Port)
+	apiLT, err := c.launchTemplate(ctx, name+"-api", ami, a, &a.API, c.apiUserData(a))
+	if err != nil {
+		return err
+	}
+	webLT, err := c.launchTemplate(ctx, name+"-web", ami, a, &a.Web, c.webUserData(a, c.InternalURL))
+	if err != nil {
+		return err
+	}
 	web, err := c.group(ctx, name+"-web", a, &a.Web, webLT, webTG)
 	if err != nil {
 		return err
@@ -92,7 +101,6 @@ func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, webLT, apiLT
 
 	c.WebGroupName, c.APIGroupName = web.Name, api.Name
 	c.EntryPointArn = publicALB.Arn
-	c.InternalURL = pulumi.Sprintf("http://%s:%d", internalALB.DnsName, a.API.Port)
 	scheme := "http"
 	if https {
 		scheme = "https"

@@ -11,8 +11,12 @@ import (
 
 // single builds the dev shape: a web instance in the first public subnet
 // behind an Elastic IP, and an api instance in the first private subnet.
-func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, webLT, apiLT *ec2.LaunchTemplate) error {
-	instance := func(tier string, lt *ec2.LaunchTemplate, subnets pulumi.StringArrayInput) (*ec2.Instance, error) {
+func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, ami string) error {
+	instance := func(tier string, t *TierArgs, userData pulumi.StringOutput, subnets pulumi.StringArrayInput) (*ec2.Instance, error) {
+		lt, err := c.launchTemplate(ctx, name+"-"+tier, ami, a, t, userData)
+		if err != nil {
+			return nil, err
+		}
 		inst, err := ec2.NewInstance(ctx, name+"-"+tier, &ec2.InstanceArgs{
 			LaunchTemplate: &ec2.InstanceLaunchTemplateArgs{
 				Id:      lt.ID(),
@@ -20,8 +24,9 @@ func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, webLT, apiLT 
 			},
 			SubnetId:                 subnets.ToStringArrayOutput().Index(pulumi.Int(0)),
 			AssociatePublicIpAddress: pulumi.Bool(false),
-			// A new build or AMI means new user data: replace the instance
-			// rather than edit it in place, which cloud-init would ignore.
+			// A new build means new user data: replace the instance rather
+			// than edit it in place, which cloud-init would ignore.
+			UserDataBase64:          userData,
 			UserDataReplaceOnChange: pulumi.Bool(true),
 			Tags:                    pulumi.StringMap{"Name": pulumi.String(name + "-" + tier)},
 		}, pulumi.Parent(c))
@@ -30,11 +35,12 @@ func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, webLT, apiLT 
 		}
 		return inst, nil
 	}
-	api, err := instance("api", apiLT, a.PrivateSubnetIDs)
+	api, err := instance("api", &a.API, c.apiUserData(a), a.PrivateSubnetIDs)
 	if err != nil {
 		return err
 	}
-	web, err := instance("web", webLT, a.PublicSubnetIDs)
+	upstream := pulumi.Sprintf("http://%s:%d", api.PrivateIp, a.API.Port)
+	web, err := instance("web", &a.Web, c.webUserData(a, upstream), a.PublicSubnetIDs)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,8 @@
 package cloudinit
 
 import (
+	"errors"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,45 +25,38 @@ func boot(role string, port int) Boot {
 	return b
 }
 
-// tool finds a linter; in CI (CI=true) its absence fails the test, since
-// .ci/run installs it.
-func tool(t *testing.T, name string) string {
+// lint runs Lint; in CI (CI=true) missing linters fail the test, since
+// .ci/run installs them.
+func lint(t *testing.T, doc string) {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
+	err := Lint(doc)
+	if errors.Is(err, ErrLinterMissing) {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed; .ci/run installs it (apt-get install %s)", name, name)
+			t.Fatal(err)
 		}
-		t.Skipf("%s not installed (apt-get install %s)", name, name)
+		t.Skip(err)
 	}
-	return path
+	assert.NoError(t, err, doc)
 }
 
-func TestRenderedUserDataIsValidCloudConfig(t *testing.T) {
-	cli := tool(t, "cloud-init")
+func TestRenderedUserDataPassesCloudInitSchemaAndShellcheck(t *testing.T) {
 	for _, b := range []Boot{boot("web", 80), boot("web", 8080), boot("api", 8081)} {
 		doc, err := Render(b)
 		require.NoError(t, err)
 		require.True(t, strings.HasPrefix(doc, "#cloud-config\n"))
-		path := filepath.Join(t.TempDir(), "user-data")
-		require.NoError(t, os.WriteFile(path, []byte(doc), 0o600))
-		out, err := exec.Command(cli, "schema", "--config-file", path).CombinedOutput()
-		assert.NoError(t, err, "cloud-init schema (%s:%d):\n%s\n%s", b.Role, b.Port, out, doc)
+		lint(t, doc)
 	}
 }
 
-func TestInstallScriptPassesShellcheck(t *testing.T) {
-	sc := tool(t, "shellcheck")
-	for _, b := range []Boot{boot("web", 80), boot("api", 8081)} {
-		doc, err := Render(b)
-		require.NoError(t, err)
-		script, err := Script(doc)
-		require.NoError(t, err)
-		path := filepath.Join(t.TempDir(), "conduit-install")
-		require.NoError(t, os.WriteFile(path, []byte(script), 0o600))
-		out, err := exec.Command(sc, "--shell=bash", "--severity=style", path).CombinedOutput()
-		assert.NoError(t, err, "shellcheck %s:\n%s\n%s", b.Role, out, script)
+func TestLintCatchesBrokenDocuments(t *testing.T) {
+	if errors.Is(Lint(""), ErrLinterMissing) {
+		t.Skip(ErrLinterMissing)
 	}
+	doc, err := Render(boot("api", 8081))
+	require.NoError(t, err)
+	assert.Error(t, Lint(doc+"runcmd: 3\n"), "schema violation")
+	broken := strings.Replace(doc, `if [ "$got" != "$want" ]; then`, `if [ $got != $want ]; then`, 1)
+	assert.Error(t, Lint(broken), "unquoted variables")
 }
 
 func TestInstallScriptVerifiesTheReleaseBeforeStarting(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -46,6 +47,12 @@ type Config struct {
 	API      Tier
 	Database Database
 	Edge     Edge
+
+	// ArtifactPath is the linux/arm64 conduit build to deploy (make build).
+	ArtifactPath string
+	// JWTSecret signs the api's tokens; it reaches the instances only
+	// through Secrets Manager.
+	JWTSecret Secret
 
 	RootVolumeGiB        int // Root volume size of every instance, GiB.
 	MinHealthyPercentage int // Instance refresh minimum healthy percentage.
@@ -98,6 +105,18 @@ type Edge struct {
 // HTTPS reports whether the public entry point terminates TLS.
 func (c *Config) HTTPS() bool { return c.Topology == HA && c.Edge.CertificateArn != "" }
 
+// Secret is a configuration value that never prints.
+type Secret string
+
+// String implements fmt.Stringer.
+func (Secret) String() string { return "[secret]" }
+
+// GoString implements fmt.GoStringer.
+func (Secret) GoString() string { return "[secret]" }
+
+// LogValue implements slog.LogValuer.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[secret]") }
+
 // Kind is the type of a config value, as Pulumi.yaml's schema names it.
 type Kind string
 
@@ -112,49 +131,56 @@ const (
 type Key struct {
 	Name        string
 	Kind        Kind
-	Default     any // string, int, bool or []string
+	Default     any // string, int, bool or []string; nil: no default
 	Description string
+	Secret      bool // set with `pulumi config set --secret`
 	set         func(c *Config, v any)
 }
 
 // Keys is every project key, with its default. Pulumi.yaml mirrors it.
 var Keys = []Key{
-	{"owner", String, "platform-team", "Owner tag applied to every resource.", func(c *Config, v any) { c.Owner = v.(string) }},
-	{"topology", String, "ha", "Shape of the stack: 'single' (one web and one api instance, no load balancer) or 'ha' (ALBs, AWS WAF, Auto Scaling groups across AZs).", func(c *Config, v any) { c.Topology = Topology(v.(string)) }},
-	{"vpcCidr", String, "10.0.0.0/16", "IPv4 CIDR of the VPC; /16 to /20.", func(c *Config, v any) { c.Network.CIDR = v.(string) }},
-	{"azCount", Integer, 2, "Number of availability zones when availabilityZones is empty (at least 2: DocumentDB subnet groups need 2).", func(c *Config, v any) { c.Network.AZCount = v.(int) }},
-	{"availabilityZones", Array, []string{}, "Pinned AZ names. Empty: the region's AZs, sorted, first azCount.", func(c *Config, v any) { c.Network.AvailabilityZones = v.([]string) }},
-	{"natStrategy", String, "Single", "NAT gateways: 'Single' (one for the VPC) or 'OnePerAz'.", func(c *Config, v any) { c.Network.NATStrategy = v.(string) }},
-	{"flowLogRetentionDays", Integer, 30, "Retention of the VPC flow log group, days (a CloudWatch Logs retention value).", func(c *Config, v any) { c.Network.FlowLogRetentionDays = v.(int) }},
-	{"webInstanceType", String, "t4g.small", "Graviton (arm64) instance type of the web tier.", func(c *Config, v any) { c.Web.InstanceType = v.(string) }},
-	{"webPort", Integer, 8080, "Port the web tier listens on (80 in the single topology, which serves the internet directly).", func(c *Config, v any) { c.Web.Port = v.(int) }},
-	{"webMinSize", Integer, 2, "Minimum instances of the web Auto Scaling group (ha).", func(c *Config, v any) { c.Web.MinSize = v.(int) }},
-	{"webMaxSize", Integer, 4, "Maximum instances of the web Auto Scaling group (ha).", func(c *Config, v any) { c.Web.MaxSize = v.(int) }},
-	{"apiInstanceType", String, "t4g.small", "Graviton (arm64) instance type of the api tier.", func(c *Config, v any) { c.API.InstanceType = v.(string) }},
-	{"apiPort", Integer, 8081, "Port the api tier listens on.", func(c *Config, v any) { c.API.Port = v.(int) }},
-	{"apiMinSize", Integer, 2, "Minimum instances of the api Auto Scaling group (ha).", func(c *Config, v any) { c.API.MinSize = v.(int) }},
-	{"apiMaxSize", Integer, 4, "Maximum instances of the api Auto Scaling group (ha).", func(c *Config, v any) { c.API.MaxSize = v.(int) }},
-	{"rootVolumeGiB", Integer, 16, "Encrypted gp3 root volume size of every instance, GiB.", func(c *Config, v any) { c.RootVolumeGiB = v.(int) }},
-	{"minHealthyPercentage", Integer, 90, "Minimum healthy percentage during a rolling instance refresh (ha).", func(c *Config, v any) { c.MinHealthyPercentage = v.(int) }},
-	{"cpuTargetPercent", Integer, 50, "Target average CPU utilisation of the Auto Scaling groups (ha).", func(c *Config, v any) { c.CPUTargetPercent = v.(int) }},
-	{"dbInstanceClass", String, "db.r6g.large", "DocumentDB instance class.", func(c *Config, v any) { c.Database.InstanceClass = v.(string) }},
-	{"dbInstanceCount", Integer, 3, "DocumentDB instances (ha needs at least 2, spread across AZs).", func(c *Config, v any) { c.Database.InstanceCount = v.(int) }},
-	{"dbBackupRetentionDays", Integer, 14, "DocumentDB backup retention, days (7 to 35).", func(c *Config, v any) { c.Database.BackupRetentionDays = v.(int) }},
-	{"dbBackupWindow", String, "03:00-04:00", "DocumentDB daily backup window, UTC (hh:mm-hh:mm).", func(c *Config, v any) { c.Database.BackupWindow = v.(string) }},
-	{"dbMaintenanceWindow", String, "sun:04:30-sun:05:30", "DocumentDB weekly maintenance window, UTC (ddd:hh:mm-ddd:hh:mm).", func(c *Config, v any) { c.Database.MaintenanceWindow = v.(string) }},
-	{"dbAudit", Boolean, true, "Enable DocumentDB audit logs (cluster parameter audit_logs).", func(c *Config, v any) { c.Database.Audit = v.(bool) }},
-	{"dbDeletionProtection", Boolean, true, "DocumentDB deletion protection.", func(c *Config, v any) { c.Database.DeletionProtection = v.(bool) }},
-	{"dbSkipFinalSnapshot", Boolean, false, "Skip the final snapshot when the cluster is deleted (dev only).", func(c *Config, v any) { c.Database.SkipFinalSnapshot = v.(bool) }},
-	{"dbLogExports", Array, []string{"audit", "profiler"}, "DocumentDB log types exported to CloudWatch Logs ('audit', 'profiler').", func(c *Config, v any) { c.Database.LogExports = v.([]string) }},
-	{"certificateArn", String, "", "ACM certificate ARN of the public HTTPS listener (ha). Required unless allowHttp is true.", func(c *Config, v any) { c.Edge.CertificateArn = v.(string) }},
-	{"allowHttp", Boolean, false, "Explicit opt-out: serve plain HTTP on the public ALB when no certificate is configured (ha).", func(c *Config, v any) { c.Edge.AllowHTTP = v.(bool) }},
-	{"wafMode", String, "block", "AWS WAF rule action: 'block' or 'count' (observe only).", func(c *Config, v any) { c.Edge.WAFMode = v.(string) }},
-	{"wafRateLimit", Integer, 2000, "AWS WAF rate-based rule: requests per client IP per 5 minutes (100 to 2000000000).", func(c *Config, v any) { c.Edge.WAFRateLimit = v.(int) }},
-	{"wafLogRetentionDays", Integer, 90, "Retention of the AWS WAF log group, days.", func(c *Config, v any) { c.Edge.WAFLogRetentionDays = v.(int) }},
-	{"shieldAdvanced", Boolean, false, "Create a Shield Advanced protection for the entry point. Needs an existing Shield Advanced subscription; this program never creates one.", func(c *Config, v any) { c.Edge.ShieldAdvanced = v.(bool) }},
-	{"albDeletionProtection", Boolean, false, "Deletion protection on the public ALB (ha).", func(c *Config, v any) { c.Edge.ALBDeletionProtection = v.(bool) }},
-	{"albAccessLogs", Boolean, false, "Public ALB access logs to an encrypted S3 bucket (ha).", func(c *Config, v any) { c.Edge.ALBAccessLogs = v.(bool) }},
-	{"desyncMitigationMode", String, "defensive", "ALB HTTP desync mitigation: 'defensive' or 'strictest'.", func(c *Config, v any) { c.Edge.DesyncMitigationMode = v.(string) }},
+	{"owner", String, "platform-team", "Owner tag applied to every resource.", false, func(c *Config, v any) { c.Owner = v.(string) }},
+	{"topology", String, "ha", "Shape of the stack: 'single' (one web and one api instance, no load balancer) or 'ha' (ALBs, AWS WAF, Auto Scaling groups across AZs).", false, func(c *Config, v any) { c.Topology = Topology(v.(string)) }},
+	{"vpcCidr", String, "10.0.0.0/16", "IPv4 CIDR of the VPC; /16 to /20.", false, func(c *Config, v any) { c.Network.CIDR = v.(string) }},
+	{"azCount", Integer, 2, "Number of availability zones when availabilityZones is empty (at least 2: DocumentDB subnet groups need 2).", false, func(c *Config, v any) { c.Network.AZCount = v.(int) }},
+	{"availabilityZones", Array, []string{}, "Pinned AZ names. Empty: the region's AZs, sorted, first azCount.", false, func(c *Config, v any) { c.Network.AvailabilityZones = v.([]string) }},
+	{"natStrategy", String, "Single", "NAT gateways: 'Single' (one for the VPC) or 'OnePerAz'.", false, func(c *Config, v any) { c.Network.NATStrategy = v.(string) }},
+	{"flowLogRetentionDays", Integer, 30, "Retention of the VPC flow log group, days (a CloudWatch Logs retention value).", false, func(c *Config, v any) { c.Network.FlowLogRetentionDays = v.(int) }},
+	{"webInstanceType", String, "t4g.small", "Graviton (arm64) instance type of the web tier.", false, func(c *Config, v any) { c.Web.InstanceType = v.(string) }},
+	{"webPort", Integer, 8080, "Port the web tier listens on (80 in the single topology, which serves the internet directly).", false, func(c *Config, v any) { c.Web.Port = v.(int) }},
+	{"webMinSize", Integer, 2, "Minimum instances of the web Auto Scaling group (ha).", false, func(c *Config, v any) { c.Web.MinSize = v.(int) }},
+	{"webMaxSize", Integer, 4, "Maximum instances of the web Auto Scaling group (ha).", false, func(c *Config, v any) { c.Web.MaxSize = v.(int) }},
+	{"apiInstanceType", String, "t4g.small", "Graviton (arm64) instance type of the api tier.", false, func(c *Config, v any) { c.API.InstanceType = v.(string) }},
+	{"apiPort", Integer, 8081, "Port the api tier listens on.", false, func(c *Config, v any) { c.API.Port = v.(int) }},
+	{"apiMinSize", Integer, 2, "Minimum instances of the api Auto Scaling group (ha).", false, func(c *Config, v any) { c.API.MinSize = v.(int) }},
+	{"apiMaxSize", Integer, 4, "Maximum instances of the api Auto Scaling group (ha).", false, func(c *Config, v any) { c.API.MaxSize = v.(int) }},
+	{"rootVolumeGiB", Integer, 16, "Encrypted gp3 root volume size of every instance, GiB.", false, func(c *Config, v any) { c.RootVolumeGiB = v.(int) }},
+	{"minHealthyPercentage", Integer, 90, "Minimum healthy percentage during a rolling instance refresh (ha).", false, func(c *Config, v any) { c.MinHealthyPercentage = v.(int) }},
+	{"cpuTargetPercent", Integer, 50, "Target average CPU utilisation of the Auto Scaling groups (ha).", false, func(c *Config, v any) { c.CPUTargetPercent = v.(int) }},
+	{"dbInstanceClass", String, "db.r6g.large", "DocumentDB instance class.", false, func(c *Config, v any) { c.Database.InstanceClass = v.(string) }},
+	{"dbInstanceCount", Integer, 3, "DocumentDB instances (ha needs at least 2, spread across AZs).", false, func(c *Config, v any) { c.Database.InstanceCount = v.(int) }},
+	{"dbBackupRetentionDays", Integer, 14, "DocumentDB backup retention, days (7 to 35).", false, func(c *Config, v any) { c.Database.BackupRetentionDays = v.(int) }},
+	{"dbBackupWindow", String, "03:00-04:00", "DocumentDB daily backup window, UTC (hh:mm-hh:mm).", false, func(c *Config, v any) { c.Database.BackupWindow = v.(string) }},
+	{"dbMaintenanceWindow", String, "sun:04:30-sun:05:30", "DocumentDB weekly maintenance window, UTC (ddd:hh:mm-ddd:hh:mm).", false, func(c *Config, v any) { c.Database.MaintenanceWindow = v.(string) }},
+	{"dbAudit", Boolean, true, "Enable DocumentDB audit logs (cluster parameter audit_logs).", false, func(c *Config, v any) { c.Database.Audit = v.(bool) }},
+	{"dbDeletionProtection", Boolean, true, "DocumentDB deletion protection.", false, func(c *Config, v any) { c.Database.DeletionProtection = v.(bool) }},
+	{"dbSkipFinalSnapshot", Boolean, false, "Skip the final snapshot when the cluster is deleted (dev only).", false, func(c *Config, v any) { c.Database.SkipFinalSnapshot = v.(bool) }},
+	{"dbLogExports", Array, []string{"audit", "profiler"}, "DocumentDB log types exported to CloudWatch Logs ('audit', 'profiler').", false, func(c *Config, v any) { c.Database.LogExports = v.([]string) }},
+	{"certificateArn", String, "", "ACM certificate ARN of the public HTTPS listener (ha). Required unless allowHttp is true.", false, func(c *Config, v any) { c.Edge.CertificateArn = v.(string) }},
+	{"allowHttp", Boolean, false, "Explicit opt-out: serve plain HTTP on the public ALB when no certificate is configured (ha).", false, func(c *Config, v any) { c.Edge.AllowHTTP = v.(bool) }},
+	{"wafMode", String, "block", "AWS WAF rule action: 'block' or 'count' (observe only).", false, func(c *Config, v any) { c.Edge.WAFMode = v.(string) }},
+	{"wafRateLimit", Integer, 2000, "AWS WAF rate-based rule: requests per client IP per 5 minutes (100 to 2000000000).", false, func(c *Config, v any) { c.Edge.WAFRateLimit = v.(int) }},
+	{"wafLogRetentionDays", Integer, 90, "Retention of the AWS WAF log group, days.", false, func(c *Config, v any) { c.Edge.WAFLogRetentionDays = v.(int) }},
+	{"shieldAdvanced", Boolean, false, "Create a Shield Advanced protection for the entry point. Needs an existing Shield Advanced subscription; this program never creates one.", false, func(c *Config, v any) { c.Edge.ShieldAdvanced = v.(bool) }},
+	{"albDeletionProtection", Boolean, false, "Deletion protection on the public ALB (ha).", false, func(c *Config, v any) { c.Edge.ALBDeletionProtection = v.(bool) }},
+	{"albAccessLogs", Boolean, false, "Public ALB access logs to an encrypted S3 bucket (ha).", false, func(c *Config, v any) { c.Edge.ALBAccessLogs = v.(bool) }},
+	{"desyncMitigationMode", String, "defensive", "ALB HTTP desync mitigation: 'defensive' or 'strictest'.", false, func(c *Config, v any) { c.Edge.DesyncMitigationMode = v.(string) }},
+	{"artifactPath", String, "dist/conduit-linux-arm64", "The linux/arm64 conduit build to deploy, relative to the project (built by `make build`).", false, func(c *Config, v any) { c.ArtifactPath = v.(string) }},
+	{"jwtSecret", String, nil, "Secret that signs the API's tokens (32+ characters); stored in Secrets Manager, read by the api at start.", true, func(c *Config, v any) {
+		if v != nil {
+			c.JWTSecret = Secret(v.(string))
+		}
+	}},
 }
 
 // Source is where raw values come from: Pulumi's config in a real run, a map
@@ -374,6 +400,14 @@ func (c *Config) validate() []error {
 	}
 	if c.Edge.CertificateArn != "" && !certificateArnRE.MatchString(c.Edge.CertificateArn) {
 		bad("certificateArn", "%q is not an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)", c.Edge.CertificateArn)
+	}
+	if c.JWTSecret == "" {
+		bad("jwtSecret", "not set: run `pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"`")
+	} else if len(c.JWTSecret) < 32 {
+		bad("jwtSecret", "%d characters: use at least 32, e.g. `pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"`", len(c.JWTSecret))
+	}
+	if c.ArtifactPath == "" {
+		bad("artifactPath", "empty: set it to the build, by default dist/conduit-linux-arm64 (`make build`)")
 	}
 	if c.Topology == HA && c.Edge.CertificateArn == "" && !c.Edge.AllowHTTP {
 		bad("certificateArn", "the ha topology terminates TLS at the ALB: run `pulumi config set certificateArn arn:aws:acm:...`, or opt out explicitly with `pulumi config set allowHttp true`")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 
 // valid is a complete ha configuration that loads without error.
 func valid() MapSource {
-	return MapSource{"certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc-123"}
+	return MapSource{"certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc-123", "jwtSecret": strings.Repeat("s", 32)}
 }
 
 func TestDefaultsLoad(t *testing.T) {
@@ -27,7 +28,7 @@ func TestDefaultsLoad(t *testing.T) {
 }
 
 func TestSingleTopologyLoads(t *testing.T) {
-	c, err := Load(MapSource{"topology": "single", "webPort": "80", "dbInstanceCount": "1", "dbDeletionProtection": "false", "dbSkipFinalSnapshot": "true"}, "webstack", "dev", "us-east-1")
+	c, err := Load(MapSource{"topology": "single", "webPort": "80", "dbInstanceCount": "1", "dbDeletionProtection": "false", "dbSkipFinalSnapshot": "true", "jwtSecret": strings.Repeat("s", 40)}, "webstack", "dev", "us-east-1")
 	require.NoError(t, err)
 	assert.Equal(t, Single, c.Topology)
 	assert.False(t, c.HTTPS())
@@ -71,6 +72,9 @@ func TestInvalidConfigNamesTheKeyAndTheFix(t *testing.T) {
 		{"rate limit too low", map[string]string{"wafRateLimit": "10"}, "", "wafRateLimit", "100..2000000000"},
 		{"bad desync mode", map[string]string{"desyncMitigationMode": "monitor"}, "", "desyncMitigationMode", "'strictest'"},
 		{"no region", nil, "-", "aws:region", "pulumi config set aws:region"},
+		{"no JWT secret", map[string]string{"jwtSecret": ""}, "", "jwtSecret", "pulumi config set --secret jwtSecret"},
+		{"short JWT secret", map[string]string{"jwtSecret": "short"}, "", "jwtSecret", "at least 32"},
+		{"empty artifact path", map[string]string{"artifactPath": ""}, "", "artifactPath", "make build"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,6 +91,14 @@ func TestInvalidConfigNamesTheKeyAndTheFix(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.wantKey)
 			assert.Contains(t, err.Error(), tt.wantFix)
 		})
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	c, err := Load(valid(), "webstack", "prod", "us-east-1")
+	require.NoError(t, err)
+	for _, s := range []string{fmt.Sprint(c.JWTSecret), fmt.Sprintf("%v %+v %#v", c, c, c)} {
+		assert.NotContains(t, s, strings.Repeat("s", 32))
 	}
 }
 
@@ -109,6 +121,7 @@ func TestPulumiYAMLSchemaMatchesKeys(t *testing.T) {
 			Type        string `yaml:"type"`
 			Description string `yaml:"description"`
 			Default     any    `yaml:"default"`
+			Secret      bool   `yaml:"secret"`
 		} `yaml:"config"`
 	}
 	require.NoError(t, yaml.Unmarshal(data, &project))
@@ -130,6 +143,7 @@ func TestPulumiYAMLSchemaMatchesKeys(t *testing.T) {
 			want = anyList
 		}
 		assert.Equal(t, want, got.Default, "default of %s", k.Name)
+		assert.Equal(t, k.Secret, got.Secret, "secret flag of %s", k.Name)
 	}
 }
 

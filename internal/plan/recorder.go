@@ -161,6 +161,8 @@ func (r *Recorder) computed(typ, name, id string, in map[string]any) map[string]
 	case "aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile":
 		out["arn"] = fmt.Sprintf("arn:aws:iam::%s:%s/%s", Account, strings.ToLower(kind(typ)), id)
 		out["name"] = id
+	case "aws:secretsmanager/secret:Secret":
+		out["arn"] = fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:%s-AbCdEf", r.Region, Account, id)
 	case "aws:wafv2/webAcl:WebAcl":
 		out["arn"] = fmt.Sprintf("arn:aws:wafv2:%s:%s:regional/webacl/%s/%s", r.Region, Account, name, id)
 	}
@@ -252,6 +254,12 @@ func plain(v resource.PropertyValue) any {
 			return "[unknown]"
 		}
 		return plain(o.Element)
+	case v.IsAsset():
+		a := v.AssetValue()
+		return map[string]any{"asset": map[string]any{"path": a.Path, "sha256": a.Hash}}
+	case v.IsArchive():
+		a := v.ArchiveValue()
+		return map[string]any{"archive": map[string]any{"path": a.Path, "sha256": a.Hash}}
 	case v.IsResourceReference():
 		ref := v.ResourceReferenceValue()
 		return string(ref.URN)

@@ -53,7 +53,8 @@ var envMu sync.Mutex
 
 // Run executes fn under mocks as project/stack with the given config
 // (fully-qualified keys such as "webstack:topology" and "aws:region") and
-// returns the graph it registered.
+// returns the graph it registered. When fn fails, the graph of what it had
+// registered until then comes back with the error.
 func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph, error) {
 	envMu.Lock()
 	defer envMu.Unlock()
@@ -91,10 +92,10 @@ func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph,
 		}
 		return nil
 	}, pulumi.WithMocks(project, stack, rec))
-	if err != nil {
-		return nil, err
-	}
 	g.Resources = rec.Resources()
+	if err != nil {
+		return g, err
+	}
 	// Outputs resolve to Go values ([]string, int...); give them the same
 	// JSON shapes as resource inputs.
 	raw, err = json.Marshal(g.Outputs)
@@ -153,7 +154,7 @@ func StackConfig(dir, stack string) (map[string]string, error) {
 			out[k] = v
 		case map[string]any:
 			if _, secure := v["secure"]; secure {
-				return nil, fmt.Errorf("%s: %s is an encrypted secret, which the offline plan cannot read; pass a stand-in with -c %s=…", path, k, k)
+				continue // encrypted: the offline plan cannot read it (see standIns)
 			}
 			b, _ := json.Marshal(v)
 			out[k] = string(b)
@@ -183,6 +184,13 @@ func Main(args []string, stdout io.Writer, fn StackFunc) error {
 	if err != nil {
 		return err
 	}
+	// Secrets live encrypted in the stack file (or nowhere, on a fresh
+	// clone): the plan stands a placeholder in, shown as [secret].
+	for _, k := range standIns {
+		if _, ok := cfg[*project+":"+k]; !ok {
+			cfg[*project+":"+k] = "offline-plan-placeholder-secret-0123456789"
+		}
+	}
 	for _, kv := range overrides {
 		for _, field := range strings.Fields(kv) {
 			k, v, ok := strings.Cut(field, "=")
@@ -210,6 +218,9 @@ func Main(args []string, stdout io.Writer, fn StackFunc) error {
 		return errors.New("unknown --format " + *format + ": use text or json")
 	}
 }
+
+// standIns are the secret keys the plan fills in when the stack file lacks them.
+var standIns = []string{"jwtSecret"}
 
 type multiFlag []string
 

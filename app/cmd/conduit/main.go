@@ -49,7 +49,10 @@ func main() {
 	}
 }
 
-const usage = `usage: conduit <api|web|local> [flags]   (conduit <role> -h lists the flags)`
+const usage = `usage: conduit <api|web|local|version> [flags]   (conduit <role> -h lists the flags)`
+
+// version is set at build time: -ldflags "-X main.version=…" (make build).
+var version = "dev"
 
 // run starts the role named by args[0] and serves until ctx is cancelled.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -57,6 +60,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New(usage)
 	}
 	role, args := args[0], args[1:]
+	if role == "version" {
+		fmt.Fprintln(stdout, version)
+		return nil
+	}
 	fs := flag.NewFlagSet("conduit "+role, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	env := func(name, def string) string {
@@ -121,7 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := level.UnmarshalText([]byte(*c.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With("role", role)
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With("role", role, "version", version)
 	return (&server{settings: c, log: log, stdout: stdout}).run(ctx, role)
 }
 

@@ -1,0 +1,91 @@
+package compute
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"webstack/internal/bucket"
+)
+
+// ReleaseArgs configures NewRelease.
+type ReleaseArgs struct {
+	// ArtifactPath is the linux/arm64 build to upload. Required.
+	ArtifactPath string
+	// SHA256 is the build's hex sha256; it is in the object key, so a new
+	// build is a new object and a new launch template version. Required.
+	SHA256 string
+	// Key is the object key (artifact.Artifact.Key). Required.
+	Key string
+	// Readers may download this release and nothing else from the bucket. Required.
+	Readers []Reader
+}
+
+// Reader is a tier role that downloads the release.
+type Reader struct {
+	Tier string
+	Role *iam.Role
+}
+
+// Release is one build, uploaded to the stack's artefact bucket.
+type Release struct {
+	pulumi.ResourceState
+
+	Bucket pulumi.StringOutput
+	Key    string
+	SHA256 string
+}
+
+// NewRelease creates the stack's private, versioned artefact bucket (the
+// same bucket across releases), uploads the build under its sha256, and
+// lets each tier role read that object only.
+func NewRelease(ctx *pulumi.Context, name string, args *ReleaseArgs, opts ...pulumi.ResourceOption) (*Release, error) {
+	c := &Release{Key: args.Key, SHA256: args.SHA256}
+	if err := ctx.RegisterComponentResource("webstack:compute:Release", name, c, opts...); err != nil {
+		return nil, err
+	}
+	if args.ArtifactPath == "" || len(args.SHA256) != 64 || args.Key == "" {
+		return nil, fmt.Errorf("compute: release needs ArtifactPath, SHA256 and Key")
+	}
+	b, err := bucket.NewPrivate(ctx, name+"-artifacts", &bucket.PrivateArgs{Versioning: true}, pulumi.Parent(c))
+	if err != nil {
+		return nil, err
+	}
+	obj, err := s3.NewBucketObjectv2(ctx, name+"-conduit", &s3.BucketObjectv2Args{
+		Bucket:               b.Name,
+		Key:                  pulumi.String(args.Key),
+		Source:               pulumi.NewFileAsset(args.ArtifactPath),
+		ContentType:          pulumi.String("application/octet-stream"),
+		ServerSideEncryption: pulumi.String("AES256"),
+		ChecksumAlgorithm:    pulumi.String("SHA256"),
+		Metadata:             pulumi.StringMap{"sha256": pulumi.String(args.SHA256)},
+		Tags:                 pulumi.StringMap{"Name": pulumi.String(name + "-conduit")},
+	}, pulumi.Parent(c))
+	if err != nil {
+		return nil, fmt.Errorf("compute: upload release: %w", err)
+	}
+	for _, r := range args.Readers {
+		tier := r.Tier
+		if _, err := iam.NewRolePolicy(ctx, name+"-"+tier+"-read", &iam.RolePolicyArgs{
+			Role: r.Role.ID(),
+			Policy: pulumi.JSONMarshal(pulumi.Map{
+				"Version": pulumi.String("2012-10-17"),
+				"Statement": pulumi.Array{pulumi.Map{
+					"Sid":      pulumi.String("ReadRelease"),
+					"Effect":   pulumi.String("Allow"),
+					"Action":   pulumi.String("s3:GetObject"),
+					"Resource": pulumi.Sprintf("%s/%s", b.Arn, args.Key),
+				}},
+			}),
+		}, pulumi.Parent(c)); err != nil {
+			return nil, fmt.Errorf("compute: %s release grant: %w", tier, err)
+		}
+	}
+	c.Bucket = obj.Bucket
+	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{"bucket": c.Bucket, "key": pulumi.String(c.Key), "sha256": pulumi.String(c.SHA256)}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,80 @@
+package security
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// SecretsArgs configures NewSecrets.
+type SecretsArgs struct {
+	// JWTSecret is the API's token-signing secret, from `pulumi config set
+	// --secret jwtSecret`. Required; it stays a secret in the state.
+	JWTSecret pulumi.StringInput
+	// DatabaseSecretArn is DocumentDB's managed master user secret. Required.
+	DatabaseSecretArn pulumi.StringInput
+	// APIRole is the only role that may read the secrets. Required.
+	APIRole *iam.Role
+	// RecoveryWindowDays keeps a deleted secret recoverable. Defaults to 7.
+	RecoveryWindowDays int
+}
+
+// Secrets holds the api tier's secrets and its read grant.
+type Secrets struct {
+	pulumi.ResourceState
+
+	// JWTSecretArn is what the api is told; never the value.
+	JWTSecretArn pulumi.StringOutput
+}
+
+// NewSecrets stores the JWT secret in Secrets Manager and lets the api role,
+// and only it, read that secret and the database's.
+func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pulumi.ResourceOption) (*Secrets, error) {
+	c := &Secrets{}
+	if err := ctx.RegisterComponentResource("webstack:security:Secrets", name, c, opts...); err != nil {
+		return nil, err
+	}
+	if args.JWTSecret == nil || args.DatabaseSecretArn == nil || args.APIRole == nil {
+		return nil, fmt.Errorf("security: secrets need JWTSecret, DatabaseSecretArn and APIRole")
+	}
+	window := args.RecoveryWindowDays
+	if window == 0 {
+		window = 7
+	}
+	secret, err := secretsmanager.NewSecret(ctx, name+"-jwt", &secretsmanager.SecretArgs{
+		NamePrefix:           pulumi.Sprintf("webstack/%s/jwt-", ctx.Stack()),
+		Description:          pulumi.String("Signs the Conduit API's tokens; read by the api tier at start"),
+		RecoveryWindowInDays: pulumi.Int(window),
+		Tags:                 pulumi.StringMap{"Name": pulumi.String(name + "-jwt")},
+	}, pulumi.Parent(c))
+	if err != nil {
+		return nil, fmt.Errorf("security: jwt secret: %w", err)
+	}
+	if _, err := secretsmanager.NewSecretVersion(ctx, name+"-jwt", &secretsmanager.SecretVersionArgs{
+		SecretId:     secret.ID(),
+		SecretString: pulumi.ToSecret(args.JWTSecret).(pulumi.StringOutput),
+	}, pulumi.Parent(secret)); err != nil {
+		return nil, fmt.Errorf("security: jwt secret value: %w", err)
+	}
+	if _, err := iam.NewRolePolicy(ctx, name+"-api-read", &iam.RolePolicyArgs{
+		Role: args.APIRole.ID(),
+		Policy: pulumi.JSONMarshal(pulumi.Map{
+			"Version": pulumi.String("2012-10-17"),
+			"Statement": pulumi.Array{pulumi.Map{
+				"Sid":      pulumi.String("ReadAppSecrets"),
+				"Effect":   pulumi.String("Allow"),
+				"Action":   pulumi.ToStringArray([]string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}),
+				"Resource": pulumi.StringArray{secret.Arn, args.DatabaseSecretArn},
+			}},
+		}),
+	}, pulumi.Parent(c)); err != nil {
+		return nil, fmt.Errorf("security: api secret grant: %w", err)
+	}
+	c.JWTSecretArn = secret.Arn
+	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{"jwtSecretArn": c.JWTSecretArn}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
