@@ -5,7 +5,7 @@ STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
 
-.PHONY: test check-fmt vet unit postman plan build run tools bench FORCE
+.PHONY: test check-fmt vet unit postman plan build run tools bench diagrams cost FORCE
 
 ## test: everything CI runs — formatting, vet, unit tests, the Postman suite.
 test: check-fmt vet unit postman
@@ -22,6 +22,17 @@ postman: tools
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 RELEASE_FLAGS := -trimpath -buildvcs=false -ldflags "-s -w -buildid= -X main.version=$(VERSION)"
+
+## diagrams: docs/architecture.md (Mermaid, all stacks) and an SVG per stack (Graphviz).
+diagrams:
+	@$(MAKE) -s --no-print-directory build >&2
+	$(GO) run . docs --out docs
+	for s in dev staging prod; do dot -Tsvg docs/architecture-$$s.dot -o docs/architecture-$$s.svg; done
+
+## cost: monthly estimate of STACK by resource and tier, and all stacks compared.
+cost:
+	@$(MAKE) -s --no-print-directory build >&2
+	@$(GO) run . plan --stack $(STACK) --format cost $(foreach kv,$(CONFIG),-c $(kv)) $(COSTFLAGS)
 
 ## build: the release the stacks deploy, reproducibly: dist/conduit-linux-arm64.
 build:
@@ -52,7 +63,7 @@ vet:
 unit:
 	$(GO) test -count=1 ./...
 
-## plan: print a stack's resource graph offline, e.g.
+## plan: print a stack's resource graph offline (FORMAT=text|json|mermaid|dot|cost), e.g.
 ##   make plan STACK=prod FORMAT=json CONFIG="certificateArn=arn:aws:acm:us-east-1:123456789012:certificate/example"
 plan:
 	@$(MAKE) -s --no-print-directory build >&2

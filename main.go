@@ -4,7 +4,8 @@
 // api's secrets → the release → compute → edge protection.
 //
 // `go run . plan --stack <name>` runs the same program offline, under mocks,
-// and prints its resource graph (see internal/plan).
+// and prints its graph, diagram or cost; `go run . docs` redraws
+// docs/architecture.md (see internal/offline).
 package main
 
 import (
@@ -18,15 +19,15 @@ import (
 	"webstack/database"
 	"webstack/internal/artifact"
 	"webstack/internal/config"
-	"webstack/internal/plan"
+	"webstack/internal/offline"
 	"webstack/network"
 	"webstack/security"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "plan" {
-		if err := plan.Main(os.Args[2:], os.Stdout, stack); err != nil {
-			fmt.Fprintln(os.Stderr, "plan:", err)
+	if len(os.Args) > 1 && (os.Args[1] == "plan" || os.Args[1] == "docs") {
+		if err := offline.Main(os.Args[1:], os.Stdout, stack); err != nil {
+			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 			os.Exit(1)
 		}
 		return

@@ -15,7 +15,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"webstack/internal/architecture"
 	"webstack/internal/cloudinit"
+	"webstack/internal/cost"
+	"webstack/internal/offline"
 	"webstack/internal/plan"
 	"webstack/security"
 )
@@ -778,5 +781,59 @@ func TestOnlyTheAPIRoleReadsSecretsAndValuesStaySecret(t *testing.T) {
 			}
 			assert.Equal(t, []string{apiRole.ID}, readers)
 		})
+	}
+}
+
+func TestDiagramFollowsTheGraph(t *testing.T) {
+	dev, err := architecture.From(planOf(t, "dev"))
+	require.NoError(t, err)
+	m := dev.Mermaid()
+	assert.NotContains(t, m, "ALB", "dev has no load balancer")
+	assert.Contains(t, m, "Coraza WAF", "dev's web instance carries its own WAF")
+	assert.Contains(t, m, "Elastic IP")
+
+	for azs, webNodes := range map[string]int{"2": 2, "3": 3} {
+		d, err := architecture.From(planOf(t, "staging", "azCount="+azs))
+		require.NoError(t, err)
+		m := d.Mermaid()
+		assert.Equal(t, webNodes, strings.Count(m, `["web ASG`), "azCount=%s: one web node per AZ", azs)
+		assert.Contains(t, m, "VPC 10.0.0.0/16 · "+azs+" AZs")
+		assert.Contains(t, m, "AWS WAF: 5 rules, count", "staging counts")
+		assert.Contains(t, m, `alb -->|"SG web :8080"|`, "ports come from the security group rules")
+		assert.Contains(t, m, "-.->|\"replication\"|", "replicas hang off the primary")
+	}
+	prod, err := architecture.From(planOf(t, "prod", "shieldAdvanced=true"))
+	require.NoError(t, err)
+	assert.Contains(t, prod.DOT(), "Shield Advanced")
+}
+
+func TestCheckedInArchitectureDocsAreCurrent(t *testing.T) {
+	files, err := offline.Docs(".", []string{"artifactPath=" + testArtifact(t)}, stack)
+	require.NoError(t, err)
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join("docs", name))
+		require.NoError(t, err, "docs/%s is missing: run `make diagrams`", name)
+		assert.Equal(t, want, string(got), "docs/%s is stale: run `make diagrams`", name)
+		if strings.HasSuffix(name, ".dot") {
+			svg := filepath.Join("docs", strings.TrimSuffix(name, ".dot")+".svg")
+			_, err := os.Stat(svg)
+			assert.NoError(t, err, "%s is missing: run `make diagrams`", svg)
+		}
+	}
+}
+
+func TestDevIsCheapByDesign(t *testing.T) {
+	g := planOf(t, "dev")
+	assert.Empty(t, g.OfType("aws:lb/loadBalancer:LoadBalancer"))
+	assert.Empty(t, g.OfType("aws:wafv2/webAcl:WebAcl"))
+	assert.Equal(t, "Single", get(g.OfType("awsx:ec2:Vpc")[0].Inputs, "natGateways", "strategy"))
+	r, err := cost.Estimate(g, cost.DefaultTable(), cost.DefaultAssumptions())
+	require.NoError(t, err)
+	assert.Empty(t, r.NotPriced, "every resource of dev is priced or free")
+	assert.LessOrEqual(t, r.Total(), 130.0, "dev costs at most $130/month")
+	for _, s := range []string{"staging", "prod"} {
+		r, err := cost.Estimate(planOf(t, s), cost.DefaultTable(), cost.DefaultAssumptions())
+		require.NoError(t, err)
+		assert.Empty(t, r.NotPriced, "%s: every resource is priced or free", s)
 	}
 }

@@ -2,12 +2,11 @@ package plan
 
 import (
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -92,7 +91,10 @@ func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph,
 		}
 		return nil
 	}, pulumi.WithMocks(project, stack, rec))
+	// Registration order varies from run to run (outputs resolve
+	// concurrently); a sorted graph diffs cleanly and draws the same.
 	g.Resources = rec.Resources()
+	slices.SortStableFunc(g.Resources, func(a, b Resource) int { return strings.Compare(a.Key(), b.Key()) })
 	if err != nil {
 		return g, err
 	}
@@ -168,64 +170,39 @@ func StackConfig(dir, stack string) (map[string]string, error) {
 	return out, nil
 }
 
-// Main is the plan command: `plan --stack dev [--format text|json] [-c key=value]...`.
-func Main(args []string, stdout io.Writer, fn StackFunc) error {
-	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
-	stack := fs.String("stack", "dev", "stack whose Pulumi.<stack>.yaml to use")
-	format := fs.String("format", "text", "output format: text or json")
-	dir := fs.String("dir", ".", "directory holding Pulumi.yaml and the stack files")
-	project := fs.String("project", "webstack", "Pulumi project name")
-	var overrides multiFlag
-	fs.Var(&overrides, "c", "config override key=value (repeatable; key without namespace means the project's)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := StackConfig(*dir, *stack)
+// Config is the config map of a stack as `pulumi preview` would see it:
+// Pulumi.<stack>.yaml in dir, placeholders for encrypted secrets it cannot
+// read, then overrides ("key=value", several per string; a key without
+// namespace is the project's), like `pulumi preview -c`.
+func Config(dir, project, stack string, overrides []string) (map[string]string, error) {
+	cfg, err := StackConfig(dir, stack)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Secrets live encrypted in the stack file (or nowhere, on a fresh
 	// clone): the plan stands a placeholder in, shown as [secret].
 	for _, k := range standIns {
-		if _, ok := cfg[*project+":"+k]; !ok {
-			cfg[*project+":"+k] = "offline-plan-placeholder-secret-0123456789"
+		if _, ok := cfg[project+":"+k]; !ok {
+			cfg[project+":"+k] = "offline-plan-placeholder-secret-0123456789"
 		}
 	}
 	for _, kv := range overrides {
 		for _, field := range strings.Fields(kv) {
 			k, v, ok := strings.Cut(field, "=")
 			if !ok || k == "" {
-				return fmt.Errorf("-c %q: want key=value", field)
+				return nil, fmt.Errorf("config override %q: want key=value", field)
 			}
 			if !strings.Contains(k, ":") {
-				k = *project + ":" + k
+				k = project + ":" + k
 			}
 			cfg[k] = v
 		}
 	}
-	g, err := Run(*project, *stack, cfg, fn)
-	if err != nil {
-		return err
-	}
-	switch *format {
-	case "json":
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(g)
-	case "text":
-		return WriteText(stdout, g)
-	default:
-		return errors.New("unknown --format " + *format + ": use text or json")
-	}
+	return cfg, nil
 }
 
 // standIns are the secret keys the plan fills in when the stack file lacks them.
 var standIns = []string{"jwtSecret"}
-
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // WriteText prints the graph as a tree by component, each resource with its
 // key settings (scalar inputs, flattened; tags and long documents elided).

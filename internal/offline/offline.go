@@ -1,0 +1,190 @@
+// Package offline is the program's offline command line: it runs the real
+// Pulumi program under mocks (internal/plan) and prints the graph, the
+// architecture diagram or the cost estimate, with no credentials and no
+// Pulumi CLI.
+//
+//	plan --stack prod [--format text|json|mermaid|dot|cost] [-c key=value]...
+//	docs [--out docs]    architecture.md (Mermaid) and one .dot per stack
+package offline
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"webstack/internal/architecture"
+	"webstack/internal/cost"
+	"webstack/internal/plan"
+)
+
+// Stacks are the project's stacks, in the order they are compared.
+var Stacks = []string{"dev", "staging", "prod"}
+
+// Project is the Pulumi project name.
+const Project = "webstack"
+
+// DocsOverrides are the config the checked-in docs are drawn with: the
+// example certificate (staging and prod need one).
+var DocsOverrides = []string{"certificateArn=arn:aws:acm:us-east-1:123456789012:certificate/example"}
+
+// Main runs one offline command.
+func Main(args []string, stdout io.Writer, fn plan.StackFunc) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: plan|docs [flags]")
+	}
+	switch args[0] {
+	case "plan":
+		return planCmd(args[1:], stdout, fn)
+	case "docs":
+		return docsCmd(args[1:], stdout, fn)
+	}
+	return fmt.Errorf("unknown command %q: use plan or docs", args[0])
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func planCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	stack := fs.String("stack", "dev", "stack whose Pulumi.<stack>.yaml to use")
+	format := fs.String("format", "text", "text, json, mermaid, dot or cost")
+	dir := fs.String("dir", ".", "directory holding Pulumi.yaml and the stack files")
+	var overrides multiFlag
+	fs.Var(&overrides, "c", "config override key=value (repeatable; key without namespace means the project's)")
+	assume := cost.DefaultAssumptions()
+	assume.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	g, err := Graph(*dir, *stack, overrides, fn)
+	if err != nil {
+		return err
+	}
+	switch *format {
+	case "json":
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(g)
+	case "text":
+		if err := plan.WriteText(stdout, g); err != nil {
+			return err
+		}
+		r, err := cost.Estimate(g, cost.DefaultTable(), assume)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
+		cost.Write(stdout, r)
+		return nil
+	case "mermaid", "dot":
+		d, err := architecture.From(g)
+		if err != nil {
+			return err
+		}
+		if *format == "dot" {
+			_, err = io.WriteString(stdout, d.DOT())
+		} else {
+			_, err = io.WriteString(stdout, d.Mermaid())
+		}
+		return err
+	case "cost":
+		return costCmd(*dir, g, overrides, assume, stdout, fn)
+	}
+	return fmt.Errorf("unknown --format %q: use text, json, mermaid, dot or cost", *format)
+}
+
+// Graph runs the program for stack with overrides.
+func Graph(dir, stack string, overrides []string, fn plan.StackFunc) (*plan.Graph, error) {
+	cfg, err := plan.Config(dir, Project, stack, overrides)
+	if err != nil {
+		return nil, err
+	}
+	return plan.Run(Project, stack, cfg, fn)
+}
+
+// costCmd prints g's estimate, then all stacks side by side (each with its
+// own stack file and the same overrides).
+func costCmd(dir string, g *plan.Graph, overrides []string, a cost.Assumptions, stdout io.Writer, fn plan.StackFunc) error {
+	table := cost.DefaultTable()
+	r, err := cost.Estimate(g, table, a)
+	if err != nil {
+		return err
+	}
+	cost.Write(stdout, r)
+	var all []*cost.Report
+	for _, s := range Stacks {
+		sg := g
+		if s != g.Stack {
+			if sg, err = Graph(dir, s, append(slicesClone(DocsOverrides), overrides...), fn); err != nil {
+				return fmt.Errorf("stack %s: %w", s, err)
+			}
+		}
+		sr, err := cost.Estimate(sg, table, a)
+		if err != nil {
+			return err
+		}
+		all = append(all, sr)
+	}
+	fmt.Fprintln(stdout, "\nthree stacks, same assumptions:")
+	cost.Compare(stdout, all)
+	return nil
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+// Docs renders docs/architecture.md and one DOT file per stack. It returns
+// file name → content, so a test can compare them with the checked-in docs.
+// extra overrides apply too (the tests point artifactPath at a stand-in:
+// nothing drawn depends on the build).
+func Docs(dir string, extra []string, fn plan.StackFunc) (map[string]string, error) {
+	var md strings.Builder
+	md.WriteString("# Architecture\n\nDrawn by `make diagrams` from each stack's offline plan (the real program under mocks,\nwith the example certificate), not by hand; a test fails when this file is stale.\nThe SVGs are rendered by Graphviz from the `.dot` files beside them.\n")
+	files := map[string]string{}
+	for _, s := range Stacks {
+		g, err := Graph(dir, s, append(slicesClone(DocsOverrides), extra...), fn)
+		if err != nil {
+			return nil, fmt.Errorf("stack %s: %w", s, err)
+		}
+		d, err := architecture.From(g)
+		if err != nil {
+			return nil, err
+		}
+		r, err := cost.Estimate(g, cost.DefaultTable(), cost.DefaultAssumptions())
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&md, "\n## %s\n\nEstimated %s a month (on-demand, `make cost STACK=%s` for the lines and assumptions).\n\n![%s](architecture-%s.svg)\n\n```mermaid\n%s```\n", s, fmt.Sprintf("$%.2f", r.Total()), s, s, s, d.Mermaid())
+		files["architecture-"+s+".dot"] = d.DOT()
+	}
+	files["architecture.md"] = md.String()
+	return files, nil
+}
+
+func docsCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
+	fs := flag.NewFlagSet("docs", flag.ContinueOnError)
+	out := fs.String("out", "docs", "directory to write to")
+	dir := fs.String("dir", ".", "directory holding Pulumi.yaml and the stack files")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	files, err := Docs(*dir, nil, fn)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(*out, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "wrote", filepath.Join(*out, name))
+	}
+	return nil
+}
