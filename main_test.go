@@ -810,6 +810,12 @@ func TestDiagramFollowsTheGraph(t *testing.T) {
 func TestCheckedInArchitectureDocsAreCurrent(t *testing.T) {
 	files, err := offline.Docs(".", []string{"artifactPath=" + testArtifact(t)}, stack)
 	require.NoError(t, err)
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	current, err := offline.SpliceReadme(string(readme), files[offline.ReadmeSection])
+	require.NoError(t, err)
+	assert.Equal(t, current, string(readme), "README.md's architecture section is stale: run `make diagrams`")
+	delete(files, offline.ReadmeSection)
 	for name, want := range files {
 		got, err := os.ReadFile(filepath.Join("docs", name))
 		require.NoError(t, err, "docs/%s is missing: run `make diagrams`", name)

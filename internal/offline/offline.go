@@ -138,6 +138,25 @@ func costCmd(dir string, g *plan.Graph, overrides []string, a cost.Assumptions, 
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
 
+// ReadmeSection names, among Docs' files, the text that goes between the
+// README's diagram markers rather than into a file of its own.
+const ReadmeSection = "README.md#architecture"
+
+// Readme markers around the generated section.
+const (
+	ReadmeStart = "<!-- architecture:start (make diagrams) -->\n"
+	ReadmeEnd   = "<!-- architecture:end -->\n"
+)
+
+// SpliceReadme puts section between the markers of readme.
+func SpliceReadme(readme, section string) (string, error) {
+	i, j := strings.Index(readme, ReadmeStart), strings.Index(readme, ReadmeEnd)
+	if i < 0 || j < i {
+		return "", fmt.Errorf("README.md lacks the markers %q and %q", strings.TrimSpace(ReadmeStart), strings.TrimSpace(ReadmeEnd))
+	}
+	return readme[:i+len(ReadmeStart)] + section + readme[j:], nil
+}
+
 // Docs renders docs/architecture.md and one DOT file per stack. It returns
 // file name → content, so a test can compare them with the checked-in docs.
 // extra overrides apply too (the tests point artifactPath at a stand-in:
@@ -146,6 +165,9 @@ func Docs(dir string, extra []string, fn plan.StackFunc) (map[string]string, err
 	var md strings.Builder
 	md.WriteString("# Architecture\n\nDrawn by `make diagrams` from each stack's offline plan (the real program under mocks,\nwith the example certificate), not by hand; a test fails when this file is stale.\nThe SVGs are rendered by Graphviz from the `.dot` files beside them.\n")
 	files := map[string]string{}
+	var readme strings.Builder
+	readme.WriteString("| stack | estimated monthly cost (on-demand, default assumptions) |\n|---|---|\n")
+	var diagrams strings.Builder
 	for _, s := range Stacks {
 		g, err := Graph(dir, s, append(slicesClone(DocsOverrides), extra...), fn)
 		if err != nil {
@@ -161,8 +183,11 @@ func Docs(dir string, extra []string, fn plan.StackFunc) (map[string]string, err
 		}
 		fmt.Fprintf(&md, "\n## %s\n\nEstimated %s a month (on-demand, `make cost STACK=%s` for the lines and assumptions).\n\n![%s](architecture-%s.svg)\n\n```mermaid\n%s```\n", s, fmt.Sprintf("$%.2f", r.Total()), s, s, s, d.Mermaid())
 		files["architecture-"+s+".dot"] = d.DOT()
+		fmt.Fprintf(&readme, "| %s | $%.2f |\n", s, r.Total())
+		fmt.Fprintf(&diagrams, "\n**%s**\n\n```mermaid\n%s```\n", s, d.Mermaid())
 	}
 	files["architecture.md"] = md.String()
+	files[ReadmeSection] = readme.String() + diagrams.String()
 	return files, nil
 }
 
@@ -181,10 +206,21 @@ func docsCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 		return err
 	}
 	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(*out, name), []byte(content), 0o644); err != nil {
+		path := filepath.Join(*out, name)
+		if name == ReadmeSection {
+			path = filepath.Join(*dir, "README.md")
+			old, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if content, err = SpliceReadme(string(old), content); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, "wrote", filepath.Join(*out, name))
+		fmt.Fprintln(stdout, "wrote", path)
 	}
 	return nil
 }
