@@ -65,27 +65,6 @@ func planOf(t *testing.T, stackName string, overrides ...string) *plan.Graph {
 
 var allStacks = []string{"dev", "staging", "prod"}
 
-// get walks nested inputs: get(m, "metadataOptions", "httpTokens").
-func get(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			a, ok := v.([]any)
-			if !ok || k >= len(a) {
-				return nil
-			}
-			v = a[k]
-		}
-	}
-	return v
-}
-
 func str(v any) string { return fmt.Sprint(v) }
 
 // policyDoc decodes a JSON policy input.
@@ -128,8 +107,8 @@ func TestDevWebInstanceHasElasticIPAndAPIInstanceIsPrivate(t *testing.T) {
 	api, ok := g.ByKey("aws:ec2/instance:Instance::app-api")
 	require.True(t, ok)
 	assert.Equal(t, web.ID, eips[0].Inputs["instance"], "the Elastic IP is on the web instance")
-	assert.Equal(t, get(g.Outputs, "publicSubnetIds", 0), web.Inputs["subnetId"])
-	assert.Equal(t, get(g.Outputs, "privateSubnetIds", 0), api.Inputs["subnetId"])
+	assert.Equal(t, plan.Get(g.Outputs, "publicSubnetIds", 0), web.Inputs["subnetId"])
+	assert.Equal(t, plan.Get(g.Outputs, "privateSubnetIds", 0), api.Inputs["subnetId"])
 	for _, inst := range []plan.Resource{web, api} {
 		assert.Equal(t, false, inst.Inputs["associatePublicIpAddress"], "%s gets no auto-assigned public IP", inst.Name)
 		assert.Equal(t, true, inst.Inputs["userDataReplaceOnChange"], "%s is replaced when its user data changes", inst.Name)
@@ -141,7 +120,7 @@ func TestHATiersSpanEveryAZ(t *testing.T) {
 	for _, s := range []string{"staging", "prod"} {
 		t.Run(s, func(t *testing.T) {
 			g := planOf(t, s)
-			azs := get(g.OfType("awsx:ec2:Vpc")[0].Inputs, "availabilityZoneNames").([]any)
+			azs := plan.Get(g.OfType("awsx:ec2:Vpc")[0].Inputs, "availabilityZoneNames").([]any)
 			assert.GreaterOrEqual(t, len(azs), 2)
 			private := g.Outputs["privateSubnetIds"].([]any)
 			public := g.Outputs["publicSubnetIds"].([]any)
@@ -177,10 +156,10 @@ func TestVPCHasThreeSubnetTiersAndNATPerStack(t *testing.T) {
 	for stackName, nat := range map[string]string{"dev": "Single", "staging": "Single", "prod": "OnePerAz"} {
 		t.Run(stackName, func(t *testing.T) {
 			vpc := planOf(t, stackName).OfType("awsx:ec2:Vpc")[0]
-			assert.Equal(t, nat, get(vpc.Inputs, "natGateways", "strategy"))
+			assert.Equal(t, nat, plan.Get(vpc.Inputs, "natGateways", "strategy"))
 			var types []string
 			for _, s := range vpc.Inputs["subnetSpecs"].([]any) {
-				types = append(types, str(get(s, "type")))
+				types = append(types, str(plan.Get(s, "type")))
 			}
 			assert.ElementsMatch(t, []string{"Public", "Private", "Isolated"}, types)
 		})
@@ -312,15 +291,15 @@ func TestLaunchTemplatesRequireIMDSv2AndEncryptRootVolumes(t *testing.T) {
 			lts := planOf(t, s).OfType("aws:ec2/launchTemplate:LaunchTemplate")
 			require.Len(t, lts, 2)
 			for _, lt := range lts {
-				assert.Equal(t, "required", get(lt.Inputs, "metadataOptions", "httpTokens"), "%s IMDSv2", lt.Name)
-				assert.Equal(t, int64(1), get(lt.Inputs, "metadataOptions", "httpPutResponseHopLimit"), "%s hop limit", lt.Name)
-				assert.Equal(t, "true", get(lt.Inputs, "blockDeviceMappings", 0, "ebs", "encrypted"), "%s root volume encrypted", lt.Name)
-				assert.Equal(t, "gp3", get(lt.Inputs, "blockDeviceMappings", 0, "ebs", "volumeType"))
+				assert.Equal(t, "required", plan.Get(lt.Inputs, "metadataOptions", "httpTokens"), "%s IMDSv2", lt.Name)
+				assert.Equal(t, int64(1), plan.Get(lt.Inputs, "metadataOptions", "httpPutResponseHopLimit"), "%s hop limit", lt.Name)
+				assert.Equal(t, "true", plan.Get(lt.Inputs, "blockDeviceMappings", 0, "ebs", "encrypted"), "%s root volume encrypted", lt.Name)
+				assert.Equal(t, "gp3", plan.Get(lt.Inputs, "blockDeviceMappings", 0, "ebs", "volumeType"))
 				assert.Equal(t, "ami-0123456789abcdef0", lt.Inputs["imageId"], "AMI comes from the SSM parameter")
 				assert.Regexp(t, `^[a-z][a-z0-9]*g[a-z0-9]*\.`, lt.Inputs["instanceType"], "Graviton")
-				assert.NotEmpty(t, get(lt.Inputs, "iamInstanceProfile", "name"))
-				if ni := get(lt.Inputs, "networkInterfaces", 0); ni != nil {
-					assert.Equal(t, "false", get(ni, "associatePublicIpAddress"), "%s private tiers get no public IP", lt.Name)
+				assert.NotEmpty(t, plan.Get(lt.Inputs, "iamInstanceProfile", "name"))
+				if ni := plan.Get(lt.Inputs, "networkInterfaces", 0); ni != nil {
+					assert.Equal(t, "false", plan.Get(ni, "associatePublicIpAddress"), "%s private tiers get no public IP", lt.Name)
 				}
 			}
 		})
@@ -402,8 +381,8 @@ func TestHTTPSListenerUsesTLS13PolicyAndHTTPRedirects(t *testing.T) {
 	assert.Equal(t, testCert, https.Inputs["certificateArn"])
 	http, ok := g.ByKey("aws:lb/listener:Listener::app-http")
 	require.True(t, ok)
-	assert.Equal(t, "redirect", get(http.Inputs, "defaultActions", 0, "type"))
-	assert.Equal(t, "HTTPS", get(http.Inputs, "defaultActions", 0, "redirect", "protocol"))
+	assert.Equal(t, "redirect", plan.Get(http.Inputs, "defaultActions", 0, "type"))
+	assert.Equal(t, "HTTPS", plan.Get(http.Inputs, "defaultActions", 0, "redirect", "protocol"))
 	assert.True(t, strings.HasPrefix(str(g.Outputs["url"]), "https://"))
 
 	// Plain HTTP only as an explicit opt-out.
@@ -411,7 +390,7 @@ func TestHTTPSListenerUsesTLS13PolicyAndHTTPRedirects(t *testing.T) {
 	_, ok = g.ByKey("aws:lb/listener:Listener::app-https")
 	assert.False(t, ok)
 	http, _ = g.ByKey("aws:lb/listener:Listener::app-http")
-	assert.Equal(t, "forward", get(http.Inputs, "defaultActions", 0, "type"))
+	assert.Equal(t, "forward", plan.Get(http.Inputs, "defaultActions", 0, "type"))
 	assert.True(t, strings.HasPrefix(str(g.Outputs["url"]), "http://"))
 }
 
@@ -424,13 +403,13 @@ func TestLoadBalancersDropInvalidHeadersAndMitigateDesync(t *testing.T) {
 				assert.Equal(t, mode, alb.Inputs["desyncMitigationMode"], alb.Name)
 			}
 			for _, tg := range g.OfType("aws:lb/targetGroup:TargetGroup") {
-				assert.Equal(t, "/healthz", get(tg.Inputs, "healthCheck", "path"), tg.Name)
+				assert.Equal(t, "/healthz", plan.Get(tg.Inputs, "healthCheck", "path"), tg.Name)
 			}
 		})
 	}
 	pub, _ := planOf(t, "prod").ByKey("aws:lb/loadBalancer:LoadBalancer::app-public")
 	assert.Equal(t, true, pub.Inputs["enableDeletionProtection"], "prod public ALB refuses deletion")
-	assert.Equal(t, true, get(pub.Inputs, "accessLogs", "enabled"), "prod keeps access logs")
+	assert.Equal(t, true, plan.Get(pub.Inputs, "accessLogs", "enabled"), "prod keeps access logs")
 	g := planOf(t, "prod")
 	pol, ok := g.ByKey("aws:s3/bucketPolicy:BucketPolicy::app-public-logs")
 	require.True(t, ok)
@@ -443,9 +422,9 @@ func TestAutoScalingGroupsUseELBHealthRollingRefreshAndCPUTracking(t *testing.T)
 	require.Len(t, asgs, 2)
 	for _, asg := range asgs {
 		assert.Equal(t, "ELB", asg.Inputs["healthCheckType"])
-		assert.Equal(t, "Rolling", get(asg.Inputs, "instanceRefresh", "strategy"))
-		assert.Equal(t, int64(75), get(asg.Inputs, "instanceRefresh", "preferences", "minHealthyPercentage"))
-		assert.Equal(t, true, get(asg.Inputs, "instanceRefresh", "preferences", "skipMatching"))
+		assert.Equal(t, "Rolling", plan.Get(asg.Inputs, "instanceRefresh", "strategy"))
+		assert.Equal(t, int64(75), plan.Get(asg.Inputs, "instanceRefresh", "preferences", "minHealthyPercentage"))
+		assert.Equal(t, true, plan.Get(asg.Inputs, "instanceRefresh", "preferences", "skipMatching"))
 		assert.NotEmpty(t, asg.Inputs["targetGroupArns"])
 		assert.Equal(t, int64(3), asg.Inputs["minSize"])
 	}
@@ -453,7 +432,7 @@ func TestAutoScalingGroupsUseELBHealthRollingRefreshAndCPUTracking(t *testing.T)
 	require.Len(t, pols, 2)
 	for _, p := range pols {
 		assert.Equal(t, "TargetTrackingScaling", p.Inputs["policyType"])
-		assert.Equal(t, "ASGAverageCPUUtilization", get(p.Inputs, "targetTrackingConfiguration", "predefinedMetricSpecification", "predefinedMetricType"))
+		assert.Equal(t, "ASGAverageCPUUtilization", plan.Get(p.Inputs, "targetTrackingConfiguration", "predefinedMetricSpecification", "predefinedMetricType"))
 	}
 }
 
@@ -461,17 +440,17 @@ func TestWebACLHasManagedRulesRateLimitMetricsAndLogging(t *testing.T) {
 	g := planOf(t, "prod", "wafRateLimit=500")
 	acl := g.OfType("aws:wafv2/webAcl:WebAcl")[0]
 	assert.Equal(t, "REGIONAL", acl.Inputs["scope"])
-	assert.NotNil(t, get(acl.Inputs, "defaultAction", "allow"))
-	assert.Equal(t, true, get(acl.Inputs, "visibilityConfig", "cloudwatchMetricsEnabled"))
-	assert.Equal(t, true, get(acl.Inputs, "visibilityConfig", "sampledRequestsEnabled"))
+	assert.NotNil(t, plan.Get(acl.Inputs, "defaultAction", "allow"))
+	assert.Equal(t, true, plan.Get(acl.Inputs, "visibilityConfig", "cloudwatchMetricsEnabled"))
+	assert.Equal(t, true, plan.Get(acl.Inputs, "visibilityConfig", "sampledRequestsEnabled"))
 	var names []string
 	wcu := 0
 	for _, r := range acl.Inputs["rules"].([]any) {
-		names = append(names, str(get(r, "name")))
-		assert.Equal(t, true, get(r, "visibilityConfig", "cloudwatchMetricsEnabled"), "rule %v metrics", get(r, "name"))
-		assert.Equal(t, true, get(r, "visibilityConfig", "sampledRequestsEnabled"), "rule %v samples", get(r, "name"))
-		if group := get(r, "statement", "managedRuleGroupStatement", "name"); group != nil {
-			assert.NotNil(t, get(r, "overrideAction", "none"), "block mode enforces %v", group)
+		names = append(names, str(plan.Get(r, "name")))
+		assert.Equal(t, true, plan.Get(r, "visibilityConfig", "cloudwatchMetricsEnabled"), "rule %v metrics", plan.Get(r, "name"))
+		assert.Equal(t, true, plan.Get(r, "visibilityConfig", "sampledRequestsEnabled"), "rule %v samples", plan.Get(r, "name"))
+		if group := plan.Get(r, "statement", "managedRuleGroupStatement", "name"); group != nil {
+			assert.NotNil(t, plan.Get(r, "overrideAction", "none"), "block mode enforces %v", group)
 			i := slices.IndexFunc(security.ManagedRuleGroups, func(m struct {
 				Name     string
 				Capacity int
@@ -481,10 +460,10 @@ func TestWebACLHasManagedRulesRateLimitMetricsAndLogging(t *testing.T) {
 			require.GreaterOrEqual(t, i, 0, "capacity of %v unknown", group)
 			wcu += security.ManagedRuleGroups[i].Capacity
 		}
-		if rate := get(r, "statement", "rateBasedStatement"); rate != nil {
-			assert.Equal(t, int64(500), get(rate, "limit"))
-			assert.Equal(t, "IP", get(rate, "aggregateKeyType"))
-			assert.NotNil(t, get(r, "action", "block"))
+		if rate := plan.Get(r, "statement", "rateBasedStatement"); rate != nil {
+			assert.Equal(t, int64(500), plan.Get(rate, "limit"))
+			assert.Equal(t, "IP", plan.Get(rate, "aggregateKeyType"))
+			assert.NotNil(t, plan.Get(r, "action", "block"))
 			wcu += security.RateRuleCapacity
 		}
 	}
@@ -493,9 +472,9 @@ func TestWebACLHasManagedRulesRateLimitMetricsAndLogging(t *testing.T) {
 
 	logCfg := g.OfType("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration")
 	require.Len(t, logCfg, 1)
-	dest := str(get(logCfg[0].Inputs, "logDestinationConfigs", 0))
+	dest := str(plan.Get(logCfg[0].Inputs, "logDestinationConfigs", 0))
 	assert.Contains(t, dest, ":log-group:aws-waf-logs-", "WAF logs only to aws-waf-logs-* groups")
-	assert.Equal(t, "authorization", get(logCfg[0].Inputs, "redactedFields", 0, "singleHeader", "name"))
+	assert.Equal(t, "authorization", plan.Get(logCfg[0].Inputs, "redactedFields", 0, "singleHeader", "name"))
 
 	assoc := g.OfType("aws:wafv2/webAclAssociation:WebAclAssociation")
 	require.Len(t, assoc, 1)
@@ -507,10 +486,10 @@ func TestWebACLHasManagedRulesRateLimitMetricsAndLogging(t *testing.T) {
 func TestWAFCountModeOnlyCounts(t *testing.T) {
 	acl := planOf(t, "staging").OfType("aws:wafv2/webAcl:WebAcl")[0] // staging: wafMode count
 	for _, r := range acl.Inputs["rules"].([]any) {
-		if get(r, "overrideAction") != nil {
-			assert.NotNil(t, get(r, "overrideAction", "count"), "%v", get(r, "name"))
+		if plan.Get(r, "overrideAction") != nil {
+			assert.NotNil(t, plan.Get(r, "overrideAction", "count"), "%v", plan.Get(r, "name"))
 		} else {
-			assert.NotNil(t, get(r, "action", "count"), "%v", get(r, "name"))
+			assert.NotNil(t, plan.Get(r, "action", "count"), "%v", plan.Get(r, "name"))
 		}
 	}
 }
@@ -567,7 +546,7 @@ func TestDocumentDBIsEncryptedTLSAuditedAndBackedUp(t *testing.T) {
 			assert.Equal(t, "docdb5.0", pg.Inputs["family"])
 			params := map[string]any{}
 			for _, p := range pg.Inputs["parameters"].([]any) {
-				params[str(get(p, "name"))] = get(p, "value")
+				params[str(plan.Get(p, "name"))] = plan.Get(p, "value")
 			}
 			assert.Equal(t, "enabled", params["tls"])
 			if tt.protected {
@@ -594,16 +573,16 @@ func TestProviderDefaultTagsAndNameTagEverywhere(t *testing.T) {
 			g := planOf(t, s, "shieldAdvanced=true")
 			p := g.OfType("pulumi:providers:aws")
 			require.Len(t, p, 1)
-			assert.Equal(t, map[string]any{"Project": "webstack", "Stack": s, "ManagedBy": "pulumi", "Owner": "platform-team"}, get(p[0].Inputs, "defaultTags", "tags"))
+			assert.Equal(t, map[string]any{"Project": "webstack", "Stack": s, "ManagedBy": "pulumi", "Owner": "platform-team"}, plan.Get(p[0].Inputs, "defaultTags", "tags"))
 			for _, r := range g.Resources {
 				if !r.Custom || untaggable[r.Type] {
 					continue
 				}
 				if r.Type == "aws:autoscaling/group:Group" {
-					assert.Equal(t, "Name", get(r.Inputs, "tags", 0, "key"), r.Key())
+					assert.Equal(t, "Name", plan.Get(r.Inputs, "tags", 0, "key"), r.Key())
 					continue
 				}
-				assert.NotEmpty(t, get(r.Inputs, "tags", "Name"), "%s has no Name tag", r.Key())
+				assert.NotEmpty(t, plan.Get(r.Inputs, "tags", "Name"), "%s has no Name tag", r.Key())
 			}
 		})
 	}
@@ -739,12 +718,12 @@ func TestArtefactBucketIsPrivateVersionedAndReadOnlyByTheTiers(t *testing.T) {
 	key := "conduit/" + testBuildSHA + "/conduit-linux-arm64"
 	assert.Equal(t, key, obj[0].Inputs["key"])
 	assert.Equal(t, "AES256", obj[0].Inputs["serverSideEncryption"])
-	assert.NotNil(t, get(obj[0].Inputs, "source", "asset", "path"), "the build is uploaded as a file asset")
+	assert.NotNil(t, plan.Get(obj[0].Inputs, "source", "asset", "path"), "the build is uploaded as a file asset")
 	bucketID := str(obj[0].Inputs["bucket"])
 	vers := g.OfType("aws:s3/bucketVersioningV2:BucketVersioningV2")
 	require.NotEmpty(t, vers)
 	assert.Equal(t, bucketID, vers[0].Inputs["bucket"])
-	assert.Equal(t, "Enabled", get(vers[0].Inputs, "versioningConfiguration", "status"))
+	assert.Equal(t, "Enabled", plan.Get(vers[0].Inputs, "versioningConfiguration", "status"))
 	for _, tier := range []string{"web", "api"} {
 		role, _ := g.ByKey("aws:iam/role:Role::security-" + tier)
 		grant, ok := g.ByKey("aws:iam/rolePolicy:RolePolicy::release-" + tier + "-read")
@@ -752,8 +731,8 @@ func TestArtefactBucketIsPrivateVersionedAndReadOnlyByTheTiers(t *testing.T) {
 		assert.Equal(t, role.ID, grant.Inputs["role"])
 		st := policyDoc(t, grant.Inputs["policy"])["Statement"].([]any)
 		require.Len(t, st, 1)
-		assert.Equal(t, "s3:GetObject", get(st[0], "Action"))
-		assert.Equal(t, "arn:aws:s3:::"+bucketID+"/"+key, get(st[0], "Resource"), "%s reads this release only", tier)
+		assert.Equal(t, "s3:GetObject", plan.Get(st[0], "Action"))
+		assert.Equal(t, "arn:aws:s3:::"+bucketID+"/"+key, plan.Get(st[0], "Resource"), "%s reads this release only", tier)
 	}
 }
 
@@ -777,7 +756,7 @@ func TestOnlyTheAPIRoleReadsSecretsAndValuesStaySecret(t *testing.T) {
 				readers = append(readers, str(p.Inputs["role"]))
 				assert.NotEqual(t, webRole.ID, p.Inputs["role"], "web may not read secrets")
 				st := policyDoc(t, p.Inputs["policy"])["Statement"].([]any)
-				assert.ElementsMatch(t, []any{g.Outputs["jwtSecretArn"], g.Outputs["dbSecretArn"]}, get(st[0], "Resource"))
+				assert.ElementsMatch(t, []any{g.Outputs["jwtSecretArn"], g.Outputs["dbSecretArn"]}, plan.Get(st[0], "Resource"))
 			}
 			assert.Equal(t, []string{apiRole.ID}, readers)
 		})
@@ -832,7 +811,7 @@ func TestDevIsCheapByDesign(t *testing.T) {
 	g := planOf(t, "dev")
 	assert.Empty(t, g.OfType("aws:lb/loadBalancer:LoadBalancer"))
 	assert.Empty(t, g.OfType("aws:wafv2/webAcl:WebAcl"))
-	assert.Equal(t, "Single", get(g.OfType("awsx:ec2:Vpc")[0].Inputs, "natGateways", "strategy"))
+	assert.Equal(t, "Single", plan.Get(g.OfType("awsx:ec2:Vpc")[0].Inputs, "natGateways", "strategy"))
 	r, err := cost.Estimate(g, cost.DefaultTable(), cost.DefaultAssumptions())
 	require.NoError(t, err)
 	assert.Empty(t, r.NotPriced, "every resource of dev is priced or free")

@@ -78,11 +78,11 @@ func readModel(g *plan.Graph) (*model, error) {
 		return nil, fmt.Errorf("architecture: want one awsx Vpc, found %d", len(vpcs))
 	}
 	vpc := vpcs[0].Inputs
-	m := &model{stack: g.Stack, cidr: str(vpc["cidrBlock"]), nat: str(get(vpc, "natGateways", "strategy")), ports: map[string]int{}}
-	for _, az := range list(vpc["availabilityZoneNames"]) {
+	m := &model{stack: g.Stack, cidr: str(vpc["cidrBlock"]), nat: str(plan.Get(vpc, "natGateways", "strategy")), ports: map[string]int{}}
+	for _, az := range plan.List(vpc["availabilityZoneNames"]) {
 		m.azs = append(m.azs, str(az))
 	}
-	m.public, m.private = list(g.Outputs["publicSubnetIds"]), list(g.Outputs["privateSubnetIds"])
+	m.public, m.private = plan.List(g.Outputs["publicSubnetIds"]), plan.List(g.Outputs["privateSubnetIds"])
 
 	for _, lb := range g.OfType("aws:lb/loadBalancer:LoadBalancer") {
 		if lb.Inputs["internal"] != true {
@@ -96,12 +96,12 @@ func readModel(g *plan.Graph) (*model, error) {
 	}
 	for _, acl := range g.OfType("aws:wafv2/webAcl:WebAcl") {
 		mode := "block"
-		for _, r := range list(acl.Inputs["rules"]) {
-			if get(r, "overrideAction", "count") != nil || get(r, "action", "count") != nil {
+		for _, r := range plan.List(acl.Inputs["rules"]) {
+			if plan.Get(r, "overrideAction", "count") != nil || plan.Get(r, "action", "count") != nil {
 				mode = "count"
 			}
 		}
-		m.waf = fmt.Sprintf("AWS WAF: %d rules, %s", len(list(acl.Inputs["rules"])), mode)
+		m.waf = fmt.Sprintf("AWS WAF: %d rules, %s", len(plan.List(acl.Inputs["rules"])), mode)
 	}
 	m.shieldAdvanced = len(g.OfType("aws:shield/protection:Protection")) > 0
 	if len(g.OfType("aws:ec2/eip:Eip")) > 0 {
@@ -113,10 +113,10 @@ func readModel(g *plan.Graph) (*model, error) {
 		lts[lt.ID] = lt
 	}
 	for _, r := range append(g.OfType("aws:autoscaling/group:Group"), g.OfType("aws:ec2/instance:Instance")...) {
-		t := tier{kind: "instance", instanceType: str(lts[str(get(r.Inputs, "launchTemplate", "id"))].Inputs["instanceType"]), min: 1, max: 1}
+		t := tier{kind: "instance", instanceType: str(lts[str(plan.Get(r.Inputs, "launchTemplate", "id"))].Inputs["instanceType"]), min: 1, max: 1}
 		if r.Type == "aws:autoscaling/group:Group" {
-			t.kind, t.min, t.max = "ASG", num(r.Inputs["minSize"]), num(r.Inputs["maxSize"])
-			for _, s := range list(r.Inputs["vpcZoneIdentifiers"]) {
+			t.kind, t.min, t.max = "ASG", int64(plan.Number(r.Inputs["minSize"])), int64(plan.Number(r.Inputs["maxSize"]))
+			for _, s := range plan.List(r.Inputs["vpcZoneIdentifiers"]) {
 				t.azs = append(t.azs, m.azOf(s))
 			}
 		} else {
@@ -146,7 +146,7 @@ func readModel(g *plan.Graph) (*model, error) {
 			from = sgName[str(ref)]
 		}
 		key := from + ">" + sgName[str(r.Inputs["securityGroupId"])]
-		if p := int(num(r.Inputs["fromPort"])); m.ports[key] == 0 || p == 443 {
+		if p := int(plan.Number(r.Inputs["fromPort"])); m.ports[key] == 0 || p == 443 {
 			m.ports[key] = p
 		}
 	}
@@ -349,24 +349,4 @@ func str(v any) string {
 		return ""
 	}
 	return fmt.Sprint(v)
-}
-
-func get(v any, path ...string) any {
-	for _, k := range path {
-		m, _ := v.(map[string]any)
-		v = m[k]
-	}
-	return v
-}
-
-func list(v any) []any { a, _ := v.([]any); return a }
-
-func num(v any) int64 {
-	switch n := v.(type) {
-	case int64:
-		return n
-	case float64:
-		return int64(n)
-	}
-	return 0
 }

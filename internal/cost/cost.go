@@ -201,9 +201,9 @@ func (e *estimator) price(r plan.Resource) error {
 	in := r.Inputs
 	switch r.Type {
 	case "awsx:ec2:Vpc":
-		azs := len(list(in["availabilityZoneNames"]))
+		azs := len(plan.List(in["availabilityZoneNames"]))
 		nats := 1
-		if get(in, "natGateways", "strategy") == "OnePerAz" {
+		if plan.Get(in, "natGateways", "strategy") == "OnePerAz" {
 			nats = azs
 		}
 		return e.add(r,
@@ -221,7 +221,7 @@ func (e *estimator) price(r plan.Resource) error {
 		if err != nil {
 			return err
 		}
-		n := num(in["minSize"])
+		n := plan.Number(in["minSize"])
 		return e.instances(r, lt, n, fmt.Sprintf("%g instances (minSize; scaling adds more) × 730 h", n))
 	case "aws:ec2/eip:Eip":
 		return e.add(r, item{"public IPv4 address", "vpc:public-ipv4", HoursPerMonth, ""})
@@ -231,12 +231,12 @@ func (e *estimator) price(r plan.Resource) error {
 			{"ALB capacity units", "elb:alb-lcu", e.a.ALBCapacityUnits * HoursPerMonth, fmt.Sprintf("assumes %g LCU on average (--alb-lcu)", e.a.ALBCapacityUnits)},
 		}
 		if in["internal"] != true {
-			n := float64(len(list(in["subnets"])))
+			n := float64(len(plan.List(in["subnets"])))
 			items = append(items, item{"public IPv4 addresses", "vpc:public-ipv4", n * HoursPerMonth, fmt.Sprintf("one per AZ (%g)", n)})
 		}
 		return e.add(r, items...)
 	case "aws:wafv2/webAcl:WebAcl":
-		rules := float64(len(list(in["rules"])))
+		rules := float64(len(plan.List(in["rules"])))
 		return e.add(r,
 			item{"web ACL", "waf:web-acl", 1, ""},
 			item{"rules and managed rule groups", "waf:rule", rules, ""},
@@ -254,7 +254,7 @@ func (e *estimator) price(r plan.Resource) error {
 		}
 		return e.add(r, items...)
 	case "aws:cloudwatch/logGroup:LogGroup":
-		days := math.Min(num(in["retentionInDays"]), 365)
+		days := math.Min(plan.Number(in["retentionInDays"]), 365)
 		stored := e.a.LogGBPerGroup * days / 30
 		return e.add(r,
 			item{"log ingestion", "logs:ingest", e.a.LogGBPerGroup, fmt.Sprintf("assumes %g GB a month (--log-gb)", e.a.LogGBPerGroup)},
@@ -291,14 +291,14 @@ func (e *estimator) add(r plan.Resource, items ...item) error {
 
 func (e *estimator) instances(r plan.Resource, lt plan.Resource, n float64, note string) error {
 	typ, _ := lt.Inputs["instanceType"].(string)
-	gb := num(get(lt.Inputs, "blockDeviceMappings", 0, "ebs", "volumeSize"))
+	gb := plan.Number(plan.Get(lt.Inputs, "blockDeviceMappings", 0, "ebs", "volumeSize"))
 	return e.add(r,
 		item{"instances " + typ, "ec2:" + typ, n * HoursPerMonth, note},
 		item{"gp3 root volumes", "ebs:gp3", n * gb, fmt.Sprintf("%g × %g GB", n, gb)})
 }
 
 func (e *estimator) launchTemplate(in map[string]any) (plan.Resource, error) {
-	id := get(in, "launchTemplate", "id")
+	id := plan.Get(in, "launchTemplate", "id")
 	for _, r := range e.g.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
 		if r.ID == id {
 			return r, nil
@@ -317,37 +317,6 @@ func (e *estimator) tier(r plan.Resource) string {
 		r = p
 	}
 	return r.Name
-}
-
-func get(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, _ := v.(map[string]any)
-			v = m[k]
-		case int:
-			a, _ := v.([]any)
-			if k >= len(a) {
-				return nil
-			}
-			v = a[k]
-		}
-	}
-	return v
-}
-
-func list(v any) []any { a, _ := v.([]any); return a }
-
-func num(v any) float64 {
-	switch n := v.(type) {
-	case int64:
-		return float64(n)
-	case float64:
-		return n
-	case int:
-		return float64(n)
-	}
-	return 0
 }
 
 // Write prints the estimate: every line by tier, subtotals, the total, the
