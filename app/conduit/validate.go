@@ -120,7 +120,11 @@ func Slugify(title string) string {
 			break
 		}
 	}
-	s := strings.Trim(b.String(), "-")
+	s := b.String()
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	s = strings.Trim(s, "-")
 	if s == "" {
 		return "article"
 	}

@@ -98,18 +98,7 @@ func Render(b Boot) (string, error) {
 
 // Script returns the install script embedded in a rendered document, for
 // linting it on its own.
-func Script(doc string) (string, error) {
-	var c cloudConfig
-	if err := yaml.Unmarshal([]byte(doc), &c); err != nil {
-		return "", fmt.Errorf("parse cloud-config: %w", err)
-	}
-	for _, f := range c.WriteFiles {
-		if f.Path == InstallScript {
-			return f.Content, nil
-		}
-	}
-	return "", fmt.Errorf("no %s in the document", InstallScript)
-}
+func Script(doc string) (string, error) { return File(doc, InstallScript) }
 
 // File returns the content of one written file of a rendered document.
 func File(doc, path string) (string, error) {
