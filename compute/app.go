@@ -50,7 +50,7 @@ type AppArgs struct {
 	PublicSubnetIDs pulumi.StringArrayInput
 	// PrivateSubnetIDs host the api instance, the Auto Scaling groups and the internal ALB. Required.
 	PrivateSubnetIDs pulumi.StringArrayInput
-	// Web and API configure the tiers.
+	// Web and API configure the tiers (see TierArgs for their defaults).
 	Web, API TierArgs
 	// Release is the build every instance installs at boot. Required.
 	Release *Release
@@ -70,9 +70,11 @@ type AppArgs struct {
 
 	// The rest applies to ha only.
 
-	// PublicALBSecurityGroupID and InternalALBSecurityGroupID are the load balancers' groups.
+	// PublicALBSecurityGroupID and InternalALBSecurityGroupID are the load
+	// balancers' groups. Required for ha.
 	PublicALBSecurityGroupID, InternalALBSecurityGroupID pulumi.StringInput
-	// CertificateArn of the HTTPS listener. Defaults to none: then AllowHTTP must be true.
+	// CertificateArn of the HTTPS listener. Defaults to "" (no HTTPS
+	// listener): then AllowHTTP must be true.
 	CertificateArn string
 	// AllowHTTP forwards plain HTTP when there is no certificate (explicit
 	// opt-out). Defaults to false: port 80 only redirects to HTTPS.
