@@ -3,6 +3,7 @@ package cloudinit
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -57,6 +58,9 @@ func TestLintCatchesBrokenDocuments(t *testing.T) {
 	assert.Error(t, Lint(doc+"runcmd: 3\n"), "schema violation")
 	broken := strings.Replace(doc, `if [ "$got" != "$want" ]; then`, `if [ $got != $want ]; then`, 1)
 	assert.Error(t, Lint(broken), "unquoted variables")
+	if _, err := exec.LookPath("systemd-analyze"); err == nil {
+		assert.Error(t, Lint(strings.Replace(doc, "NoNewPrivileges=yes", "NoNewPrivilege=yes", 1)), "a misspelt hardening directive")
+	}
 }
 
 func TestInstallScriptVerifiesTheReleaseBeforeStarting(t *testing.T) {

@@ -6,14 +6,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // ErrLinterMissing means cloud-init or shellcheck is not installed.
 var ErrLinterMissing = errors.New("cloud-init or shellcheck not installed (apt-get install cloud-init shellcheck)")
 
 // Lint checks a rendered document the way an instance would see it:
-// `cloud-init schema` on the whole document and shellcheck on the install
-// script. It needs both tools on PATH.
+// `cloud-init schema` on the whole document, shellcheck on the install
+// script (both required on PATH) and, where systemd is installed,
+// `systemd-analyze verify` on the unit.
 func Lint(doc string) error {
 	ci, err1 := exec.LookPath("cloud-init")
 	sc, err2 := exec.LookPath("shellcheck")
@@ -42,6 +44,31 @@ func Lint(doc string) error {
 	}
 	if out, err := exec.Command(sc, "--shell=bash", "--severity=style", scriptPath).CombinedOutput(); err != nil {
 		return fmt.Errorf("shellcheck: %v\n%s", err, out)
+	}
+	return verifyUnit(doc, dir)
+}
+
+// verifyUnit runs `systemd-analyze verify` on the unit, where systemd is
+// installed, with ExecStart pointed at an existing program (the real one is
+// only there after the install script has run). Unknown directives, which
+// systemd would silently ignore, count as failures.
+func verifyUnit(doc, dir string) error {
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		return nil
+	}
+	unit, err := File(doc, UnitFile)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "conduit.service")
+	unit = strings.ReplaceAll(unit, "ExecStart="+Binary, "ExecStart=/bin/true")
+	if err := os.WriteFile(path, []byte(unit), 0o600); err != nil {
+		return err
+	}
+	out, err := exec.Command(sa, "verify", path).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		return fmt.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 	return nil
 }
