@@ -5,10 +5,15 @@ STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
 
-.PHONY: test check-fmt vet unit postman plan build run tools bench diagrams cost FORCE
+.PHONY: test check-fmt vet unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
-## test: everything CI runs — formatting, vet, unit tests, the Postman suite.
-test: check-fmt vet unit postman
+## test: everything CI runs — formatting, vet, unit tests, the Postman suite,
+## and the arm64 release run under qemu-user.
+test: check-fmt vet unit postman release-smoke
+
+## release-smoke: the release build, run for real under qemu-user.
+release-smoke: build
+	bash scripts/release-smoke.sh
 
 ## tools: newman (npm) for the Postman suite.
 tools: node_modules/.bin/newman
