@@ -62,6 +62,11 @@ func planCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *format == "cost" {
+		// An estimate needs no real certificate: price with the example
+		// one unless the command line names another.
+		overrides = append(slicesClone(DocsOverrides), overrides...)
+	}
 	g, err := Graph(*dir, *stack, overrides, fn)
 	if err != nil {
 		return err
@@ -121,7 +126,7 @@ func costCmd(dir string, g *plan.Graph, overrides []string, a cost.Assumptions, 
 	for _, s := range Stacks {
 		sg := g
 		if s != g.Stack {
-			if sg, err = Graph(dir, s, append(slicesClone(DocsOverrides), overrides...), fn); err != nil {
+			if sg, err = Graph(dir, s, overrides, fn); err != nil {
 				return fmt.Errorf("stack %s: %w", s, err)
 			}
 		}
