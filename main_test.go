@@ -731,8 +731,8 @@ func TestArtefactBucketIsPrivateVersionedAndReadOnlyByTheTiers(t *testing.T) {
 		assert.Equal(t, role.ID, grant.Inputs["role"])
 		st := policyDoc(t, grant.Inputs["policy"])["Statement"].([]any)
 		require.Len(t, st, 1)
-		assert.Equal(t, "s3:GetObject", plan.Get(st[0], "Action"))
-		assert.Equal(t, "arn:aws:s3:::"+bucketID+"/"+key, plan.Get(st[0], "Resource"), "%s reads this release only", tier)
+		assert.Equal(t, []any{"s3:GetObject"}, plan.Get(st[0], "Action"))
+		assert.Equal(t, []any{"arn:aws:s3:::" + bucketID + "/" + key}, plan.Get(st[0], "Resource"), "%s reads this release only", tier)
 	}
 }
 

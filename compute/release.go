@@ -8,6 +8,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"webstack/internal/bucket"
+	"webstack/internal/iampolicy"
 )
 
 // ReleaseArgs configures NewRelease.
@@ -70,14 +71,10 @@ func NewRelease(ctx *pulumi.Context, name string, args *ReleaseArgs, opts ...pul
 		tier := r.Tier
 		if _, err := iam.NewRolePolicy(ctx, name+"-"+tier+"-read", &iam.RolePolicyArgs{
 			Role: r.Role.ID(),
-			Policy: pulumi.JSONMarshal(pulumi.Map{
-				"Version": pulumi.String("2012-10-17"),
-				"Statement": pulumi.Array{pulumi.Map{
-					"Sid":      pulumi.String("ReadRelease"),
-					"Effect":   pulumi.String("Allow"),
-					"Action":   pulumi.String("s3:GetObject"),
-					"Resource": pulumi.Sprintf("%s/%s", b.Arn, args.Key),
-				}},
+			Policy: iampolicy.Document(iampolicy.Allow{
+				Sid:       "ReadRelease",
+				Actions:   []string{"s3:GetObject"},
+				Resources: pulumi.StringArray{pulumi.Sprintf("%s/%s", b.Arn, args.Key)},
 			}),
 		}, pulumi.Parent(c)); err != nil {
 			return nil, fmt.Errorf("compute: %s release grant: %w", tier, err)

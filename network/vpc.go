@@ -14,6 +14,8 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ec2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"webstack/internal/iampolicy"
 )
 
 // VPCArgs configures NewVPC.
@@ -186,13 +188,10 @@ func (c *VPC) flowLogs(ctx *pulumi.Context, name string, vpcID pulumi.StringOutp
 	}
 	if _, err := iam.NewRolePolicy(ctx, name+"-flow-logs", &iam.RolePolicyArgs{
 		Role: role.ID(),
-		Policy: pulumi.JSONMarshal(pulumi.Map{
-			"Version": pulumi.String("2012-10-17"),
-			"Statement": pulumi.Array{pulumi.Map{
-				"Effect":   pulumi.String("Allow"),
-				"Action":   pulumi.ToStringArray([]string{"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"}),
-				"Resource": pulumi.StringArray{group.Arn, pulumi.Sprintf("%s:*", group.Arn)},
-			}},
+		Policy: iampolicy.Document(iampolicy.Allow{
+			Sid:       "WriteFlowLogs",
+			Actions:   []string{"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"},
+			Resources: pulumi.StringArray{group.Arn, pulumi.Sprintf("%s:*", group.Arn)},
 		}),
 	}, parent); err != nil {
 		return fmt.Errorf("network: flow log policy: %w", err)

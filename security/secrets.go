@@ -6,6 +6,8 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"webstack/internal/iampolicy"
 )
 
 // SecretsArgs configures NewSecrets.
@@ -60,14 +62,10 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 	}
 	if _, err := iam.NewRolePolicy(ctx, name+"-api-read", &iam.RolePolicyArgs{
 		Role: args.APIRole.ID(),
-		Policy: pulumi.JSONMarshal(pulumi.Map{
-			"Version": pulumi.String("2012-10-17"),
-			"Statement": pulumi.Array{pulumi.Map{
-				"Sid":      pulumi.String("ReadAppSecrets"),
-				"Effect":   pulumi.String("Allow"),
-				"Action":   pulumi.ToStringArray([]string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}),
-				"Resource": pulumi.StringArray{secret.Arn, args.DatabaseSecretArn},
-			}},
+		Policy: iampolicy.Document(iampolicy.Allow{
+			Sid:       "ReadAppSecrets",
+			Actions:   []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
+			Resources: pulumi.StringArray{secret.Arn, args.DatabaseSecretArn},
 		}),
 	}, pulumi.Parent(c)); err != nil {
 		return nil, fmt.Errorf("security: api secret grant: %w", err)
