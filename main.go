@@ -77,6 +77,7 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		NATStrategy:          cfg.Network.NATStrategy,
 		FlowLogRetentionDays: cfg.Network.FlowLogRetentionDays,
 		Region:               cfg.Region,
+		InstanceTypes:        []string{cfg.Web.InstanceType, cfg.API.InstanceType},
 	}, withAWS)
 	if err != nil {
 		return nil, err
@@ -135,9 +136,23 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		return nil, err
 	}
 
+	var lb *compute.LoadBalancerArgs
+	if ha {
+		lb = &compute.LoadBalancerArgs{
+			VpcID:                   net.VpcID,
+			PublicSecurityGroupID:   sec.PublicALBSecurityGroupID,
+			InternalSecurityGroupID: sec.InternalALBSecurityGroupID,
+			CertificateArn:          cfg.Edge.CertificateArn,
+			AllowHTTP:               cfg.Edge.AllowHTTP,
+			DesyncMitigationMode:    cfg.Edge.DesyncMitigationMode,
+			DeletionProtection:      cfg.Edge.ALBDeletionProtection,
+			AccessLogs:              cfg.Edge.ALBAccessLogs,
+			MinHealthyPercentage:    cfg.MinHealthyPercentage,
+			MaxHealthyPercentage:    cfg.MaxHealthyPercentage,
+			CPUTargetPercent:        cfg.CPUTargetPercent,
+		}
+	}
 	app, err := compute.NewApp(ctx, "app", &compute.AppArgs{
-		LoadBalanced:     ha,
-		VpcID:            net.VpcID,
 		PublicSubnetIDs:  net.PublicSubnetIDs,
 		PrivateSubnetIDs: net.PrivateSubnetIDs,
 		Web: compute.TierArgs{
@@ -147,23 +162,17 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		API: compute.TierArgs{
 			InstanceType: cfg.API.InstanceType, Port: cfg.API.Port, MinSize: cfg.API.MinSize, MaxSize: cfg.API.MaxSize,
 			SecurityGroupID: sec.APISecurityGroupID, InstanceProfileName: sec.APIInstanceProfile.Name,
+			BootDependsOn: append([]pulumi.Resource{appSecrets.Grant}, db.Instances...),
 		},
-		Release:                    release,
-		Region:                     cfg.Region,
-		DBHost:                     db.Endpoint,
-		DBPort:                     db.Port,
-		DBSecretArn:                db.SecretArn,
-		JWTSecretArn:               appSecrets.JWTSecretArn,
-		RootVolumeGiB:              cfg.RootVolumeGiB,
-		PublicALBSecurityGroupID:   sec.PublicALBSecurityGroupID,
-		InternalALBSecurityGroupID: sec.InternalALBSecurityGroupID,
-		CertificateArn:             cfg.Edge.CertificateArn,
-		AllowHTTP:                  cfg.Edge.AllowHTTP,
-		DesyncMitigationMode:       cfg.Edge.DesyncMitigationMode,
-		DeletionProtection:         cfg.Edge.ALBDeletionProtection,
-		AccessLogs:                 cfg.Edge.ALBAccessLogs,
-		MinHealthyPercentage:       cfg.MinHealthyPercentage,
-		CPUTargetPercent:           cfg.CPUTargetPercent,
+		Release:       release,
+		Region:        cfg.Region,
+		DBHost:        db.Endpoint,
+		DBPort:        db.Port,
+		DBSecretArn:   db.SecretArn,
+		JWTSecretArn:  appSecrets.JWTSecretArn,
+		RootVolumeGiB: cfg.RootVolumeGiB,
+		AMIID:         cfg.AMIID,
+		LoadBalancer:  lb,
 	}, withAWS)
 	if err != nil {
 		return nil, err
@@ -191,14 +200,18 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		"artifactBucket":    release.Bucket,
 		"artifactKey":       pulumi.String(release.Key),
 		"artifactSha256":    pulumi.String(release.SHA256),
+		"amiId":             app.AMIID,
 	}
 	if ha {
 		outputs["webAclArn"] = sec.WebACLArn
-		outputs["webAsgName"] = app.WebGroupName
-		outputs["apiAsgName"] = app.APIGroupName
-	} else {
-		outputs["webInstanceId"] = app.WebInstanceID
-		outputs["apiInstanceId"] = app.APIInstanceID
+	}
+	if g := app.Groups; g != nil {
+		outputs["webAsgName"] = g.WebName
+		outputs["apiAsgName"] = g.APIName
+	}
+	if i := app.Instances; i != nil {
+		outputs["webInstanceId"] = i.WebID
+		outputs["apiInstanceId"] = i.APIID
 	}
 	return outputs, nil
 }

@@ -1,7 +1,7 @@
 // Package compute provides the webstack compute tier: one hardened launch
-// template per tier (web, api) and, by topology, either two instances with an
-// Elastic IP on web (single) or a public ALB → web Auto Scaling group →
-// internal ALB → api Auto Scaling group (ha).
+// template per tier (web, api) and, by shape, either two instances with an
+// Elastic IP on web (no load balancer: dev) or a public ALB → web Auto
+// Scaling group → internal ALB → api Auto Scaling group (staging, prod).
 package compute
 
 import (
@@ -14,39 +14,46 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"webstack/internal/cloudinit"
+	"webstack/internal/config"
 )
 
-// DefaultAMIParameter is AWS's public SSM parameter naming the latest Amazon
-// Linux 2023 arm64 AMI. Each deployment resolves it once, so a new AMI is a
-// new launch template version, rolled out like a new build.
-const DefaultAMIParameter = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+// AMIParameter is AWS's public SSM parameter naming the latest Amazon Linux
+// 2023 arm64 AMI, read at each deployment unless AppArgs.AMIID pins one.
+const AMIParameter = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 
 // HealthCheckPath is the path load balancers probe; the app answers it
 // without touching the database.
 const HealthCheckPath = "/healthz"
 
+// AdminAddr is where every instance's conduit serves /metrics: loopback only.
+const AdminAddr = "127.0.0.1:9090"
+
 // TierArgs configures one tier.
 type TierArgs struct {
-	// InstanceType is a Graviton type. Defaults to "t4g.small".
+	// InstanceType is a Graviton type. Defaults to the webInstanceType /
+	// apiInstanceType default of the config table.
 	InstanceType string
 	// Port the tier listens on. Required.
 	Port int
-	// MinSize and MaxSize bound the Auto Scaling group (ha only). Default to 2 and 4.
+	// MinSize and MaxSize bound the tier's Auto Scaling group (with a
+	// LoadBalancer only). Default to the config table's webMinSize/webMaxSize
+	// (apiMinSize/apiMaxSize).
 	MinSize, MaxSize int
 	// SecurityGroupID is the tier's security group. Required.
 	SecurityGroupID pulumi.StringInput
 	// InstanceProfileName is the tier's instance profile. Required.
 	InstanceProfileName pulumi.StringInput
+	// BootDependsOn are what an instance of the tier needs when it boots,
+	// beyond its release grant (which comes with Release): the api's
+	// secret grant and the database instances. Instances and groups wait
+	// for them. Defaults to none.
+	BootDependsOn []pulumi.Resource
 }
 
 // AppArgs configures NewApp.
 type AppArgs struct {
-	// LoadBalanced selects the ha shape (ALBs and Auto Scaling groups);
-	// false builds the single shape (two instances). Defaults to false.
-	LoadBalanced bool
-	// VpcID of the target groups (ha). Required for ha.
-	VpcID pulumi.StringInput
-	// PublicSubnetIDs host the public ALB (ha) or the web instance (single). Required.
+	// PublicSubnetIDs host the public ALB, or the web instance when there is
+	// no LoadBalancer. Required.
 	PublicSubnetIDs pulumi.StringArrayInput
 	// PrivateSubnetIDs host the api instance, the Auto Scaling groups and the internal ALB. Required.
 	PrivateSubnetIDs pulumi.StringArrayInput
@@ -63,32 +70,17 @@ type AppArgs struct {
 	DBSecretArn pulumi.StringInput
 	// JWTSecretArn is the Secrets Manager secret the api signs tokens with. Required.
 	JWTSecretArn pulumi.StringInput
-	// RootVolumeGiB is every instance's encrypted gp3 root volume. Defaults to 16.
+	// RootVolumeGiB is every instance's encrypted gp3 root volume. Defaults
+	// to the config table's rootVolumeGiB.
 	RootVolumeGiB int
-	// AMIParameter is the SSM parameter holding the AMI id. Defaults to DefaultAMIParameter.
-	AMIParameter string
-
-	// The rest applies to ha only.
-
-	// PublicALBSecurityGroupID and InternalALBSecurityGroupID are the load
-	// balancers' groups. Required for ha.
-	PublicALBSecurityGroupID, InternalALBSecurityGroupID pulumi.StringInput
-	// CertificateArn of the HTTPS listener. Defaults to "" (no HTTPS
-	// listener): then AllowHTTP must be true.
-	CertificateArn string
-	// AllowHTTP forwards plain HTTP when there is no certificate (explicit
-	// opt-out). Defaults to false: port 80 only redirects to HTTPS.
-	AllowHTTP bool
-	// DesyncMitigationMode of both ALBs: "defensive" or "strictest". Defaults to "defensive".
-	DesyncMitigationMode string
-	// DeletionProtection on the public ALB. Defaults to false.
-	DeletionProtection bool
-	// AccessLogs sends the public ALB's access logs to a new private S3 bucket. Defaults to false.
-	AccessLogs bool
-	// MinHealthyPercentage during an instance refresh. Defaults to 90.
-	MinHealthyPercentage int
-	// CPUTargetPercent is the target tracking goal of both groups. Defaults to 50.
-	CPUTargetPercent int
+	// AMIID pins the AMI. Defaults to "": the latest Amazon Linux 2023 arm64
+	// AMI, read from AMIParameter at each deployment (a newer one is a new
+	// launch template version, rolled out like a new build).
+	AMIID string
+	// LoadBalancer selects the load-balanced shape (public ALB → web group →
+	// internal ALB → api group). Defaults to nil: one web instance with an
+	// Elastic IP and one api instance.
+	LoadBalancer *LoadBalancerArgs
 }
 
 // App is the compute tier.
@@ -97,16 +89,26 @@ type App struct {
 
 	// URL is where users reach the app.
 	URL pulumi.StringOutput
-	// EntryPointArn is what faces the internet: the public ALB (ha) or the
-	// web Elastic IP allocation (single). Edge protection attaches to it.
+	// EntryPointArn is what faces the internet: the public ALB, or the web
+	// Elastic IP allocation. Edge protection attaches to it.
 	EntryPointArn pulumi.StringOutput
-	// WebLaunchTemplateID and APILaunchTemplateID identify the launch templates.
-	WebLaunchTemplateID, APILaunchTemplateID pulumi.StringOutput
+	// AMIID is the AMI the launch templates boot.
+	AMIID pulumi.StringOutput
+	// Instances is set without a LoadBalancer.
+	Instances *Instances
+	// Groups is set with a LoadBalancer.
+	Groups *Groups
+}
 
-	// Single only: instance ids.
-	WebInstanceID, APIInstanceID pulumi.StringOutput
-	// HA only: Auto Scaling group names and the internal ALB's DNS name (the web tier's upstream).
-	WebGroupName, APIGroupName, InternalURL pulumi.StringOutput
+// Instances are the single shape's two instances.
+type Instances struct {
+	WebID, APIID pulumi.StringOutput
+}
+
+// Groups are the load-balanced shape's Auto Scaling groups and the
+// internal ALB's URL (the web tier's upstream).
+type Groups struct {
+	WebName, APIName, InternalURL pulumi.StringOutput
 }
 
 // NewApp creates the compute tier.
@@ -116,64 +118,56 @@ func NewApp(ctx *pulumi.Context, name string, args *AppArgs, opts ...pulumi.Reso
 		return nil, err
 	}
 	a := *args
-	for _, t := range []*TierArgs{&a.Web, &a.API} {
+	for tier, t := range map[string]*TierArgs{"web": &a.Web, "api": &a.API} {
 		if t.InstanceType == "" {
-			t.InstanceType = "t4g.small"
+			t.InstanceType = config.Default[string](tier + "InstanceType")
 		}
 		if t.MinSize == 0 {
-			t.MinSize = 2
+			t.MinSize = config.Default[int](tier + "MinSize")
 		}
 		if t.MaxSize == 0 {
-			t.MaxSize = 4
+			t.MaxSize = config.Default[int](tier + "MaxSize")
+		}
+		if t.Port == 0 || t.SecurityGroupID == nil || t.InstanceProfileName == nil {
+			return nil, fmt.Errorf("compute: %s tier needs Port, SecurityGroupID and InstanceProfileName", tier)
 		}
 	}
 	if a.RootVolumeGiB == 0 {
-		a.RootVolumeGiB = 16
+		a.RootVolumeGiB = config.Default[int]("rootVolumeGiB")
 	}
-	if a.AMIParameter == "" {
-		a.AMIParameter = DefaultAMIParameter
-	}
-	if a.DesyncMitigationMode == "" {
-		a.DesyncMitigationMode = "defensive"
-	}
-	if a.MinHealthyPercentage == 0 {
-		a.MinHealthyPercentage = 90
-	}
-	if a.CPUTargetPercent == 0 {
-		a.CPUTargetPercent = 50
-	}
-	if a.Web.Port == 0 || a.API.Port == 0 {
-		return nil, fmt.Errorf("compute: Web.Port and API.Port are required")
-	}
-	if a.Release == nil || a.Region == "" || a.DBHost == nil || a.DBPort == nil || a.DBSecretArn == nil || a.JWTSecretArn == nil {
-		return nil, fmt.Errorf("compute: Release, Region, DBHost, DBPort, DBSecretArn and JWTSecretArn are required")
+	if a.Release == nil || a.Region == "" || a.DBHost == nil || a.DBPort == nil || a.DBSecretArn == nil || a.JWTSecretArn == nil ||
+		a.PublicSubnetIDs == nil || a.PrivateSubnetIDs == nil {
+		return nil, fmt.Errorf("compute: PublicSubnetIDs, PrivateSubnetIDs, Release, Region, DBHost, DBPort, DBSecretArn and JWTSecretArn are required")
 	}
 
-	ami, err := ssm.LookupParameter(ctx, &ssm.LookupParameterArgs{Name: a.AMIParameter}, pulumi.Parent(c))
-	if err != nil {
-		return nil, fmt.Errorf("compute: resolve AMI from %s: %w", a.AMIParameter, err)
+	ami := a.AMIID
+	if ami == "" {
+		p, err := ssm.LookupParameter(ctx, &ssm.LookupParameterArgs{Name: AMIParameter}, pulumi.Parent(c))
+		if err != nil {
+			return nil, fmt.Errorf("compute: resolve AMI from %s: %w", AMIParameter, err)
+		}
+		ami = p.Value
 	}
+	c.AMIID = pulumi.String(ami).ToStringOutput()
 
-	empty := pulumi.String("").ToStringOutput()
-	c.WebInstanceID, c.APIInstanceID, c.WebGroupName, c.APIGroupName, c.InternalURL = empty, empty, empty, empty, empty
-
-	if a.LoadBalanced {
-		err = c.cluster(ctx, name, &a, ami.Value)
+	var err error
+	if a.LoadBalancer != nil {
+		err = c.cluster(ctx, name, &a, ami)
 	} else {
-		err = c.single(ctx, name, &a, ami.Value)
+		err = c.single(ctx, name, &a, ami)
 	}
 	if err != nil {
 		return nil, err
 	}
 
-	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{
-		"url":           c.URL,
-		"entryPointArn": c.EntryPointArn,
-		"webInstanceId": c.WebInstanceID,
-		"apiInstanceId": c.APIInstanceID,
-		"webGroupName":  c.WebGroupName,
-		"apiGroupName":  c.APIGroupName,
-	}); err != nil {
+	outs := pulumi.Map{"url": c.URL, "entryPointArn": c.EntryPointArn, "amiId": c.AMIID}
+	if c.Instances != nil {
+		outs["webInstanceId"], outs["apiInstanceId"] = c.Instances.WebID, c.Instances.APIID
+	}
+	if c.Groups != nil {
+		outs["webGroupName"], outs["apiGroupName"] = c.Groups.WebName, c.Groups.APIName
+	}
+	if err := ctx.RegisterResourceOutputs(c, outs); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -182,7 +176,8 @@ func NewApp(ctx *pulumi.Context, name string, args *AppArgs, opts ...pulumi.Reso
 // launchTemplate is the hardened template of one tier: IMDSv2 only with a
 // hop limit of 1 (containers cannot reach the instance's credentials), an
 // encrypted gp3 root volume, no key pair, no public address, the tier's
-// instance profile and security group.
+// instance profile. With a load balancer it pins the network interface
+// (security group, no public IP); a standalone instance carries those itself.
 func (c *App) launchTemplate(ctx *pulumi.Context, name, ami string, a *AppArgs, t *TierArgs, userData pulumi.StringInput) (*ec2.LaunchTemplate, error) {
 	args := &ec2.LaunchTemplateArgs{
 		Description:  pulumi.String("webstack " + name),
@@ -217,7 +212,7 @@ func (c *App) launchTemplate(ctx *pulumi.Context, name, ami string, a *AppArgs, 
 		},
 		Tags: pulumi.StringMap{"Name": pulumi.String(name)},
 	}
-	if a.LoadBalanced {
+	if a.LoadBalancer != nil {
 		// Auto Scaling fills in the subnet; the interface pins "no public IP".
 		args.NetworkInterfaces = ec2.LaunchTemplateNetworkInterfaceArray{
 			ec2.LaunchTemplateNetworkInterfaceArgs{
@@ -227,22 +222,26 @@ func (c *App) launchTemplate(ctx *pulumi.Context, name, ami string, a *AppArgs, 
 				DeleteOnTermination:      pulumi.String("true"),
 			},
 		}
-	} else {
-		// A standalone instance names its subnet itself, which EC2 refuses
-		// alongside a template network interface; the instance turns public
-		// addressing off instead.
-		args.VpcSecurityGroupIds = pulumi.StringArray{t.SecurityGroupID}
 	}
+	// Without a load balancer no security group goes here: given a subnet,
+	// the provider always builds a network interface for RunInstances, and
+	// EC2 refuses one beside template-level security groups ("Network
+	// interfaces and an instance-level security groups may not be
+	// specified on the same request"). The instance names its group.
 	lt, err := ec2.NewLaunchTemplate(ctx, name, args, pulumi.Parent(c))
 	if err != nil {
 		return nil, fmt.Errorf("compute: launch template %s: %w", name, err)
 	}
-	if t == &a.Web {
-		c.WebLaunchTemplateID = lt.ID().ToStringOutput()
-	} else {
-		c.APILaunchTemplateID = lt.ID().ToStringOutput()
-	}
 	return lt, nil
+}
+
+// bootDependsOn is what an instance of tier must wait for: its release
+// grant and the tier's own BootDependsOn. An instance that boots earlier
+// fails its first download or secret read (it retries, but a group's
+// health check grace period may run out first).
+func (c *App) bootDependsOn(a *AppArgs, tier string, t *TierArgs) pulumi.ResourceOption {
+	deps := append([]pulumi.Resource{a.Release.Grant(tier)}, t.BootDependsOn...)
+	return pulumi.DependsOn(deps)
 }
 
 // apiUserData boots the api tier: settings and secret ARNs, never values.
@@ -252,7 +251,7 @@ func (c *App) apiUserData(a *AppArgs) pulumi.StringOutput {
 			Role: "api", Port: a.API.Port, DocumentDBCA: true,
 			Env: map[string]string{
 				"CONDUIT_API_ADDR":       fmt.Sprintf("0.0.0.0:%d", a.API.Port),
-				"CONDUIT_ADMIN_ADDR":     "127.0.0.1:9090",
+				"CONDUIT_ADMIN_ADDR":     AdminAddr,
 				"CONDUIT_DB_HOST":        v[1].(string),
 				"CONDUIT_DB_PORT":        strconv.Itoa(v[2].(int)),
 				"CONDUIT_DB_CA_FILE":     cloudinit.CABundle,
@@ -270,7 +269,7 @@ func (c *App) webUserData(a *AppArgs, upstream pulumi.StringOutput) pulumi.Strin
 			Role: "web", Port: a.Web.Port,
 			Env: map[string]string{
 				"CONDUIT_WEB_ADDR":   fmt.Sprintf("0.0.0.0:%d", a.Web.Port),
-				"CONDUIT_ADMIN_ADDR": "127.0.0.1:9090",
+				"CONDUIT_ADMIN_ADDR": AdminAddr,
 				"CONDUIT_UPSTREAM":   v[1].(string),
 				"CONDUIT_WAF":        "on",
 			},

@@ -10,30 +10,77 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"webstack/internal/bucket"
+	"webstack/internal/config"
 )
 
 // TLSPolicy is the public HTTPS listener's policy: TLS 1.3 and 1.2 only.
 const TLSPolicy = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
-// cluster builds the ha shape: public ALB → web ASG → internal ALB → api ASG.
+// LoadBalancerArgs configures the load-balanced shape.
+type LoadBalancerArgs struct {
+	// VpcID of the target groups. Required.
+	VpcID pulumi.StringInput
+	// PublicSecurityGroupID and InternalSecurityGroupID are the load
+	// balancers' groups. Required.
+	PublicSecurityGroupID, InternalSecurityGroupID pulumi.StringInput
+	// CertificateArn of the HTTPS listener. Defaults to "" (no HTTPS
+	// listener): then AllowHTTP must be true.
+	CertificateArn string
+	// AllowHTTP forwards plain HTTP when there is no certificate (explicit
+	// opt-out). Defaults to false: port 80 only redirects to HTTPS.
+	AllowHTTP bool
+	// DesyncMitigationMode of both ALBs: "defensive" or "strictest".
+	// Defaults to the config table's desyncMitigationMode.
+	DesyncMitigationMode string
+	// DeletionProtection on the public ALB. Defaults to false.
+	DeletionProtection bool
+	// AccessLogs sends the public ALB's access logs to a new private S3 bucket. Defaults to false.
+	AccessLogs bool
+	// MinHealthyPercentage and MaxHealthyPercentage bound an instance
+	// refresh; above 100 the maximum launches replacements before old
+	// instances terminate. Default to the config table's.
+	MinHealthyPercentage, MaxHealthyPercentage int
+	// CPUTargetPercent is the target tracking goal of both groups.
+	// Defaults to the config table's cpuTargetPercent.
+	CPUTargetPercent int
+}
+
+// cluster builds the load-balanced shape: public ALB → web ASG → internal
+// ALB → api ASG.
 func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) error {
-	if a.CertificateArn == "" && !a.AllowHTTP {
+	la := *a.LoadBalancer
+	if la.DesyncMitigationMode == "" {
+		la.DesyncMitigationMode = config.Default[string]("desyncMitigationMode")
+	}
+	if la.MinHealthyPercentage == 0 {
+		la.MinHealthyPercentage = config.Default[int]("minHealthyPercentage")
+	}
+	if la.MaxHealthyPercentage == 0 {
+		la.MaxHealthyPercentage = config.Default[int]("maxHealthyPercentage")
+	}
+	if la.CPUTargetPercent == 0 {
+		la.CPUTargetPercent = config.Default[int]("cpuTargetPercent")
+	}
+	if la.VpcID == nil || la.PublicSecurityGroupID == nil || la.InternalSecurityGroupID == nil {
+		return fmt.Errorf("compute: LoadBalancer needs VpcID, PublicSecurityGroupID and InternalSecurityGroupID")
+	}
+	if la.CertificateArn == "" && !la.AllowHTTP {
 		return fmt.Errorf("compute: the public ALB needs CertificateArn, or AllowHTTP set explicitly")
 	}
-	publicALB, err := c.loadBalancer(ctx, name+"-public", a, false, a.PublicALBSecurityGroupID, a.PublicSubnetIDs)
+	publicALB, err := c.loadBalancer(ctx, name+"-public", &la, false, la.PublicSecurityGroupID, a.PublicSubnetIDs)
 	if err != nil {
 		return err
 	}
-	internalALB, err := c.loadBalancer(ctx, name+"-internal", a, true, a.InternalALBSecurityGroupID, a.PrivateSubnetIDs)
+	internalALB, err := c.loadBalancer(ctx, name+"-internal", &la, true, la.InternalSecurityGroupID, a.PrivateSubnetIDs)
 	if err != nil {
 		return err
 	}
 
-	webTG, err := c.targetGroup(ctx, name+"-web", a.VpcID, a.Web.Port)
+	webTG, err := c.targetGroup(ctx, name+"-web", la.VpcID, a.Web.Port)
 	if err != nil {
 		return err
 	}
-	apiTG, err := c.targetGroup(ctx, name+"-api", a.VpcID, a.API.Port)
+	apiTG, err := c.targetGroup(ctx, name+"-api", la.VpcID, a.API.Port)
 	if err != nil {
 		return err
 	}
@@ -41,7 +88,7 @@ func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) 
 	forward := func(tg *lb.TargetGroup) lb.ListenerDefaultActionArray {
 		return lb.ListenerDefaultActionArray{lb.ListenerDefaultActionArgs{Type: pulumi.String("forward"), TargetGroupArn: tg.Arn}}
 	}
-	https := a.CertificateArn != ""
+	https := la.CertificateArn != ""
 	httpAction := forward(webTG)
 	if https {
 		httpAction = lb.ListenerDefaultActionArray{lb.ListenerDefaultActionArgs{
@@ -55,7 +102,7 @@ func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) 
 			Port:            pulumi.Int(443),
 			Protocol:        pulumi.String("HTTPS"),
 			SslPolicy:       pulumi.String(TLSPolicy),
-			CertificateArn:  pulumi.String(a.CertificateArn),
+			CertificateArn:  pulumi.String(la.CertificateArn),
 			DefaultActions:  forward(webTG),
 			Tags:            pulumi.StringMap{"Name": pulumi.String(name + "-https")},
 		}, pulumi.Parent(publicALB)); err != nil {
@@ -81,25 +128,25 @@ func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) 
 		return fmt.Errorf("compute: internal listener: %w", err)
 	}
 
-	c.InternalURL = pulumi.Sprintf("http://%s:%d", internalALB.DnsName, a.API.Port)
+	internalURL := pulumi.Sprintf("http://%s:%d", internalALB.DnsName, a.API.Port)
 	apiLT, err := c.launchTemplate(ctx, name+"-api", ami, a, &a.API, c.apiUserData(a))
 	if err != nil {
 		return err
 	}
-	webLT, err := c.launchTemplate(ctx, name+"-web", ami, a, &a.Web, c.webUserData(a, c.InternalURL))
+	webLT, err := c.launchTemplate(ctx, name+"-web", ami, a, &a.Web, c.webUserData(a, internalURL))
 	if err != nil {
 		return err
 	}
-	web, err := c.group(ctx, name+"-web", a, &a.Web, webLT, webTG)
+	web, err := c.group(ctx, name+"-web", a, &la, "web", &a.Web, webLT, webTG)
 	if err != nil {
 		return err
 	}
-	api, err := c.group(ctx, name+"-api", a, &a.API, apiLT, apiTG)
+	api, err := c.group(ctx, name+"-api", a, &la, "api", &a.API, apiLT, apiTG)
 	if err != nil {
 		return err
 	}
 
-	c.WebGroupName, c.APIGroupName = web.Name, api.Name
+	c.Groups = &Groups{WebName: web.Name, APIName: api.Name, InternalURL: internalURL}
 	c.EntryPointArn = publicALB.Arn
 	scheme := "http"
 	if https {
@@ -111,7 +158,7 @@ func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) 
 
 // loadBalancer creates an ALB that drops invalid headers and mitigates HTTP
 // desync; the public one optionally keeps access logs and refuses deletion.
-func (c *App) loadBalancer(ctx *pulumi.Context, name string, a *AppArgs, internal bool, sg pulumi.StringInput, subnets pulumi.StringArrayInput) (*lb.LoadBalancer, error) {
+func (c *App) loadBalancer(ctx *pulumi.Context, name string, a *LoadBalancerArgs, internal bool, sg pulumi.StringInput, subnets pulumi.StringArrayInput) (*lb.LoadBalancer, error) {
 	args := &lb.LoadBalancerArgs{
 		LoadBalancerType:        pulumi.String("application"),
 		Internal:                pulumi.Bool(internal),
@@ -123,6 +170,7 @@ func (c *App) loadBalancer(ctx *pulumi.Context, name string, a *AppArgs, interna
 		IdleTimeout:             pulumi.Int(60),
 		Tags:                    pulumi.StringMap{"Name": pulumi.String(name)},
 	}
+	opts := []pulumi.ResourceOption{pulumi.Parent(c)}
 	if !internal {
 		args.EnableDeletionProtection = pulumi.Bool(a.DeletionProtection)
 		if a.AccessLogs {
@@ -131,9 +179,12 @@ func (c *App) loadBalancer(ctx *pulumi.Context, name string, a *AppArgs, interna
 				return nil, err
 			}
 			args.AccessLogs = &lb.LoadBalancerAccessLogsArgs{Bucket: logs.Name, Enabled: pulumi.Bool(true), Prefix: pulumi.String(name)}
+			// ELB checks its write access when logging is turned on: the
+			// grant must be in place first ("Access Denied for bucket").
+			opts = append(opts, pulumi.DependsOn([]pulumi.Resource{logs.Policy}))
 		}
 	}
-	alb, err := lb.NewLoadBalancer(ctx, name, args, pulumi.Parent(c))
+	alb, err := lb.NewLoadBalancer(ctx, name, args, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("compute: load balancer %s: %w", name, err)
 	}
@@ -190,7 +241,7 @@ func (c *App) targetGroup(ctx *pulumi.Context, name string, vpcID pulumi.StringI
 // group is a tier's Auto Scaling group: every private subnet, ELB health
 // checks, a rolling instance refresh whenever the launch template version
 // changes, and CPU target tracking.
-func (c *App) group(ctx *pulumi.Context, name string, a *AppArgs, t *TierArgs, lt *ec2.LaunchTemplate, tg *lb.TargetGroup) (*autoscaling.Group, error) {
+func (c *App) group(ctx *pulumi.Context, name string, a *AppArgs, lba *LoadBalancerArgs, tier string, t *TierArgs, lt *ec2.LaunchTemplate, tg *lb.TargetGroup) (*autoscaling.Group, error) {
 	g, err := autoscaling.NewGroup(ctx, name, &autoscaling.GroupArgs{
 		VpcZoneIdentifiers:     a.PrivateSubnetIDs,
 		MinSize:                pulumi.Int(t.MinSize),
@@ -204,7 +255,8 @@ func (c *App) group(ctx *pulumi.Context, name string, a *AppArgs, t *TierArgs, l
 		InstanceRefresh: &autoscaling.GroupInstanceRefreshArgs{
 			Strategy: pulumi.String("Rolling"),
 			Preferences: &autoscaling.GroupInstanceRefreshPreferencesArgs{
-				MinHealthyPercentage: pulumi.Int(a.MinHealthyPercentage),
+				MinHealthyPercentage: pulumi.Int(lba.MinHealthyPercentage),
+				MaxHealthyPercentage: pulumi.Int(lba.MaxHealthyPercentage),
 				SkipMatching:         pulumi.Bool(true),
 				InstanceWarmup:       pulumi.String("60"),
 				AutoRollback:         pulumi.Bool(true),
@@ -214,7 +266,7 @@ func (c *App) group(ctx *pulumi.Context, name string, a *AppArgs, t *TierArgs, l
 		Tags: autoscaling.GroupTagArray{
 			autoscaling.GroupTagArgs{Key: pulumi.String("Name"), Value: pulumi.String(name), PropagateAtLaunch: pulumi.Bool(true)},
 		},
-	}, pulumi.Parent(c))
+	}, pulumi.Parent(c), c.bootDependsOn(a, tier, t))
 	if err != nil {
 		return nil, fmt.Errorf("compute: auto scaling group %s: %w", name, err)
 	}
@@ -225,7 +277,7 @@ func (c *App) group(ctx *pulumi.Context, name string, a *AppArgs, t *TierArgs, l
 			PredefinedMetricSpecification: &autoscaling.PolicyTargetTrackingConfigurationPredefinedMetricSpecificationArgs{
 				PredefinedMetricType: pulumi.String("ASGAverageCPUUtilization"),
 			},
-			TargetValue: pulumi.Float64(float64(a.CPUTargetPercent)),
+			TargetValue: pulumi.Float64(float64(lba.CPUTargetPercent)),
 		},
 	}, pulumi.Parent(g)); err != nil {
 		return nil, fmt.Errorf("compute: scaling policy %s: %w", name, err)

@@ -9,8 +9,9 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// single builds the dev shape: a web instance in the first public subnet
-// behind an Elastic IP, and an api instance in the first private subnet.
+// single builds the shape without a load balancer: a web instance in the
+// first public subnet behind an Elastic IP, and an api instance in the
+// first private subnet.
 func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, ami string) error {
 	instance := func(tier string, t *TierArgs, userData pulumi.StringOutput, subnets pulumi.StringArrayInput) (*ec2.Instance, error) {
 		lt, err := c.launchTemplate(ctx, name+"-"+tier, ami, a, t, userData)
@@ -22,14 +23,19 @@ func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, ami string) e
 				Id:      lt.ID(),
 				Version: version(lt),
 			},
-			SubnetId:                 subnets.ToStringArrayOutput().Index(pulumi.Int(0)),
-			AssociatePublicIpAddress: pulumi.Bool(false),
+			// The provider turns SubnetId into the network interface of the
+			// RunInstances request, with these groups on it. Public
+			// addressing is left to the subnet: associatePublicIpAddress is
+			// ForceNew and reads back true once the Elastic IP is attached,
+			// which would replace the web instance on every run.
+			SubnetId:            subnets.ToStringArrayOutput().Index(pulumi.Int(0)),
+			VpcSecurityGroupIds: pulumi.StringArray{t.SecurityGroupID},
 			// A new build means new user data: replace the instance rather
 			// than edit it in place, which cloud-init would ignore.
 			UserDataBase64:          userData,
 			UserDataReplaceOnChange: pulumi.Bool(true),
 			Tags:                    pulumi.StringMap{"Name": pulumi.String(name + "-" + tier)},
-		}, pulumi.Parent(c))
+		}, pulumi.Parent(c), c.bootDependsOn(a, tier, t))
 		if err != nil {
 			return nil, fmt.Errorf("compute: %s instance: %w", tier, err)
 		}
@@ -60,7 +66,7 @@ func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, ami string) e
 	if err != nil {
 		return fmt.Errorf("compute: region: %w", err)
 	}
-	c.WebInstanceID, c.APIInstanceID = web.ID().ToStringOutput(), api.ID().ToStringOutput()
+	c.Instances = &Instances{WebID: web.ID().ToStringOutput(), APIID: api.ID().ToStringOutput()}
 	c.URL = pulumi.Sprintf("http://%s", eip.PublicIp)
 	// Shield identifies an Elastic IP by its allocation.
 	c.EntryPointArn = pulumi.Sprintf("arn:%s:ec2:%s:%s:eip-allocation/%s", partition(caller.Arn), region.Name, caller.AccountId, eip.AllocationId)

@@ -5,10 +5,16 @@ package database
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/docdb"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"webstack/internal/config"
 )
 
 // ClusterArgs configures NewCluster.
@@ -20,15 +26,17 @@ type ClusterArgs struct {
 	AvailabilityZones []string
 	// SecurityGroupID is the database's security group. Required.
 	SecurityGroupID pulumi.StringInput
-	// InstanceClass of every instance. Defaults to "db.t4g.medium".
+	// InstanceClass of every instance. Defaults to the config table's dbInstanceClass.
 	InstanceClass string
-	// InstanceCount is the number of instances (one writer, the rest readers). Defaults to 1.
+	// InstanceCount is the number of instances (one writer, the rest
+	// readers). Defaults to the config table's dbInstanceCount.
 	InstanceCount int
-	// BackupRetentionDays, 7 to 35. Defaults to 7.
+	// BackupRetentionDays, 7 to 35. Defaults to the config table's dbBackupRetentionDays.
 	BackupRetentionDays int
-	// BackupWindow is the daily backup window, UTC. Defaults to "03:00-04:00".
+	// BackupWindow is the daily backup window, UTC. Defaults to the config table's dbBackupWindow.
 	BackupWindow string
-	// MaintenanceWindow is the weekly maintenance window, UTC. Defaults to "sun:04:30-sun:05:30".
+	// MaintenanceWindow is the weekly maintenance window, UTC. Defaults to
+	// the config table's dbMaintenanceWindow.
 	MaintenanceWindow string
 	// Audit turns on the audit_logs cluster parameter. Defaults to false.
 	Audit bool
@@ -39,6 +47,10 @@ type ClusterArgs struct {
 	// SkipFinalSnapshot deletes the cluster without a final snapshot (dev
 	// only). Defaults to false: a final snapshot is taken.
 	SkipFinalSnapshot bool
+	// Now dates the final snapshot's name. Defaults to the time of the
+	// run, or SOURCE_DATE_EPOCH when set (the offline plan sets it, so
+	// that its output does not change from run to run).
+	Now func() time.Time
 }
 
 // Cluster is the database tier.
@@ -54,6 +66,9 @@ type Cluster struct {
 	// SecretArn is the Secrets Manager secret holding the master credentials,
 	// created and rotated by DocumentDB (manageMasterUserPassword).
 	SecretArn pulumi.StringOutput
+	// Instances are the cluster's instances: an api that boots before they
+	// exist cannot connect.
+	Instances []pulumi.Resource
 }
 
 // NewCluster creates the database tier.
@@ -64,22 +79,25 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	}
 	a := *args
 	if a.InstanceClass == "" {
-		a.InstanceClass = "db.t4g.medium"
+		a.InstanceClass = config.Default[string]("dbInstanceClass")
 	}
 	if a.InstanceCount == 0 {
-		a.InstanceCount = 1
+		a.InstanceCount = config.Default[int]("dbInstanceCount")
 	}
 	if a.BackupRetentionDays == 0 {
-		a.BackupRetentionDays = 7
+		a.BackupRetentionDays = config.Default[int]("dbBackupRetentionDays")
 	}
 	if a.BackupWindow == "" {
-		a.BackupWindow = "03:00-04:00"
+		a.BackupWindow = config.Default[string]("dbBackupWindow")
 	}
 	if a.MaintenanceWindow == "" {
-		a.MaintenanceWindow = "sun:04:30-sun:05:30"
+		a.MaintenanceWindow = config.Default[string]("dbMaintenanceWindow")
 	}
-	if len(a.AvailabilityZones) == 0 {
-		return nil, fmt.Errorf("database: AvailabilityZones is empty")
+	if a.Now == nil {
+		a.Now = now
+	}
+	if len(a.AvailabilityZones) == 0 || a.SubnetIDs == nil || a.SecurityGroupID == nil {
+		return nil, fmt.Errorf("database: AvailabilityZones, SubnetIDs and SecurityGroupID are required")
 	}
 	parent := pulumi.Parent(c)
 	tags := func(n string) pulumi.StringMap { return pulumi.StringMap{"Name": pulumi.String(n)} }
@@ -133,17 +151,21 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 		// zones than given, and the provider then replaces the cluster on
 		// every run. Instances are placed explicitly below instead.
 	}
-	if !a.SkipFinalSnapshot {
-		clusterArgs.FinalSnapshotIdentifier = pulumi.Sprintf("webstack-%s-%s-final", ctx.Stack(), name)
-	}
-	cluster, err := docdb.NewCluster(ctx, name, clusterArgs, parent)
+	// The final snapshot's name must be new each time a cluster is deleted
+	// (a second delete, or a replacement, would otherwise collide with the
+	// first snapshot): it is dated when the cluster is created and then
+	// kept (ignoreChanges), so each cluster carries its own. It is set even
+	// when SkipFinalSnapshot is true, so that turning snapshots on later
+	// finds a name.
+	clusterArgs.FinalSnapshotIdentifier = pulumi.String(FinalSnapshotIdentifier(ctx.Project(), ctx.Stack(), name, a.Now()))
+	cluster, err := docdb.NewCluster(ctx, name, clusterArgs, parent, pulumi.IgnoreChanges([]string{"finalSnapshotIdentifier"}))
 	if err != nil {
 		return nil, fmt.Errorf("database: cluster: %w", err)
 	}
 
 	for i := range a.InstanceCount {
 		n := fmt.Sprintf("%s-%d", name, i+1)
-		if _, err := docdb.NewClusterInstance(ctx, n, &docdb.ClusterInstanceArgs{
+		inst, err := docdb.NewClusterInstance(ctx, n, &docdb.ClusterInstanceArgs{
 			ClusterIdentifier:       cluster.ID(),
 			InstanceClass:           pulumi.String(a.InstanceClass),
 			AvailabilityZone:        pulumi.String(a.AvailabilityZones[i%len(a.AvailabilityZones)]),
@@ -151,9 +173,11 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 			AutoMinorVersionUpgrade: pulumi.Bool(true),
 			CaCertIdentifier:        pulumi.String("rds-ca-rsa2048-g1"),
 			Tags:                    tags(n),
-		}, pulumi.Parent(cluster)); err != nil {
+		}, pulumi.Parent(cluster))
+		if err != nil {
 			return nil, fmt.Errorf("database: instance %d: %w", i+1, err)
 		}
+		c.Instances = append(c.Instances, inst)
 	}
 
 	c.Endpoint = cluster.Endpoint
@@ -180,4 +204,41 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 		return nil, err
 	}
 	return c, nil
+}
+
+// FinalSnapshotIdentifier names the snapshot DocumentDB takes when the
+// cluster is deleted: "<project>-<stack>-<name>-final-<UTC time>", made
+// valid for any stack name (DocumentDB allows letters, digits and single
+// hyphens, starting with a letter, at most 255 characters; stack names may
+// also hold '_' and '.').
+func FinalSnapshotIdentifier(project, stack, name string, at time.Time) string {
+	raw := fmt.Sprintf("%s-%s-%s", project, stack, name)
+	var b strings.Builder
+	for _, r := range strings.ToLower(raw) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else if b.Len() > 0 && !strings.HasSuffix(b.String(), "-") {
+			b.WriteByte('-')
+		}
+	}
+	id := strings.Trim(b.String(), "-")
+	if id == "" || id[0] < 'a' || id[0] > 'z' {
+		id = "db-" + id
+	}
+	suffix := "-final-" + at.UTC().Format("20060102150405")
+	if len(id) > 255-len(suffix) {
+		id = strings.TrimRight(id[:255-len(suffix)], "-")
+	}
+	return id + suffix
+}
+
+// now is the run's clock: SOURCE_DATE_EPOCH (seconds) when set, so that
+// reproducible runs (the offline plan) give the same names.
+func now() time.Time {
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		if sec, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return time.Unix(sec, 0)
+		}
+	}
+	return time.Now()
 }

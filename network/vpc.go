@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
@@ -16,6 +17,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"webstack/internal/iampolicy"
+	"webstack/internal/netlayout"
 )
 
 // VPCArgs configures NewVPC.
@@ -34,6 +36,10 @@ type VPCArgs struct {
 	FlowLogRetentionDays int
 	// Region is the AWS region, used for the S3 endpoint's service name. Required.
 	Region string
+	// InstanceTypes are the EC2 types the stack runs: looked-up zones that
+	// do not offer every one of them are skipped. Defaults to none (no
+	// filter by type).
+	InstanceTypes []string
 }
 
 // VPC is the network tier.
@@ -83,34 +89,32 @@ func NewVPC(ctx *pulumi.Context, name string, args *VPCArgs, opts ...pulumi.Reso
 
 	azs := slices.Clone(a.AvailabilityZones)
 	if len(azs) == 0 {
-		res, err := aws.GetAvailabilityZones(ctx, &aws.GetAvailabilityZonesArgs{State: pulumi.StringRef("available")}, pulumi.Parent(c))
-		if err != nil {
-			return nil, fmt.Errorf("network: look up availability zones: %w", err)
+		if azs, err = lookUpZones(ctx, c, a.AZCount, a.InstanceTypes); err != nil {
+			return nil, err
 		}
-		azs = slices.Sorted(slices.Values(res.Names))
-		if len(azs) < a.AZCount {
-			return nil, fmt.Errorf("network: region has %d availability zones, azCount is %d", len(azs), a.AZCount)
-		}
-		azs = azs[:a.AZCount]
 	}
 	c.AvailabilityZones = azs
 	c.CIDR = a.CIDR
 
 	// Each AZ gets a private subnet of 1/16 of the VPC (instances) and a
 	// public and an isolated subnet of 1/64 each (load balancers and NAT; the
-	// database): six AZs use 36/64 of the range, leaving room to grow.
-	bits := prefix.Bits()
-	mask := func(n int) *int { return &n }
+	// database), placed as netlayout computes (awsx's allocation), which
+	// refuses a layout awsx would overlap.
+	if _, err := netlayout.Layout(prefix, len(azs), netlayout.Specs()); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	var specs []ec2.SubnetSpecArgs
+	for _, sp := range netlayout.Specs() {
+		specs = append(specs, ec2.SubnetSpecArgs{
+			Type: ec2.SubnetType(sp.Tier), Name: pulumi.StringRef(strings.ToLower(string(sp.Tier))), CidrMask: pulumi.IntRef(prefix.Bits() + sp.NewBits),
+		})
+	}
 	strategy := ec2.SubnetAllocationStrategyAuto
 	vpc, err := ec2.NewVpc(ctx, name, &ec2.VpcArgs{
 		CidrBlock:             &a.CIDR,
 		AvailabilityZoneNames: azs,
 		SubnetStrategy:        &strategy,
-		SubnetSpecs: []ec2.SubnetSpecArgs{
-			{Type: ec2.SubnetTypePublic, Name: pulumi.StringRef("public"), CidrMask: mask(bits + 6)},
-			{Type: ec2.SubnetTypePrivate, Name: pulumi.StringRef("private"), CidrMask: mask(bits + 4)},
-			{Type: ec2.SubnetTypeIsolated, Name: pulumi.StringRef("isolated"), CidrMask: mask(bits + 6)},
-		},
+		SubnetSpecs:           specs,
 		NatGateways:        &ec2.NatGatewayConfigurationArgs{Strategy: ec2.NatGatewayStrategy(a.NATStrategy)},
 		EnableDnsHostnames: pulumi.Bool(true),
 		EnableDnsSupport:   pulumi.Bool(true),
@@ -165,6 +169,40 @@ func NewVPC(ctx *pulumi.Context, name string, args *VPCArgs, opts ...pulumi.Reso
 	return c, nil
 }
 
+// lookUpZones returns the first count (by name) of the region's zones the
+// stack can run in: Availability Zones proper, available, not opt-in (Local
+// Zones and Wavelength Zones are opt-in, and a Local Zone's name, such as
+// us-east-1-bos-1a, sorts before the region's own zones), offering every
+// instance type the stack uses. Sorting then cutting means adding AZs later
+// appends subnets instead of renumbering them.
+func lookUpZones(ctx *pulumi.Context, parent pulumi.Resource, count int, instanceTypes []string) ([]string, error) {
+	res, err := aws.GetAvailabilityZones(ctx, &aws.GetAvailabilityZonesArgs{
+		State: pulumi.StringRef("available"),
+		Filters: []aws.GetAvailabilityZonesFilter{
+			{Name: "opt-in-status", Values: []string{"opt-in-not-required"}},
+			{Name: "zone-type", Values: []string{"availability-zone"}},
+		},
+	}, pulumi.Parent(parent))
+	if err != nil {
+		return nil, fmt.Errorf("network: look up availability zones: %w", err)
+	}
+	zones := slices.Sorted(slices.Values(res.Names))
+	for _, typ := range slices.Compact(slices.Sorted(slices.Values(instanceTypes))) {
+		offers, err := awsec2.GetInstanceTypeOfferings(ctx, &awsec2.GetInstanceTypeOfferingsArgs{
+			LocationType: pulumi.StringRef("availability-zone"),
+			Filters:      []awsec2.GetInstanceTypeOfferingsFilter{{Name: "instance-type", Values: []string{typ}}},
+		}, pulumi.Parent(parent))
+		if err != nil {
+			return nil, fmt.Errorf("network: look up where %s is offered: %w", typ, err)
+		}
+		zones = slices.DeleteFunc(zones, func(z string) bool { return !slices.Contains(offers.Locations, z) })
+	}
+	if len(zones) < count {
+		return nil, fmt.Errorf("network: the region has %d availability zones offering %v, azCount is %d: lower azCount or choose other instance types", len(zones), instanceTypes, count)
+	}
+	return zones[:count], nil
+}
+
 // flowLogs sends all of the VPC's traffic records to a CloudWatch log group,
 // through a role that may write to that group only.
 func (c *VPC) flowLogs(ctx *pulumi.Context, name string, vpcID pulumi.StringOutput, retention int) error {
@@ -186,16 +224,27 @@ func (c *VPC) flowLogs(ctx *pulumi.Context, name string, vpcID pulumi.StringOutp
 	if err != nil {
 		return fmt.Errorf("network: flow log role: %w", err)
 	}
-	if _, err := iam.NewRolePolicy(ctx, name+"-flow-logs", &iam.RolePolicyArgs{
+	// The permissions AWS documents for publishing flow logs to CloudWatch
+	// Logs: writing to this group, and listing the account's groups (which
+	// IAM cannot narrow to one group: the listing is scoped to
+	// log-group:*).
+	policy, err := iam.NewRolePolicy(ctx, name+"-flow-logs", &iam.RolePolicyArgs{
 		Role: role.ID(),
 		Policy: iampolicy.Document(iampolicy.Allow{
 			Sid:       "WriteFlowLogs",
 			Actions:   []string{"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"},
 			Resources: pulumi.StringArray{group.Arn, pulumi.Sprintf("%s:*", group.Arn)},
+		}, iampolicy.Allow{
+			Sid:       "FindLogGroup",
+			Actions:   []string{"logs:DescribeLogGroups"},
+			Resources: pulumi.StringArray{logGroupsOfAccount(group.Arn)},
 		}),
-	}, parent); err != nil {
+	}, parent)
+	if err != nil {
 		return fmt.Errorf("network: flow log policy: %w", err)
 	}
+	// The flow log checks its role when it is created: it waits for the
+	// policy, not just the role.
 	if _, err := awsec2.NewFlowLog(ctx, name+"-flow-logs", &awsec2.FlowLogArgs{
 		VpcId:              vpcID,
 		TrafficType:        pulumi.String("ALL"),
@@ -203,8 +252,20 @@ func (c *VPC) flowLogs(ctx *pulumi.Context, name string, vpcID pulumi.StringOutp
 		LogDestination:     group.Arn,
 		IamRoleArn:         role.Arn,
 		Tags:               pulumi.StringMap{"Name": pulumi.String(name + "-flow-logs")},
-	}, parent); err != nil {
+	}, parent, pulumi.DependsOn([]pulumi.Resource{policy})); err != nil {
 		return fmt.Errorf("network: flow log: %w", err)
 	}
 	return nil
+}
+
+// logGroupsOfAccount turns a log group's ARN into the ARN of all the
+// account's log groups in its region (arn:…:log-group:*).
+func logGroupsOfAccount(groupArn pulumi.StringOutput) pulumi.StringOutput {
+	return groupArn.ApplyT(func(arn string) (string, error) {
+		i := strings.Index(arn, ":log-group:")
+		if i < 0 {
+			return "", fmt.Errorf("network: %q is not a log group ARN", arn)
+		}
+		return arn[:i] + ":log-group:*", nil
+	}).(pulumi.StringOutput)
 }

@@ -29,6 +29,8 @@ type Secrets struct {
 
 	// JWTSecretArn is what the api is told; never the value.
 	JWTSecretArn pulumi.StringOutput
+	// Grant is the api role's read grant: the api must not boot before it.
+	Grant pulumi.Resource
 }
 
 // NewSecrets stores the JWT secret in Secrets Manager and lets the api role,
@@ -60,17 +62,18 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 	}, pulumi.Parent(secret)); err != nil {
 		return nil, fmt.Errorf("security: jwt secret value: %w", err)
 	}
-	if _, err := iam.NewRolePolicy(ctx, name+"-api-read", &iam.RolePolicyArgs{
+	grant, err := iam.NewRolePolicy(ctx, name+"-api-read", &iam.RolePolicyArgs{
 		Role: args.APIRole.ID(),
 		Policy: iampolicy.Document(iampolicy.Allow{
 			Sid:       "ReadAppSecrets",
 			Actions:   []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
 			Resources: pulumi.StringArray{secret.Arn, args.DatabaseSecretArn},
 		}),
-	}, pulumi.Parent(c)); err != nil {
+	}, pulumi.Parent(c))
+	if err != nil {
 		return nil, fmt.Errorf("security: api secret grant: %w", err)
 	}
-	c.JWTSecretArn = secret.Arn
+	c.JWTSecretArn, c.Grant = secret.Arn, grant
 	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{"jwtSecretArn": c.JWTSecretArn}); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,10 @@ type PrivateArgs struct {
 	Versioning bool
 	// ExpireDays deletes objects (and noncurrent versions) after that many days. Defaults to 0: never.
 	ExpireDays int
+	// ForceDestroy deletes the bucket with whatever it still holds when the
+	// stack is destroyed; for buckets of rebuildable content only. Defaults
+	// to false: a bucket with objects refuses deletion.
+	ForceDestroy bool
 	// Statements returns extra bucket policy statements (for example a log
 	// delivery grant), given the bucket's ARN. Defaults to none.
 	Statements func(arn pulumi.StringOutput) pulumi.Array
@@ -27,6 +31,11 @@ type Private struct {
 
 	// Name (the bucket's id) and Arn.
 	Name, Arn pulumi.StringOutput
+	// Policy is the bucket policy. An AWS service that delivers into the
+	// bucket under a grant in Statements (ELB access logs) checks that
+	// grant when it is configured, so whatever configures it must
+	// DependsOn Policy.
+	Policy *s3.BucketPolicy
 }
 
 // NewPrivate creates the bucket and its controls.
@@ -40,7 +49,7 @@ func NewPrivate(ctx *pulumi.Context, name string, args *PrivateArgs, opts ...pul
 	}
 	parent := pulumi.Parent(c)
 	b, err := s3.NewBucketV2(ctx, name, &s3.BucketV2Args{
-		ForceDestroy: pulumi.Bool(false),
+		ForceDestroy: pulumi.Bool(args.ForceDestroy),
 		Tags:         pulumi.StringMap{"Name": pulumi.String(name)},
 	}, parent)
 	if err != nil {
@@ -114,7 +123,7 @@ func NewPrivate(ctx *pulumi.Context, name string, args *PrivateArgs, opts ...pul
 	if args.Statements != nil {
 		statements = append(statements, args.Statements(b.Arn)...)
 	}
-	if _, err := s3.NewBucketPolicy(ctx, name, &s3.BucketPolicyArgs{
+	if c.Policy, err = s3.NewBucketPolicy(ctx, name, &s3.BucketPolicyArgs{
 		Bucket: b.ID(),
 		Policy: pulumi.JSONMarshal(pulumi.Map{"Version": pulumi.String("2012-10-17"), "Statement": statements}),
 	}, parent); err != nil {

@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"webstack/internal/netlayout"
 )
 
 // Namespace is the Pulumi project name, and so the prefix of every key here.
@@ -54,9 +56,11 @@ type Config struct {
 	// through Secrets Manager.
 	JWTSecret Secret
 
-	RootVolumeGiB        int // Root volume size of every instance, GiB.
-	MinHealthyPercentage int // Instance refresh minimum healthy percentage.
-	CPUTargetPercent     int // ASG target-tracking CPU utilisation.
+	RootVolumeGiB        int    // Root volume size of every instance, GiB.
+	AMIID                string // Pinned AMI; empty: the latest AL2023 arm64 AMI at each deploy.
+	MinHealthyPercentage int    // Instance refresh minimum healthy percentage.
+	MaxHealthyPercentage int    // Instance refresh maximum healthy percentage (> 100: launch before terminate).
+	CPUTargetPercent     int    // ASG target-tracking CPU utilisation.
 }
 
 // Network is the VPC's configuration.
@@ -155,7 +159,9 @@ var Keys = []Key{
 	{"apiMinSize", Integer, 2, "Minimum instances of the api Auto Scaling group (ha).", false, func(c *Config, v any) { c.API.MinSize = v.(int) }},
 	{"apiMaxSize", Integer, 4, "Maximum instances of the api Auto Scaling group (ha).", false, func(c *Config, v any) { c.API.MaxSize = v.(int) }},
 	{"rootVolumeGiB", Integer, 16, "Encrypted gp3 root volume size of every instance, GiB.", false, func(c *Config, v any) { c.RootVolumeGiB = v.(int) }},
-	{"minHealthyPercentage", Integer, 90, "Minimum healthy percentage during a rolling instance refresh (ha).", false, func(c *Config, v any) { c.MinHealthyPercentage = v.(int) }},
+	{"amiId", String, "", "Pinned AMI id (ami-…, arm64). Empty: the latest Amazon Linux 2023 arm64 AMI, read from AWS's public SSM parameter at each deploy; a newer AMI is a new launch template version that rolls every instance.", false, func(c *Config, v any) { c.AMIID = v.(string) }},
+	{"minHealthyPercentage", Integer, 100, "Minimum healthy percentage of desired capacity during a rolling instance refresh (ha).", false, func(c *Config, v any) { c.MinHealthyPercentage = v.(int) }},
+	{"maxHealthyPercentage", Integer, 200, "Maximum healthy-or-pending percentage during a rolling instance refresh (ha): above 100, replacements launch before old instances terminate.", false, func(c *Config, v any) { c.MaxHealthyPercentage = v.(int) }},
 	{"cpuTargetPercent", Integer, 50, "Target average CPU utilisation of the Auto Scaling groups (ha).", false, func(c *Config, v any) { c.CPUTargetPercent = v.(int) }},
 	{"dbInstanceClass", String, "db.r6g.large", "DocumentDB instance class.", false, func(c *Config, v any) { c.Database.InstanceClass = v.(string) }},
 	{"dbInstanceCount", Integer, 3, "DocumentDB instances (ha needs at least 2, spread across AZs).", false, func(c *Config, v any) { c.Database.InstanceCount = v.(int) }},
@@ -265,8 +271,11 @@ func parse(kind Kind, raw string) (any, error) {
 var logRetentions = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 
 var (
-	instanceTypeRE   = regexp.MustCompile(`^[a-z][a-z0-9]*g[a-z0-9]*\.[a-z0-9]+$`)
-	dbClassRE        = regexp.MustCompile(`^db\.[a-z][a-z0-9]*g[a-z0-9]*\.[a-z0-9]+$`)
+	// Graviton families put "g" right after the generation digit (t4g, m7g,
+	// c6gn, im4gn, x2gd, g5g); a1 is the first Graviton. g4dn and g5 are x86.
+	instanceTypeRE   = regexp.MustCompile(`^(a1|[a-z]+[0-9]+g[a-z]*)\.[a-z0-9]+$`)
+	dbClassRE        = regexp.MustCompile(`^db\.[a-z]+[0-9]+g[a-z]*\.[a-z0-9]+$`)
+	amiRE            = regexp.MustCompile(`^ami-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	azRE             = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d[a-z]$`)
 	backupWindowRE   = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
 	maintenanceRE    = regexp.MustCompile(`^(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d-(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d$`)
@@ -295,7 +304,9 @@ func (c *Config) validate() []error {
 	} else if !p.Addr().IsPrivate() {
 		bad("vpcCidr", "%s is not a private (RFC 1918) range: use e.g. 10.0.0.0/16", p)
 	}
+	azCount := c.Network.AZCount
 	if n := len(c.Network.AvailabilityZones); n > 0 {
+		azCount = n
 		if n < 2 {
 			bad("availabilityZones", "%d zone given: DocumentDB subnet groups and the ALB need at least 2; list two or more", n)
 		}
@@ -309,6 +320,11 @@ func (c *Config) validate() []error {
 		}
 	} else if c.Network.AZCount < 2 || c.Network.AZCount > 6 {
 		bad("azCount", "%d: use 2 to 6 (DocumentDB subnet groups and the ALB need at least 2 AZs)", c.Network.AZCount)
+	}
+	if p, err := netip.ParsePrefix(c.Network.CIDR); err == nil && p.Addr().Is4() && p.Masked() == p && azCount >= 1 {
+		if _, err := netlayout.Layout(p, azCount, netlayout.Specs()); err != nil {
+			bad("vpcCidr", "%s across %d AZs: %v", p, azCount, err)
+		}
 	}
 	if c.Network.NATStrategy != "Single" && c.Network.NATStrategy != "OnePerAz" {
 		bad("natStrategy", "%q is not a NAT strategy: use 'Single' or 'OnePerAz'", c.Network.NATStrategy)
@@ -346,8 +362,19 @@ func (c *Config) validate() []error {
 	if c.RootVolumeGiB < 8 || c.RootVolumeGiB > 1024 {
 		bad("rootVolumeGiB", "%d: use 8..1024 (Amazon Linux 2023 needs at least 8 GiB)", c.RootVolumeGiB)
 	}
+	if c.AMIID != "" && !amiRE.MatchString(c.AMIID) {
+		bad("amiId", "%q is not an AMI id: use ami- and 8 or 17 hex digits, or leave it empty for the latest Amazon Linux 2023", c.AMIID)
+	}
 	if c.MinHealthyPercentage < 0 || c.MinHealthyPercentage > 100 {
 		bad("minHealthyPercentage", "%d: use 0..100", c.MinHealthyPercentage)
+	}
+	// Auto Scaling accepts 100..200 with at most 100 between the two; at
+	// 100 it terminates before it launches, which takes a group of two
+	// down to one instance during every refresh.
+	if c.MaxHealthyPercentage <= 100 || c.MaxHealthyPercentage > 200 {
+		bad("maxHealthyPercentage", "%d: use 101..200, so that a refresh launches replacements before it terminates", c.MaxHealthyPercentage)
+	} else if c.MaxHealthyPercentage-c.MinHealthyPercentage > 100 {
+		bad("maxHealthyPercentage", "%d is more than 100 above minHealthyPercentage %d, which Auto Scaling refuses: lower it or raise minHealthyPercentage", c.MaxHealthyPercentage, c.MinHealthyPercentage)
 	}
 	if c.CPUTargetPercent < 10 || c.CPUTargetPercent > 90 {
 		bad("cpuTargetPercent", "%d: use 10..90", c.CPUTargetPercent)

@@ -59,6 +59,12 @@ func TestInvalidConfigNamesTheKeyAndTheFix(t *testing.T) {
 		{"malformed certificate", map[string]string{"certificateArn": "arn:aws:iam::1:cert"}, "", "certificateArn", "arn:aws:acm:"},
 		{"unknown topology", map[string]string{"topology": "cluster"}, "", "topology", "'single'"},
 		{"x86 instance type", map[string]string{"webInstanceType": "t3.small"}, "", "webInstanceType", "t4g.small"},
+		{"x86 GPU type with a g", map[string]string{"apiInstanceType": "g4dn.xlarge"}, "", "apiInstanceType", "Graviton"},
+		{"x86 GPU type g5", map[string]string{"webInstanceType": "g5.xlarge"}, "", "webInstanceType", "Graviton"},
+		{"x86 database class", map[string]string{"dbInstanceClass": "db.r5.large"}, "", "dbInstanceClass", "db.t4g.medium"},
+		{"malformed AMI", map[string]string{"amiId": "ami-xyz"}, "", "amiId", "latest Amazon Linux 2023"},
+		{"refresh terminates first", map[string]string{"maxHealthyPercentage": "100"}, "", "maxHealthyPercentage", "launches replacements before it terminates"},
+		{"refresh band too wide", map[string]string{"minHealthyPercentage": "50", "maxHealthyPercentage": "200"}, "", "maxHealthyPercentage", "raise minHealthyPercentage"},
 		{"not an integer", map[string]string{"webPort": "eighty"}, "", "webPort", "not an integer"},
 		{"not a boolean", map[string]string{"allowHttp": "yes please"}, "", "allowHttp", "true or false"},
 		{"bad retention", map[string]string{"flowLogRetentionDays": "10"}, "", "flowLogRetentionDays", "one of"},
@@ -91,6 +97,28 @@ func TestInvalidConfigNamesTheKeyAndTheFix(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.wantKey)
 			assert.Contains(t, err.Error(), tt.wantFix)
 		})
+	}
+}
+
+func TestGravitonTypesAreAccepted(t *testing.T) {
+	for _, typ := range []string{"t4g.micro", "m7g.large", "c6gn.xlarge", "im4gn.large", "x2gd.medium", "g5g.xlarge", "a1.large", "r8g.medium"} {
+		src := valid()
+		src["webInstanceType"] = typ
+		_, err := Load(src, "webstack", "prod", "us-east-1")
+		assert.NoError(t, err, "webInstanceType %s", typ)
+	}
+}
+
+// Every VPC size and AZ count the config accepts has a subnet layout awsx
+// allocates without overlap (internal/netlayout mirrors awsx).
+func TestAcceptedNetworksHaveAValidSubnetLayout(t *testing.T) {
+	for _, cidr := range []string{"10.0.0.0/16", "10.0.0.0/20", "172.16.0.0/18"} {
+		for azs := 2; azs <= 6; azs++ {
+			src := valid()
+			src["vpcCidr"], src["azCount"] = cidr, fmt.Sprint(azs)
+			_, err := Load(src, "webstack", "prod", "us-east-1")
+			assert.NoError(t, err, "%s with %d AZs", cidr, azs)
+		}
 	}
 }
 

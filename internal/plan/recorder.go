@@ -8,12 +8,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 )
 
 // Account is the AWS account id the mocks pretend to run in.
@@ -26,7 +28,15 @@ type Resource struct {
 	ID     string         `json:"id"`
 	Parent string         `json:"parent"` // "<type>::<name>" of the parent, or empty for the stack.
 	Inputs map[string]any `json:"inputs"`
-	Custom bool           `json:"-"`
+	// DependsOn is the "<type>::<name>" of every resource this one waits
+	// for: explicit DependsOn and the resources whose outputs its inputs
+	// use (component dependencies expanded to their children), sorted.
+	DependsOn []string `json:"dependsOn"`
+	// Options are the lifecycle options that are set: protect,
+	// retainOnDelete, deleteBeforeReplace, ignoreChanges,
+	// replaceOnChanges, additionalSecretOutputs.
+	Options map[string]any `json:"options"`
+	Custom  bool           `json:"-"`
 	URN    string         `json:"-"`
 }
 
@@ -57,17 +67,23 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 	if !args.Custom && !strings.HasPrefix(args.TypeToken, "awsx:") {
 		id = "" // components have no physical id
 	}
-	parent := ""
-	if args.RegisterRPC != nil {
-		parent = parentKey(args.RegisterRPC.GetParent())
-	}
 	rec := Resource{
-		Type:   args.TypeToken,
-		Name:   args.Name,
-		ID:     id,
-		Parent: parent,
-		Inputs: plainMap(args.Inputs),
-		Custom: args.Custom,
+		Type:      args.TypeToken,
+		Name:      args.Name,
+		ID:        id,
+		Inputs:    plainMap(args.Inputs),
+		DependsOn: []string{},
+		Options:   map[string]any{},
+		Custom:    args.Custom,
+	}
+	if req := args.RegisterRPC; req != nil {
+		rec.Parent = parentKey(req.GetParent())
+		for _, urn := range req.GetDependencies() {
+			rec.DependsOn = append(rec.DependsOn, parentKey(urn))
+		}
+		sort.Strings(rec.DependsOn)
+		rec.DependsOn = slices.Compact(rec.DependsOn)
+		rec.Options = lifecycle(req)
 	}
 	r.mu.Lock()
 	r.resources = append(r.resources, rec)
@@ -82,13 +98,51 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 	return id, state, nil
 }
 
+// lifecycle returns the options of req that change a resource's lifecycle,
+// only those that are set.
+func lifecycle(req *pulumirpc.RegisterResourceRequest) map[string]any {
+	out := map[string]any{}
+	set := func(k string, on bool) {
+		if on {
+			out[k] = true
+		}
+	}
+	list := func(k string, v []string) {
+		if len(v) > 0 {
+			var l []any
+			for _, e := range slices.Sorted(slices.Values(v)) {
+				l = append(l, e)
+			}
+			out[k] = l
+		}
+	}
+	set("protect", req.GetProtect())
+	set("retainOnDelete", req.GetRetainOnDelete())
+	set("deleteBeforeReplace", req.GetDeleteBeforeReplace())
+	list("ignoreChanges", req.GetIgnoreChanges())
+	list("replaceOnChanges", req.GetReplaceOnChanges())
+	list("additionalSecretOutputs", req.GetAdditionalSecretOutputs())
+	return out
+}
+
 // Call implements pulumi.MockResourceMonitor: the invokes the program makes.
 func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	var out map[string]any
 	switch args.Token {
 	case "aws:index/getAvailabilityZones:getAvailabilityZones":
-		// Deliberately unsorted: the program must sort before cutting.
-		out = map[string]any{"id": r.Region, "names": []any{r.Region + "c", r.Region + "a", r.Region + "d", r.Region + "b"}}
+		// Deliberately unsorted: the program must sort before cutting. As
+		// AWS does, a Local Zone (opt-in, and its name sorts first) is in
+		// the answer unless the filters exclude it.
+		names := []any{r.Region + "c", r.Region + "a", r.Region + "d", r.Region + "b", r.Region + "e"}
+		if !filtersExclude(args.Args["filters"], "opt-in-status", "opt-in-not-required") &&
+			!filtersExclude(args.Args["filters"], "zone-type", "availability-zone") {
+			names = append(names, r.Region+"-bos-1a")
+		}
+		out = map[string]any{"id": r.Region, "names": names}
+	case "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+		// Every type is offered in a to d; zone e offers no Graviton type.
+		locs := []any{r.Region + "a", r.Region + "b", r.Region + "c", r.Region + "d", r.Region + "-bos-1a"}
+		out = map[string]any{"id": r.Region, "locations": locs, "locationTypes": []any{"availability-zone"}, "instanceTypes": []any{}}
 	case "aws:ec2/getRouteTables:getRouteTables":
 		out = map[string]any{"id": r.Region, "ids": []any{"rtb-0a1b2c3d4e5f60001", "rtb-0a1b2c3d4e5f60002", "rtb-0a1b2c3d4e5f60003"}}
 	case "aws:ssm/getParameter:getParameter":
@@ -105,6 +159,25 @@ func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) 
 		return nil, fmt.Errorf("plan: no mock for invoke %s", args.Token)
 	}
 	return resource.NewPropertyMapFromMap(out), nil
+}
+
+// filtersExclude reports whether a filters argument (a list of {name,
+// values}) keeps only want for name.
+func filtersExclude(filters resource.PropertyValue, name, want string) bool {
+	if !filters.IsArray() {
+		return false
+	}
+	for _, f := range filters.ArrayValue() {
+		if !f.IsObject() {
+			continue
+		}
+		o := f.ObjectValue()
+		if o["name"].IsString() && o["name"].StringValue() == name && o["values"].IsArray() {
+			vs := o["values"].ArrayValue()
+			return len(vs) == 1 && vs[0].IsString() && vs[0].StringValue() == want
+		}
+	}
+	return false
 }
 
 // computed returns the outputs a provider would compute for a resource.

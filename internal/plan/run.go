@@ -61,15 +61,12 @@ func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph,
 	if err != nil {
 		return nil, fmt.Errorf("encode config: %w", err)
 	}
-	prev, had := os.LookupEnv(pulumi.EnvConfig)
-	os.Setenv(pulumi.EnvConfig, string(raw))
-	defer func() {
-		if had {
-			os.Setenv(pulumi.EnvConfig, prev)
-		} else {
-			os.Unsetenv(pulumi.EnvConfig)
-		}
-	}()
+	defer setenv(pulumi.EnvConfig, string(raw))()
+	// A fixed clock for what the program dates (the database's final
+	// snapshot name): the same plan prints the same graph.
+	if _, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); !ok {
+		defer setenv("SOURCE_DATE_EPOCH", "0")()
+	}
 
 	rec := &Recorder{Region: config["aws:region"]}
 	g := &Graph{Project: project, Stack: stack, Outputs: map[string]any{}}
@@ -112,6 +109,19 @@ func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph,
 	}
 	g.Outputs = numbersToInt(outs).(map[string]any)
 	return g, nil
+}
+
+// setenv sets an environment variable and returns what puts it back.
+func setenv(k, v string) (restore func()) {
+	prev, had := os.LookupEnv(k)
+	os.Setenv(k, v)
+	return func() {
+		if had {
+			os.Setenv(k, prev)
+		} else {
+			os.Unsetenv(k)
+		}
+	}
 }
 
 // numbersToInt turns integral json.Numbers into int64, like plain() does.
@@ -267,4 +277,30 @@ func settings(in map[string]any) []string {
 	}
 	flat("", in)
 	return out
+}
+
+// Waits reports whether the resource from waits for the resource to
+// before it is created: to is among its dependencies, directly or through
+// other resources.
+func (g *Graph) Waits(from, to string) bool {
+	deps := map[string][]string{}
+	for _, r := range g.Resources {
+		deps[r.Key()] = r.DependsOn
+	}
+	seen := map[string]bool{}
+	stack := []string{from}
+	for len(stack) > 0 {
+		k := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, d := range deps[k] {
+			if d == to {
+				return true
+			}
+			if !seen[d] {
+				seen[d] = true
+				stack = append(stack, d)
+			}
+		}
+	}
+	return false
 }
