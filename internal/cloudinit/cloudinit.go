@@ -164,10 +164,16 @@ func execute(t *template.Template, b Boot) (string, error) {
 	return out.String(), nil
 }
 
+// The unit restarts forever: at boot the instance's grants may not have
+// propagated yet (AccessDenied reading a secret), or the database may still
+// be starting; systemd's default start limit (5 starts in 10 s) would
+// leave the service dead after such a start. With StartLimitIntervalSec=0
+// and a 5 s pause it converges by itself once what it needs is there.
 var unitTemplate = template.Must(template.New("unit").Parse(`[Unit]
 Description=Conduit {{.Role}} tier (webstack)
 After=network-online.target
 Wants=network-online.target
+StartLimitIntervalSec=0
 
 [Service]
 Type=simple
@@ -199,7 +205,7 @@ AmbientCapabilities=CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=
 {{- end}}
 Restart=on-failure
-RestartSec=2s
+RestartSec=5s
 TimeoutStopSec=30s
 LimitNOFILE=65536
 
@@ -220,15 +226,19 @@ want='{{.Release.SHA256}}'
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 
-for attempt in 1 2 3 4 5 6 7 8 9 10; do
-  if aws s3api get-object --region "$region" --bucket "$bucket" --key "$key" "$tmp" >/dev/null; then
-    break
-  fi
-  if [ "$attempt" -eq 10 ]; then
-    echo "conduit-install: cannot fetch s3://$bucket/$key" >&2
+# Retry for about half an hour: a new instance's role grant can take a
+# while to propagate (AccessDenied), and the S3 endpoint or NAT may still be
+# coming up. Waiting is how boot converges; giving up early leaves an
+# instance without a service.
+attempt=1
+until aws s3api get-object --region "$region" --bucket "$bucket" --key "$key" "$tmp" >/dev/null; do
+  if [ "$attempt" -ge 60 ]; then
+    echo "conduit-install: cannot fetch s3://$bucket/$key after $attempt attempts" >&2
     exit 1
   fi
-  sleep $((attempt * 3))
+  echo "conduit-install: fetch failed (attempt $attempt), retrying" >&2
+  sleep $((attempt < 6 ? attempt * 5 : 30))
+  attempt=$((attempt + 1))
 done
 
 got=$(sha256sum "$tmp" | cut -d' ' -f1)
@@ -238,7 +248,7 @@ if [ "$got" != "$want" ]; then
 fi
 install -m 0755 -o root -g root "$tmp" /usr/local/bin/conduit
 {{if .DocumentDBCA}}
-curl --fail --silent --show-error --retry 5 --proto '=https' -o /etc/conduit/global-bundle.pem '{{ "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem" }}'
+curl --fail --silent --show-error --retry 30 --retry-all-errors --retry-delay 10 --proto '=https' -o /etc/conduit/global-bundle.pem '{{ "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem" }}'
 chmod 0644 /etc/conduit/global-bundle.pem
 {{end}}
 systemctl daemon-reload

@@ -1,9 +1,12 @@
 package cloudinit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -130,4 +133,77 @@ func TestRenderRejectsBadReleases(t *testing.T) {
 		_, err := Render(b)
 		assert.Error(t, err, name)
 	}
+}
+
+// runInstaller runs the rendered install script of b with shims for what
+// touches AWS or the host (aws, curl, install, chmod, systemctl, sleep):
+// aws fails awsFailures times (AccessDenied, as before a grant has
+// propagated), then writes content. It returns the script's error and the
+// shims' log.
+func runInstaller(t *testing.T, b Boot, awsFailures int, content string) (error, string) {
+	t.Helper()
+	doc, err := Render(b)
+	require.NoError(t, err)
+	script, err := Script(doc)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	shim := func(name, body string) {
+		require.NoError(t, os.WriteFile(dir+"/"+name, []byte("#!/bin/bash\n"+body+"\n"), 0o755))
+	}
+	log := dir + "/log"
+	shim("aws", `n=$(cat "`+dir+`/count" 2>/dev/null || echo 0); echo $((n+1)) > "`+dir+`/count"
+if [ "$n" -lt `+strconv.Itoa(awsFailures)+` ]; then echo "AccessDenied" >&2; exit 254; fi
+printf '%s' '`+content+`' > "${@: -1}"; echo "aws $*" >> "`+log+`"`)
+	for _, name := range []string{"curl", "install", "chmod", "systemctl"} {
+		shim(name, `echo "`+name+` $*" >> "`+log+`"`)
+	}
+	shim("sleep", `echo "sleep $*" >> "`+log+`"`)
+	require.NoError(t, os.WriteFile(dir+"/install.sh", []byte(script), 0o755))
+	cmd := exec.Command("bash", dir+"/install.sh")
+	cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	logged, _ := os.ReadFile(log)
+	return err, string(out) + string(logged)
+}
+
+func TestInstallerWaitsForItsGrantThenStartsTheService(t *testing.T) {
+	b := boot("api", 8081)
+	content := "the build"
+	sum := sha256.Sum256([]byte(content))
+	b.Release.SHA256 = hex.EncodeToString(sum[:])
+	b.Release.Key = "conduit/" + b.Release.SHA256 + "/conduit-linux-arm64"
+
+	err, log := runInstaller(t, b, 12, content)
+	require.NoError(t, err, log)
+	assert.Equal(t, 12, strings.Count(log, "sleep "), "one pause per failed fetch: %s", log)
+	assert.Contains(t, log, "install -m 0755 -o root -g root")
+	assert.Contains(t, log, "curl ", "the api fetches the DocumentDB CA bundle")
+	assert.Contains(t, log, "systemctl enable --now conduit.service")
+
+	err, log = runInstaller(t, b, 0, "a tampered build")
+	require.Error(t, err, "a build whose sha256 differs is refused")
+	assert.Contains(t, log, "refusing to start")
+	assert.NotContains(t, log, "systemctl enable")
+	assert.NotContains(t, log, "install -m")
+
+	err, log = runInstaller(t, b, 1000, content)
+	require.Error(t, err, "gives up after about half an hour")
+	assert.Equal(t, 59, strings.Count(log, "sleep "))
+	total := 0
+	for _, l := range strings.Split(log, "\n") {
+		if n, ok := strings.CutPrefix(l, "sleep "); ok {
+			s, _ := strconv.Atoi(n)
+			total += s
+		}
+	}
+	assert.InDelta(t, 30*60, total, 5*60, "seconds waited before giving up")
+}
+
+func TestUnitRestartsUntilItConverges(t *testing.T) {
+	doc, err := Render(boot("api", 8081))
+	require.NoError(t, err)
+	unit, err := File(doc, UnitFile)
+	require.NoError(t, err)
+	assert.Contains(t, unit, "StartLimitIntervalSec=0\n", "systemd's default start limit would leave the unit dead after early failures")
+	assert.Contains(t, unit, "Restart=on-failure\n")
 }
