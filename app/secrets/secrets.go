@@ -55,11 +55,23 @@ func New(ctx context.Context) (*Client, error) {
 	return NewClient(secretsmanager.NewFromConfig(cfg)), nil
 }
 
+// Version stages of a secret: a rotation writes the new value as
+// AWSPENDING, sets it in the database, then promotes it to AWSCURRENT.
+const (
+	Current = "AWSCURRENT"
+	Pending = "AWSPENDING"
+)
+
 // Get returns the current string value of the secret arn.
 func (c *Client) Get(ctx context.Context, arn string) (Value, error) {
-	out, err := c.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	return c.GetStage(ctx, arn, Current)
+}
+
+// GetStage returns the string value of the secret arn at a version stage.
+func (c *Client) GetStage(ctx context.Context, arn, stage string) (Value, error) {
+	out, err := c.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn), VersionStage: aws.String(stage)})
 	if err != nil {
-		return nil, fmt.Errorf("read secret %s: %w", arn, err)
+		return nil, fmt.Errorf("read secret %s (%s): %w", arn, stage, err)
 	}
 	if out.SecretString == nil {
 		return nil, fmt.Errorf("read secret %s: it has no string value", arn)
@@ -73,10 +85,10 @@ type Credentials struct {
 	Password Value
 }
 
-// DatabaseCredentials reads a DocumentDB/RDS managed master user secret:
-// a JSON object {"username": …, "password": …}.
-func (c *Client) DatabaseCredentials(ctx context.Context, arn string) (Credentials, error) {
-	v, err := c.Get(ctx, arn)
+// DatabaseCredentials reads a DocumentDB/RDS managed master user secret at
+// a version stage: a JSON object {"username": …, "password": …}.
+func (c *Client) DatabaseCredentials(ctx context.Context, arn, stage string) (Credentials, error) {
+	v, err := c.GetStage(ctx, arn, stage)
 	if err != nil {
 		return Credentials{}, err
 	}

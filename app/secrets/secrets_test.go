@@ -3,10 +3,8 @@ package secrets_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"webstack/app/secrets"
+	"webstack/app/secrets/secretstest"
 )
 
 const (
@@ -26,29 +25,14 @@ const (
 	badArn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:not-json-AbCdEf"
 )
 
-// fakeSecretsManager speaks Secrets Manager's JSON protocol over HTTP, as
-// the real service does, so the real SDK client is exercised.
+// fakeSecretsManager is the real SDK client against the stand-in.
 func fakeSecretsManager(t *testing.T) *secrets.Client {
 	t.Helper()
-	values := map[string]string{
-		jwtArn: "0123456789abcdef0123456789abcdef",
-		dbArn:  `{"username":"conduit","password":"s3cr3t-p@ss"}`,
-		badArn: "plain text",
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		assert.Equal(t, "secretsmanager.GetSecretValue", r.Header.Get("X-Amz-Target"))
-		assert.Contains(t, r.Header.Get("Authorization"), "AWS4-HMAC-SHA256", "requests are signed")
-		var in struct{ SecretId string }
-		require.NoError(t, json.NewDecoder(r.Body).Decode(&in))
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		v, ok := values[in.SecretId]
-		if !ok {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, `{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}`)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"ARN": in.SecretId, "Name": "n", "SecretString": v, "VersionId": "v1"})
-	}))
+	fake := secretstest.New()
+	fake.Set(jwtArn, secrets.Current, "0123456789abcdef0123456789abcdef")
+	fake.Set(dbArn, secrets.Current, `{"username":"conduit","password":"s3cr3t-p@ss"}`)
+	fake.Set(badArn, secrets.Current, "plain text")
+	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	api := secretsmanager.NewFromConfig(aws.Config{
 		Region:       "us-east-1",
@@ -67,12 +51,12 @@ func TestGetReadsTheSecretString(t *testing.T) {
 
 func TestDatabaseCredentials(t *testing.T) {
 	c := fakeSecretsManager(t)
-	cred, err := c.DatabaseCredentials(context.Background(), dbArn)
+	cred, err := c.DatabaseCredentials(context.Background(), dbArn, secrets.Current)
 	require.NoError(t, err)
 	assert.Equal(t, "conduit", cred.Username)
 	assert.Equal(t, "s3cr3t-p@ss", string(cred.Password))
 
-	_, err = c.DatabaseCredentials(context.Background(), badArn)
+	_, err = c.DatabaseCredentials(context.Background(), badArn, secrets.Current)
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "plain text", "errors never echo secret material")
 }

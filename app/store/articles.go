@@ -48,11 +48,11 @@ func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.insert", time.Now())
 	d := articleDoc{ID: bson.NewObjectID(), Slug: a.Slug, Title: a.Title, Description: a.Description,
 		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt}
-	if _, err := s.db.Collection("bodies").InsertOne(ctx, bodyDoc{ID: d.ID, Body: a.Body}); err != nil {
+	if _, err := s.coll("bodies").InsertOne(ctx, bodyDoc{ID: d.ID, Body: a.Body}); err != nil {
 		return s.wrap("insert article body", err)
 	}
-	if _, err := s.db.Collection("articles").InsertOne(ctx, d); err != nil {
-		_, _ = s.db.Collection("bodies").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}})
+	if _, err := s.coll("articles").InsertOne(ctx, d); err != nil {
+		_, _ = s.coll("bodies").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}})
 		return s.wrap("insert article", err)
 	}
 	a.ID = d.ID.Hex()
@@ -63,7 +63,7 @@ func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 func (s *Store) countTags(ctx context.Context, tags []string, delta int) error {
 	defer s.observe("tags.inc", time.Now())
 	for _, t := range tags {
-		if _, err := s.db.Collection("tags").UpdateOne(ctx, bson.D{{Key: "_id", Value: t}},
+		if _, err := s.coll("tags").UpdateOne(ctx, bson.D{{Key: "_id", Value: t}},
 			bson.D{{Key: "$inc", Value: bson.D{{Key: "count", Value: delta}}}}, optsUpsert); err != nil {
 			return s.wrap("count tag", err)
 		}
@@ -75,7 +75,7 @@ func (s *Store) countTags(ctx context.Context, tags []string, delta int) error {
 func (s *Store) ArticleBySlug(ctx context.Context, viewer, slug string) (*conduit.Article, error) {
 	start := time.Now()
 	var d articleDoc
-	if err := s.db.Collection("articles").FindOne(ctx, bson.D{{Key: "slug", Value: slug}}).Decode(&d); err != nil {
+	if err := s.coll("articles").FindOne(ctx, bson.D{{Key: "slug", Value: slug}}, &d); err != nil {
 		err = s.wrap("find article", err)
 		if errNotFound(err) {
 			return nil, conduit.Errorf(conduit.CodeNotFound, "article not found")
@@ -89,7 +89,7 @@ func (s *Store) ArticleBySlug(ctx context.Context, viewer, slug string) (*condui
 	}
 	start = time.Now()
 	var b bodyDoc
-	if err := s.db.Collection("bodies").FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&b); err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+	if err := s.coll("bodies").FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, &b); err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, s.wrap("find article body", err)
 	}
 	s.observe("bodies.find", start)
@@ -104,14 +104,14 @@ func (s *Store) UpdateArticle(ctx context.Context, a *conduit.Article) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Collection("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: bson.D{
+	_, err = s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: bson.D{
 		{Key: "slug", Value: a.Slug}, {Key: "title", Value: a.Title}, {Key: "description", Value: a.Description},
 		{Key: "updatedAt", Value: a.UpdatedAt},
 	}}})
 	if err != nil {
 		return s.wrap("update article", err)
 	}
-	_, err = s.db.Collection("bodies").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}},
+	_, err = s.coll("bodies").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "body", Value: a.Body}}}}, optsUpsert)
 	return s.wrap("update article body", err)
 }
@@ -125,20 +125,20 @@ func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.db.Collection("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}})
+	res, err := s.coll("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}})
 	if err != nil {
 		return s.wrap("delete article", err)
 	}
 	if res.DeletedCount == 0 {
 		return conduit.Errorf(conduit.CodeNotFound, "article not found")
 	}
-	if _, err := s.db.Collection("bodies").DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}}); err != nil {
+	if _, err := s.coll("bodies").DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}}); err != nil {
 		return s.wrap("delete article body", err)
 	}
-	if _, err := s.db.Collection("comments").DeleteMany(ctx, bson.D{{Key: "articleId", Value: a.ID}}); err != nil {
+	if _, err := s.coll("comments").DeleteMany(ctx, bson.D{{Key: "articleId", Value: a.ID}}); err != nil {
 		return s.wrap("delete comments", err)
 	}
-	if _, err := s.db.Collection("favorites").DeleteMany(ctx, bson.D{{Key: "articleId", Value: a.ID}}); err != nil {
+	if _, err := s.coll("favorites").DeleteMany(ctx, bson.D{{Key: "articleId", Value: a.ID}}); err != nil {
 		return s.wrap("delete favorites", err)
 	}
 	return s.countTags(ctx, a.TagList, -1)
@@ -157,7 +157,7 @@ type favoriteDoc struct {
 // the mark is new, so repeating it is a no-op.
 func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) error {
 	defer s.observe("favorites.insert", time.Now())
-	_, err := s.db.Collection("favorites").InsertOne(ctx, bson.D{
+	_, err := s.coll("favorites").InsertOne(ctx, bson.D{
 		{Key: "_id", Value: favoriteID(user, a.ID)}, {Key: "userId", Value: user}, {Key: "articleId", Value: a.ID},
 	})
 	if mongo.IsDuplicateKeyError(err) {
@@ -172,7 +172,7 @@ func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) e
 // Unfavorite removes the mark; the count moves only if there was one.
 func (s *Store) Unfavorite(ctx context.Context, user string, a *conduit.Article) error {
 	defer s.observe("favorites.delete", time.Now())
-	res, err := s.db.Collection("favorites").DeleteOne(ctx, bson.D{{Key: "_id", Value: favoriteID(user, a.ID)}})
+	res, err := s.coll("favorites").DeleteOne(ctx, bson.D{{Key: "_id", Value: favoriteID(user, a.ID)}})
 	if err != nil {
 		return s.wrap("unfavorite", err)
 	}
@@ -187,7 +187,7 @@ func (s *Store) incFavorites(ctx context.Context, articleID string, delta int) e
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Collection("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}},
+	_, err = s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}},
 		bson.D{{Key: "$inc", Value: bson.D{{Key: "favoritesCount", Value: delta}}}})
 	return s.wrap("count favorite", err)
 }
@@ -228,7 +228,7 @@ func (s *Store) ListArticles(ctx context.Context, viewer string, f conduit.Artic
 
 // Feed returns a page of the articles of the authors viewer follows.
 func (s *Store) Feed(ctx context.Context, viewer string, limit, offset int) ([]conduit.Article, int, error) {
-	docs, err := findAll[followDoc](ctx, s, s.db.Collection("follows"), "follows.find", bson.D{{Key: "follower", Value: viewer}})
+	docs, err := findAll[followDoc](ctx, s, s.coll("follows"), "follows.find", bson.D{{Key: "follower", Value: viewer}})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -243,7 +243,7 @@ func (s *Store) Feed(ctx context.Context, viewer string, limit, offset int) ([]c
 }
 
 func (s *Store) favoritedBy(ctx context.Context, user string) ([]bson.ObjectID, error) {
-	docs, err := findAll[favoriteDoc](ctx, s, s.reads.Collection("favorites"), "favorites.find", bson.D{{Key: "userId", Value: user}})
+	docs, err := findAll[favoriteDoc](ctx, s, s.readColl("favorites"), "favorites.find", bson.D{{Key: "userId", Value: user}})
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +257,7 @@ func (s *Store) favoritedBy(ctx context.Context, user string) ([]bson.ObjectID, 
 }
 
 func (s *Store) page(ctx context.Context, viewer string, filter bson.D, limit, offset int) ([]conduit.Article, int, error) {
-	coll := s.reads.Collection("articles")
+	coll := s.readColl("articles")
 	start := time.Now()
 	var total int64
 	var err error
@@ -299,7 +299,7 @@ func (s *Store) enrich(ctx context.Context, viewer string, docs []articleDoc) ([
 	}
 	favorited := map[string]bool{}
 	if viewer != "" {
-		favs, err := findAll[favoriteDoc](ctx, s, s.db.Collection("favorites"), "favorites.find", in("_id", favKeys))
+		favs, err := findAll[favoriteDoc](ctx, s, s.coll("favorites"), "favorites.find", in("_id", favKeys))
 		if err != nil {
 			return nil, err
 		}
@@ -321,7 +321,7 @@ func (s *Store) enrich(ctx context.Context, viewer string, docs []articleDoc) ([
 func (s *Store) Tags(ctx context.Context) ([]string, error) {
 	docs, err := findAll[struct {
 		ID string `bson:"_id"`
-	}](ctx, s, s.reads.Collection("tags"), "tags.find", bson.D{{Key: "count", Value: bson.D{{Key: "$gt", Value: 0}}}},
+	}](ctx, s, s.readColl("tags"), "tags.find", bson.D{{Key: "count", Value: bson.D{{Key: "$gt", Value: 0}}}},
 		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		return nil, err

@@ -32,9 +32,9 @@ func (s *Store) nextCommentID(ctx context.Context) (int64, error) {
 	var c struct {
 		Seq int64 `bson:"seq"`
 	}
-	err := s.db.Collection("counters").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: "comments"}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}},
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&c)
+	err := s.coll("counters").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: "comments"}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}}, &c,
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After))
 	if err != nil {
 		return 0, s.wrap("next comment id", err)
 	}
@@ -51,7 +51,7 @@ func (s *Store) AddComment(ctx context.Context, c *conduit.Comment) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.db.Collection("comments").InsertOne(ctx, commentDoc{ID: id, ArticleID: c.ArticleID, AuthorID: c.AuthorID,
+		_, err = s.coll("comments").InsertOne(ctx, commentDoc{ID: id, ArticleID: c.ArticleID, AuthorID: c.AuthorID,
 			Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt})
 		if mongo.IsDuplicateKeyError(err) && attempt < 5 {
 			continue
@@ -66,7 +66,7 @@ func (s *Store) AddComment(ctx context.Context, c *conduit.Comment) error {
 
 // Comments lists an article's comments, oldest first, as viewer sees them.
 func (s *Store) Comments(ctx context.Context, viewer, articleID string) ([]conduit.Comment, error) {
-	docs, err := findAll[commentDoc](ctx, s, s.db.Collection("comments"), "comments.find", bson.D{{Key: "articleId", Value: articleID}},
+	docs, err := findAll[commentDoc](ctx, s, s.coll("comments"), "comments.find", bson.D{{Key: "articleId", Value: articleID}},
 		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func (s *Store) Comments(ctx context.Context, viewer, articleID string) ([]condu
 func (s *Store) Comment(ctx context.Context, articleID string, id int64) (*conduit.Comment, error) {
 	defer s.observe("comments.find", time.Now())
 	var d commentDoc
-	err := s.db.Collection("comments").FindOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "articleId", Value: articleID}}).Decode(&d)
+	err := s.coll("comments").FindOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "articleId", Value: articleID}}, &d)
 	if err != nil {
 		err = s.wrap("find comment", err)
 		if errNotFound(err) {
@@ -105,6 +105,6 @@ func (s *Store) Comment(ctx context.Context, articleID string, id int64) (*condu
 // DeleteComment removes one comment.
 func (s *Store) DeleteComment(ctx context.Context, id int64) error {
 	defer s.observe("comments.delete", time.Now())
-	_, err := s.db.Collection("comments").DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+	_, err := s.coll("comments").DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
 	return s.wrap("delete comment", err)
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -26,37 +27,46 @@ import (
 
 // Store is the MongoDB implementation of Conduit's persistence.
 type Store struct {
-	client *mongo.Client
-	db     *mongo.Database
-	// reads is the database handle for queries that tolerate replica lag
-	// (lists, tags); it prefers secondaries where the server has them.
-	reads *mongo.Database
+	cur atomic.Pointer[conn]
+	uri URIFunc
+	rot rotation
 	// Observe, when set, receives the latency of every database operation.
 	Observe func(op string, d time.Duration)
+	// OnRotate, when set, is called after the store has reconnected with
+	// rotated credentials.
+	OnRotate func()
 
 	counterMu sync.Mutex // see nextCommentID
 }
 
-// Connect opens a client for uri and checks nothing yet: the driver
-// connects lazily and reconnects by itself, so a database that is down at
-// start or later only fails the requests made meanwhile.
+// Connect opens a client for a fixed uri. The driver connects lazily and
+// reconnects by itself, so a database that is down at start or later only
+// fails the requests made meanwhile.
 func Connect(ctx context.Context, uri, database string) (*Store, error) {
-	opts := options.Client().ApplyURI(uri).
-		SetServerSelectionTimeout(2 * time.Second).
-		SetConnectTimeout(2 * time.Second).
-		SetRetryWrites(false) // DocumentDB does not support retryable writes
-	client, err := mongo.Connect(opts)
+	return Open(ctx, database, func(context.Context, string) (string, error) { return uri, nil })
+}
+
+// Open is Connect with credentials that rotate: uri is asked for the
+// connection string at start and again whenever the database refuses the
+// credentials of the one in use; the store then reconnects and repeats the
+// refused operation, so a rotation costs no request.
+func Open(ctx context.Context, database string, uri URIFunc) (*Store, error) {
+	u, err := uri(ctx, "")
 	if err != nil {
-		return nil, fmt.Errorf("connect to database: %w", err)
+		return nil, fmt.Errorf("database connection string: %w", err)
 	}
-	db := client.Database(database)
-	reads := client.Database(database, options.Database().SetReadPreference(readpref.SecondaryPreferred()))
-	return &Store{client: client, db: db, reads: reads}, nil
+	c, err := dial(u, database)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{uri: uri}
+	s.cur.Store(c)
+	return s, nil
 }
 
 // Close disconnects the client, waiting for in-use connections up to ctx.
 func (s *Store) Close(ctx context.Context) error {
-	if err := s.client.Disconnect(ctx); err != nil {
+	if err := s.cur.Load().client.Disconnect(ctx); err != nil {
 		return fmt.Errorf("disconnect from database: %w", err)
 	}
 	return nil
@@ -65,7 +75,8 @@ func (s *Store) Close(ctx context.Context) error {
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	defer s.observe("ping", time.Now())
-	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+	_, err := retry(ctx, s, func(c *conn) (struct{}, error) { return struct{}{}, c.client.Ping(ctx, readpref.Primary()) })
+	if err != nil {
 		return conduit.Unavailable(err)
 	}
 	return nil
@@ -110,7 +121,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 			continue
 		}
 		model := mongo.IndexModel{Keys: ix.keys, Options: options.Index().SetName(ix.name).SetUnique(ix.unique)}
-		if _, err := s.db.Collection(ix.coll).Indexes().CreateOne(ctx, model); err != nil {
+		if _, err := s.coll(ix.coll).Indexes().CreateOne(ctx, model); err != nil {
 			return fmt.Errorf("create index %s.%s: %w", ix.coll, ix.name, s.classify(err))
 		}
 	}
@@ -118,7 +129,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 func (s *Store) indexNames(ctx context.Context, coll string) (map[string]bool, error) {
-	cur, err := s.db.Collection(coll).Indexes().List(ctx)
+	cur, err := s.coll(coll).Indexes().List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list indexes on %s: %w", coll, s.classify(err))
 	}
@@ -179,7 +190,7 @@ func (s *Store) wrap(op string, err error) error {
 func errNotFound(err error) bool { return conduit.CodeOf(err) == conduit.CodeNotFound }
 
 // findAll runs a query and decodes every document into a []T, timed as op.
-func findAll[T any](ctx context.Context, s *Store, coll *mongo.Collection, op string, filter any, opts ...options.Lister[options.FindOptions]) ([]T, error) {
+func findAll[T any](ctx context.Context, s *Store, coll collection, op string, filter any, opts ...options.Lister[options.FindOptions]) ([]T, error) {
 	defer s.observe(op, time.Now())
 	cur, err := coll.Find(ctx, filter, opts...)
 	if err != nil {

@@ -36,7 +36,7 @@ func objectID(id string) (bson.ObjectID, error) {
 func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 	defer s.observe("users.insert", time.Now())
 	d := userDoc{ID: bson.NewObjectID(), Username: u.Username, Email: strings.ToLower(u.Email), PasswordHash: u.PasswordHash, Bio: u.Bio, Image: u.Image}
-	if _, err := s.db.Collection("users").InsertOne(ctx, d); err != nil {
+	if _, err := s.coll("users").InsertOne(ctx, d); err != nil {
 		return s.wrap("insert user", err)
 	}
 	u.ID, u.Email = d.ID.Hex(), d.Email
@@ -46,7 +46,7 @@ func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 func (s *Store) findUser(ctx context.Context, filter bson.D) (*conduit.User, error) {
 	defer s.observe("users.find", time.Now())
 	var d userDoc
-	if err := s.db.Collection("users").FindOne(ctx, filter).Decode(&d); err != nil {
+	if err := s.coll("users").FindOne(ctx, filter, &d); err != nil {
 		return nil, s.wrap("find user", err)
 	}
 	return d.user(), nil
@@ -79,7 +79,7 @@ func (s *Store) UpdateUser(ctx context.Context, u *conduit.User) error {
 		return err
 	}
 	u.Email = strings.ToLower(u.Email)
-	res, err := s.db.Collection("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: bson.D{
+	res, err := s.coll("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: bson.D{
 		{Key: "username", Value: u.Username}, {Key: "email", Value: u.Email}, {Key: "passwordHash", Value: u.PasswordHash},
 		{Key: "bio", Value: u.Bio}, {Key: "image", Value: u.Image},
 	}}})
@@ -103,7 +103,7 @@ type followDoc struct {
 // Follow records that follower follows followee; following twice is a no-op.
 func (s *Store) Follow(ctx context.Context, follower, followee string) error {
 	defer s.observe("follows.upsert", time.Now())
-	_, err := s.db.Collection("follows").UpdateOne(ctx,
+	_, err := s.coll("follows").UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: followID(follower, followee)}},
 		bson.D{{Key: "$set", Value: followDoc{Follower: follower, Followee: followee}}},
 		optsUpsert)
@@ -113,7 +113,7 @@ func (s *Store) Follow(ctx context.Context, follower, followee string) error {
 // Unfollow removes a follow; unfollowing twice is a no-op.
 func (s *Store) Unfollow(ctx context.Context, follower, followee string) error {
 	defer s.observe("follows.delete", time.Now())
-	_, err := s.db.Collection("follows").DeleteOne(ctx, bson.D{{Key: "_id", Value: followID(follower, followee)}})
+	_, err := s.coll("follows").DeleteOne(ctx, bson.D{{Key: "_id", Value: followID(follower, followee)}})
 	return s.wrap("unfollow", err)
 }
 
@@ -127,7 +127,7 @@ func (s *Store) Following(ctx context.Context, follower string, ids []string) (m
 	for i, id := range ids {
 		keys[i] = followID(follower, id)
 	}
-	docs, err := findAll[followDoc](ctx, s, s.db.Collection("follows"), "follows.find", in("_id", keys))
+	docs, err := findAll[followDoc](ctx, s, s.coll("follows"), "follows.find", in("_id", keys))
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (s *Store) profiles(ctx context.Context, viewer string, ids []string) (map[
 			oids = append(oids, oid)
 		}
 	}
-	docs, err := findAll[userDoc](ctx, s, s.db.Collection("users"), "users.find_many", in("_id", oids))
+	docs, err := findAll[userDoc](ctx, s, s.coll("users"), "users.find_many", in("_id", oids))
 	if err != nil {
 		return nil, err
 	}

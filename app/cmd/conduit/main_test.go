@@ -46,13 +46,12 @@ func start(t *testing.T, dataDir string, env map[string]string) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	inst := &instance{cancel: cancel, done: make(chan error, 1)}
-	getenv := func(k string) string { return env[k] }
 	args := []string{"local", "--admin-addr", "127.0.0.1:0", "--data-dir", dataDir}
 	if env["CONDUIT_WEB_ADDR"] == "" {
 		args = append(args, "--web-addr", "127.0.0.1:0")
 	}
-	go func() { inst.done <- run(ctx, args, getenv, out, io.Discard) }()
-	webRE := regexp.MustCompile(`serving http://([0-9.:]+)/api`)
+	go func() { inst.done <- run(ctx, args, environ(env), out, io.Discard) }()
+	webRE := regexp.MustCompile(`serving http://([0-9.:]+)/`)
 	adminRE := regexp.MustCompile(`admin listening on http://([0-9.:]+)`)
 	var early error
 	require.Eventually(t, func() bool {
@@ -68,6 +67,15 @@ func start(t *testing.T, dataDir string, env map[string]string) *instance {
 	inst.admin = adminRE.FindStringSubmatch(out.String())[1]
 	t.Cleanup(func() { inst.stop(t) })
 	return inst
+}
+
+// environ turns a map into KEY=value pairs, as os.Environ.
+func environ(env map[string]string) []string {
+	var out []string
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func (i *instance) stop(t *testing.T) {
@@ -180,6 +188,8 @@ func TestLocalModeMetricsAndEnvTwins(t *testing.T) {
 	assert.Contains(t, m, "go_goroutines")
 }
 
+const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:webstack/dev/jwt-AbCdEf"
+
 func TestBadInvocationsFailClearly(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -189,13 +199,40 @@ func TestBadInvocationsFailClearly(t *testing.T) {
 		{[]string{"db"}, `unknown role "db"`},
 		{[]string{"web", "--waf", "maybe"}, "waf mode"},
 		{[]string{"web", "--upstream", "not a url"}, "not an absolute URL"},
-		{[]string{"api", "--db-host", "x.docdb.amazonaws.com"}, "needs --db-secret-arn"},
+		{[]string{"api", "--db-host", "x.docdb.amazonaws.com", "--jwt-secret-arn", arn}, "needs --db-secret-arn"},
+		{[]string{"api"}, "needs --jwt-secret-arn"},
+		{[]string{"api", "--jwt-secret", "short"}, "use at least 32"},
+		{[]string{"api", "--db-port", "70000", "--jwt-secret-arn", arn}, "--db-port (CONDUIT_DB_PORT)"},
+		{[]string{"api", "--db-secret-arn", "arn:aws:s3:::bucket", "--jwt-secret-arn", arn}, "not a Secrets Manager secret ARN"},
 		{[]string{"local", "--log-level", "loud"}, "--log-level"},
+		{[]string{"web", "--max-body-bytes", "1e6"}, "--max-body-bytes"},
+		{[]string{"web", "extra"}, "unexpected arguments"},
 	}
 	for _, tt := range tests {
-		env := map[string]string{"AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-		err := run(context.Background(), tt.args, func(k string) string { return env[k] }, io.Discard, io.Discard)
+		env := []string{"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true"}
+		err := run(context.Background(), tt.args, env, io.Discard, io.Discard)
 		require.Error(t, err, "run(%q)", tt.args)
 		assert.Contains(t, err.Error(), tt.want, "run(%q)", tt.args)
 	}
+}
+
+func TestSettingsComeFromEnvironmentTwinsAndUnknownOnesAreRefused(t *testing.T) {
+	s, err := parseSettings("api", []string{"--db-port", "27018"}, []string{
+		"CONDUIT_DB_HOST=db.cluster-x.us-east-1.docdb.amazonaws.com", "CONDUIT_DB_PORT=1", "CONDUIT_DB_SECRET_ARN=" + arn,
+		"CONDUIT_JWT_SECRET_ARN=" + arn, "CONDUIT_CORS_ORIGINS=https://a.example, https://b.example", "PATH=/bin",
+	}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 27018, s.DBPort, "the flag wins over its twin")
+	assert.Equal(t, "db.cluster-x.us-east-1.docdb.amazonaws.com", s.DBHost)
+	assert.Equal(t, []string{"https://a.example", "https://b.example"}, s.CORSOrigins)
+	assert.Equal(t, int64(1<<20), s.MaxBodyBytes, "default")
+
+	_, err = parseSettings("web", nil, []string{"CONDUIT_UPSTREM=http://x:1", "CONDUIT_DB_HOST=x"}, io.Discard)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "CONDUIT_UPSTREM is not a setting of conduit web")
+	assert.Contains(t, err.Error(), "CONDUIT_DB_HOST is not a setting of conduit web", "every problem at once")
+
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"web", "--check-config"}, []string{"CONDUIT_WAF=detect"}, &out, io.Discard))
+	assert.Equal(t, "conduit web: settings OK\n", out.String())
 }

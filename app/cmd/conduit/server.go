@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"webstack/app/httpapi"
+	"webstack/app/localdb"
+	"webstack/app/observe"
+	"webstack/app/secrets"
+	"webstack/app/store"
+	"webstack/app/waf"
+	"webstack/app/web"
+)
+
+// server runs one role: what it starts, in order, and how it stops.
+type server struct {
+	*Settings
+	log    *slog.Logger
+	stdout io.Writer
+}
+
+// component is something started that must be stopped, in reverse order.
+type component struct {
+	name string
+	stop func(context.Context) error
+}
+
+func (s *server) run(ctx context.Context) (err error) {
+	var stops []component
+	errc := make(chan error, 4)
+	defer func() {
+		// Shut down in reverse order of start: the web tier stops taking
+		// requests first, the database goes last.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		for i := len(stops) - 1; i >= 0; i-- {
+			if e := stops[i].stop(sctx); e != nil {
+				err = errors.Join(err, fmt.Errorf("stop %s: %w", stops[i].name, e))
+			}
+		}
+	}()
+	gatherers := prometheus.Gatherers{observe.ProcessRegistry()}
+
+	var dbURI store.URIFunc
+	if s.Role == "local" {
+		uri, err := s.startLocalDB(ctx, &stops)
+		if err != nil {
+			return err
+		}
+		dbURI = fixedURI(uri)
+	}
+	upstream := s.Upstream
+	if s.Role == "api" || s.Role == "local" {
+		res, err := s.resolve(ctx)
+		if err != nil {
+			return err
+		}
+		if dbURI == nil {
+			dbURI = res.dbURI
+		}
+		metrics, addr, err := s.startAPI(ctx, res.jwt, dbURI, &stops, errc)
+		if err != nil {
+			return err
+		}
+		gatherers = append(gatherers, metrics.Registry)
+		upstream = &url.URL{Scheme: "http", Host: addr}
+	}
+	if s.Role == "web" || s.Role == "local" {
+		metrics, addr, err := s.startWeb(upstream, &stops, errc)
+		if err != nil {
+			return err
+		}
+		gatherers = append(gatherers, metrics.Registry)
+		if s.Role == "local" {
+			fmt.Fprintf(s.stdout, "conduit local: serving http://%s/ (WAF %s)\n", addr, s.WAF)
+		}
+	}
+	if err := s.startAdmin(&stops, errc, gatherers); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func fixedURI(uri string) store.URIFunc {
+	return func(context.Context, string) (string, error) { return uri, nil }
+}
+
+func (s *server) startLocalDB(ctx context.Context, stops *[]component) (string, error) {
+	dir := filepath.Join(s.DataDir, "ferretdb")
+	db, err := localdb.Start(ctx, s.MongoAddr, dir, s.log.With("component", "ferretdb"))
+	if err != nil {
+		return "", err
+	}
+	*stops = append(*stops, component{"embedded database", db.Stop})
+	uri := db.URI
+	if !strings.Contains(uri, "?") {
+		uri += "?retryWrites=false"
+	}
+	s.log.Info("embedded database started", "dir", dir)
+	return uri, nil
+}
+
+// resolved are what the api reads at start and keeps apart from its
+// settings: the JWT key, and how to reach the database with credentials
+// that may rotate.
+type resolved struct {
+	jwt   httpapi.Secret
+	dbURI store.URIFunc
+}
+
+// resolve reads the api's secrets: from AWS Secrets Manager when settings
+// name ARNs (values never touch disk or environment), from the settings
+// otherwise, and in local mode from the data directory (the JWT key is
+// generated there once).
+func (s *server) resolve(ctx context.Context) (*resolved, error) {
+	r := &resolved{jwt: httpapi.Secret(s.JWTSecret)}
+	if s.MongoURI != "" {
+		r.dbURI = fixedURI(s.MongoURI)
+	}
+	var client *secrets.Client
+	if s.JWTSecretARN != "" || s.DBHost != "" {
+		var err error
+		if client, err = secrets.New(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if s.DBHost != "" {
+		r.dbURI = s.documentDB(client)
+	}
+	switch {
+	case s.JWTSecretARN != "":
+		v, err := client.Get(ctx, s.JWTSecretARN)
+		if err != nil {
+			return nil, err
+		}
+		r.jwt = httpapi.Secret(v)
+	case len(r.jwt) == 0 && s.Role == "local":
+		v, err := localJWTSecret(s.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		r.jwt = v
+	}
+	return r, nil
+}
+
+// documentDB builds DocumentDB connection strings from its managed
+// secret. When the database has just refused the current value, the
+// secret is being rotated: DocumentDB's password already changed but the
+// new value is still AWSPENDING, so that is tried.
+func (s *server) documentDB(client *secrets.Client) store.URIFunc {
+	build := func(ctx context.Context, stage string) (string, error) {
+		cred, err := client.DatabaseCredentials(ctx, s.DBSecretARN, stage)
+		if err != nil {
+			return "", err
+		}
+		return store.DocumentDBURI(s.DBHost, s.DBPort, cred.Username, string(cred.Password), s.DBCAFile), nil
+	}
+	return func(ctx context.Context, rejected string) (string, error) {
+		uri, err := build(ctx, secrets.Current)
+		if err != nil || uri != rejected {
+			return uri, err
+		}
+		if pending, err := build(ctx, secrets.Pending); err == nil {
+			return pending, nil
+		}
+		return uri, nil
+	}
+}
+
+// localJWTSecret returns the key kept in the data directory, created on
+// first start.
+func localJWTSecret(dataDir string) (httpapi.Secret, error) {
+	path := filepath.Join(dataDir, "jwt-secret")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return httpapi.Secret(strings.TrimSpace(string(b))), nil
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, fmt.Errorf("generate jwt secret: %w", err)
+	}
+	secret := hex.EncodeToString(raw)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(secret), 0o600); err != nil {
+		return nil, fmt.Errorf("keep jwt secret: %w", err)
+	}
+	return httpapi.Secret(secret), nil
+}
+
+func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.URIFunc, stops *[]component, errc chan<- error) (*observe.Metrics, string, error) {
+	tokens, err := httpapi.NewTokens(jwt, 72*time.Hour)
+	if err != nil {
+		return nil, "", err
+	}
+	metrics := observe.NewMetrics("api")
+	database := s.MongoDB
+	if database == "" {
+		database = "conduit"
+	}
+	st, err := store.Open(ctx, database, dbURI)
+	if err != nil {
+		return nil, "", err
+	}
+	st.Observe = metrics.ObserveDB
+	st.OnRotate = func() { s.log.Info("database credentials rotated: reconnected") }
+	*stops = append(*stops, component{"database client", st.Close})
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := st.Migrate(mctx); err != nil {
+		return nil, "", fmt.Errorf("prepare database: %w", err)
+	}
+	api := httpapi.New(st, tokens, s.log, httpapi.Options{AllowedOrigins: s.CORSOrigins, MaxBodyBytes: s.MaxBodyBytes})
+	handler := metrics.Middleware(s.log, httpapi.Route, api)
+	addr, err := s.serve("api", s.APIAddr, handler, stops, errc, api.Drain)
+	return metrics, addr, err
+}
+
+func (s *server) startWeb(upstream *url.URL, stops *[]component, errc chan<- error) (*observe.Metrics, string, error) {
+	metrics := observe.NewMetrics("web")
+	w, err := waf.New(s.WAF, s.MaxBodyBytes)
+	if err != nil {
+		return nil, "", err
+	}
+	w.OnBlock = metrics.WAFBlocked
+	h, err := web.New(w, s.log, web.Options{Upstream: upstream, MaxBodyBytes: s.MaxBodyBytes})
+	if err != nil {
+		return nil, "", err
+	}
+	addr, err := s.serve("web", s.WebAddr, metrics.Middleware(s.log, web.Route, h), stops, errc, nil)
+	return metrics, addr, err
+}
+
+func (s *server) startAdmin(stops *[]component, errc chan<- error, g prometheus.Gatherers) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	_, err := s.serve("admin", s.AdminAddr, mux, stops, errc, nil)
+	return err
+}
+
+// serve listens on addr and serves h with timeouts; on shutdown it calls
+// drain first (readiness fails), then lets in-flight requests finish.
+func (s *server) serve(name, addr string, h http.Handler, stops *[]component, errc chan<- error, drain func()) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s listen on %s: %w", name, addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("%s server: %w", name, err)
+		}
+	}()
+	*stops = append(*stops, component{name + " server", func(ctx context.Context) error {
+		if drain != nil {
+			drain()
+		}
+		return srv.Shutdown(ctx)
+	}})
+	bound := ln.Addr().String()
+	s.log.Info("listening", "server", name, "addr", bound)
+	fmt.Fprintf(s.stdout, "%s listening on http://%s\n", name, bound)
+	return bound, nil
+}

@@ -1,0 +1,193 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/auth"
+)
+
+// URIFunc returns the connection string to use. rejected is the one the
+// database has just refused at authentication ("" the first time): the
+// credentials behind it rotated, so the function should find the new ones
+// (DocumentDB's managed secret: AWSCURRENT, or AWSPENDING while a rotation
+// is between setting the password and promoting the new version).
+type URIFunc func(ctx context.Context, rejected string) (string, error)
+
+// conn is one client and its database handles; a credential rotation
+// replaces it as a whole.
+type conn struct {
+	uri    string
+	client *mongo.Client
+	db     *mongo.Database
+	// reads is the database handle for queries that tolerate replica lag
+	// (lists, tags); it prefers secondaries where the server has them.
+	reads *mongo.Database
+}
+
+func dial(uri, database string) (*conn, error) {
+	opts := options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(2 * time.Second).
+		SetConnectTimeout(2 * time.Second).
+		SetRetryWrites(false) // DocumentDB does not support retryable writes
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return &conn{
+		uri:    uri,
+		client: client,
+		db:     client.Database(database),
+		reads:  client.Database(database, options.Database().SetReadPreference(readpref.SecondaryPreferred())),
+	}, nil
+}
+
+// isAuthError reports whether the database refused the connection's
+// credentials. That happens while a new connection is set up, before any
+// command is sent, so the operation may be retried whatever it is.
+func isAuthError(err error) bool {
+	var ae *auth.Error
+	if errors.As(err, &ae) {
+		return true
+	}
+	var ce mongo.CommandError
+	if errors.As(err, &ce) && ce.Code == 18 { // AuthenticationFailed
+		return true
+	}
+	return err != nil && strings.Contains(err.Error(), "AuthenticationFailed")
+}
+
+// rotation replaces the connection after an authentication failure, once
+// for all the requests that saw it.
+type rotation struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+// refresh asks for fresh credentials and, when they differ from the ones
+// just refused, swaps in a new client; the old one is closed once the
+// requests in flight on it are done. Concurrent callers wait for one
+// refresh; a refresh at most every second keeps a database that refuses
+// everyone from being hammered.
+func (s *Store) refresh(ctx context.Context, rejected *conn) error {
+	s.rot.mu.Lock()
+	defer s.rot.mu.Unlock()
+	if cur := s.cur.Load(); cur != rejected {
+		return nil // someone else already replaced it
+	}
+	if wait := time.Second - time.Since(s.rot.last); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.rot.last = time.Now()
+	uri, err := s.uri(ctx, rejected.uri)
+	if err != nil {
+		return fmt.Errorf("refresh database credentials: %w", err)
+	}
+	if uri == rejected.uri {
+		return errors.New("refresh database credentials: the database refuses the current ones and there are no others")
+	}
+	c, err := dial(uri, rejected.db.Name())
+	if err != nil {
+		return err
+	}
+	s.cur.Store(c)
+	if s.OnRotate != nil {
+		s.OnRotate()
+	}
+	go func() {
+		// Requests still running on the old client finish first.
+		time.Sleep(30 * time.Second)
+		_ = rejected.client.Disconnect(context.Background())
+	}()
+	return nil
+}
+
+// retry runs f on the current connection and, if the database refused its
+// credentials, once more on a refreshed one.
+func retry[T any](ctx context.Context, s *Store, f func(c *conn) (T, error)) (T, error) {
+	c := s.cur.Load()
+	v, err := f(c)
+	if !isAuthError(err) {
+		return v, err
+	}
+	if rerr := s.refresh(ctx, c); rerr != nil {
+		return v, errors.Join(err, rerr)
+	}
+	return f(s.cur.Load())
+}
+
+// collection is a collection of the current connection whose operations
+// survive a credential rotation (retry).
+type collection struct {
+	s     *Store
+	name  string
+	reads bool
+}
+
+// coll is the collection name on the primary.
+func (s *Store) coll(name string) collection { return collection{s: s, name: name} }
+
+// readColl is the collection name for lag-tolerant reads.
+func (s *Store) readColl(name string) collection { return collection{s: s, name: name, reads: true} }
+
+func (c collection) of(cn *conn) *mongo.Collection {
+	if c.reads {
+		return cn.reads.Collection(c.name)
+	}
+	return cn.db.Collection(c.name)
+}
+
+func (c collection) InsertOne(ctx context.Context, doc any) (*mongo.InsertOneResult, error) {
+	return retry(ctx, c.s, func(cn *conn) (*mongo.InsertOneResult, error) { return c.of(cn).InsertOne(ctx, doc) })
+}
+
+func (c collection) UpdateOne(ctx context.Context, filter, update any, opts ...options.Lister[options.UpdateOneOptions]) (*mongo.UpdateResult, error) {
+	return retry(ctx, c.s, func(cn *conn) (*mongo.UpdateResult, error) { return c.of(cn).UpdateOne(ctx, filter, update, opts...) })
+}
+
+func (c collection) DeleteOne(ctx context.Context, filter any) (*mongo.DeleteResult, error) {
+	return retry(ctx, c.s, func(cn *conn) (*mongo.DeleteResult, error) { return c.of(cn).DeleteOne(ctx, filter) })
+}
+
+func (c collection) DeleteMany(ctx context.Context, filter any) (*mongo.DeleteResult, error) {
+	return retry(ctx, c.s, func(cn *conn) (*mongo.DeleteResult, error) { return c.of(cn).DeleteMany(ctx, filter) })
+}
+
+// FindOne decodes the one document matching filter into dst.
+func (c collection) FindOne(ctx context.Context, filter, dst any) error {
+	_, err := retry(ctx, c.s, func(cn *conn) (struct{}, error) { return struct{}{}, c.of(cn).FindOne(ctx, filter).Decode(dst) })
+	return err
+}
+
+// FindOneAndUpdate updates the document matching filter and decodes it into dst.
+func (c collection) FindOneAndUpdate(ctx context.Context, filter, update, dst any, opts ...options.Lister[options.FindOneAndUpdateOptions]) error {
+	_, err := retry(ctx, c.s, func(cn *conn) (struct{}, error) {
+		return struct{}{}, c.of(cn).FindOneAndUpdate(ctx, filter, update, opts...).Decode(dst)
+	})
+	return err
+}
+
+func (c collection) Find(ctx context.Context, filter any, opts ...options.Lister[options.FindOptions]) (*mongo.Cursor, error) {
+	return retry(ctx, c.s, func(cn *conn) (*mongo.Cursor, error) { return c.of(cn).Find(ctx, filter, opts...) })
+}
+
+func (c collection) CountDocuments(ctx context.Context, filter any) (int64, error) {
+	return retry(ctx, c.s, func(cn *conn) (int64, error) { return c.of(cn).CountDocuments(ctx, filter) })
+}
+
+func (c collection) EstimatedDocumentCount(ctx context.Context) (int64, error) {
+	return retry(ctx, c.s, func(cn *conn) (int64, error) { return c.of(cn).EstimatedDocumentCount(ctx) })
+}
+
+func (c collection) Indexes() mongo.IndexView { return c.of(c.s.cur.Load()).Indexes() }

@@ -1,0 +1,249 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"webstack/app/conduit"
+	"webstack/app/localdb"
+)
+
+// authGate stands between the driver and FerretDB and authenticates like a
+// database whose password can change: it answers the driver's PLAIN
+// saslStart itself, with AuthenticationFailed (code 18) unless the
+// password is the current one, and passes everything else through. (The
+// embedded FerretDB cannot check passwords.) A connection authenticated
+// before a change keeps working, as on DocumentDB.
+type authGate struct {
+	addr     string
+	password atomic.Value // string
+	refused  atomic.Int64
+}
+
+func newAuthGate(t *testing.T, upstream, password string) *authGate {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	g := &authGate{addr: ln.Addr().String()}
+	g.password.Store(password)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go g.serve(c, upstream)
+		}
+	}()
+	return g
+}
+
+func (g *authGate) serve(client net.Conn, upstream string) {
+	defer client.Close()
+	server, err := net.Dial("tcp", upstream)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	var wmu sync.Mutex // replies from the gate and from FerretDB do not interleave
+	go func() {
+		for {
+			msg, err := readMessage(server)
+			if err != nil {
+				client.Close()
+				return
+			}
+			wmu.Lock()
+			_, err = client.Write(msg)
+			wmu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		msg, err := readMessage(client)
+		if err != nil {
+			return
+		}
+		if cmd, ok := opMsgBody(msg); ok && cmd.Lookup("saslStart").Type != 0 {
+			requestID := binary.LittleEndian.Uint32(msg[4:8])
+			payload := cmd.Lookup("payload")
+			_, data, _ := payload.BinaryOK()
+			parts := bytes.Split(data, []byte{0})
+			var reply bson.D
+			if len(parts) == 3 && string(parts[2]) == g.password.Load().(string) {
+				reply = bson.D{{Key: "conversationId", Value: int32(1)}, {Key: "done", Value: true}, {Key: "payload", Value: bson.Binary{Data: []byte{}}}, {Key: "ok", Value: 1.0}}
+			} else {
+				g.refused.Add(1)
+				reply = bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "Authentication failed."}, {Key: "code", Value: int32(18)}, {Key: "codeName", Value: "AuthenticationFailed"}}
+			}
+			wmu.Lock()
+			_, err = client.Write(opMsg(requestID, reply))
+			wmu.Unlock()
+			if err != nil {
+				return
+			}
+			continue
+		}
+		if _, err := server.Write(msg); err != nil {
+			return
+		}
+	}
+}
+
+func readMessage(r io.Reader) ([]byte, error) {
+	head := make([]byte, 16)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, err
+	}
+	n := int(binary.LittleEndian.Uint32(head))
+	if n < 16 || n > 48<<20 {
+		return nil, errors.New("bad message length")
+	}
+	msg := make([]byte, n)
+	copy(msg, head)
+	_, err := io.ReadFull(r, msg[16:])
+	return msg, err
+}
+
+// opMsgBody returns the body section of an OP_MSG (opcode 2013).
+func opMsgBody(msg []byte) (bson.Raw, bool) {
+	if binary.LittleEndian.Uint32(msg[12:16]) != 2013 || len(msg) < 21 || msg[20] != 0 {
+		return nil, false
+	}
+	doc := bson.Raw(msg[21:])
+	if len(doc) < 4 {
+		return nil, false
+	}
+	n := int(binary.LittleEndian.Uint32(doc))
+	if n > len(doc) {
+		return nil, false
+	}
+	return doc[:n], true
+}
+
+func opMsg(responseTo uint32, doc bson.D) []byte {
+	body, _ := bson.Marshal(doc)
+	n := 16 + 4 + 1 + len(body)
+	msg := make([]byte, 0, n)
+	msg = binary.LittleEndian.AppendUint32(msg, uint32(n))
+	msg = binary.LittleEndian.AppendUint32(msg, responseTo+1000000)
+	msg = binary.LittleEndian.AppendUint32(msg, responseTo)
+	msg = binary.LittleEndian.AppendUint32(msg, 2013)
+	msg = binary.LittleEndian.AppendUint32(msg, 0)
+	msg = append(msg, 0)
+	return append(msg, body...)
+}
+
+// rotatingSecret is the managed secret as the URIFunc reads it.
+type rotatingSecret struct {
+	mu       sync.Mutex
+	password string
+	reads    int
+}
+
+func (r *rotatingSecret) set(p string) { r.mu.Lock(); r.password = p; r.mu.Unlock() }
+
+func (r *rotatingSecret) uri(addr string) URIFunc {
+	return func(context.Context, string) (string, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.reads++
+		// Idle connections close after 50 ms, so every pause makes the
+		// driver open (and authenticate) new ones, as a busy pool does.
+		return fmt.Sprintf("mongodb://conduit:%s@%s/?authMechanism=PLAIN&retryWrites=false&maxIdleTimeMS=50", r.password, addr), nil
+	}
+}
+
+func TestCredentialRotationCostsNoRequest(t *testing.T) {
+	ctx := context.Background()
+	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	gate := newAuthGate(t, strings.TrimSuffix(strings.TrimPrefix(db.URI, "mongodb://"), "/"), "first-password")
+	secret := &rotatingSecret{password: "first-password"}
+	st, err := Open(ctx, "conduit", secret.uri(gate.addr))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	var rotations atomic.Int64
+	st.OnRotate = func() { rotations.Add(1) }
+	require.NoError(t, st.Migrate(ctx))
+
+	write := func(i int) error {
+		return st.CreateUser(ctx, &conduit.User{Username: fmt.Sprintf("u%d", i), Email: fmt.Sprintf("u%d@example.com", i), PasswordHash: "x"})
+	}
+	for i := range 5 {
+		require.NoError(t, write(i))
+	}
+
+	// The password changes in the database and then in the secret; new
+	// connections with the old one are refused from now on.
+	gate.password.Store("second-password")
+	secret.set("second-password")
+	time.Sleep(150 * time.Millisecond) // pooled connections go idle and close
+
+	var failed, slowest atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				n := 100 + w*10 + i
+				began := time.Now()
+				if err := write(n); err != nil {
+					failed.Add(1)
+					t.Errorf("write %d during rotation: %v", n, err)
+				}
+				if _, err := st.UserByUsername(ctx, fmt.Sprintf("u%d", n)); err != nil {
+					failed.Add(1)
+					t.Errorf("read %d during rotation: %v", n, err)
+				}
+				if d := int64(time.Since(began)); d > slowest.Load() {
+					slowest.Store(d) // racy max, good enough for a log line
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Zero(t, failed.Load(), "no request fails across the rotation")
+	t.Logf("slowest write+read during the rotation: %v", time.Duration(slowest.Load()))
+	assert.Less(t, time.Duration(slowest.Load()), 1500*time.Millisecond, "within the api's per-request database deadline")
+	assert.Positive(t, gate.refused.Load(), "the old password was refused at least once (the test reached the rotation)")
+	assert.Equal(t, int64(1), rotations.Load(), "one reconnect for all the requests that saw the refusal")
+}
+
+func TestRefusedCredentialsWithoutNewOnesFailPromptly(t *testing.T) {
+	ctx := context.Background()
+	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	gate := newAuthGate(t, strings.TrimSuffix(strings.TrimPrefix(db.URI, "mongodb://"), "/"), "right")
+	secret := &rotatingSecret{password: "wrong"}
+	st, err := Open(ctx, "conduit", secret.uri(gate.addr))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err = st.Ping(cctx)
+	require.Error(t, err)
+	assert.Equal(t, conduit.CodeUnavailable, conduit.CodeOf(err), "%v", err)
+	assert.Less(t, time.Since(start), 4*time.Second)
+}
