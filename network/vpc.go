@@ -115,10 +115,10 @@ func NewVPC(ctx *pulumi.Context, name string, args *VPCArgs, opts ...pulumi.Reso
 		AvailabilityZoneNames: azs,
 		SubnetStrategy:        &strategy,
 		SubnetSpecs:           specs,
-		NatGateways:        &ec2.NatGatewayConfigurationArgs{Strategy: ec2.NatGatewayStrategy(a.NATStrategy)},
-		EnableDnsHostnames: pulumi.Bool(true),
-		EnableDnsSupport:   pulumi.Bool(true),
-		Tags:               pulumi.StringMap{"Name": pulumi.String(name)},
+		NatGateways:           &ec2.NatGatewayConfigurationArgs{Strategy: ec2.NatGatewayStrategy(a.NATStrategy)},
+		EnableDnsHostnames:    pulumi.Bool(true),
+		EnableDnsSupport:      pulumi.Bool(true),
+		Tags:                  pulumi.StringMap{"Name": pulumi.String(name)},
 	}, parent)
 	if err != nil {
 		return nil, fmt.Errorf("network: vpc: %w", err)

@@ -37,7 +37,7 @@ type Resource struct {
 	// replaceOnChanges, additionalSecretOutputs.
 	Options map[string]any `json:"options"`
 	Custom  bool           `json:"-"`
-	URN    string         `json:"-"`
+	URN     string         `json:"-"`
 }
 
 // Key is "<type>::<name>", the way Parent names a resource.
