@@ -5,11 +5,21 @@ STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
 
-.PHONY: test check-fmt vet unit postman release-smoke plan build run tools bench diagrams cost FORCE
+.PHONY: test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
-## test: everything CI runs — formatting, vet, unit tests, the Postman suite,
-## and the arm64 release run under qemu-user.
-test: check-fmt vet unit postman release-smoke
+## test: everything CI runs — formatting, vet, the workflow lint, unit tests,
+## the Postman suite, and the arm64 release run under qemu-user. It first
+## installs what it needs (scripts/deps.sh) or says exactly what to run.
+test: deps
+	@$(MAKE) --no-print-directory check-fmt vet lint-workflows unit postman release-smoke
+
+## deps: the programs the tests need (apt-get as root or with sudo -n).
+deps:
+	@bash scripts/deps.sh test
+
+## lint-workflows: actionlint (a Go tool of this module) on .github/workflows.
+lint-workflows:
+	$(GO) tool actionlint
 
 ## release-smoke: the release build, run for real under qemu-user.
 release-smoke: build
@@ -66,7 +76,7 @@ vet:
 	$(GO) vet ./...
 
 unit:
-	$(GO) test -count=1 ./...
+	CI=$${CI:-true} $(GO) test -count=1 ./...
 
 ## plan: print a stack's resource graph offline (FORMAT=text|json|mermaid|dot|cost), e.g.
 ##   make plan STACK=prod FORMAT=json CONFIG="certificateArn=arn:aws:acm:us-east-1:123456789012:certificate/example"

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Makes sure the programs `make test` (or another target) needs are here.
+# Missing ones are installed with apt-get when this user can (root, or
+# passwordless sudo); otherwise it stops at once with the exact command.
+#
+#   scripts/deps.sh test      everything make test needs
+#   scripts/deps.sh <cmd>...  just those commands
+set -euo pipefail
+
+# command → Debian package
+declare -A pkg=(
+  [cloud-init]=cloud-init
+  [shellcheck]=shellcheck
+  [qemu-aarch64]=qemu-user
+  [python3]=python3
+  [curl]=curl
+  [npm]=npm
+)
+
+want=("$@")
+if [ "${#want[@]}" -eq 0 ] || [ "${want[0]}" = test ]; then
+  want=(cloud-init shellcheck qemu-aarch64 python3 curl npm)
+fi
+
+missing=()
+for cmd in "${want[@]}"; do
+  if [ "$cmd" = qemu-aarch64 ] && command -v qemu-aarch64-static >/dev/null; then continue; fi
+  command -v "$cmd" >/dev/null || missing+=("${pkg[$cmd]:-$cmd}")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+install="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+if ! command -v apt-get >/dev/null; then
+  echo "deps: missing ${missing[*]}, and this machine has no apt-get: install them with your package manager" >&2
+  exit 1
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  sudo=(sudo -n)
+else
+  echo "deps: missing ${missing[*]}. Install them, then run make again:" >&2
+  echo "  sudo sh -c '$install'" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

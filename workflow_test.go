@@ -1,0 +1,84 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+)
+
+type workflow struct {
+	Jobs map[string]struct {
+		Permissions map[string]string `yaml:"permissions"`
+		Steps       []struct {
+			Uses string            `yaml:"uses"`
+			Run  string            `yaml:"run"`
+			With map[string]string `yaml:"with"`
+			Env  map[string]string `yaml:"env"`
+		} `yaml:"steps"`
+	} `yaml:"jobs"`
+}
+
+// The preview job must finish on a fresh stack with only the secrets its
+// comment names: the build exists before the program runs, the JWT secret
+// (and for staging/prod the certificate) are set in the stack, and the PR
+// comment may be written.
+func TestCIPreviewRunsOnAFreshStackWithTheSecretsItNames(t *testing.T) {
+	raw, err := os.ReadFile(".github/workflows/ci.yml")
+	require.NoError(t, err)
+	var wf workflow
+	require.NoError(t, yaml.Unmarshal(raw, &wf))
+	job, ok := wf.Jobs["preview"]
+	require.True(t, ok)
+	assert.Equal(t, "write", job.Permissions["pull-requests"], "comment-on-pr needs it")
+	assert.Equal(t, "write", job.Permissions["id-token"], "OIDC for AWS")
+
+	built, configured, previewed := -1, -1, -1
+	for i, st := range job.Steps {
+		if strings.Contains(st.Run, "make build") {
+			built = i
+		}
+		if strings.Contains(st.Run, "pulumi config set --secret jwtSecret") {
+			configured = i
+			assert.Contains(t, st.Env["JWT_SECRET"], "secrets.JWT_SECRET")
+			assert.Contains(t, st.Run, "pulumi config set certificateArn", "staging/prod need a certificate")
+			assert.Contains(t, st.Run, "stack select --create", "a fresh stack is created")
+		}
+		if st.With["command"] == "preview" {
+			previewed = i
+		}
+	}
+	require.NotEqual(t, -1, previewed)
+	assert.True(t, built >= 0 && built < previewed, "make build runs before the preview")
+	assert.True(t, configured >= 0 && configured < previewed, "the stack's secrets are set before the preview")
+
+	// Every secret the workflow uses is named in the comment above the job.
+	used := regexp.MustCompile(`secrets\.([A-Z_]+)`).FindAllStringSubmatch(string(raw), -1)
+	comment := string(raw[strings.Index(string(raw), "preview:"):strings.Index(string(raw), "needs: test")])
+	var names []string
+	for _, u := range used {
+		if !slices.Contains(names, u[1]) {
+			names = append(names, u[1])
+			assert.Contains(t, comment, u[1], "the preview job's comment names secret %s", u[1])
+		}
+	}
+	assert.Len(t, names, 4)
+}
+
+// The test job runs `make test` on a hosted runner, which lacks cloud-init
+// and qemu-user: make test installs what it needs (scripts/deps.sh).
+func TestMakeTestInstallsWhatTheTestsNeed(t *testing.T) {
+	mk, err := os.ReadFile("Makefile")
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^test: deps$`, string(mk))
+	deps, err := os.ReadFile("scripts/deps.sh")
+	require.NoError(t, err)
+	for _, tool := range []string{"cloud-init", "shellcheck", "qemu-aarch64", "python3", "curl", "npm"} {
+		assert.Regexp(t, `want=\(.*`+regexp.QuoteMeta(tool), string(deps), "deps installs %s", tool)
+	}
+}
