@@ -83,17 +83,18 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		return nil, err
 	}
 
-	var webACL *security.WebACLArgs
+	var lbSec *security.LoadBalancerArgs
 	if ha {
-		webACL = &security.WebACLArgs{Mode: cfg.Edge.WAFMode, RateLimit: cfg.Edge.WAFRateLimit, LogRetentionDays: cfg.Edge.WAFLogRetentionDays}
+		lbSec = &security.LoadBalancerArgs{
+			PublicHTTPS: cfg.HTTPS(),
+			WebACL:      &security.WebACLArgs{Mode: cfg.Edge.WAFMode, RateLimit: cfg.Edge.WAFRateLimit, LogRetentionDays: cfg.Edge.WAFLogRetentionDays},
+		}
 	}
-	sec, err := security.NewSecurity(ctx, "security", &security.SecurityArgs{
+	sec, err := security.New(ctx, "security", &security.Args{
 		VpcID:        net.VpcID,
-		LoadBalanced: ha,
 		WebPort:      cfg.Web.Port,
 		APIPort:      cfg.API.Port,
-		PublicHTTPS:  cfg.HTTPS(),
-		WebACL:       webACL,
+		LoadBalancer: lbSec,
 	}, withAWS)
 	if err != nil {
 		return nil, err
@@ -118,7 +119,7 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 	}
 
 	appSecrets, err := security.NewSecrets(ctx, "secrets", &security.SecretsArgs{
-		JWTSecret:         pulumi.String(string(cfg.JWTSecret)),
+		JWTSecret:         cfg.JWTSecret,
 		DatabaseSecretArn: db.SecretArn,
 		APIRole:           sec.APIRole,
 	}, withAWS)
@@ -140,8 +141,8 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 	if ha {
 		lb = &compute.LoadBalancerArgs{
 			VpcID:                   net.VpcID,
-			PublicSecurityGroupID:   sec.PublicALBSecurityGroupID,
-			InternalSecurityGroupID: sec.InternalALBSecurityGroupID,
+			PublicSecurityGroupID:   sec.LoadBalancers.PublicSecurityGroupID,
+			InternalSecurityGroupID: sec.LoadBalancers.InternalSecurityGroupID,
 			CertificateArn:          cfg.Edge.CertificateArn,
 			AllowHTTP:               cfg.Edge.AllowHTTP,
 			DesyncMitigationMode:    cfg.Edge.DesyncMitigationMode,
@@ -179,8 +180,8 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 	}
 
 	edge := &security.EdgeProtectionArgs{ResourceArn: app.EntryPointArn, ShieldAdvanced: cfg.Edge.ShieldAdvanced}
-	if ha {
-		edge.WebACLArn = sec.WebACLArn
+	if lbs := sec.LoadBalancers; lbs != nil && lbs.WebACLArn != nil {
+		edge.WebACLArn = *lbs.WebACLArn
 	}
 	if _, err := security.NewEdgeProtection(ctx, "edge", edge, withAWS); err != nil {
 		return nil, err
@@ -202,8 +203,8 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		"artifactSha256":    pulumi.String(release.SHA256),
 		"amiId":             app.AMIID,
 	}
-	if ha {
-		outputs["webAclArn"] = sec.WebACLArn
+	if edge.WebACLArn != nil {
+		outputs["webAclArn"] = edge.WebACLArn
 	}
 	if g := app.Groups; g != nil {
 		outputs["webAsgName"] = g.WebName

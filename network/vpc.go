@@ -16,23 +16,27 @@ import (
 	"github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ec2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"webstack/internal/config"
 	"webstack/internal/iampolicy"
 	"webstack/internal/netlayout"
 )
 
 // VPCArgs configures NewVPC.
 type VPCArgs struct {
-	// CIDR is the VPC's IPv4 range, /16 to /20. Defaults to "10.0.0.0/16".
+	// CIDR is the VPC's IPv4 range, /16 to /20. Defaults to the config
+	// table's vpcCidr.
 	CIDR string
 	// AvailabilityZones pins the AZ names. Defaults to the region's available
 	// AZs, sorted by name, cut to AZCount, so that adding AZs later appends
 	// subnets instead of renumbering them.
 	AvailabilityZones []string
-	// AZCount is how many AZs to use when AvailabilityZones is empty. Defaults to 2.
+	// AZCount is how many AZs to use when AvailabilityZones is empty.
+	// Defaults to the config table's azCount.
 	AZCount int
-	// NATStrategy is "Single" or "OnePerAz". Defaults to "Single".
+	// NATStrategy is "Single" or "OnePerAz". Defaults to the config table's natStrategy.
 	NATStrategy string
-	// FlowLogRetentionDays is the flow log group's retention. Defaults to 30.
+	// FlowLogRetentionDays is the flow log group's retention. Defaults to
+	// the config table's flowLogRetentionDays.
 	FlowLogRetentionDays int
 	// Region is the AWS region, used for the S3 endpoint's service name. Required.
 	Region string
@@ -48,8 +52,6 @@ type VPC struct {
 
 	// VpcID is the VPC's id.
 	VpcID pulumi.StringOutput
-	// CIDR is the VPC's IPv4 range.
-	CIDR string
 	// AvailabilityZones are the AZs the subnets span, in subnet order.
 	AvailabilityZones []string
 	// PublicSubnetIDs, one per AZ: load balancers, NAT, the single topology's web instance.
@@ -70,16 +72,19 @@ func NewVPC(ctx *pulumi.Context, name string, args *VPCArgs, opts ...pulumi.Reso
 	}
 	a := *args
 	if a.CIDR == "" {
-		a.CIDR = "10.0.0.0/16"
+		a.CIDR = config.Default[string]("vpcCidr")
 	}
 	if a.AZCount == 0 {
-		a.AZCount = 2
+		a.AZCount = config.Default[int]("azCount")
 	}
 	if a.NATStrategy == "" {
-		a.NATStrategy = "Single"
+		a.NATStrategy = config.Default[string]("natStrategy")
 	}
 	if a.FlowLogRetentionDays == 0 {
-		a.FlowLogRetentionDays = 30
+		a.FlowLogRetentionDays = config.Default[int]("flowLogRetentionDays")
+	}
+	if a.Region == "" {
+		return nil, fmt.Errorf("network: Region is required")
 	}
 	prefix, err := netip.ParsePrefix(a.CIDR)
 	if err != nil {
@@ -94,7 +99,6 @@ func NewVPC(ctx *pulumi.Context, name string, args *VPCArgs, opts ...pulumi.Reso
 		}
 	}
 	c.AvailabilityZones = azs
-	c.CIDR = a.CIDR
 
 	// Each AZ gets a private subnet of 1/16 of the VPC (instances) and a
 	// public and an isolated subnet of 1/64 each (load balancers and NAT; the

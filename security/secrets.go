@@ -13,8 +13,8 @@ import (
 // SecretsArgs configures NewSecrets.
 type SecretsArgs struct {
 	// JWTSecret is the API's token-signing secret, from `pulumi config set
-	// --secret jwtSecret`. Required; it stays a secret in the state.
-	JWTSecret pulumi.StringInput
+	// --secret jwtSecret`: a secret output. Required.
+	JWTSecret pulumi.StringOutput
 	// DatabaseSecretArn is DocumentDB's managed master user secret. Required.
 	DatabaseSecretArn pulumi.StringInput
 	// APIRole is the only role that may read the secrets. Required.
@@ -40,7 +40,7 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 	if err := ctx.RegisterComponentResource("webstack:security:Secrets", name, c, opts...); err != nil {
 		return nil, err
 	}
-	if args.JWTSecret == nil || args.DatabaseSecretArn == nil || args.APIRole == nil {
+	if args.JWTSecret == (pulumi.StringOutput{}) || args.DatabaseSecretArn == nil || args.APIRole == nil {
 		return nil, fmt.Errorf("security: secrets need JWTSecret, DatabaseSecretArn and APIRole")
 	}
 	window := args.RecoveryWindowDays

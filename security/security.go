@@ -11,6 +11,8 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"webstack/internal/config"
 )
 
 // DocumentDBPort is the port DocumentDB listens on.
@@ -20,22 +22,27 @@ const DocumentDBPort = 27017
 // (no SSH, no key pairs).
 const ssmManagedPolicy = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
-// SecurityArgs configures NewSecurity.
-type SecurityArgs struct {
+// Args configures New.
+type Args struct {
 	// VpcID is the VPC the security groups belong to. Required.
 	VpcID pulumi.StringInput
-	// LoadBalanced selects the ha chain (internet → public ALB → web →
-	// internal ALB → api → database) instead of the single chain (internet →
-	// web → api → database). Defaults to false.
-	LoadBalanced bool
-	// WebPort is the port the web tier listens on. Defaults to 8080.
+	// WebPort is the port the web tier listens on. Defaults to the config
+	// table's webPort.
 	WebPort int
-	// APIPort is the port the api tier (and the internal ALB) listens on. Defaults to 8081.
+	// APIPort is the port the api tier (and the internal ALB) listens on.
+	// Defaults to the config table's apiPort.
 	APIPort int
-	// PublicHTTPS opens 443 on the public ALB. Defaults to false.
+	// LoadBalancer selects the load-balanced chain (internet → public ALB →
+	// web → internal ALB → api → database). Defaults to nil: internet → web
+	// → api → database.
+	LoadBalancer *LoadBalancerArgs
+}
+
+// LoadBalancerArgs configures the load balancers' part of the chain.
+type LoadBalancerArgs struct {
+	// PublicHTTPS opens 443 on the public ALB. Defaults to false (only 80).
 	PublicHTTPS bool
-	// WebACL configures AWS WAF for the public ALB; nil creates no web ACL
-	// (the single topology, where WAFv2 cannot attach to an instance).
+	// WebACL configures AWS WAF for the public ALB; nil creates none.
 	// Defaults to nil.
 	WebACL *WebACLArgs
 }
@@ -44,13 +51,11 @@ type SecurityArgs struct {
 type Security struct {
 	pulumi.ResourceState
 
-	// PublicALBSecurityGroupID is empty in the single topology.
-	PublicALBSecurityGroupID pulumi.StringOutput
-	// InternalALBSecurityGroupID is empty in the single topology.
-	InternalALBSecurityGroupID pulumi.StringOutput
-	WebSecurityGroupID         pulumi.StringOutput
-	APISecurityGroupID         pulumi.StringOutput
-	DatabaseSecurityGroupID    pulumi.StringOutput
+	WebSecurityGroupID      pulumi.StringOutput
+	APISecurityGroupID      pulumi.StringOutput
+	DatabaseSecurityGroupID pulumi.StringOutput
+	// LoadBalancers is set with a LoadBalancer.
+	LoadBalancers *LoadBalancerGroups
 
 	// WebRole and APIRole are the tiers' instance roles; later grants
 	// (artefact, secrets) attach to them, scoped to ARNs.
@@ -58,23 +63,31 @@ type Security struct {
 	APIRole            *iam.Role
 	WebInstanceProfile *iam.InstanceProfile
 	APIInstanceProfile *iam.InstanceProfile
-
-	// WebACLArn is empty without a web ACL.
-	WebACLArn pulumi.StringOutput
 }
 
-// NewSecurity creates the security tier.
-func NewSecurity(ctx *pulumi.Context, name string, args *SecurityArgs, opts ...pulumi.ResourceOption) (*Security, error) {
+// LoadBalancerGroups are the load-balanced chain's own: the ALBs' security
+// groups, and the web ACL when there is one.
+type LoadBalancerGroups struct {
+	PublicSecurityGroupID, InternalSecurityGroupID pulumi.StringOutput
+	// WebACLArn is set with a WebACL.
+	WebACLArn *pulumi.StringOutput
+}
+
+// New creates the security tier.
+func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Security, error) {
 	c := &Security{}
 	if err := ctx.RegisterComponentResource("webstack:security:Security", name, c, opts...); err != nil {
 		return nil, err
 	}
 	a := *args
 	if a.WebPort == 0 {
-		a.WebPort = 8080
+		a.WebPort = config.Default[int]("webPort")
 	}
 	if a.APIPort == 0 {
-		a.APIPort = 8081
+		a.APIPort = config.Default[int]("apiPort")
+	}
+	if a.VpcID == nil {
+		return nil, fmt.Errorf("security: VpcID is required")
 	}
 	if err := c.securityGroups(ctx, name, &a); err != nil {
 		return nil, err
@@ -86,22 +99,22 @@ func NewSecurity(ctx *pulumi.Context, name string, args *SecurityArgs, opts ...p
 	if c.APIRole, c.APIInstanceProfile, err = instanceRole(ctx, c, name+"-api"); err != nil {
 		return nil, err
 	}
-	c.WebACLArn = pulumi.String("").ToStringOutput()
-	if a.WebACL != nil {
-		acl, err := newWebACL(ctx, c, name+"-waf", a.WebACL)
-		if err != nil {
-			return nil, err
-		}
-		c.WebACLArn = acl.Arn
-	}
-	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{
+	outs := pulumi.Map{
 		"webSecurityGroupId":      c.WebSecurityGroupID,
 		"apiSecurityGroupId":      c.APISecurityGroupID,
 		"databaseSecurityGroupId": c.DatabaseSecurityGroupID,
 		"webRoleArn":              c.WebRole.Arn,
 		"apiRoleArn":              c.APIRole.Arn,
-		"webAclArn":               c.WebACLArn,
-	}); err != nil {
+	}
+	if lb := a.LoadBalancer; lb != nil && lb.WebACL != nil {
+		acl, err := newWebACL(ctx, c, name+"-waf", lb.WebACL)
+		if err != nil {
+			return nil, err
+		}
+		c.LoadBalancers.WebACLArn = &acl.Arn
+		outs["webAclArn"] = acl.Arn
+	}
+	if err := ctx.RegisterResourceOutputs(c, outs); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -122,7 +135,7 @@ type rule struct {
 // one egress rule on the sender, so nothing can talk to anything the chain
 // does not name. Instances may also reach HTTPS anywhere (Session Manager,
 // S3, Secrets Manager, package mirrors through NAT).
-func (c *Security) securityGroups(ctx *pulumi.Context, name string, a *SecurityArgs) error {
+func (c *Security) securityGroups(ctx *pulumi.Context, name string, a *Args) error {
 	newSG := func(tier, description string) (*ec2.SecurityGroup, error) {
 		sg, err := ec2.NewSecurityGroup(ctx, name+"-"+tier, &ec2.SecurityGroupArgs{
 			VpcId:               a.VpcID,
@@ -148,11 +161,9 @@ func (c *Security) securityGroups(ctx *pulumi.Context, name string, a *SecurityA
 		return err
 	}
 	c.WebSecurityGroupID, c.APISecurityGroupID, c.DatabaseSecurityGroupID = web.ID().ToStringOutput(), api.ID().ToStringOutput(), db.ID().ToStringOutput()
-	c.PublicALBSecurityGroupID = pulumi.String("").ToStringOutput()
-	c.InternalALBSecurityGroupID = pulumi.String("").ToStringOutput()
 
 	rules := []rule{{name: "api-to-db", to: db, port: DocumentDBPort, fromSG: api}}
-	if a.LoadBalanced {
+	if a.LoadBalancer != nil {
 		publicALB, err := newSG("public-alb", "webstack internet-facing ALB")
 		if err != nil {
 			return err
@@ -161,14 +172,14 @@ func (c *Security) securityGroups(ctx *pulumi.Context, name string, a *SecurityA
 		if err != nil {
 			return err
 		}
-		c.PublicALBSecurityGroupID, c.InternalALBSecurityGroupID = publicALB.ID().ToStringOutput(), internalALB.ID().ToStringOutput()
+		c.LoadBalancers = &LoadBalancerGroups{PublicSecurityGroupID: publicALB.ID().ToStringOutput(), InternalSecurityGroupID: internalALB.ID().ToStringOutput()}
 		rules = append(rules,
 			rule{name: "internet-http", to: publicALB, port: 80, cidr: "0.0.0.0/0"},
 			rule{name: "public-alb-to-web", to: web, port: a.WebPort, fromSG: publicALB},
 			rule{name: "web-to-internal-alb", to: internalALB, port: a.APIPort, fromSG: web},
 			rule{name: "internal-alb-to-api", to: api, port: a.APIPort, fromSG: internalALB},
 		)
-		if a.PublicHTTPS {
+		if a.LoadBalancer.PublicHTTPS {
 			rules = append(rules, rule{name: "internet-https", to: publicALB, port: 443, cidr: "0.0.0.0/0"})
 		}
 	} else {

@@ -6,17 +6,20 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/wafv2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"webstack/internal/config"
 )
 
 // WebACLArgs configures the AWS WAF web ACL of the public ALB.
 type WebACLArgs struct {
 	// Mode is "block" (rules block) or "count" (rules only count, to observe
-	// before enforcing). Defaults to "block".
+	// before enforcing). Defaults to the config table's wafMode.
 	Mode string
 	// RateLimit is the most requests one client IP may send in 5 minutes
-	// before the rate rule acts. Defaults to 2000.
+	// before the rate rule acts. Defaults to the config table's wafRateLimit.
 	RateLimit int
-	// LogRetentionDays is the retention of the aws-waf-logs-… log group. Defaults to 90.
+	// LogRetentionDays is the retention of the aws-waf-logs-… log group.
+	// Defaults to the config table's wafLogRetentionDays.
 	LogRetentionDays int
 }
 
@@ -100,13 +103,13 @@ const BodyRuleName = "BodyRulesOutsideContent"
 func newWebACL(ctx *pulumi.Context, parent pulumi.Resource, name string, args *WebACLArgs) (*wafv2.WebAcl, error) {
 	a := *args
 	if a.Mode == "" {
-		a.Mode = "block"
+		a.Mode = config.Default[string]("wafMode")
 	}
 	if a.RateLimit == 0 {
-		a.RateLimit = 2000
+		a.RateLimit = config.Default[int]("wafRateLimit")
 	}
 	if a.LogRetentionDays == 0 {
-		a.LogRetentionDays = 90
+		a.LogRetentionDays = config.Default[int]("wafLogRetentionDays")
 	}
 	visibility := func(metric string) wafv2.WebAclRuleVisibilityConfigArgs {
 		return wafv2.WebAclRuleVisibilityConfigArgs{

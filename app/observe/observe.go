@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // RequestIDHeader carries the request id from web to api and back to the client.
@@ -84,11 +83,6 @@ func (m *Metrics) ObserveDB(op string, d time.Duration) {
 
 // WAFBlocked counts one blocked request.
 func (m *Metrics) WAFBlocked(rule int) { m.wafBlocked.WithLabelValues(strconv.Itoa(rule)).Inc() }
-
-// Handler serves /metrics.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
-}
 
 // Middleware assigns a request id (keeping a well-formed incoming one),
 // echoes it in the response, and logs and measures every request by route.

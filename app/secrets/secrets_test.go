@@ -5,13 +5,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -28,18 +24,11 @@ const (
 // fakeSecretsManager is the real SDK client against the stand-in.
 func fakeSecretsManager(t *testing.T) *secrets.Client {
 	t.Helper()
-	fake := secretstest.New()
+	fake, client := secretstest.Start(t)
 	fake.Set(jwtArn, secrets.Current, "0123456789abcdef0123456789abcdef")
 	fake.Set(dbArn, secrets.Current, `{"username":"conduit","password":"s3cr3t-p@ss"}`)
 	fake.Set(badArn, secrets.Current, "plain text")
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
-	api := secretsmanager.NewFromConfig(aws.Config{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
-		BaseEndpoint: aws.String(srv.URL),
-	})
-	return secrets.NewClient(api)
+	return client
 }
 
 func TestGetReadsTheSecretString(t *testing.T) {

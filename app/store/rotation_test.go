@@ -171,16 +171,25 @@ func (r *rotatingSecret) uri(addr string) URIFunc {
 	}
 }
 
-func TestCredentialRotationCostsNoRequest(t *testing.T) {
+// gatedStore opens a store through an authGate in front of an embedded
+// FerretDB: the database accepts password, the secret holds secretValue.
+func gatedStore(t *testing.T, password, secretValue string) (*Store, *authGate, *rotatingSecret) {
+	t.Helper()
 	ctx := context.Background()
 	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Stop(context.Background()) })
-	gate := newAuthGate(t, strings.TrimSuffix(strings.TrimPrefix(db.URI, "mongodb://"), "/"), "first-password")
-	secret := &rotatingSecret{password: "first-password"}
+	gate := newAuthGate(t, strings.TrimSuffix(strings.TrimPrefix(db.URI, "mongodb://"), "/"), password)
+	secret := &rotatingSecret{password: secretValue}
 	st, err := Open(ctx, "conduit", secret.uri(gate.addr))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st, gate, secret
+}
+
+func TestCredentialRotationCostsNoRequest(t *testing.T) {
+	ctx := context.Background()
+	st, gate, secret := gatedStore(t, "first-password", "first-password")
 	var rotations atomic.Int64
 	st.OnRotate = func() { rotations.Add(1) }
 	require.NoError(t, st.Migrate(ctx))
@@ -231,18 +240,11 @@ func TestCredentialRotationCostsNoRequest(t *testing.T) {
 
 func TestRefusedCredentialsWithoutNewOnesFailPromptly(t *testing.T) {
 	ctx := context.Background()
-	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Stop(context.Background()) })
-	gate := newAuthGate(t, strings.TrimSuffix(strings.TrimPrefix(db.URI, "mongodb://"), "/"), "right")
-	secret := &rotatingSecret{password: "wrong"}
-	st, err := Open(ctx, "conduit", secret.uri(gate.addr))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	st, _, _ := gatedStore(t, "right", "wrong")
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err = st.Ping(cctx)
+	err := st.Ping(cctx)
 	require.Error(t, err)
 	assert.Equal(t, conduit.CodeUnavailable, conduit.CodeOf(err), "%v", err)
 	assert.Less(t, time.Since(start), 4*time.Second)

@@ -1,4 +1,4 @@
-package cloudinit
+package cloudinit_test
 
 import (
 	"crypto/sha256"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"webstack/internal/cloudinit"
+	"webstack/internal/cloudinit/cloudinittest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,11 +18,11 @@ import (
 
 const sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
-func boot(role string, port int) Boot {
-	b := Boot{
+func boot(role string, port int) cloudinit.Boot {
+	b := cloudinit.Boot{
 		Role: role, Port: port,
 		Env:     map[string]string{"CONDUIT_WEB_ADDR": "0.0.0.0:80", "CONDUIT_UPSTREAM": "http://10.0.32.10:8081"},
-		Release: Release{Bucket: "webstack-dev-artifacts-1a2b3c", Key: "conduit/" + sha + "/conduit-linux-arm64", SHA256: sha, Region: "us-east-1"},
+		Release: cloudinit.Release{Bucket: "webstack-dev-artifacts-1a2b3c", Key: "conduit/" + sha + "/conduit-linux-arm64", SHA256: sha, Region: "us-east-1"},
 	}
 	if role == "api" {
 		b.Env = map[string]string{"CONDUIT_API_ADDR": "0.0.0.0:8081", "CONDUIT_DB_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"}
@@ -29,47 +31,33 @@ func boot(role string, port int) Boot {
 	return b
 }
 
-// lint runs Lint; in CI (CI=true) missing linters fail the test, since
-// .ci/run installs them.
-func lint(t *testing.T, doc string) {
-	t.Helper()
-	err := Lint(doc)
-	if errors.Is(err, ErrLinterMissing) {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	assert.NoError(t, err, doc)
-}
-
 func TestRenderedUserDataPassesCloudInitSchemaAndShellcheck(t *testing.T) {
-	for _, b := range []Boot{boot("web", 80), boot("web", 8080), boot("api", 8081)} {
-		doc, err := Render(b)
+	for _, b := range []cloudinit.Boot{boot("web", 80), boot("web", 8080), boot("api", 8081)} {
+		doc, err := cloudinit.Render(b)
 		require.NoError(t, err)
 		require.True(t, strings.HasPrefix(doc, "#cloud-config\n"))
-		lint(t, doc)
+		cloudinittest.Check(t, doc)
 	}
 }
 
 func TestLintCatchesBrokenDocuments(t *testing.T) {
-	if errors.Is(Lint(""), ErrLinterMissing) {
-		t.Skip(ErrLinterMissing)
+	if errors.Is(cloudinittest.Lint(""), cloudinittest.ErrLinterMissing) {
+		t.Skip(cloudinittest.ErrLinterMissing)
 	}
-	doc, err := Render(boot("api", 8081))
+	doc, err := cloudinit.Render(boot("api", 8081))
 	require.NoError(t, err)
-	assert.Error(t, Lint(doc+"runcmd: 3\n"), "schema violation")
+	assert.Error(t, cloudinittest.Lint(doc+"runcmd: 3\n"), "schema violation")
 	broken := strings.Replace(doc, `if [ "$got" != "$want" ]; then`, `if [ $got != $want ]; then`, 1)
-	assert.Error(t, Lint(broken), "unquoted variables")
+	assert.Error(t, cloudinittest.Lint(broken), "unquoted variables")
 	if _, err := exec.LookPath("systemd-analyze"); err == nil {
-		assert.Error(t, Lint(strings.Replace(doc, "NoNewPrivileges=yes", "NoNewPrivilege=yes", 1)), "a misspelt hardening directive")
+		assert.Error(t, cloudinittest.Lint(strings.Replace(doc, "NoNewPrivileges=yes", "NoNewPrivilege=yes", 1)), "a misspelt hardening directive")
 	}
 }
 
 func TestInstallScriptVerifiesTheReleaseBeforeStarting(t *testing.T) {
-	doc, err := Render(boot("api", 8081))
+	doc, err := cloudinit.Render(boot("api", 8081))
 	require.NoError(t, err)
-	script, err := Script(doc)
+	script, err := cloudinit.Script(doc)
 	require.NoError(t, err)
 	assert.Contains(t, script, "want='"+sha+"'")
 	check := strings.Index(script, `if [ "$got" != "$want" ]`)
@@ -77,11 +65,11 @@ func TestInstallScriptVerifiesTheReleaseBeforeStarting(t *testing.T) {
 	start := strings.Index(script, "systemctl enable --now conduit.service")
 	require.True(t, check > 0 && install > check && start > install, "fetch → verify → install → start, in that order")
 	assert.Contains(t, script, "set -euo pipefail")
-	assert.Contains(t, script, CABundleURL, "api fetches the DocumentDB CA bundle")
+	assert.Contains(t, script, cloudinit.CABundleURL, "api fetches the DocumentDB CA bundle")
 
-	web, _ := Render(boot("web", 80))
-	webScript, _ := Script(web)
-	assert.NotContains(t, webScript, CABundleURL, "web needs no database CA")
+	web, _ := cloudinit.Render(boot("web", 80))
+	webScript, _ := cloudinit.Script(web)
+	assert.NotContains(t, webScript, cloudinit.CABundleURL, "web needs no database CA")
 }
 
 func TestUnitIsHardened(t *testing.T) {
@@ -89,9 +77,9 @@ func TestUnitIsHardened(t *testing.T) {
 		port    int
 		bindCap bool
 	}{{80, true}, {8080, false}} {
-		doc, err := Render(boot("web", tt.port))
+		doc, err := cloudinit.Render(boot("web", tt.port))
 		require.NoError(t, err)
-		unit, err := File(doc, UnitFile)
+		unit, err := cloudinit.File(doc, cloudinit.UnitFile)
 		require.NoError(t, err)
 		for _, line := range []string{"DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "Restart=on-failure", "ExecStart=/usr/local/bin/conduit web", "EnvironmentFile=/etc/conduit/conduit.env"} {
 			assert.Contains(t, unit, line+"\n")
@@ -101,9 +89,9 @@ func TestUnitIsHardened(t *testing.T) {
 }
 
 func TestEnvFileHoldsSettingsNeverSecrets(t *testing.T) {
-	doc, err := Render(boot("api", 8081))
+	doc, err := cloudinit.Render(boot("api", 8081))
 	require.NoError(t, err)
-	env, err := File(doc, EnvFile)
+	env, err := cloudinit.File(doc, cloudinit.EnvFile)
 	require.NoError(t, err)
 	assert.Equal(t, "CONDUIT_API_ADDR=0.0.0.0:8081\nCONDUIT_DB_SECRET_ARN=arn:aws:secretsmanager:us-east-1:123456789012:secret:x\n", env)
 
@@ -115,22 +103,22 @@ func TestEnvFileHoldsSettingsNeverSecrets(t *testing.T) {
 	} {
 		b := boot("api", 8081)
 		b.Env = bad
-		_, err := Render(b)
-		assert.Error(t, err, "Render accepted env %v", bad)
+		_, err := cloudinit.Render(b)
+		assert.Error(t, err, "cloudinit.Render accepted env %v", bad)
 	}
 }
 
 func TestRenderRejectsBadReleases(t *testing.T) {
-	for name, mutate := range map[string]func(*Boot){
-		"short sha":       func(b *Boot) { b.Release.SHA256 = "abc" },
-		"quote in key":    func(b *Boot) { b.Release.Key = "conduit/'; rm -rf /" },
-		"empty bucket":    func(b *Boot) { b.Release.Bucket = "" },
-		"unknown role":    func(b *Boot) { b.Role = "db" },
-		"port out of use": func(b *Boot) { b.Port = 0 },
+	for name, mutate := range map[string]func(*cloudinit.Boot){
+		"short sha":       func(b *cloudinit.Boot) { b.Release.SHA256 = "abc" },
+		"quote in key":    func(b *cloudinit.Boot) { b.Release.Key = "conduit/'; rm -rf /" },
+		"empty bucket":    func(b *cloudinit.Boot) { b.Release.Bucket = "" },
+		"unknown role":    func(b *cloudinit.Boot) { b.Role = "db" },
+		"port out of use": func(b *cloudinit.Boot) { b.Port = 0 },
 	} {
 		b := boot("web", 80)
 		mutate(&b)
-		_, err := Render(b)
+		_, err := cloudinit.Render(b)
 		assert.Error(t, err, name)
 	}
 }
@@ -140,11 +128,11 @@ func TestRenderRejectsBadReleases(t *testing.T) {
 // aws fails awsFailures times (AccessDenied, as before a grant has
 // propagated), then writes content. It returns the script's error and the
 // shims' log.
-func runInstaller(t *testing.T, b Boot, awsFailures int, content string) (error, string) {
+func runInstaller(t *testing.T, b cloudinit.Boot, awsFailures int, content string) (error, string) {
 	t.Helper()
-	doc, err := Render(b)
+	doc, err := cloudinit.Render(b)
 	require.NoError(t, err)
-	script, err := Script(doc)
+	script, err := cloudinit.Script(doc)
 	require.NoError(t, err)
 	dir := t.TempDir()
 	shim := func(name, body string) {
@@ -200,9 +188,9 @@ func TestInstallerWaitsForItsGrantThenStartsTheService(t *testing.T) {
 }
 
 func TestUnitRestartsUntilItConverges(t *testing.T) {
-	doc, err := Render(boot("api", 8081))
+	doc, err := cloudinit.Render(boot("api", 8081))
 	require.NoError(t, err)
-	unit, err := File(doc, UnitFile)
+	unit, err := cloudinit.File(doc, cloudinit.UnitFile)
 	require.NoError(t, err)
 	assert.Contains(t, unit, "StartLimitIntervalSec=0\n", "systemd's default start limit would leave the unit dead after early failures")
 	assert.Contains(t, unit, "Restart=on-failure\n")

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
 	"webstack/internal/netlayout"
 )
 
@@ -52,9 +54,12 @@ type Config struct {
 
 	// ArtifactPath is the linux/arm64 conduit build to deploy (make build).
 	ArtifactPath string
-	// JWTSecret signs the api's tokens; it reaches the instances only
-	// through Secrets Manager.
-	JWTSecret Secret
+	// JWTSecret signs the api's tokens: a secret output from the moment it
+	// is read, so nothing can pass it on as plain text. It reaches the
+	// instances only through Secrets Manager.
+	JWTSecret pulumi.StringOutput
+
+	jwtSecretLen int // for validation; the value itself is only in JWTSecret
 
 	RootVolumeGiB        int    // Root volume size of every instance, GiB.
 	AMIID                string // Pinned AMI; empty: the latest AL2023 arm64 AMI at each deploy.
@@ -137,12 +142,15 @@ type Key struct {
 	Kind        Kind
 	Default     any // string, int, bool or []string; nil: no default
 	Description string
-	Secret      bool // set with `pulumi config set --secret`
+	Secret      bool // set with `pulumi config set --secret`; read with Source.Secret only
 	set         func(c *Config, v any)
 }
 
-// Keys is every project key, with its default. Pulumi.yaml mirrors it.
-var Keys = []Key{
+// Keys returns every project key, with its default: the one table of
+// defaults. Pulumi.yaml mirrors it (tested).
+func Keys() []Key { return slices.Clone(keys) }
+
+var keys = []Key{
 	{"owner", String, "platform-team", "Owner tag applied to every resource.", false, func(c *Config, v any) { c.Owner = v.(string) }},
 	{"topology", String, "ha", "Shape of the stack: 'single' (one web and one api instance, no load balancer) or 'ha' (ALBs, AWS WAF, Auto Scaling groups across AZs).", false, func(c *Config, v any) { c.Topology = Topology(v.(string)) }},
 	{"vpcCidr", String, "10.0.0.0/16", "IPv4 CIDR of the VPC; /16 to /20.", false, func(c *Config, v any) { c.Network.CIDR = v.(string) }},
@@ -183,8 +191,9 @@ var Keys = []Key{
 	{"desyncMitigationMode", String, "defensive", "ALB HTTP desync mitigation: 'defensive' or 'strictest'.", false, func(c *Config, v any) { c.Edge.DesyncMitigationMode = v.(string) }},
 	{"artifactPath", String, "dist/conduit-linux-arm64", "The linux/arm64 conduit build to deploy, relative to the project (built by `make build`).", false, func(c *Config, v any) { c.ArtifactPath = v.(string) }},
 	{"jwtSecret", String, nil, "Secret that signs the API's tokens (32+ characters); stored in Secrets Manager, read by the api at start.", true, func(c *Config, v any) {
-		if v != nil {
-			c.JWTSecret = Secret(v.(string))
+		if v, ok := v.(Secret); ok {
+			c.jwtSecretLen = len(v)
+			c.JWTSecret = pulumi.ToSecret(pulumi.String(string(v))).(pulumi.StringOutput)
 		}
 	}},
 }
@@ -192,8 +201,11 @@ var Keys = []Key{
 // Source is where raw values come from: Pulumi's config in a real run, a map
 // in tests and in the offline plan. Keys are given without namespace.
 type Source interface {
-	// Get returns the raw value of a project key, and whether it is set.
+	// Get returns the raw value of a plain project key, and whether it is set.
 	Get(key string) (string, bool)
+	// Secret returns the value of a key marked secret, and whether it is
+	// set. Load reads secret keys through Secret only.
+	Secret(key string) (Secret, bool)
 }
 
 // MapSource is a Source over a map of unqualified keys.
@@ -201,6 +213,9 @@ type MapSource map[string]string
 
 // Get implements Source.
 func (m MapSource) Get(key string) (string, bool) { v, ok := m[key]; return v, ok }
+
+// Secret implements Source.
+func (m MapSource) Secret(key string) (Secret, bool) { v, ok := m[key]; return Secret(v), ok }
 
 // Load reads every key from src (applying defaults), then validates the
 // result. Errors name the key and the fix; all problems are reported at once.
@@ -210,7 +225,13 @@ func Load(src Source, project, stack, region string) (*Config, error) {
 	if region == "" {
 		errs = append(errs, errors.New("aws:region is not set: run `pulumi config set aws:region us-east-1` (or your region)"))
 	}
-	for _, k := range Keys {
+	for _, k := range keys {
+		if k.Secret {
+			if v, ok := src.Secret(k.Name); ok && v != "" {
+				k.set(c, v)
+			}
+			continue
+		}
 		raw, ok := src.Get(k.Name)
 		v := k.Default
 		if ok {
@@ -428,10 +449,10 @@ func (c *Config) validate() []error {
 	if c.Edge.CertificateArn != "" && !certificateArnRE.MatchString(c.Edge.CertificateArn) {
 		bad("certificateArn", "%q is not an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)", c.Edge.CertificateArn)
 	}
-	if c.JWTSecret == "" {
+	if c.jwtSecretLen == 0 {
 		bad("jwtSecret", "not set: run `pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"`")
-	} else if len(c.JWTSecret) < 32 {
-		bad("jwtSecret", "%d characters: use at least 32, e.g. `pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"`", len(c.JWTSecret))
+	} else if c.jwtSecretLen < 32 {
+		bad("jwtSecret", "%d characters: use at least 32, e.g. `pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"`", c.jwtSecretLen)
 	}
 	if c.ArtifactPath == "" {
 		bad("artifactPath", "empty: set it to the build, by default dist/conduit-linux-arm64 (`make build`)")

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"context"
+
 	"fmt"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	"os"
 	"strings"
 	"testing"
@@ -154,8 +157,8 @@ func TestPulumiYAMLSchemaMatchesKeys(t *testing.T) {
 	}
 	require.NoError(t, yaml.Unmarshal(data, &project))
 	assert.Equal(t, Namespace, project.Name)
-	assert.Len(t, project.Config, len(Keys))
-	for _, k := range Keys {
+	assert.Len(t, project.Config, len(Keys()))
+	for _, k := range Keys() {
 		got, ok := project.Config[k.Name]
 		if !assert.True(t, ok, "Pulumi.yaml lacks %s", k.Name) {
 			continue
@@ -177,7 +180,7 @@ func TestPulumiYAMLSchemaMatchesKeys(t *testing.T) {
 
 func TestStackFilesSetOnlyKnownKeys(t *testing.T) {
 	known := map[string]bool{"aws:region": true}
-	for _, k := range Keys {
+	for _, k := range Keys() {
 		known[Namespace+":"+k.Name] = true
 	}
 	for _, stack := range []string{"dev", "staging", "prod"} {
@@ -191,4 +194,42 @@ func TestStackFilesSetOnlyKnownKeys(t *testing.T) {
 			assert.True(t, known[k] || strings.HasPrefix(k, "aws:"), "%s sets unknown key %s", stack, k)
 		}
 	}
+}
+
+// recordingSource fails the test when a secret key is read as a plain value.
+type recordingSource struct {
+	t       *testing.T
+	m       MapSource
+	secrets []string
+}
+
+func (r *recordingSource) Get(key string) (string, bool) {
+	for _, k := range Keys() {
+		if k.Name == key && k.Secret {
+			r.t.Errorf("secret key %s read plain", key)
+		}
+	}
+	return r.m.Get(key)
+}
+
+func (r *recordingSource) Secret(key string) (Secret, bool) {
+	r.secrets = append(r.secrets, key)
+	return r.m.Secret(key)
+}
+
+func TestSecretKeysAreReadAsSecretsAndStaySecret(t *testing.T) {
+	src := &recordingSource{t: t, m: valid()}
+	c, err := Load(src, "webstack", "prod", "us-east-1")
+	require.NoError(t, err)
+	var want []string
+	for _, k := range Keys() {
+		if k.Secret {
+			want = append(want, k.Name)
+		}
+	}
+	assert.Equal(t, want, src.secrets, "every secret key is read through Source.Secret")
+	res, err := internals.UnsafeAwaitOutput(context.Background(), c.JWTSecret)
+	require.NoError(t, err)
+	assert.True(t, res.Secret, "the JWT secret is a secret output from the start")
+	assert.Equal(t, strings.Repeat("s", 32), res.Value)
 }

@@ -7,7 +7,7 @@ import "fmt"
 // panics on a key the table does not have or a type that does not match,
 // which is a programming error every component test reaches.
 func Default[T any](key string) T {
-	for _, k := range Keys {
+	for _, k := range keys {
 		if k.Name == key {
 			v, ok := k.Default.(T)
 			if !ok {

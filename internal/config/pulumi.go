@@ -19,3 +19,12 @@ func (s pulumiSource) Get(key string) (string, bool) {
 	v, err := s.cfg.Try(key)
 	return v, err == nil
 }
+
+// Secret reads a secret key. The SDK's TrySecret is Try wrapped in a secret
+// output; the loader needs the value's length to refuse a short secret
+// before any resource is registered, so it takes the value here, as a
+// Secret that never prints, and wraps it in a secret output at once.
+func (s pulumiSource) Secret(key string) (Secret, bool) {
+	v, err := s.cfg.Try(key)
+	return Secret(v), err == nil
+}

@@ -16,20 +16,23 @@ import (
 	"path/filepath"
 	"strings"
 
-	"webstack/internal/architecture"
-	"webstack/internal/cost"
-	"webstack/internal/plan"
+	"webstack/internal/offline/architecture"
+	"webstack/internal/offline/cost"
+	"webstack/internal/offline/plan"
 )
 
-// Stacks are the project's stacks, in the order they are compared.
-var Stacks = []string{"dev", "staging", "prod"}
+// Stacks returns the project's stacks, in the order they are compared.
+func Stacks() []string { return []string{"dev", "staging", "prod"} }
 
 // Project is the Pulumi project name.
 const Project = "webstack"
 
-// DocsOverrides are the config the checked-in docs are drawn with: the
-// example certificate (staging and prod need one).
-var DocsOverrides = []string{"certificateArn=arn:aws:acm:us-east-1:123456789012:certificate/example"}
+// ExampleCertificate is the certificate the checked-in docs and the cost
+// estimates are drawn with (staging and prod need one).
+const ExampleCertificate = "arn:aws:acm:us-east-1:123456789012:certificate/example"
+
+// docsOverrides are the config the checked-in docs are drawn with.
+func docsOverrides() []string { return []string{"certificateArn=" + ExampleCertificate} }
 
 // Main runs one offline command.
 func Main(args []string, stdout io.Writer, fn plan.StackFunc) error {
@@ -65,7 +68,7 @@ func planCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 	if *format == "cost" {
 		// An estimate needs no real certificate: price with the example
 		// one unless the command line names another.
-		overrides = append(slicesClone(DocsOverrides), overrides...)
+		overrides = append(docsOverrides(), overrides...)
 	}
 	g, err := Graph(*dir, *stack, overrides, fn)
 	if err != nil {
@@ -123,7 +126,7 @@ func costCmd(dir string, g *plan.Graph, overrides []string, a cost.Assumptions, 
 	}
 	cost.Write(stdout, r)
 	var all []*cost.Report
-	for _, s := range Stacks {
+	for _, s := range Stacks() {
 		sg := g
 		if s != g.Stack {
 			if sg, err = Graph(dir, s, overrides, fn); err != nil {
@@ -140,8 +143,6 @@ func costCmd(dir string, g *plan.Graph, overrides []string, a cost.Assumptions, 
 	cost.Compare(stdout, all)
 	return nil
 }
-
-func slicesClone(s []string) []string { return append([]string(nil), s...) }
 
 // ReadmeSection names, among Docs' files, the text that goes between the
 // README's diagram markers rather than into a file of its own.
@@ -173,8 +174,8 @@ func Docs(dir string, extra []string, fn plan.StackFunc) (map[string]string, err
 	var readme strings.Builder
 	readme.WriteString("| stack | estimated monthly cost (on-demand, default assumptions) |\n|---|---|\n")
 	var diagrams strings.Builder
-	for _, s := range Stacks {
-		g, err := Graph(dir, s, append(slicesClone(DocsOverrides), extra...), fn)
+	for _, s := range Stacks() {
+		g, err := Graph(dir, s, append(docsOverrides(), extra...), fn)
 		if err != nil {
 			return nil, fmt.Errorf("stack %s: %w", s, err)
 		}

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -20,13 +16,8 @@ import (
 // promotes the new value to AWSCURRENT: in between, the current value is
 // refused and the pending one works. The api's connection strings follow.
 func TestDocumentDBCredentialsFollowARotation(t *testing.T) {
-	fake := secretstest.New()
+	fake, client := secretstest.Start(t)
 	fake.Set(arn, secrets.Current, `{"username":"conduit","password":"old"}`)
-	srv := httptest.NewServer(fake)
-	defer srv.Close()
-	client := secrets.NewClient(secretsmanager.NewFromConfig(aws.Config{
-		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", ""), BaseEndpoint: aws.String(srv.URL),
-	}))
 	s := &server{Settings: &Settings{DBHost: "db.cluster-x.us-east-1.docdb.amazonaws.com", DBPort: 27017, DBSecretARN: arn, DBCAFile: "/etc/conduit/global-bundle.pem"}}
 	uri := s.documentDB(client)
 	ctx := context.Background()

@@ -7,8 +7,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"webstack/app/secrets"
 )
 
 // Server holds secrets by ARN and version stage.
@@ -91,4 +99,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"ARN": in.SecretId, "Name": "n", "SecretString": v, "VersionId": "v-" + in.VersionStage, "VersionStages": []string{in.VersionStage}})
+}
+
+// Start serves a new Server on loopback for the test's lifetime and
+// returns it with the real client pointed at it.
+func Start(t testing.TB) (*Server, *secrets.Client) {
+	t.Helper()
+	s := New()
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	api := secretsmanager.NewFromConfig(aws.Config{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		BaseEndpoint: aws.String(srv.URL),
+	})
+	return s, secrets.NewClient(api)
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"webstack/internal/plan"
+	"webstack/internal/offline/plan"
 )
 
 const smallTable = `key,region,unit,usd,source,date

@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"webstack/internal/plan"
+	"webstack/internal/offline/plan"
 )
 
 // Diagram is a renderer-neutral picture: nested boxes of nodes, and edges.

@@ -1,4 +1,7 @@
-package cloudinit
+// Package cloudinittest checks rendered user data the way an instance
+// would see it; tests only (it runs cloud-init, shellcheck and
+// systemd-analyze), so it stays out of the program's build.
+package cloudinittest
 
 import (
 	"errors"
@@ -7,6 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
+
+	"webstack/internal/cloudinit"
 )
 
 // ErrLinterMissing means cloud-init or shellcheck is not installed.
@@ -34,7 +40,7 @@ func Lint(doc string) error {
 	if out, err := exec.Command(ci, "schema", "--config-file", docPath).CombinedOutput(); err != nil {
 		return fmt.Errorf("cloud-init schema: %v\n%s", err, out)
 	}
-	script, err := Script(doc)
+	script, err := cloudinit.Script(doc)
 	if err != nil {
 		return err
 	}
@@ -57,12 +63,12 @@ func verifyUnit(doc, dir string) error {
 	if err != nil {
 		return nil
 	}
-	unit, err := File(doc, UnitFile)
+	unit, err := cloudinit.File(doc, cloudinit.UnitFile)
 	if err != nil {
 		return err
 	}
 	path := filepath.Join(dir, "conduit.service")
-	unit = strings.ReplaceAll(unit, "ExecStart="+Binary, "ExecStart=/bin/true")
+	unit = strings.ReplaceAll(unit, "ExecStart="+cloudinit.Binary, "ExecStart=/bin/true")
 	if err := os.WriteFile(path, []byte(unit), 0o600); err != nil {
 		return err
 	}
@@ -71,4 +77,20 @@ func verifyUnit(doc, dir string) error {
 		return fmt.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 	return nil
+}
+
+// Check lints doc in a test. Missing linters skip the test on a developer's
+// machine and fail it in CI (CI set), where make test installs them.
+func Check(t testing.TB, doc string) {
+	t.Helper()
+	err := Lint(doc)
+	if errors.Is(err, ErrLinterMissing) {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Errorf("user data does not lint: %v\n%s", err, doc)
+	}
 }

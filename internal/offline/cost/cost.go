@@ -18,7 +18,7 @@ import (
 	"strconv"
 	"strings"
 
-	"webstack/internal/plan"
+	"webstack/internal/offline/plan"
 )
 
 // HoursPerMonth is the billing month.

@@ -304,3 +304,12 @@ func (g *Graph) Waits(from, to string) bool {
 	}
 	return false
 }
+
+// Components runs fn, which registers components directly (a tier's tests),
+// under the same mocks, in region and with no project config, and returns
+// what it registered.
+func Components(region string, fn func(ctx *pulumi.Context) error) (*Graph, error) {
+	return Run("webstack", "test", map[string]string{"aws:region": region}, func(ctx *pulumi.Context) (pulumi.Map, error) {
+		return pulumi.Map{}, fn(ctx)
+	})
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// listed is a package as `go list -deps -json` describes it.
+type listed struct {
+	ImportPath string
+	Imports    []string
+	Deps       []string
+	Standard   bool
+}
+
+func goList(t *testing.T, args ...string) []listed {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list", "-json"}, args...)...).Output()
+	require.NoError(t, err)
+	var pkgs []listed
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p listed
+		require.NoError(t, dec.Decode(&p))
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+var tiers = []string{"webstack/network", "webstack/security", "webstack/database", "webstack/compute"}
+
+// The boundaries of the layout hold by test, not by habit: the app never
+// sees Pulumi; a tier imports no other tier (main composes them); nothing
+// under internal/ imports a tier; test helpers stay out of the program.
+func TestPackageBoundaries(t *testing.T) {
+	for _, p := range goList(t, "./...") {
+		path := p.ImportPath
+		switch {
+		case strings.HasPrefix(path, "webstack/app/"):
+			for _, d := range goList(t, "-deps", path) {
+				assert.False(t, strings.HasPrefix(d.ImportPath, "github.com/pulumi/"), "%s depends on %s: the app never imports Pulumi", path, d.ImportPath)
+			}
+		case strings.HasPrefix(path, "webstack/internal/"):
+			for _, imp := range p.Imports {
+				assert.NotContains(t, tiers, imp, "%s imports the tier %s", path, imp)
+			}
+		}
+		for _, tier := range tiers {
+			if path != tier && containsTier(path) {
+				assert.NotContains(t, p.Imports, tier, "tier %s imports tier %s: main composes them", path, tier)
+			}
+		}
+	}
+	for _, d := range goList(t, "-deps", ".") {
+		assert.False(t, strings.HasPrefix(d.ImportPath, "webstack/") && strings.HasSuffix(d.ImportPath, "test"), "the program's build includes the test helper %s", d.ImportPath)
+		assert.False(t, strings.HasPrefix(d.ImportPath, "webstack/app/"), "the program imports the app package %s: it sees only the build", d.ImportPath)
+	}
+}
+
+func containsTier(path string) bool {
+	for _, tier := range tiers {
+		if path == tier {
+			return true
+		}
+	}
+	return false
+}
+
+// No package exports a mutable variable (sentinel errors excepted): tables
+// are functions or unexported, so nothing can change them at run time.
+func TestNoExportedMutablePackageVariables(t *testing.T) {
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || strings.HasPrefix(d.Name(), ".")) && path != "." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		for _, decl := range f.Decls {
+			g, ok := decl.(*ast.GenDecl)
+			if !ok || g.Tok != token.VAR {
+				continue
+			}
+			for _, spec := range g.Specs {
+				for _, n := range spec.(*ast.ValueSpec).Names {
+					if n.IsExported() && !strings.HasPrefix(n.Name, "Err") {
+						t.Errorf("%s: exported package variable %s", fset.Position(n.Pos()), n.Name)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+}
+
+// README's layout section lists every top-level package directory.
+func TestReadmeLayoutMatchesTheTree(t *testing.T) {
+	layout := readmeSection(t, "## Layout")
+	for _, p := range goList(t, "./...") {
+		dir := strings.TrimPrefix(p.ImportPath, "webstack")
+		dir = strings.TrimPrefix(dir, "/")
+		if dir == "" || strings.Count(dir, "/") > 1 {
+			continue
+		}
+		assert.True(t, strings.Contains(layout, dir), "README's layout does not mention %s", dir)
+	}
+}
+
+func readmeSection(t *testing.T, heading string) string {
+	t.Helper()
+	out, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	var b strings.Builder
+	in := false
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "## ") {
+			in = line == heading
+		}
+		if in {
+			b.WriteString(line + "\n")
+		}
+	}
+	require.NotEmpty(t, b.String(), "README has no %q section", heading)
+	return b.String()
+}
