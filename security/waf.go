@@ -87,11 +87,6 @@ func ContentWrites() []ContentWrite {
 	}
 }
 
-// bodyRuleCapacity is the WCU of BodyRulesOutsideContent: 1 per label
-// match, 3 per regex match (AWS WAF's published costs; logical statements
-// add nothing).
-func bodyRuleCapacity() int { return len(BodyRules()) + 3*2*len(ContentWrites()) }
-
 // BodyRuleName is the web ACL rule that blocks on the body rules' labels
 // outside ContentWrites.
 const BodyRuleName = "BodyRulesOutsideContent"
