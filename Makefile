@@ -5,7 +5,7 @@ STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
 
-.PHONY: test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
+.PHONY: screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
 ## test: everything CI runs — formatting, vet, the workflow lint, unit tests,
 ## the Postman suite, and the arm64 release run under qemu-user. It first
@@ -63,6 +63,10 @@ FORCE:
 ## through web (WAF on) and directly against api; prints req/s, p50, p99.
 bench: bin/conduit
 	$(GO) run ./app/cmd/conduit-bench --conduit bin/conduit -c 32 -d 10s $(BENCHFLAGS)
+
+## screenshots: docs/screenshots/*.png, one per screen, from the real browser run.
+screenshots:
+	$(GO) test -count=1 -run TestBrowserFlows ./app/cmd/conduit -args -screenshots=$(CURDIR)/docs/screenshots
 
 ## run: the whole path on this machine at http://127.0.0.1:8080/api.
 run:

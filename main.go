@@ -141,6 +141,7 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 	if ha {
 		lb = &compute.LoadBalancerArgs{
 			VpcID:                   net.VpcID,
+			VpcCIDR:                 cfg.Network.CIDR,
 			PublicSecurityGroupID:   sec.LoadBalancers.PublicSecurityGroupID,
 			InternalSecurityGroupID: sec.LoadBalancers.InternalSecurityGroupID,
 			CertificateArn:          cfg.Edge.CertificateArn,

@@ -78,7 +78,7 @@ func TestMakeTestInstallsWhatTheTestsNeed(t *testing.T) {
 	assert.Regexp(t, `(?m)^test: deps$`, string(mk))
 	deps, err := os.ReadFile("scripts/deps.sh")
 	require.NoError(t, err)
-	for _, tool := range []string{"cloud-init", "shellcheck", "qemu-aarch64", "python3", "curl", "npm"} {
+	for _, tool := range []string{"cloud-init", "shellcheck", "qemu-aarch64", "python3", "curl", "npm", "chromium"} {
 		assert.Regexp(t, `want=\(.*`+regexp.QuoteMeta(tool), string(deps), "deps installs %s", tool)
 	}
 }

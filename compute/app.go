@@ -265,15 +265,16 @@ func (c *App) apiUserData(a *AppArgs) pulumi.StringOutput {
 // webUserData boots the web tier in front of upstream (the api's base URL).
 func (c *App) webUserData(a *AppArgs, upstream pulumi.StringOutput) pulumi.StringOutput {
 	return pulumi.All(a.Release.Bucket, upstream).ApplyT(func(v []any) (string, error) {
-		return render(a, cloudinit.Boot{
-			Role: "web", Port: a.Web.Port,
-			Env: map[string]string{
-				"CONDUIT_WEB_ADDR":   fmt.Sprintf("0.0.0.0:%d", a.Web.Port),
-				"CONDUIT_ADMIN_ADDR": AdminAddr,
-				"CONDUIT_UPSTREAM":   v[1].(string),
-				"CONDUIT_WAF":        "on",
-			},
-		}, v[0].(string))
+		env := map[string]string{
+			"CONDUIT_WEB_ADDR":   fmt.Sprintf("0.0.0.0:%d", a.Web.Port),
+			"CONDUIT_ADMIN_ADDR": AdminAddr,
+			"CONDUIT_UPSTREAM":   v[1].(string),
+			"CONDUIT_WAF":        "on",
+		}
+		if a.LoadBalancer != nil {
+			env["CONDUIT_TRUSTED_PROXIES"] = a.LoadBalancer.VpcCIDR
+		}
+		return render(a, cloudinit.Boot{Role: "web", Port: a.Web.Port, Env: env}, v[0].(string))
 	}).(pulumi.StringOutput)
 }
 

@@ -58,7 +58,7 @@ func appGraph(t *testing.T, args compute.AppArgs, build ...string) *plan.Graph {
 			ta.InstanceProfileName = pulumi.String("profile-" + tier)
 		}
 		if lb := args.LoadBalancer; lb != nil {
-			lb.VpcID = pulumi.String("vpc-1")
+			lb.VpcID, lb.VpcCIDR = pulumi.String("vpc-1"), "10.0.0.0/16"
 			lb.PublicSecurityGroupID, lb.InternalSecurityGroupID = pulumi.String("sg-public-alb"), pulumi.String("sg-internal-alb")
 		}
 		_, err = compute.NewApp(ctx, "app", &args)

@@ -15,16 +15,19 @@ declare -A pkg=(
   [python3]=python3
   [curl]=curl
   [npm]=npm
+  [chromium]=chromium
 )
 
 want=("$@")
 if [ "${#want[@]}" -eq 0 ] || [ "${want[0]}" = test ]; then
-  want=(cloud-init shellcheck qemu-aarch64 python3 curl npm)
+  want=(cloud-init shellcheck qemu-aarch64 python3 curl npm chromium)
 fi
 
 missing=()
 for cmd in "${want[@]}"; do
   if [ "$cmd" = qemu-aarch64 ] && command -v qemu-aarch64-static >/dev/null; then continue; fi
+  # The browser tests take Debian's chromium or Google Chrome (hosted runners have Chrome).
+  if [ "$cmd" = chromium ] && { command -v chromium-browser || command -v google-chrome || command -v google-chrome-stable; } >/dev/null; then continue; fi
   command -v "$cmd" >/dev/null || missing+=("${pkg[$cmd]:-$cmd}")
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0

@@ -78,12 +78,18 @@ type ContentWrite struct {
 	Methods, Path string
 }
 
-// ContentWrites are the requests that carry articles and comments, the
-// only ones whose bodies the BodyRules may not block.
+// ContentWrites are the requests that carry user-written text — articles,
+// comments and bios, through the api and through the site's forms — the
+// only ones whose bodies the BodyRules may not block. The web tier's WAF
+// excludes the same fields on the same routes (app/waf).
 func ContentWrites() []ContentWrite {
 	return []ContentWrite{
 		{"^(POST|PUT)$", "^/api/articles(/[a-z0-9-]+)?$"},
 		{"^POST$", "^/api/articles/[a-z0-9-]+/comments$"},
+		{"^PUT$", "^/api/user$"},
+		{"^POST$", "^/editor(/[a-z0-9-]+)?$"},
+		{"^POST$", "^/article/[a-z0-9-]+/comments$"},
+		{"^POST$", "^/settings$"},
 	}
 }
 

@@ -35,12 +35,13 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("waf mode %q: use on, detect or off", s)
 }
 
-// contentEndpoints are where Conduit accepts user-written markdown. A
-// blogging site must accept articles and comments whose markdown holds code
-// (SQL, <script> in a code block, shell), so these fields — and only these,
-// only on these endpoints — are removed from the attack-detection rules. The
-// same payload anywhere else (query string, headers, other JSON fields,
-// other endpoints) is still inspected.
+// contentEndpoints are where Conduit accepts user-written text: articles
+// and comments (markdown), and bios, through the api (JSON) and through the
+// site's forms. A blogging site must accept markdown that holds code (SQL,
+// <script> in a code block, shell), so these fields — and only these, only
+// on these endpoints — are removed from the attack-detection rules. The
+// same payload anywhere else (query string, headers, other fields, other
+// endpoints) is still inspected.
 var contentEndpoints = []struct {
 	methods string // REQUEST_METHOD regex
 	path    string // REQUEST_FILENAME regex
@@ -48,6 +49,10 @@ var contentEndpoints = []struct {
 }{
 	{"^(?:POST|PUT)$", "^/api/articles(?:/[a-z0-9-]+)?$", []string{"json.article.title", "json.article.description", "json.article.body"}},
 	{"^POST$", "^/api/articles/[a-z0-9-]+/comments$", []string{"json.comment.body"}},
+	{"^PUT$", "^/api/user$", []string{"json.user.bio"}},
+	{"^POST$", "^/editor(?:/[a-z0-9-]+)?$", []string{"title", "description", "body"}},
+	{"^POST$", "^/article/[a-z0-9-]+/comments$", []string{"body"}},
+	{"^POST$", "^/settings$", []string{"bio"}},
 }
 
 // contentAttackTags are the CRS tags whose rules code samples set off.

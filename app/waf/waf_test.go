@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -60,7 +61,9 @@ func TestCRSBlocksAttacksAndPassesConduitTraffic(t *testing.T) {
 		{"XSS in query string", "GET", "/api/articles?author=%3Cscript%3Ealert(1)%3C%2Fscript%3E", "", nil, true},
 		{"XSS in a header", "GET", "/api/tags", "", map[string]string{"Referer": "<script>alert(document.cookie)</script>"}, true},
 		{"code payload in tagList", "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"b","tagList":["<script>alert(1)</script>"]}}`, nil, true},
-		{"code payload in user bio", "PUT", "/api/user", `{"user":{"bio":"<script>alert(document.cookie)</script>"}}`, nil, true},
+		{"code in a bio", "PUT", "/api/user", `{"user":{"bio":"I write about <script>alert(1)</script> and ' OR 1=1 --"}}`, nil, false},
+		{"code payload in user image", "PUT", "/api/user", `{"user":{"image":"<script>alert(document.cookie)</script>"}}`, nil, true},
+		{"code payload in a bio on another endpoint", "POST", "/api/users", `{"user":{"bio":"<script>alert(document.cookie)</script>"}}`, nil, true},
 		{"SQLi payload in login", "POST", "/api/users/login", `{"user":{"email":"' OR 1=1 UNION SELECT password FROM users --","password":"x"}}`, nil, true},
 		{"article body payload on another endpoint", "PUT", "/api/user", `{"article":{"body":"<script>alert(document.cookie)</script>"}}`, nil, true},
 		{"path traversal", "GET", "/api/articles/../../etc/passwd", "", nil, true},
@@ -72,6 +75,47 @@ func TestCRSBlocksAttacksAndPassesConduitTraffic(t *testing.T) {
 		if tt.blocked {
 			assert.Equal(t, http.StatusForbidden, v.Status, tt.name)
 		}
+	}
+}
+
+// inspectForm is inspect for a browser's form post.
+func inspectForm(t *testing.T, w *waf.WAF, target string, fields url.Values) waf.Verdict {
+	t.Helper()
+	r := httptest.NewRequest("POST", target, strings.NewReader(fields.Encode()))
+	r.Host = "127.0.0.1:8080"
+	r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")
+	r.Header.Set("Accept", "text/html")
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	v, err := w.Inspect(r, "test-request-0002")
+	require.NoError(t, err)
+	return v
+}
+
+// The site's forms carry the same content as the api's JSON: the content
+// fields get the same narrow exclusions, on those routes only.
+func TestCRSPassesContentFormsAndBlocksTheSamePayloadsElsewhere(t *testing.T) {
+	w, err := waf.New(waf.On, 1<<20)
+	require.NoError(t, err)
+	code := "```sql\nSELECT * FROM users WHERE id = 1 OR 1=1; DROP TABLE users; --\n```\n<script>alert(document.cookie)</script>"
+	tests := []struct {
+		name    string
+		target  string
+		fields  url.Values
+		blocked bool
+	}{
+		{"new article with code", "/editor", url.Values{"csrf": {"x"}, "title": {"SQL <script>"}, "description": {"' OR 1=1 --"}, "body": {code}, "tags": {"sql"}}, false},
+		{"edited article with code", "/editor/sql-tips", url.Values{"csrf": {"x"}, "title": {"t"}, "description": {"d"}, "body": {code}}, false},
+		{"comment with code", "/article/sql-tips/comments", url.Values{"csrf": {"x"}, "body": {code}}, false},
+		{"bio with code", "/settings", url.Values{"csrf": {"x"}, "bio": {code}, "username": {"jake"}, "email": {"jake@example.com"}}, false},
+		{"payload in tags", "/editor", url.Values{"csrf": {"x"}, "title": {"t"}, "description": {"d"}, "body": {"b"}, "tags": {"<script>alert(1)</script>"}}, true},
+		{"payload in the image URL", "/settings", url.Values{"csrf": {"x"}, "image": {"javascript:alert(document.cookie)<script>alert(1)</script>"}}, true},
+		{"article body on sign-in", "/login", url.Values{"csrf": {"x"}, "email": {"a@b.c"}, "password": {"x"}, "body": {code}}, true},
+		{"comment body on another route", "/article/sql-tips/delete", url.Values{"csrf": {"x"}, "body": {code}}, true},
+		{"SQLi in the sign-in email", "/login", url.Values{"csrf": {"x"}, "email": {"' OR 1=1 UNION SELECT password FROM users --"}, "password": {"x"}}, true},
+	}
+	for _, tt := range tests {
+		v := inspectForm(t, w, tt.target, tt.fields)
+		assert.Equal(t, tt.blocked, v.Blocked, "%s: blocked = %v, want %v (rule %d, matched %v)", tt.name, v.Blocked, tt.blocked, v.RuleID, v.Matched)
 	}
 }
 

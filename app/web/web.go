@@ -1,5 +1,6 @@
-// Package web is the public tier: the WAF in front of a reverse proxy to the
-// api tier, with request ids, X-Forwarded-For, a body size limit and a local
+// Package web is the public tier: the WAF in front of the Conduit web
+// application (package site) and of a reverse proxy to the api tier for
+// /api/, with request ids, X-Forwarded-For, a body size limit and a local
 // /healthz.
 package web
 
@@ -11,10 +12,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"webstack/app/observe"
+	"webstack/app/site"
 	"webstack/app/waf"
 )
 
@@ -26,12 +30,16 @@ type Options struct {
 	MaxBodyBytes int64
 	// Transport to the upstream. Defaults to a tuned http.Transport.
 	Transport http.RoundTripper
+	// TrustedProxies are the peers (the load balancer) whose
+	// X-Forwarded-Proto is believed. Defaults to none.
+	TrustedProxies []netip.Prefix
 }
 
 // Handler is the web tier.
 type Handler struct {
 	waf   *waf.WAF
 	proxy *httputil.ReverseProxy
+	site  *site.Site
 	opts  Options
 	log   *slog.Logger
 }
@@ -53,7 +61,11 @@ func New(w *waf.WAF, log *slog.Logger, opts Options) (*Handler, error) {
 			ResponseHeaderTimeout: 10 * time.Second,
 		}
 	}
-	h := &Handler{waf: w, opts: opts, log: log}
+	st, err := site.New(site.Options{Upstream: opts.Upstream, Transport: opts.Transport, HTTPS: opts.https, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{waf: w, opts: opts, log: log, site: st}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(opts.Upstream)
@@ -71,12 +83,43 @@ func New(w *waf.WAF, log *slog.Logger, opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// Route names a request's route for metrics: the web tier only knows its own.
-func Route(r *http.Request) string {
-	if r.URL.Path == "/healthz" {
-		return "/healthz"
+// https reports whether the visitor reached the site over HTTPS: this
+// server's own TLS, or the load balancer's, which it says in
+// X-Forwarded-Proto and which is believed only from a trusted peer.
+func (o Options) https(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
 	}
-	return "proxy"
+	return o.trusted(r) && r.Header.Get("X-Forwarded-Proto") == "https"
+}
+
+func (o Options) trusted(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	for _, p := range o.TrustedProxies {
+		if p.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Route names a request's route for metrics and logs: /healthz, the api
+// proxy, or the site's page pattern.
+func (h *Handler) Route(r *http.Request) string {
+	switch {
+	case r.URL.Path == "/healthz":
+		return "/healthz"
+	case isAPI(r):
+		return "proxy"
+	}
+	return h.site.Route(r)
+}
+
+func isAPI(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/api"
 }
 
 // ServeHTTP implements http.Handler.
@@ -106,14 +149,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "waf blocked",
 			slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("rule", v.RuleID), slog.Any("matched", v.Matched))
-		writeError(w, v.Status, "request blocked by the web application firewall (request id "+id+")")
+		if isAPI(r) {
+			writeError(w, v.Status, "request blocked by the web application firewall (request id "+id+")")
+		} else {
+			h.site.Blocked(w, r, v.Status)
+		}
 		return
 	}
 	if len(v.Matched) > 0 {
 		h.log.LogAttrs(r.Context(), slog.LevelInfo, "waf matched",
 			slog.String("request_id", id), slog.String("path", r.URL.Path), slog.Any("matched", v.Matched))
 	}
-	h.proxy.ServeHTTP(w, r)
+	if isAPI(r) {
+		h.proxy.ServeHTTP(w, r)
+		return
+	}
+	h.site.ServeHTTP(w, r)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -246,11 +246,11 @@ func (s *server) startWeb(upstream *url.URL, stops *[]component, errc chan<- err
 		return nil, "", err
 	}
 	w.OnBlock = metrics.WAFBlocked
-	h, err := web.New(w, s.log, web.Options{Upstream: upstream, MaxBodyBytes: s.MaxBodyBytes})
+	h, err := web.New(w, s.log, web.Options{Upstream: upstream, MaxBodyBytes: s.MaxBodyBytes, TrustedProxies: s.TrustedProxies})
 	if err != nil {
 		return nil, "", err
 	}
-	addr, err := s.serve("web", s.WebAddr, metrics.Middleware(s.log, web.Route, h), stops, errc, nil)
+	addr, err := s.serve("web", s.WebAddr, metrics.Middleware(s.log, h.Route, h), stops, errc, nil)
 	return metrics, addr, err
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -35,6 +36,9 @@ type Settings struct {
 	WebAddr  string
 	WAF      waf.Mode
 	Upstream *url.URL // web only; local wires its own api
+	// TrustedProxies are the peers (the load balancer) whose
+	// X-Forwarded-Proto and X-Forwarded-For the web tier believes.
+	TrustedProxies []netip.Prefix
 
 	// api and local
 	APIAddr     string
@@ -127,6 +131,20 @@ func settings() []setting {
 				return fmt.Errorf("%q is not an absolute URL", v)
 			}
 			s.Upstream = u
+			return nil
+		}},
+		{"trusted-proxies", "CONDUIT_TRUSTED_PROXIES", "", "comma-separated CIDRs of the load balancer whose X-Forwarded-* headers are believed", rWeb | rLocal, func(s *Settings, v string) error {
+			s.TrustedProxies = nil
+			for _, c := range strings.Split(v, ",") {
+				if c = strings.TrimSpace(c); c == "" {
+					continue
+				}
+				p, err := netip.ParsePrefix(c)
+				if err != nil || p.Masked() != p {
+					return fmt.Errorf("%q is not a CIDR", c)
+				}
+				s.TrustedProxies = append(s.TrustedProxies, p)
+			}
 			return nil
 		}},
 		{"api-addr", "CONDUIT_API_ADDR", "127.0.0.1:8081", "API listen address (local: any free loopback port)", rAPI | rLocal, addr(func(s *Settings) *string { return &s.APIAddr })},

@@ -1,0 +1,221 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"webstack/app/observe"
+)
+
+// The api's JSON shapes, as the RealWorld spec gives them.
+type (
+	user struct {
+		Email    string  `json:"email"`
+		Token    string  `json:"token"`
+		Username string  `json:"username"`
+		Bio      string  `json:"bio"`
+		Image    *string `json:"image"`
+	}
+	profile struct {
+		Username  string  `json:"username"`
+		Bio       string  `json:"bio"`
+		Image     *string `json:"image"`
+		Following bool    `json:"following"`
+	}
+	article struct {
+		Slug           string    `json:"slug"`
+		Title          string    `json:"title"`
+		Description    string    `json:"description"`
+		Body           string    `json:"body"`
+		TagList        []string  `json:"tagList"`
+		CreatedAt      time.Time `json:"createdAt"`
+		UpdatedAt      time.Time `json:"updatedAt"`
+		Favorited      bool      `json:"favorited"`
+		FavoritesCount int       `json:"favoritesCount"`
+		Author         profile   `json:"author"`
+	}
+	comment struct {
+		ID        int64     `json:"id"`
+		CreatedAt time.Time `json:"createdAt"`
+		Body      string    `json:"body"`
+		Author    profile   `json:"author"`
+	}
+)
+
+// apiError is an answer of the api that is not a success: its status and
+// the messages of its error body.
+type apiError struct {
+	Status   int
+	Messages []string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("api %d: %s", e.Status, strings.Join(e.Messages, "; "))
+}
+
+// errUnavailable means the api did not answer in time or at all.
+var errUnavailable = errors.New("the api is unavailable")
+
+// client calls the api tier over its upstream URL: the web tier never
+// talks to the database.
+type client struct {
+	base    *url.URL
+	http    *http.Client
+	timeout time.Duration
+}
+
+func newClient(base *url.URL, transport http.RoundTripper, timeout time.Duration) *client {
+	return &client{base: base, http: &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}, timeout: timeout}
+}
+
+// do sends one request as token (or anonymously) and decodes a success
+// into out. A non-2xx answer is an *apiError; no answer within the timeout
+// is errUnavailable; the caller's own cancellation is returned as is.
+func (c *client) do(outer context.Context, method, path string, query url.Values, token string, in, out any) error {
+	ctx, cancel := context.WithTimeout(outer, c.timeout)
+	defer cancel()
+	u := *c.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawQuery = query.Encode()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode %s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return fmt.Errorf("request %s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Token "+token)
+	}
+	if id := observe.RequestID(ctx); id != "" {
+		req.Header.Set(observe.RequestIDHeader, id)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if outer.Err() != nil {
+			return fmt.Errorf("%s %s: %w", method, path, outer.Err()) // the visitor went away
+		}
+		return fmt.Errorf("%s %s: %w: %v", method, path, errUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		e := &apiError{Status: resp.StatusCode}
+		var eb struct {
+			Errors map[string][]string `json:"errors"`
+		}
+		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&eb) == nil {
+			for field, msgs := range eb.Errors {
+				for _, m := range msgs {
+					if field != "body" {
+						m = field + " " + m
+					}
+					e.Messages = append(e.Messages, m)
+				}
+			}
+		}
+		if resp.StatusCode >= 500 {
+			return fmt.Errorf("%s %s: %w (%d)", method, path, errUnavailable, resp.StatusCode)
+		}
+		return e
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// page is a list query: limit and offset of a page of articles.
+func page(n, size int) url.Values {
+	q := url.Values{}
+	q.Set("limit", strconv.Itoa(size))
+	q.Set("offset", strconv.Itoa((n-1)*size))
+	return q
+}
+
+type articleList struct {
+	Articles      []article `json:"articles"`
+	ArticlesCount int       `json:"articlesCount"`
+}
+
+func (c *client) articles(ctx context.Context, token string, q url.Values) (articleList, error) {
+	var out articleList
+	return out, c.do(ctx, http.MethodGet, "/api/articles", q, token, nil, &out)
+}
+
+func (c *client) feed(ctx context.Context, token string, q url.Values) (articleList, error) {
+	var out articleList
+	return out, c.do(ctx, http.MethodGet, "/api/articles/feed", q, token, nil, &out)
+}
+
+func (c *client) tags(ctx context.Context) ([]string, error) {
+	var out struct {
+		Tags []string `json:"tags"`
+	}
+	return out.Tags, c.do(ctx, http.MethodGet, "/api/tags", nil, "", nil, &out)
+}
+
+func (c *client) article(ctx context.Context, token, slug string) (article, error) {
+	var out struct {
+		Article article `json:"article"`
+	}
+	return out.Article, c.do(ctx, http.MethodGet, "/api/articles/"+url.PathEscape(slug), nil, token, nil, &out)
+}
+
+func (c *client) comments(ctx context.Context, token, slug string) ([]comment, error) {
+	var out struct {
+		Comments []comment `json:"comments"`
+	}
+	return out.Comments, c.do(ctx, http.MethodGet, "/api/articles/"+url.PathEscape(slug)+"/comments", nil, token, nil, &out)
+}
+
+func (c *client) profile(ctx context.Context, token, username string) (profile, error) {
+	var out struct {
+		Profile profile `json:"profile"`
+	}
+	return out.Profile, c.do(ctx, http.MethodGet, "/api/profiles/"+url.PathEscape(username), nil, token, nil, &out)
+}
+
+func (c *client) currentUser(ctx context.Context, token string) (user, error) {
+	var out struct {
+		User user `json:"user"`
+	}
+	return out.User, c.do(ctx, http.MethodGet, "/api/user", nil, token, nil, &out)
+}
+
+// userCall posts {"user": in} to path and returns the user answered.
+func (c *client) userCall(ctx context.Context, method, path, token string, in map[string]any) (user, error) {
+	var out struct {
+		User user `json:"user"`
+	}
+	return out.User, c.do(ctx, method, path, nil, token, map[string]any{"user": in}, &out)
+}
+
+func (c *client) saveArticle(ctx context.Context, method, path, token string, in map[string]any) (article, error) {
+	var out struct {
+		Article article `json:"article"`
+	}
+	return out.Article, c.do(ctx, method, path, nil, token, map[string]any{"article": in}, &out)
+}

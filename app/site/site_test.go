@@ -1,0 +1,287 @@
+package site_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"webstack/app/httpapi"
+	"webstack/app/localdb"
+	"webstack/app/site"
+	"webstack/app/store"
+)
+
+// apiServer is the real api on an embedded FerretDB.
+func apiServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	ctx := context.Background()
+	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	st, err := store.Connect(ctx, db.URI, "conduit")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	require.NoError(t, st.Migrate(ctx))
+	tokens, err := httpapi.NewTokens(httpapi.Secret(strings.Repeat("k", 32)), time.Hour)
+	require.NoError(t, err)
+	srv := httptest.NewServer(httpapi.New(st, tokens, slog.New(slog.DiscardHandler), httpapi.Options{BcryptCost: 4}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func siteServer(t *testing.T, upstream string, https bool) *httptest.Server {
+	t.Helper()
+	u, err := url.Parse(upstream)
+	require.NoError(t, err)
+	s, err := site.New(site.Options{Upstream: u, HTTPS: func(*http.Request) bool { return https }})
+	require.NoError(t, err)
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// browser is a cookie-keeping client that does not follow redirects.
+type browser struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, base: base, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (b *browser) get(path string) (*http.Response, string) {
+	b.t.Helper()
+	resp, err := b.c.Get(b.base + path)
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// post submits a form the way the page's own form would: with the CSRF
+// token the page carries.
+func (b *browser) post(formPage, action string, fields url.Values) (*http.Response, string) {
+	b.t.Helper()
+	_, page := b.get(formPage)
+	m := csrfRE.FindStringSubmatch(page)
+	require.NotNil(b.t, m, "no CSRF field on %s", formPage)
+	fields.Set("csrf", m[1])
+	return b.postRaw(action, fields, nil)
+}
+
+func (b *browser) postRaw(action string, fields url.Values, header map[string]string) (*http.Response, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest("POST", b.base+action, strings.NewReader(fields.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.c.Do(req)
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func signUp(t *testing.T, b *browser, name string) {
+	t.Helper()
+	resp, body := b.post("/register", "/register", url.Values{"username": {name}, "email": {name + "@example.com"}, "password": {"password123"}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
+}
+
+func TestSignUpSetsASessionCookieOnlyTheServerReads(t *testing.T) {
+	for _, https := range []bool{false, true} {
+		b := newBrowser(t, siteServer(t, apiServer(t).URL, https).URL)
+		resp, body := b.post("/register", "/register", url.Values{"username": {"alice"}, "email": {"alice@example.com"}, "password": {"password123"}})
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
+		assert.Equal(t, "/", resp.Header.Get("Location"))
+		var session *http.Cookie
+		for _, c := range resp.Cookies() {
+			if c.Name == "conduit_session" {
+				session = c
+			}
+		}
+		require.NotNil(t, session)
+		assert.True(t, session.HttpOnly, "no script reads the token")
+		assert.Equal(t, http.SameSiteLaxMode, session.SameSite)
+		assert.Equal(t, https, session.Secure, "Secure exactly when the visitor's side is HTTPS")
+		_, home := b.get("/")
+		assert.Contains(t, home, `href="/profile/alice"`, "signed in: the nav shows the user")
+		assert.Contains(t, home, "Your Feed")
+		if https {
+			assert.NotEmpty(t, resp.Header.Get("Strict-Transport-Security"))
+		}
+	}
+}
+
+func TestFormsWithoutTheirTokenOrFromAnotherSiteAreRefused(t *testing.T) {
+	b := newBrowser(t, siteServer(t, apiServer(t).URL, false).URL)
+	signUp(t, b, "bob")
+	fields := url.Values{"title": {"t"}, "description": {"d"}, "body": {"b"}}
+	resp, body := b.postRaw("/editor", fields, nil)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "no token")
+	assert.Contains(t, body, "Form expired")
+	fields.Set("csrf", strings.Repeat("A", 43))
+	resp, _ = b.postRaw("/editor", fields, nil)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "a token that is not the visitor's")
+	_, page := b.get("/editor")
+	fields.Set("csrf", csrfRE.FindStringSubmatch(page)[1])
+	resp, _ = b.postRaw("/editor", fields, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "a form posted from another site")
+	resp, _ = b.postRaw("/editor", fields, nil)
+	assert.Equal(t, http.StatusSeeOther, resp.StatusCode, "the same form from the site itself")
+}
+
+func TestValidationErrorsShowOnTheFormWithWhatWasTyped(t *testing.T) {
+	srv := siteServer(t, apiServer(t).URL, false)
+	signUp(t, newBrowser(t, srv.URL), "carol")
+	b := newBrowser(t, srv.URL)
+	resp, body := b.post("/register", "/register", url.Values{"username": {"carol"}, "email": {"other@example.com"}, "password": {"password123"}})
+	assert.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	assert.Contains(t, body, "has already been taken")
+	assert.Contains(t, body, `value="other@example.com"`, "the email typed is kept")
+	assert.NotContains(t, body, "password123", "the password is not echoed")
+
+	signUp(t, b, "dave")
+	resp, body = b.post("/editor", "/editor", url.Values{"title": {"Kept title"}, "description": {""}, "body": {"kept body"}})
+	assert.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	assert.Contains(t, body, "description can&#39;t be empty")
+	assert.Contains(t, body, `value="Kept title"`)
+	assert.Contains(t, body, ">kept body</textarea>")
+}
+
+func TestAnExpiredOrForgedSessionGoesToSignIn(t *testing.T) {
+	srv := siteServer(t, apiServer(t).URL, false)
+	b := newBrowser(t, srv.URL)
+	u, _ := url.Parse(srv.URL)
+	for _, path := range []string{"/", "/settings", "/article/anything", "/profile/anyone"} {
+		b.c.Jar.SetCookies(u, []*http.Cookie{{Name: "conduit_session", Value: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.forged"}, {Name: "conduit_user", Value: "mallory"}})
+		resp, _ := b.get(path)
+		assert.Equal(t, http.StatusSeeOther, resp.StatusCode, path)
+		assert.Equal(t, "/login", resp.Header.Get("Location"), path)
+	}
+	resp, _ := b.get("/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the forged cookie was cleared")
+}
+
+func TestUnknownArticlesAndProfilesAre404Pages(t *testing.T) {
+	b := newBrowser(t, siteServer(t, apiServer(t).URL, false).URL)
+	for _, path := range []string{"/article/no-such-article", "/profile/nobody", "/no/such/page"} {
+		resp, body := b.get(path)
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode, path)
+		assert.Contains(t, resp.Header.Get("Content-Type"), "text/html")
+		assert.Contains(t, body, "Back to the home page")
+	}
+}
+
+// An api that does not answer gives a 503 page within the api timeout
+// (2 s); the site serves again as soon as it answers.
+func TestAnUnavailableAPIIsA503PageAndTheSiteRecovers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	go func() { // accepts, never answers
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	b := newBrowser(t, siteServer(t, "http://"+addr, false).URL)
+	start := time.Now()
+	resp, body := b.get("/")
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Less(t, time.Since(start), 2500*time.Millisecond)
+	assert.Equal(t, "2", resp.Header.Get("Retry-After"))
+	assert.Contains(t, body, "Service unavailable")
+	ln.Close()
+
+	api := apiServer(t)
+	// The same address now answers: the api comes back on it.
+	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := url.Parse(api.URL + r.URL.RequestURI())
+		resp, err := http.Get(u.String())
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	})}
+	ln2, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	go func() { _ = proxy.Serve(ln2) }()
+	defer proxy.Close()
+	resp, _ = b.get("/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "recovered without a restart")
+}
+
+func TestPagesCarryStrictSecurityHeadersAndAssetsAreImmutable(t *testing.T) {
+	b := newBrowser(t, siteServer(t, apiServer(t).URL, false).URL)
+	resp, body := b.get("/")
+	assert.Equal(t, site.ContentSecurityPolicy, resp.Header.Get("Content-Security-Policy"))
+	assert.Contains(t, site.ContentSecurityPolicy, "default-src 'none'")
+	assert.NotContains(t, site.ContentSecurityPolicy, "unsafe-inline")
+	assert.Contains(t, site.ContentSecurityPolicy, "frame-ancestors 'none'")
+	assert.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"))
+	assert.Equal(t, "same-origin", resp.Header.Get("Referrer-Policy"))
+	assert.Empty(t, resp.Header.Get("Strict-Transport-Security"), "no HSTS over plain HTTP")
+	assert.NotContains(t, body, "<script", "no script at all")
+	css := regexp.MustCompile(`href="(/assets/site\.[0-9a-f]{12}\.css)"`).FindStringSubmatch(body)
+	require.NotNil(t, css, "content-hashed stylesheet")
+	resp, _ = b.get(css[1])
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "public, max-age=31536000, immutable", resp.Header.Get("Cache-Control"))
+	assert.Contains(t, resp.Header.Get("Content-Type"), "text/css")
+	resp, _ = b.get("/assets/site.000000000000.css")
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestMarkdownRendersInert(t *testing.T) {
+	tests := []struct {
+		name, src string
+		mustNot   []string
+		must      []string
+	}{
+		{"script tag", "hi <script>alert(1)</script>", []string{"<script"}, []string{"hi"}},
+		{"event handler", `<img src="x" onerror="alert(1)">`, []string{"onerror"}, nil},
+		{"javascript link", "[click](javascript:alert(1))", []string{"javascript:"}, nil},
+		{"javascript link, entity-encoded", `<a href="&#106;avascript:alert(1)">x</a>`, []string{"avascript:"}, nil},
+		{"data URL", "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)", []string{"data:"}, nil},
+		{"iframe", `<iframe src="https://evil.example"></iframe>`, []string{"<iframe"}, nil},
+		{"style", `<p style="background:url(javascript:alert(1))">x</p>`, []string{"style=", "javascript:"}, nil},
+		{"svg", `<svg onload="alert(1)"><script>alert(1)</script></svg>`, []string{"<svg", "onload", "<script"}, nil},
+		{"code block keeps code as text", "```html\n<script>alert(1)</script>\n```", []string{"<script>"}, []string{"&lt;script&gt;"}},
+		{"plain markdown", "# Title\n\n**bold** and [a link](https://example.com)", nil, []string{"<h1", "<strong>bold</strong>", `href="https://example.com"`, `rel="nofollow noreferrer"`}},
+	}
+	for _, tt := range tests {
+		out := strings.ToLower(string(site.Markdown(tt.src)))
+		for _, s := range tt.mustNot {
+			assert.NotContains(t, out, strings.ToLower(s), "%s: %s", tt.name, out)
+		}
+		for _, s := range tt.must {
+			assert.Contains(t, out, strings.ToLower(s), "%s: %s", tt.name, out)
+		}
+	}
+}
