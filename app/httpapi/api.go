@@ -13,29 +13,35 @@ import (
 	"webstack/app/conduit"
 )
 
-// Store is the persistence the API needs.
+// Store is the persistence the API needs. A viewer is the signed-in user
+// (nil when nobody is): stores flag articles and profiles from the viewer's
+// own following and favorites lists, with no further reads.
 type Store interface {
 	Ping(ctx context.Context) error
 	CreateUser(ctx context.Context, u *conduit.User) error
 	UserByEmail(ctx context.Context, email string) (*conduit.User, error)
 	UserByUsername(ctx context.Context, username string) (*conduit.User, error)
-	UserByID(ctx context.Context, id string) (*conduit.User, error)
-	UpdateUser(ctx context.Context, u *conduit.User) error
+	// User reads the user with their latest relations (a viewer's reads
+	// must reflect the viewer's own writes); CachedUser may serve a
+	// recent copy (write paths).
+	User(ctx context.Context, id string) (*conduit.User, error)
+	CachedUser(ctx context.Context, id string) (*conduit.User, error)
+	UpdateUser(ctx context.Context, old, u *conduit.User) error
 	Follow(ctx context.Context, follower, followee string) error
 	Unfollow(ctx context.Context, follower, followee string) error
-	Profile(ctx context.Context, viewer string, u *conduit.User) (conduit.Profile, error)
+	Profile(viewer, u *conduit.User) conduit.Profile
 	CreateArticle(ctx context.Context, a *conduit.Article) error
-	ArticleBySlug(ctx context.Context, viewer, slug string) (*conduit.Article, error)
-	UpdateArticle(ctx context.Context, a *conduit.Article) error
+	ArticleBySlug(ctx context.Context, viewer *conduit.User, slug string) (*conduit.Article, error)
+	UpdateArticle(ctx context.Context, oldSlug string, a *conduit.Article) error
 	DeleteArticle(ctx context.Context, a *conduit.Article) error
 	Favorite(ctx context.Context, user string, a *conduit.Article) error
 	Unfavorite(ctx context.Context, user string, a *conduit.Article) error
-	ListArticles(ctx context.Context, viewer string, f conduit.ArticleFilter) ([]conduit.Article, int, error)
-	Feed(ctx context.Context, viewer string, limit, offset int) ([]conduit.Article, int, error)
-	AddComment(ctx context.Context, c *conduit.Comment) error
-	Comments(ctx context.Context, viewer, articleID string) ([]conduit.Comment, error)
-	Comment(ctx context.Context, articleID string, id int64) (*conduit.Comment, error)
-	DeleteComment(ctx context.Context, id int64) error
+	ListArticles(ctx context.Context, viewer *conduit.User, f conduit.ArticleFilter) ([]conduit.Article, int, error)
+	Feed(ctx context.Context, viewer *conduit.User, limit, offset int) ([]conduit.Article, int, error)
+	AddComment(ctx context.Context, slug string, c *conduit.Comment) error
+	Comments(ctx context.Context, viewer *conduit.User, slug string) ([]conduit.Comment, error)
+	Comment(ctx context.Context, slug string, id int64) (*conduit.Comment, error)
+	DeleteComment(ctx context.Context, slug string, id int64) error
 	Tags(ctx context.Context) ([]string, error)
 }
 
@@ -89,26 +95,28 @@ func (a *API) routes() {
 	})
 	m.HandleFunc("GET /readyz", a.ready)
 
+	// Reads a viewer's flags depend on resolve the viewer from the primary
+	// (optional, required); writes may use a recent copy (requiredCached).
 	m.Handle("POST /api/users", a.handle(a.register, public))
 	m.Handle("POST /api/users/login", a.handle(a.login, public))
 	m.Handle("GET /api/user", a.handle(a.currentUser, required))
 	m.Handle("PUT /api/user", a.handle(a.updateUser, required))
 
 	m.Handle("GET /api/profiles/{username}", a.handle(a.profile, optional))
-	m.Handle("POST /api/profiles/{username}/follow", a.handle(a.follow, required))
-	m.Handle("DELETE /api/profiles/{username}/follow", a.handle(a.unfollow, required))
+	m.Handle("POST /api/profiles/{username}/follow", a.handle(a.follow, requiredCached))
+	m.Handle("DELETE /api/profiles/{username}/follow", a.handle(a.unfollow, requiredCached))
 
 	m.Handle("GET /api/articles", a.handle(a.listArticles, optional))
 	m.Handle("GET /api/articles/feed", a.handle(a.feed, required))
-	m.Handle("POST /api/articles", a.handle(a.createArticle, required))
+	m.Handle("POST /api/articles", a.handle(a.createArticle, requiredCached))
 	m.Handle("GET /api/articles/{slug}", a.handle(a.getArticle, optional))
-	m.Handle("PUT /api/articles/{slug}", a.handle(a.updateArticle, required))
-	m.Handle("DELETE /api/articles/{slug}", a.handle(a.deleteArticle, required))
-	m.Handle("POST /api/articles/{slug}/favorite", a.handle(a.favorite, required))
-	m.Handle("DELETE /api/articles/{slug}/favorite", a.handle(a.unfavorite, required))
+	m.Handle("PUT /api/articles/{slug}", a.handle(a.updateArticle, requiredCached))
+	m.Handle("DELETE /api/articles/{slug}", a.handle(a.deleteArticle, requiredCached))
+	m.Handle("POST /api/articles/{slug}/favorite", a.handle(a.favorite, requiredCached))
+	m.Handle("DELETE /api/articles/{slug}/favorite", a.handle(a.unfavorite, requiredCached))
 	m.Handle("GET /api/articles/{slug}/comments", a.handle(a.listComments, optional))
-	m.Handle("POST /api/articles/{slug}/comments", a.handle(a.addComment, required))
-	m.Handle("DELETE /api/articles/{slug}/comments/{id}", a.handle(a.deleteComment, required))
+	m.Handle("POST /api/articles/{slug}/comments", a.handle(a.addComment, requiredCached))
+	m.Handle("DELETE /api/articles/{slug}/comments/{id}", a.handle(a.deleteComment, requiredCached))
 
 	m.Handle("GET /api/tags", a.handle(a.tags, public))
 	m.Handle("/api/", a.handle(func(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
@@ -171,9 +179,10 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 type authMode int
 
 const (
-	public authMode = iota
-	optional
-	required
+	public         authMode = iota
+	optional                // a viewer if there is a token, read from the primary
+	required                // a viewer, read from the primary
+	requiredCached          // a viewer, possibly from the store's recent copy
 )
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, me *conduit.User) error
@@ -188,7 +197,7 @@ func (a *API) handle(h handlerFunc, mode authMode) http.Handler {
 		var me *conduit.User
 		if mode != public {
 			var err error
-			me, err = a.authenticate(r, mode == required)
+			me, err = a.authenticate(r, mode)
 			if err != nil {
 				a.writeError(w, r, err)
 				return

@@ -244,7 +244,7 @@ func TestBadInputIsRejectedNotInterpreted(t *testing.T) {
 		{"operator as username", anon, "POST", "/api/users", `{"user":{"username":{"$ne":null},"email":"a@b.co","password":"password1"}}`, 422},
 		{"operator as title", jake, "POST", "/api/articles", `{"article":{"title":{"$ne":""},"description":"d","body":"b"}}`, 422},
 		{"operator in tagList", jake, "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"b","tagList":[{"$ne":""}]}}`, 422},
-		{"operator as comment", jake, "POST", "/api/articles/x/comments", `{"comment":{"body":{"$where":"1"}}}`, 404},
+		{"operator as comment", jake, "POST", "/api/articles/x/comments", `{"comment":{"body":{"$where":"1"}}}`, 422},
 		{"unknown field", anon, "POST", "/api/users", `{"user":{"username":"u","email":"u@b.co","password":"password1","admin":true}}`, 422},
 		{"trailing data", anon, "POST", "/api/users/login", `{"user":{"email":"a@b.co","password":"p"}} {}`, 422},
 		{"not JSON", anon, "POST", "/api/users/login", `user=jake`, 422},

@@ -9,13 +9,6 @@ import (
 	"webstack/app/conduit"
 )
 
-func viewerID(me *conduit.User) string {
-	if me == nil {
-		return ""
-	}
-	return me.ID
-}
-
 // page reads limit (1..100, default 20) and offset (>= 0, default 0).
 func page(r *http.Request) (limit, offset int, err error) {
 	limit, offset = 20, 0
@@ -51,7 +44,7 @@ func (a *API) listArticles(w http.ResponseWriter, r *http.Request, me *conduit.U
 	if len(f.Tag) > conduit.MaxTag*4 || len(f.Author) > conduit.MaxUsername*4 || len(f.Favorited) > conduit.MaxUsername*4 {
 		return conduit.Errorf(conduit.CodeInvalid, "filter is too long")
 	}
-	list, total, err := a.store.ListArticles(r.Context(), viewerID(me), f)
+	list, total, err := a.store.ListArticles(r.Context(), me, f)
 	if err != nil {
 		return err
 	}
@@ -64,7 +57,7 @@ func (a *API) feed(w http.ResponseWriter, r *http.Request, me *conduit.User) err
 	if err != nil {
 		return err
 	}
-	list, total, err := a.store.Feed(r.Context(), me.ID, limit, offset)
+	list, total, err := a.store.Feed(r.Context(), me, limit, offset)
 	if err != nil {
 		return err
 	}
@@ -78,7 +71,7 @@ func (a *API) article(r *http.Request, me *conduit.User) (*conduit.Article, erro
 	if err := conduit.ValidSlug(slug); err != nil {
 		return nil, conduit.Errorf(conduit.CodeNotFound, "article not found")
 	}
-	return a.store.ArticleBySlug(r.Context(), viewerID(me), slug)
+	return a.store.ArticleBySlug(r.Context(), me, slug)
 }
 
 // ownArticle loads the path's article and checks that me wrote it.
@@ -195,9 +188,10 @@ func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 		art.Body = *in.Body
 	}
 	art.UpdatedAt = time.Now().UTC()
+	oldSlug := art.Slug
 	save := func(slug string) error {
 		art.Slug = slug
-		return a.store.UpdateArticle(r.Context(), art)
+		return a.store.UpdateArticle(r.Context(), oldSlug, art)
 	}
 	if in.Title != nil && *in.Title != art.Title {
 		if err := conduit.Required("title", *in.Title, conduit.MaxTitle); err != nil {
@@ -243,20 +237,25 @@ func (a *API) setFavorite(w http.ResponseWriter, r *http.Request, me *conduit.Us
 	if err := op(r.Context(), me.ID, art); err != nil {
 		return err
 	}
-	art, err = a.store.ArticleBySlug(r.Context(), me.ID, art.Slug)
-	if err != nil {
-		return err
-	}
 	writeArticle(w, http.StatusOK, art)
 	return nil
 }
 
+// commentSlug is the path's slug; an invalid one is 404 like a missing one.
+func commentSlug(r *http.Request) (string, error) {
+	slug := r.PathValue("slug")
+	if conduit.ValidSlug(slug) != nil {
+		return "", conduit.Errorf(conduit.CodeNotFound, "article not found")
+	}
+	return slug, nil
+}
+
 func (a *API) listComments(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
-	art, err := a.article(r, me)
+	slug, err := commentSlug(r)
 	if err != nil {
 		return err
 	}
-	list, err := a.store.Comments(r.Context(), viewerID(me), art.ID)
+	list, err := a.store.Comments(r.Context(), me, slug)
 	if err != nil {
 		return err
 	}
@@ -269,7 +268,7 @@ func (a *API) listComments(w http.ResponseWriter, r *http.Request, me *conduit.U
 }
 
 func (a *API) addComment(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
-	art, err := a.article(r, me)
+	slug, err := commentSlug(r)
 	if err != nil {
 		return err
 	}
@@ -288,9 +287,8 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, me *conduit.Use
 		return err
 	}
 	now := time.Now().UTC()
-	c := &conduit.Comment{ArticleID: art.ID, AuthorID: me.ID, Body: req.Comment.Body, CreatedAt: now, UpdatedAt: now,
-		Author: me.Profile()}
-	if err := a.store.AddComment(r.Context(), c); err != nil {
+	c := &conduit.Comment{AuthorID: me.ID, Body: req.Comment.Body, CreatedAt: now, UpdatedAt: now, Author: me.Profile()}
+	if err := a.store.AddComment(r.Context(), slug, c); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]commentJSON{"comment": toComment(c)})
@@ -298,7 +296,7 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, me *conduit.Use
 }
 
 func (a *API) deleteComment(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
-	art, err := a.article(r, me)
+	slug, err := commentSlug(r)
 	if err != nil {
 		return err
 	}
@@ -306,14 +304,14 @@ func (a *API) deleteComment(w http.ResponseWriter, r *http.Request, me *conduit.
 	if err != nil || id < 1 {
 		return conduit.Errorf(conduit.CodeInvalid, "comment id must be a positive integer")
 	}
-	c, err := a.store.Comment(r.Context(), art.ID, id)
+	c, err := a.store.Comment(r.Context(), slug, id)
 	if err != nil {
 		return err
 	}
 	if c.AuthorID != me.ID {
 		return conduit.Errorf(conduit.CodeForbidden, "only the author may delete this comment")
 	}
-	if err := a.store.DeleteComment(r.Context(), id); err != nil {
+	if err := a.store.DeleteComment(r.Context(), slug, id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

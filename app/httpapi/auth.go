@@ -42,12 +42,19 @@ func NewTokens(secret Secret, ttl time.Duration) (*Tokens, error) {
 
 const issuer = "conduit"
 
-// Issue returns a token for user id.
-func (t *Tokens) Issue(userID string) (string, error) {
+// claims are a token's: the registered ones and the user's credential
+// version it was issued for.
+type claims struct {
+	jwt.RegisteredClaims
+	Cred int `json:"cred"`
+}
+
+// Issue returns a token for the user id at credential version cred.
+func (t *Tokens) Issue(userID string, cred int) (string, error) {
 	now := t.now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer: issuer, Subject: userID, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
-	})
+	}, Cred: cred})
 	s, err := tok.SignedString([]byte(t.secret))
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
@@ -55,24 +62,25 @@ func (t *Tokens) Issue(userID string) (string, error) {
 	return s, nil
 }
 
-// Verify returns the user id of a valid token.
-func (t *Tokens) Verify(token string) (string, error) {
-	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return []byte(t.secret), nil },
+// Verify returns the user id and credential version of a valid token.
+func (t *Tokens) Verify(token string) (string, int, error) {
+	var c claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return []byte(t.secret), nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(issuer), jwt.WithExpirationRequired(), jwt.WithTimeFunc(t.now))
-	if err != nil || claims.Subject == "" {
-		return "", conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
+	if err != nil || c.Subject == "" {
+		return "", 0, conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
 	}
-	return claims.Subject, nil
+	return c.Subject, c.Cred, nil
 }
 
 // authenticate reads "Authorization: Token <jwt>" (Bearer is accepted too).
 // Without a header it returns nil, or 401 when authentication is required;
-// a bad token is always 401.
-func (a *API) authenticate(r *http.Request, required bool) (*conduit.User, error) {
+// a bad token, or one issued before the user's last password change, is
+// always 401.
+func (a *API) authenticate(r *http.Request, mode authMode) (*conduit.User, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		if required {
+		if mode == required || mode == requiredCached {
 			return nil, conduit.Errorf(conduit.CodeUnauthorized, "authentication required")
 		}
 		return nil, nil
@@ -81,12 +89,17 @@ func (a *API) authenticate(r *http.Request, required bool) (*conduit.User, error
 	if !ok || (!strings.EqualFold(scheme, "Token") && !strings.EqualFold(scheme, "Bearer")) {
 		return nil, conduit.Errorf(conduit.CodeUnauthorized, "authorization header must be 'Token <jwt>'")
 	}
-	id, err := a.tokens.Verify(strings.TrimSpace(token))
+	id, cred, err := a.tokens.Verify(strings.TrimSpace(token))
 	if err != nil {
 		return nil, err
 	}
-	u, err := a.store.UserByID(r.Context(), id)
-	if conduit.CodeOf(err) == conduit.CodeNotFound {
+	var u *conduit.User
+	if mode == requiredCached {
+		u, err = a.store.CachedUser(r.Context(), id)
+	} else {
+		u, err = a.store.User(r.Context(), id)
+	}
+	if conduit.CodeOf(err) == conduit.CodeNotFound || err == nil && u.Cred != cred {
 		return nil, conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
 	}
 	return u, err

@@ -8,7 +8,7 @@ import (
 )
 
 func (a *API) userResponse(w http.ResponseWriter, st int, u *conduit.User) error {
-	token, err := a.tokens.Issue(u.ID)
+	token, err := a.tokens.Issue(u.ID, u.Cred)
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 		}
 		u.Image = *in.Image
 	}
-	if err := a.store.UpdateUser(r.Context(), &u); err != nil {
+	if err := a.store.UpdateUser(r.Context(), me, &u); err != nil {
 		return takenIfConflict(err)
 	}
 	return a.userResponse(w, http.StatusOK, &u)
@@ -146,25 +146,13 @@ func (a *API) profileUser(r *http.Request) (*conduit.User, error) {
 	return u, err
 }
 
-func (a *API) writeProfile(w http.ResponseWriter, r *http.Request, me, u *conduit.User) error {
-	viewer := ""
-	if me != nil {
-		viewer = me.ID
-	}
-	p, err := a.store.Profile(r.Context(), viewer, u)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]profileJSON{"profile": toProfile(p)})
-	return nil
-}
-
 func (a *API) profile(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
 	u, err := a.profileUser(r)
 	if err != nil {
 		return err
 	}
-	return a.writeProfile(w, r, me, u)
+	writeJSON(w, http.StatusOK, map[string]profileJSON{"profile": toProfile(a.store.Profile(me, u))})
+	return nil
 }
 
 func (a *API) follow(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
@@ -186,7 +174,10 @@ func (a *API) setFollow(w http.ResponseWriter, r *http.Request, me *conduit.User
 	if err := op(r.Context(), me.ID, u.ID); err != nil {
 		return err
 	}
-	return a.writeProfile(w, r, me, u)
+	p := u.Profile()
+	p.Following = r.Method == http.MethodPost
+	writeJSON(w, http.StatusOK, map[string]profileJSON{"profile": toProfile(p)})
+	return nil
 }
 
 // takenIfConflict names what a unique-index conflict on a user means.

@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -13,15 +13,18 @@ import (
 )
 
 type articleDoc struct {
-	ID             bson.ObjectID `bson:"_id"`
-	Slug           string        `bson:"slug"`
-	Title          string        `bson:"title"`
-	Description    string        `bson:"description"`
-	TagList        []string      `bson:"tagList"`
-	AuthorID       string        `bson:"authorId"`
-	CreatedAt      time.Time     `bson:"createdAt"`
-	UpdatedAt      time.Time     `bson:"updatedAt"`
-	FavoritesCount int           `bson:"favoritesCount"`
+	Slug           string       `bson:"_id"`
+	AID            string       `bson:"aid"`
+	Title          string       `bson:"title"`
+	Description    string       `bson:"description"`
+	Body           string       `bson:"body,omitempty"`
+	TagList        []string     `bson:"tagList"`
+	AuthorID       string       `bson:"authorId"`
+	CreatedAt      time.Time    `bson:"createdAt"`
+	UpdatedAt      time.Time    `bson:"updatedAt"`
+	FavoritesCount int          `bson:"favoritesCount"`
+	CommentSeq     int64        `bson:"commentSeq"`
+	Comments       []commentDoc `bson:"comments,omitempty"`
 }
 
 func (d articleDoc) article() *conduit.Article {
@@ -29,289 +32,296 @@ func (d articleDoc) article() *conduit.Article {
 	if tags == nil {
 		tags = []string{}
 	}
-	return &conduit.Article{ID: d.ID.Hex(), Slug: d.Slug, Title: d.Title, Description: d.Description,
+	return &conduit.Article{ID: d.AID, Slug: d.Slug, Title: d.Title, Description: d.Description, Body: d.Body,
 		TagList: tags, AuthorID: d.AuthorID, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, FavoritesCount: d.FavoritesCount}
 }
 
-// Article bodies live in their own collection, keyed by the article's id:
-// lists and feeds (most reads) then scan small documents, and a single
-// article costs one more lookup by _id.
-type bodyDoc struct {
-	ID   bson.ObjectID `bson:"_id"`
-	Body string        `bson:"body"`
+// summary is the projection lists read: no body, no comments.
+var summary = bson.D{{Key: "body", Value: 0}, {Key: "comments", Value: 0}}
+
+// metaDoc counts the articles and versions the lists.
+type metaDoc struct {
+	Gen   int64 `bson:"gen"`
+	Count int   `bson:"count"`
 }
 
-// CreateArticle inserts an article and counts its tags; a taken slug is a
-// conflict. The body goes first: a failure in between leaves an orphan body
-// that nothing reads, never an article without one.
+// bump records that lists changed: gen moves on (and count by delta).
+// Every write that changes what a list shows calls it after the write.
+func (s *Store) bump(ctx context.Context, delta int) error {
+	defer s.observe("meta.bump", time.Now())
+	_, err := s.coll("meta").UpdateOne(ctx, bson.D{{Key: "_id", Value: "articles"}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "gen", Value: int64(1)}, {Key: "count", Value: delta}}}}, optsUpsert)
+	return s.wrap("bump list generation", err)
+}
+
+// meta reads the list generation: from the primary for a signed-in viewer
+// (who must see their own writes), from a replica otherwise.
+func (s *Store) meta(ctx context.Context, fresh bool) (metaDoc, error) {
+	var m metaDoc
+	err := s.findOne(ctx, s.listColl("meta", fresh), "meta.find", "articles", &m)
+	if errNotFound(err) {
+		return metaDoc{}, nil
+	}
+	return m, err
+}
+
+// CreateArticle inserts an article (its slug is its _id: a taken slug is a
+// conflict), then counts its tags, then moves the lists on. A crash after
+// the insert leaves an article that lists show once any later write moves
+// them on, and tag counts one short: never a half article.
 func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.insert", time.Now())
-	d := articleDoc{ID: bson.NewObjectID(), Slug: a.Slug, Title: a.Title, Description: a.Description,
-		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt}
-	if _, err := s.coll("bodies").InsertOne(ctx, bodyDoc{ID: d.ID, Body: a.Body}); err != nil {
-		return s.wrap("insert article body", err)
+	d := articleDoc{Slug: a.Slug, AID: bson.NewObjectID().Hex(), Title: a.Title, Description: a.Description, Body: a.Body,
+		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, Comments: []commentDoc{}}
+	if d.TagList == nil {
+		d.TagList = []string{}
 	}
 	if _, err := s.coll("articles").InsertOne(ctx, d); err != nil {
-		_, _ = s.coll("bodies").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}})
 		return s.wrap("insert article", err)
 	}
-	a.ID = d.ID.Hex()
-	return s.countTags(ctx, a.TagList, 1)
-}
-
-// countTags moves each tag's article count by delta.
-func (s *Store) countTags(ctx context.Context, tags []string, delta int) error {
-	defer s.observe("tags.inc", time.Now())
-	for _, t := range tags {
-		if _, err := s.coll("tags").UpdateOne(ctx, bson.D{{Key: "_id", Value: t}},
-			bson.D{{Key: "$inc", Value: bson.D{{Key: "count", Value: delta}}}}, optsUpsert); err != nil {
-			return s.wrap("count tag", err)
-		}
+	a.ID = d.AID
+	if err := s.countTags(ctx, a.TagList, 1); err != nil {
+		return err
 	}
-	return nil
+	return s.bump(ctx, 1)
 }
 
-// ArticleBySlug loads one article (with body) as viewer sees it.
-func (s *Store) ArticleBySlug(ctx context.Context, viewer, slug string) (*conduit.Article, error) {
-	start := time.Now()
+// countTags moves each tag's article count by delta, in one round trip.
+func (s *Store) countTags(ctx context.Context, tags []string, delta int) error {
+	if len(tags) == 0 {
+		return nil
+	}
+	defer s.observe("tags.inc", time.Now())
+	models := make([]mongo.WriteModel, len(tags))
+	for i, t := range tags {
+		models[i] = mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: t}}).
+			SetUpdate(bson.D{{Key: "$inc", Value: bson.D{{Key: "count", Value: delta}}}}).SetUpsert(true)
+	}
+	_, err := s.coll("tags").BulkWrite(ctx, models)
+	return s.wrap("count tags", err)
+}
+
+// ArticleBySlug loads one article with its body, as viewer (nil: nobody)
+// sees it: one read of the article (from the primary for a signed-in
+// viewer), the author's profile from the cache.
+func (s *Store) ArticleBySlug(ctx context.Context, viewer *conduit.User, slug string) (*conduit.Article, error) {
 	var d articleDoc
-	if err := s.coll("articles").FindOne(ctx, bson.D{{Key: "slug", Value: slug}}, &d); err != nil {
-		err = s.wrap("find article", err)
-		if errNotFound(err) {
-			return nil, conduit.Errorf(conduit.CodeNotFound, "article not found")
-		}
+	coll := s.readColl("articles")
+	if viewer != nil {
+		coll = s.coll("articles")
+	}
+	err := s.findOne(ctx, coll, "articles.find", slug, &d, options.FindOne().SetProjection(bson.D{{Key: "comments", Value: 0}}))
+	if errNotFound(err) {
+		return nil, conduit.Errorf(conduit.CodeNotFound, "article not found")
+	}
+	if err != nil {
 		return nil, err
 	}
-	s.observe("articles.find", start)
 	out, err := s.enrich(ctx, viewer, []articleDoc{d})
 	if err != nil {
 		return nil, err
 	}
-	start = time.Now()
-	var b bodyDoc
-	if err := s.coll("bodies").FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, &b); err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, s.wrap("find article body", err)
-	}
-	s.observe("bodies.find", start)
-	out[0].Body = b.Body
 	return &out[0], nil
 }
 
-// UpdateArticle saves title, slug, description, body and updatedAt.
-func (s *Store) UpdateArticle(ctx context.Context, a *conduit.Article) error {
+// UpdateArticle saves title, slug, description, body and updatedAt of a,
+// which was loaded from oldSlug. A new slug is a new document: it is
+// written whole, then the old one is deleted only if nothing changed it
+// meanwhile (a comment or favorite in between is copied over and the
+// move tried again), so no acknowledged write is lost.
+func (s *Store) UpdateArticle(ctx context.Context, oldSlug string, a *conduit.Article) error {
 	defer s.observe("articles.update", time.Now())
-	oid, err := objectID(a.ID)
-	if err != nil {
-		return err
+	set := bson.D{{Key: "title", Value: a.Title}, {Key: "description", Value: a.Description},
+		{Key: "body", Value: a.Body}, {Key: "updatedAt", Value: a.UpdatedAt}}
+	if a.Slug == oldSlug {
+		res, err := s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: oldSlug}}, bson.D{{Key: "$set", Value: set}})
+		if err != nil {
+			return s.wrap("update article", err)
+		}
+		if res.MatchedCount == 0 {
+			return conduit.Errorf(conduit.CodeNotFound, "article not found")
+		}
+		return s.bump(ctx, 0)
 	}
-	_, err = s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: bson.D{
-		{Key: "slug", Value: a.Slug}, {Key: "title", Value: a.Title}, {Key: "description", Value: a.Description},
-		{Key: "updatedAt", Value: a.UpdatedAt},
-	}}})
-	if err != nil {
-		return s.wrap("update article", err)
+	for attempt := 0; attempt < 5; attempt++ {
+		var d articleDoc
+		if err := s.findOne(ctx, s.coll("articles"), "articles.find", oldSlug, &d); err != nil {
+			return err
+		}
+		moved := d
+		moved.Slug, moved.Title, moved.Description, moved.Body, moved.UpdatedAt = a.Slug, a.Title, a.Description, a.Body, a.UpdatedAt
+		if attempt == 0 {
+			if _, err := s.coll("articles").InsertOne(ctx, moved); err != nil {
+				return s.wrap("move article", err) // a taken slug is a conflict: the caller picks another
+			}
+		} else if _, err := s.coll("articles").ReplaceOne(ctx, bson.D{{Key: "_id", Value: a.Slug}}, moved); err != nil {
+			return s.wrap("move article", err)
+		}
+		// Deleted only as it was copied: same comments, same favorites.
+		res, err := s.coll("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: oldSlug},
+			{Key: "commentSeq", Value: d.CommentSeq}, {Key: "favoritesCount", Value: d.FavoritesCount}, {Key: "updatedAt", Value: d.UpdatedAt}})
+		if err != nil {
+			return s.wrap("move article", err)
+		}
+		if res.DeletedCount == 1 {
+			return s.bump(ctx, 0)
+		}
 	}
-	_, err = s.coll("bodies").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "body", Value: a.Body}}}}, optsUpsert)
-	return s.wrap("update article body", err)
+	return conduit.Unavailable(fmt.Errorf("article %s kept changing while it was renamed", oldSlug))
 }
 
-// DeleteArticle removes an article, then its comments and favorites, and
-// uncounts its tags. Without transactions a crash between steps can leave
-// orphans, which nothing reads (they hang off a missing article id).
+// DeleteArticle removes an article with its comments, then uncounts its
+// tags. Users' favorites may still name it: nothing shows a missing article.
 func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.delete", time.Now())
-	oid, err := objectID(a.ID)
-	if err != nil {
-		return err
-	}
-	res, err := s.coll("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}})
+	res, err := s.coll("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: a.Slug}})
 	if err != nil {
 		return s.wrap("delete article", err)
 	}
 	if res.DeletedCount == 0 {
 		return conduit.Errorf(conduit.CodeNotFound, "article not found")
 	}
-	if _, err := s.coll("bodies").DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}}); err != nil {
-		return s.wrap("delete article body", err)
+	if err := s.countTags(ctx, a.TagList, -1); err != nil {
+		return err
 	}
-	if _, err := s.coll("comments").DeleteMany(ctx, bson.D{{Key: "articleId", Value: a.ID}}); err != nil {
-		return s.wrap("delete comments", err)
-	}
-	if _, err := s.coll("favorites").DeleteMany(ctx, bson.D{{Key: "articleId", Value: a.ID}}); err != nil {
-		return s.wrap("delete favorites", err)
-	}
-	return s.countTags(ctx, a.TagList, -1)
+	return s.bump(ctx, -1)
 }
 
-func favoriteID(user, article string) string { return user + ":" + article }
-
-// favoriteDoc marks an article as a user's favourite; its _id is
-// favoriteID, so marking twice cannot make two documents.
-type favoriteDoc struct {
-	UserID    string `bson:"userId"`
-	ArticleID string `bson:"articleId"`
-}
-
-// Favorite marks an article as user's favourite; the count moves only when
-// the mark is new, so repeating it is a no-op.
+// Favorite marks a as user's favourite; the count moves only when the mark
+// is new, so repeating it is a no-op. a's count and flag are updated.
 func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) error {
-	defer s.observe("favorites.insert", time.Now())
-	_, err := s.coll("favorites").InsertOne(ctx, bson.D{
-		{Key: "_id", Value: favoriteID(user, a.ID)}, {Key: "userId", Value: user}, {Key: "articleId", Value: a.ID},
-	})
-	if mongo.IsDuplicateKeyError(err) {
-		return nil
-	}
-	if err != nil {
-		return s.wrap("favorite", err)
-	}
-	return s.incFavorites(ctx, a.ID, 1)
+	return s.setFavorite(ctx, user, a, "$addToSet", 1)
 }
 
 // Unfavorite removes the mark; the count moves only if there was one.
 func (s *Store) Unfavorite(ctx context.Context, user string, a *conduit.Article) error {
-	defer s.observe("favorites.delete", time.Now())
-	res, err := s.coll("favorites").DeleteOne(ctx, bson.D{{Key: "_id", Value: favoriteID(user, a.ID)}})
-	if err != nil {
-		return s.wrap("unfavorite", err)
-	}
-	if res.DeletedCount == 0 {
-		return nil
-	}
-	return s.incFavorites(ctx, a.ID, -1)
+	return s.setFavorite(ctx, user, a, "$pull", -1)
 }
 
-func (s *Store) incFavorites(ctx context.Context, articleID string, delta int) error {
-	oid, err := objectID(articleID)
-	if err != nil {
+func (s *Store) setFavorite(ctx context.Context, user string, a *conduit.Article, verb string, delta int) error {
+	changed, err := s.relateChanged(ctx, "favorites."+verb[1:], user, verb, "favorites", a.ID)
+	if err != nil || !changed {
+		a.Favorited = delta > 0
 		return err
 	}
-	_, err = s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "favoritesCount", Value: delta}}}})
-	return s.wrap("count favorite", err)
+	defer s.observe("articles.favorite", time.Now())
+	// FerretDB 1.x refuses findAndModify with a projection: the whole
+	// document comes back, decoded into the one field needed.
+	var d struct {
+		FavoritesCount int `bson:"favoritesCount"`
+	}
+	err = s.coll("articles").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: a.Slug}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "favoritesCount", Value: delta}}}}, &d,
+		options.FindOneAndUpdate().SetReturnDocument(options.After))
+	if err != nil {
+		return s.wrap("count favorite", err)
+	}
+	a.FavoritesCount, a.Favorited = d.FavoritesCount, delta > 0
+	return s.bump(ctx, 0)
 }
 
-// ListArticles returns a page of articles matching f, newest first, as viewer
-// sees them, without bodies, and the total count of matches.
-func (s *Store) ListArticles(ctx context.Context, viewer string, f conduit.ArticleFilter) ([]conduit.Article, int, error) {
+// ListArticles returns a page of articles matching f, newest first, as
+// viewer sees them, without bodies, and the total count of matches.
+func (s *Store) ListArticles(ctx context.Context, viewer *conduit.User, f conduit.ArticleFilter) ([]conduit.Article, int, error) {
 	filter := bson.D{}
+	key := "list"
 	if f.Tag != "" {
 		filter = append(filter, bson.E{Key: "tagList", Value: f.Tag})
+		key += "|tag=" + f.Tag
 	}
-	if f.Author != "" {
-		u, err := s.UserByUsername(ctx, f.Author)
+	for _, by := range []struct{ name, field string }{{f.Author, "author"}, {f.Favorited, "favorited"}} {
+		if by.name == "" {
+			continue
+		}
+		u, err := s.UserByUsername(ctx, by.name)
 		if errNotFound(err) {
 			return []conduit.Article{}, 0, nil
 		}
 		if err != nil {
 			return nil, 0, err
 		}
-		filter = append(filter, bson.E{Key: "authorId", Value: u.ID})
+		if by.field == "author" {
+			filter = append(filter, bson.E{Key: "authorId", Value: u.ID})
+		} else {
+			filter = append(filter, bson.E{Key: "aid", Value: bson.D{{Key: "$in", Value: nonNil(u.Favorites)}}})
+		}
+		key += "|" + by.field + "=" + u.ID
 	}
-	if f.Favorited != "" {
-		u, err := s.UserByUsername(ctx, f.Favorited)
-		if errNotFound(err) {
-			return []conduit.Article{}, 0, nil
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		ids, err := s.favoritedBy(ctx, u.ID)
-		if err != nil {
-			return nil, 0, err
-		}
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}})
-	}
-	return s.page(ctx, viewer, filter, f.Limit, f.Offset)
+	return s.page(ctx, viewer, key, filter, f.Limit, f.Offset)
 }
 
 // Feed returns a page of the articles of the authors viewer follows.
-func (s *Store) Feed(ctx context.Context, viewer string, limit, offset int) ([]conduit.Article, int, error) {
-	docs, err := findAll[followDoc](ctx, s, s.coll("follows"), "follows.find", bson.D{{Key: "follower", Value: viewer}})
-	if err != nil {
-		return nil, 0, err
-	}
-	authors := make([]string, len(docs))
-	for i, d := range docs {
-		authors[i] = d.Followee
-	}
-	if len(authors) == 0 {
+func (s *Store) Feed(ctx context.Context, viewer *conduit.User, limit, offset int) ([]conduit.Article, int, error) {
+	if len(viewer.Following) == 0 {
 		return []conduit.Article{}, 0, nil
 	}
-	return s.page(ctx, viewer, in("authorId", authors), limit, offset)
+	key := fmt.Sprintf("feed|%s|%v", viewer.ID, viewer.Following)
+	return s.page(ctx, viewer, key, in("authorId", viewer.Following), limit, offset)
 }
 
-func (s *Store) favoritedBy(ctx context.Context, user string) ([]bson.ObjectID, error) {
-	docs, err := findAll[favoriteDoc](ctx, s, s.readColl("favorites"), "favorites.find", bson.D{{Key: "userId", Value: user}})
-	if err != nil {
-		return nil, err
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
 	}
-	ids := make([]bson.ObjectID, 0, len(docs))
-	for _, d := range docs {
-		if oid, err := bson.ObjectIDFromHex(d.ArticleID); err == nil {
-			ids = append(ids, oid)
-		}
-	}
-	return ids, nil
+	return s
 }
 
-func (s *Store) page(ctx context.Context, viewer string, filter bson.D, limit, offset int) ([]conduit.Article, int, error) {
-	coll := s.readColl("articles")
-	start := time.Now()
-	var total int64
-	var err error
-	if len(filter) == 0 {
-		// The unfiltered count (the home page) comes from collection
-		// metadata instead of a scan.
-		total, err = coll.EstimatedDocumentCount(ctx)
-	} else {
-		total, err = coll.CountDocuments(ctx, filter)
-	}
-	s.observe("articles.count", start)
-	if err != nil {
-		return nil, 0, s.wrap("count articles", err)
-	}
-	if total == 0 || int64(offset) >= total {
-		return []conduit.Article{}, int(total), nil
-	}
-	docs, err := findAll[articleDoc](ctx, s, coll, "articles.list", filter, options.Find().
-		SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).
-		SetSkip(int64(offset)).SetLimit(int64(limit)))
+// page answers a list from the cache when the lists have not changed
+// since it was read (one read of meta), else from the database, which it
+// caches. A signed-in viewer's lists are read on the primary, so they
+// show the viewer's own writes; anonymous lists may come from a replica.
+func (s *Store) page(ctx context.Context, viewer *conduit.User, key string, filter bson.D, limit, offset int) ([]conduit.Article, int, error) {
+	fresh := viewer != nil
+	m, err := s.meta(ctx, fresh)
 	if err != nil {
 		return nil, 0, err
 	}
-	out, err := s.enrich(ctx, viewer, docs)
-	return out, int(total), err
+	key = fmt.Sprintf("%s|fresh=%v|%d|%d", key, fresh, limit, offset)
+	e, ok := s.lists.get(key, m.Gen)
+	if !ok {
+		e = listEntry{gen: m.Gen}
+		coll := s.listColl("articles", fresh)
+		if len(filter) == 0 {
+			e.total = m.Count // kept with the generation: no count query
+		} else {
+			start := time.Now()
+			n, err := coll.CountDocuments(ctx, filter)
+			s.observe("articles.count", start)
+			if err != nil {
+				return nil, 0, s.wrap("count articles", err)
+			}
+			e.total = int(n)
+		}
+		if e.total > 0 && offset < e.total {
+			e.docs, err = findAll[articleDoc](ctx, s, coll, "articles.list", filter, options.Find().
+				SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "aid", Value: -1}}).
+				SetSkip(int64(offset)).SetLimit(int64(limit)).SetProjection(summary))
+			if err != nil {
+				return nil, 0, err
+			}
+		}
+		s.lists.put(key, e)
+	}
+	out, err := s.enrich(ctx, viewer, e.docs)
+	return out, e.total, err
 }
 
-// enrich adds authors' profiles and viewer's favourites, in two queries.
-func (s *Store) enrich(ctx context.Context, viewer string, docs []articleDoc) ([]conduit.Article, error) {
-	authorIDs := make([]string, 0, len(docs))
-	favKeys := make([]string, 0, len(docs))
-	for _, d := range docs {
-		authorIDs = append(authorIDs, d.AuthorID)
-		favKeys = append(favKeys, favoriteID(viewer, d.ID.Hex()))
+// enrich adds the authors' profiles (cache, then one query for the rest)
+// and viewer's flags (from viewer's own document: no query).
+func (s *Store) enrich(ctx context.Context, viewer *conduit.User, docs []articleDoc) ([]conduit.Article, error) {
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = d.AuthorID
 	}
-	profiles, err := s.profiles(ctx, viewer, authorIDs)
+	profiles, err := s.profilesOf(ctx, viewer, ids)
 	if err != nil {
 		return nil, err
-	}
-	favorited := map[string]bool{}
-	if viewer != "" {
-		favs, err := findAll[favoriteDoc](ctx, s, s.coll("favorites"), "favorites.find", in("_id", favKeys))
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range favs {
-			favorited[f.ArticleID] = true
-		}
 	}
 	out := make([]conduit.Article, len(docs))
 	for i, d := range docs {
 		a := d.article()
 		a.Author = profiles[d.AuthorID]
-		a.Favorited = favorited[a.ID]
+		a.Favorited = viewer.Favors(a.ID)
 		out[i] = *a
 	}
 	return out, nil
@@ -319,6 +329,13 @@ func (s *Store) enrich(ctx context.Context, viewer string, docs []articleDoc) ([
 
 // Tags returns every tag used by at least one article, sorted.
 func (s *Store) Tags(ctx context.Context) ([]string, error) {
+	m, err := s.meta(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := s.lists.get("tags", m.Gen); ok {
+		return e.tags, nil
+	}
 	docs, err := findAll[struct {
 		ID string `bson:"_id"`
 	}](ctx, s, s.readColl("tags"), "tags.find", bson.D{{Key: "count", Value: bson.D{{Key: "$gt", Value: 0}}}},
@@ -330,5 +347,15 @@ func (s *Store) Tags(ctx context.Context) ([]string, error) {
 	for i, d := range docs {
 		tags[i] = d.ID
 	}
+	s.lists.put("tags", listEntry{gen: m.Gen, tags: tags})
 	return tags, nil
+}
+
+// listColl is where lists are read: the primary when fresh (a signed-in
+// viewer), else the lag-tolerant handle (secondaries where there are any).
+func (s *Store) listColl(name string, fresh bool) collection {
+	if fresh {
+		return s.coll(name)
+	}
+	return s.readColl(name)
 }

@@ -5,106 +5,118 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"webstack/app/conduit"
 )
 
+// commentDoc is one comment, kept in its article's document.
 type commentDoc struct {
-	ID        int64     `bson:"_id"`
-	ArticleID string    `bson:"articleId"`
+	ID        int64     `bson:"id"`
 	AuthorID  string    `bson:"authorId"`
 	Body      string    `bson:"body"`
 	CreatedAt time.Time `bson:"createdAt"`
 	UpdatedAt time.Time `bson:"updatedAt"`
 }
 
-// nextCommentID takes the next integer id from a counter. $inc in
-// findAndModify is atomic on MongoDB and DocumentDB; FerretDB 1.x reads and
-// writes the counter separately, so concurrent callers can be handed the
-// same value. The mutex makes one process's callers take turns (which costs
-// nothing measurable against a database round trip); AddComment's retry on
-// a duplicate _id covers several processes.
-func (s *Store) nextCommentID(ctx context.Context) (int64, error) {
-	s.counterMu.Lock()
-	defer s.counterMu.Unlock()
-	var c struct {
-		Seq int64 `bson:"seq"`
-	}
-	err := s.coll("counters").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: "comments"}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}}, &c,
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After))
-	if err != nil {
-		return 0, s.wrap("next comment id", err)
-	}
-	return c.Seq, nil
-}
+// MaxComments is how many comments an article holds: its comments live in
+// its document, which a database keeps under 16 MB.
+const MaxComments = 5000
 
-// AddComment stores a comment with a new integer id. The id is also the
-// document's _id, so even a counter that misbehaved could not give two
-// comments one id: the insert would fail and the next id is taken.
-func (s *Store) AddComment(ctx context.Context, c *conduit.Comment) error {
+// AddComment stores a comment on the article slug with the article's next
+// comment id. Two writes: the article's counter moves (findAndModify,
+// atomic on MongoDB and DocumentDB), then the comment is pushed. A crash in
+// between leaves an unused id, nothing else. FerretDB 1.x does not make
+// findAndModify atomic, so one process's callers take turns per article.
+func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment) error {
 	defer s.observe("comments.insert", time.Now())
-	for attempt := 0; ; attempt++ {
-		id, err := s.nextCommentID(ctx)
-		if err != nil {
-			return err
-		}
-		_, err = s.coll("comments").InsertOne(ctx, commentDoc{ID: id, ArticleID: c.ArticleID, AuthorID: c.AuthorID,
-			Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt})
-		if mongo.IsDuplicateKeyError(err) && attempt < 5 {
-			continue
-		}
-		if err != nil {
-			return s.wrap("insert comment", err)
-		}
-		c.ID = id
-		return nil
+	unlock := s.seqMu.lock(slug)
+	defer unlock()
+	// FerretDB 1.x refuses findAndModify with a projection: the whole
+	// document comes back, decoded into the two fields needed.
+	var d struct {
+		AID        string `bson:"aid"`
+		CommentSeq int64  `bson:"commentSeq"`
 	}
+	err := s.coll("articles").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: slug}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "commentSeq", Value: int64(1)}}}}, &d,
+		options.FindOneAndUpdate().SetReturnDocument(options.After))
+	if err != nil {
+		err = s.wrap("next comment id", err)
+		if errNotFound(err) {
+			return conduit.Errorf(conduit.CodeNotFound, "article not found")
+		}
+		return err
+	}
+	if d.CommentSeq > MaxComments {
+		return conduit.Errorf(conduit.CodeInvalid, "this article has %d comments, the most it can hold", MaxComments)
+	}
+	doc := commentDoc{ID: d.CommentSeq, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+	if _, err := s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: slug}},
+		bson.D{{Key: "$push", Value: bson.D{{Key: "comments", Value: doc}}}}); err != nil {
+		return s.wrap("insert comment", err)
+	}
+	c.ID, c.ArticleID = doc.ID, d.AID
+	return nil
 }
 
-// Comments lists an article's comments, oldest first, as viewer sees them.
-func (s *Store) Comments(ctx context.Context, viewer, articleID string) ([]conduit.Comment, error) {
-	docs, err := findAll[commentDoc](ctx, s, s.coll("comments"), "comments.find", bson.D{{Key: "articleId", Value: articleID}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+// thread reads an article's comments (and its aid), from the primary for a
+// signed-in viewer.
+func (s *Store) thread(ctx context.Context, viewer *conduit.User, slug string) (articleDoc, error) {
+	var d articleDoc
+	coll := s.readColl("articles")
+	if viewer != nil {
+		coll = s.coll("articles")
+	}
+	err := s.findOne(ctx, coll, "comments.find", slug, &d,
+		options.FindOne().SetProjection(bson.D{{Key: "aid", Value: 1}, {Key: "comments", Value: 1}}))
+	if errNotFound(err) {
+		return d, conduit.Errorf(conduit.CodeNotFound, "article not found")
+	}
+	return d, err
+}
+
+// Comments lists an article's comments, oldest first, as viewer sees
+// them: one read of the article, the authors from the cache.
+func (s *Store) Comments(ctx context.Context, viewer *conduit.User, slug string) ([]conduit.Comment, error) {
+	d, err := s.thread(ctx, viewer, slug)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(docs))
-	for i, d := range docs {
-		ids[i] = d.AuthorID
+	ids := make([]string, len(d.Comments))
+	for i, c := range d.Comments {
+		ids[i] = c.AuthorID
 	}
-	profiles, err := s.profiles(ctx, viewer, ids)
+	profiles, err := s.profilesOf(ctx, viewer, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]conduit.Comment, len(docs))
-	for i, d := range docs {
-		out[i] = conduit.Comment{ID: d.ID, ArticleID: d.ArticleID, AuthorID: d.AuthorID, Body: d.Body,
-			CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Author: profiles[d.AuthorID]}
+	out := make([]conduit.Comment, len(d.Comments))
+	for i, c := range d.Comments {
+		out[i] = conduit.Comment{ID: c.ID, ArticleID: d.AID, AuthorID: c.AuthorID, Body: c.Body,
+			CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Author: profiles[c.AuthorID]}
 	}
 	return out, nil
 }
 
-// Comment loads one comment of an article.
-func (s *Store) Comment(ctx context.Context, articleID string, id int64) (*conduit.Comment, error) {
-	defer s.observe("comments.find", time.Now())
-	var d commentDoc
-	err := s.coll("comments").FindOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "articleId", Value: articleID}}, &d)
+// Comment loads one comment of the article slug.
+func (s *Store) Comment(ctx context.Context, slug string, id int64) (*conduit.Comment, error) {
+	d, err := s.thread(ctx, &conduit.User{}, slug)
 	if err != nil {
-		err = s.wrap("find comment", err)
-		if errNotFound(err) {
-			return nil, conduit.Errorf(conduit.CodeNotFound, "comment not found")
-		}
 		return nil, err
 	}
-	return &conduit.Comment{ID: d.ID, ArticleID: d.ArticleID, AuthorID: d.AuthorID, Body: d.Body, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}, nil
+	for _, c := range d.Comments {
+		if c.ID == id {
+			return &conduit.Comment{ID: c.ID, ArticleID: d.AID, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}, nil
+		}
+	}
+	return nil, conduit.Errorf(conduit.CodeNotFound, "comment not found")
 }
 
-// DeleteComment removes one comment.
-func (s *Store) DeleteComment(ctx context.Context, id int64) error {
+// DeleteComment removes one comment of the article slug.
+func (s *Store) DeleteComment(ctx context.Context, slug string, id int64) error {
 	defer s.observe("comments.delete", time.Now())
-	_, err := s.coll("comments").DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+	_, err := s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: slug}},
+		bson.D{{Key: "$pull", Value: bson.D{{Key: "comments", Value: bson.D{{Key: "id", Value: id}}}}}})
 	return s.wrap("delete comment", err)
 }

@@ -113,18 +113,39 @@ func (s *Store) refresh(ctx context.Context, rejected *conn) error {
 	return nil
 }
 
-// retry runs f on the current connection and, if the database refused its
-// credentials, once more on a refreshed one.
+// retry runs f on the current connection and runs it again when that is
+// safe: once on a refreshed connection if the database refused the
+// credentials, and with a growing pause while it answers "busy" (the
+// operation did not happen), up to about half a second.
 func retry[T any](ctx context.Context, s *Store, f func(c *conn) (T, error)) (T, error) {
 	c := s.cur.Load()
 	v, err := f(c)
-	if !isAuthError(err) {
-		return v, err
+	if isAuthError(err) {
+		if rerr := s.refresh(ctx, c); rerr != nil {
+			return v, errors.Join(err, rerr)
+		}
+		v, err = f(s.cur.Load())
 	}
-	if rerr := s.refresh(ctx, c); rerr != nil {
-		return v, errors.Join(err, rerr)
+	for pause := 5 * time.Millisecond; isBusy(err) && pause <= 160*time.Millisecond; pause *= 2 {
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return v, err
+		}
+		v, err = f(s.cur.Load())
 	}
-	return f(s.cur.Load())
+	return v, err
+}
+
+// writing is retry for a write: it also takes a writer slot (MaxWriters).
+func writing[T any](ctx context.Context, s *Store, f func(c *conn) (T, error)) (T, error) {
+	release, err := s.write(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer release()
+	return retry(ctx, s, f)
 }
 
 // collection is a collection of the current connection whose operations
@@ -149,30 +170,36 @@ func (c collection) of(cn *conn) *mongo.Collection {
 }
 
 func (c collection) InsertOne(ctx context.Context, doc any) (*mongo.InsertOneResult, error) {
-	return retry(ctx, c.s, func(cn *conn) (*mongo.InsertOneResult, error) { return c.of(cn).InsertOne(ctx, doc) })
+	return writing(ctx, c.s, func(cn *conn) (*mongo.InsertOneResult, error) { return c.of(cn).InsertOne(ctx, doc) })
 }
 
 func (c collection) UpdateOne(ctx context.Context, filter, update any, opts ...options.Lister[options.UpdateOneOptions]) (*mongo.UpdateResult, error) {
-	return retry(ctx, c.s, func(cn *conn) (*mongo.UpdateResult, error) { return c.of(cn).UpdateOne(ctx, filter, update, opts...) })
+	return writing(ctx, c.s, func(cn *conn) (*mongo.UpdateResult, error) { return c.of(cn).UpdateOne(ctx, filter, update, opts...) })
+}
+
+func (c collection) ReplaceOne(ctx context.Context, filter, doc any) (*mongo.UpdateResult, error) {
+	return writing(ctx, c.s, func(cn *conn) (*mongo.UpdateResult, error) { return c.of(cn).ReplaceOne(ctx, filter, doc) })
+}
+
+func (c collection) BulkWrite(ctx context.Context, models []mongo.WriteModel) (*mongo.BulkWriteResult, error) {
+	return writing(ctx, c.s, func(cn *conn) (*mongo.BulkWriteResult, error) { return c.of(cn).BulkWrite(ctx, models) })
 }
 
 func (c collection) DeleteOne(ctx context.Context, filter any) (*mongo.DeleteResult, error) {
-	return retry(ctx, c.s, func(cn *conn) (*mongo.DeleteResult, error) { return c.of(cn).DeleteOne(ctx, filter) })
-}
-
-func (c collection) DeleteMany(ctx context.Context, filter any) (*mongo.DeleteResult, error) {
-	return retry(ctx, c.s, func(cn *conn) (*mongo.DeleteResult, error) { return c.of(cn).DeleteMany(ctx, filter) })
+	return writing(ctx, c.s, func(cn *conn) (*mongo.DeleteResult, error) { return c.of(cn).DeleteOne(ctx, filter) })
 }
 
 // FindOne decodes the one document matching filter into dst.
-func (c collection) FindOne(ctx context.Context, filter, dst any) error {
-	_, err := retry(ctx, c.s, func(cn *conn) (struct{}, error) { return struct{}{}, c.of(cn).FindOne(ctx, filter).Decode(dst) })
+func (c collection) FindOne(ctx context.Context, filter, dst any, opts ...options.Lister[options.FindOneOptions]) error {
+	_, err := retry(ctx, c.s, func(cn *conn) (struct{}, error) {
+		return struct{}{}, c.of(cn).FindOne(ctx, filter, opts...).Decode(dst)
+	})
 	return err
 }
 
 // FindOneAndUpdate updates the document matching filter and decodes it into dst.
 func (c collection) FindOneAndUpdate(ctx context.Context, filter, update, dst any, opts ...options.Lister[options.FindOneAndUpdateOptions]) error {
-	_, err := retry(ctx, c.s, func(cn *conn) (struct{}, error) {
+	_, err := writing(ctx, c.s, func(cn *conn) (struct{}, error) {
 		return struct{}{}, c.of(cn).FindOneAndUpdate(ctx, filter, update, opts...).Decode(dst)
 	})
 	return err

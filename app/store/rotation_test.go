@@ -181,7 +181,7 @@ func gatedStore(t *testing.T, password, secretValue string) (*Store, *authGate, 
 	t.Cleanup(func() { _ = db.Stop(context.Background()) })
 	gate := newAuthGate(t, strings.TrimSuffix(strings.TrimPrefix(db.URI, "mongodb://"), "/"), password)
 	secret := &rotatingSecret{password: secretValue}
-	st, err := Open(ctx, "conduit", secret.uri(gate.addr))
+	st, err := Open(ctx, "conduit", secret.uri(gate.addr), Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	return st, gate, secret

@@ -1,7 +1,32 @@
 // Package store keeps Conduit's data in MongoDB or a compatible database
 // (Amazon DocumentDB, FerretDB). It uses no multi-document transactions and
-// no $lookup: every multi-document invariant is kept by idempotent writes
-// (deterministic _ids for follows and favorites) and atomic $inc counters.
+// no $lookup.
+//
+// The documents are shaped so that the hot reads are lookups by _id, the one
+// query every engine serves from its primary key (FerretDB 1.x on SQLite
+// pushes down nothing else), and so that a request makes few round trips:
+//
+//	users     {_id: user id, username, email, passwordHash, bio, image, cred,
+//	           following: [user id], favorites: [article id]}
+//	usernames {_id: lower-case username, uid}   unique usernames, by key
+//	emails    {_id: lower-case email, uid}      unique emails, by key
+//	articles  {_id: slug, aid, title, description, body, tagList, authorId,
+//	           createdAt, updatedAt, favoritesCount, commentSeq,
+//	           comments: [{id, authorId, body, createdAt, updatedAt}]}
+//	tags      {_id: tag, count}
+//	meta      {_id: "articles", gen, count}
+//
+// A viewer's own user document carries who they follow and what they
+// favorited, so one read flags any number of articles and authors. An
+// article carries its comments. Lists and tags are cached in each process
+// and validated on every request against meta.gen, which every write that
+// changes a list increments after it: one _id read per request, whatever
+// the data size, and any instance sees another's writes at once. Profiles
+// of authors are cached for ProfileTTL.
+//
+// Multi-document invariants are kept by ordering (a document is written
+// before what points to it) and by idempotent steps; what a crash between
+// steps leaves behind is said where it can happen.
 package store
 
 import (
@@ -25,32 +50,50 @@ import (
 	"webstack/app/conduit"
 )
 
+// Options tune a Store.
+type Options struct {
+	// ProfileTTL is how long an author's profile (and, on write paths, the
+	// requester's own user) is served from memory. Defaults to 3s.
+	ProfileTTL time.Duration
+	// MaxWriters bounds concurrent writes. FerretDB on SQLite has one
+	// writer and answers "database is locked" to the others; conduit local
+	// sets 1. Defaults to 0: unbounded (DocumentDB).
+	MaxWriters int
+}
+
 // Store is the MongoDB implementation of Conduit's persistence.
 type Store struct {
-	cur atomic.Pointer[conn]
-	uri URIFunc
-	rot rotation
+	cur  atomic.Pointer[conn]
+	uri  URIFunc
+	rot  rotation
+	opts Options
 	// Observe, when set, receives the latency of every database operation.
 	Observe func(op string, d time.Duration)
 	// OnRotate, when set, is called after the store has reconnected with
 	// rotated credentials.
 	OnRotate func()
 
-	counterMu sync.Mutex // see nextCommentID
+	writers  chan struct{} // nil: unbounded
+	profiles *profileCache
+	lists    *listCache
+	seqMu    keyedMutex // comment ids: see AddComment
 }
 
 // Connect opens a client for a fixed uri. The driver connects lazily and
 // reconnects by itself, so a database that is down at start or later only
 // fails the requests made meanwhile.
 func Connect(ctx context.Context, uri, database string) (*Store, error) {
-	return Open(ctx, database, func(context.Context, string) (string, error) { return uri, nil })
+	return Open(ctx, database, func(context.Context, string) (string, error) { return uri, nil }, Options{})
 }
 
 // Open is Connect with credentials that rotate: uri is asked for the
 // connection string at start and again whenever the database refuses the
 // credentials of the one in use; the store then reconnects and repeats the
 // refused operation, so a rotation costs no request.
-func Open(ctx context.Context, database string, uri URIFunc) (*Store, error) {
+func Open(ctx context.Context, database string, uri URIFunc, opts Options) (*Store, error) {
+	if opts.ProfileTTL == 0 {
+		opts.ProfileTTL = 3 * time.Second
+	}
 	u, err := uri(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("database connection string: %w", err)
@@ -59,7 +102,10 @@ func Open(ctx context.Context, database string, uri URIFunc) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{uri: uri}
+	s := &Store{uri: uri, opts: opts, profiles: newProfileCache(opts.ProfileTTL), lists: newListCache(512)}
+	if opts.MaxWriters > 0 {
+		s.writers = make(chan struct{}, opts.MaxWriters)
+	}
 	s.cur.Store(c)
 	return s, nil
 }
@@ -82,6 +128,19 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// write takes a writer slot for the duration of a write.
+func (s *Store) write(ctx context.Context) (release func(), err error) {
+	if s.writers == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writers <- struct{}{}:
+		return func() { <-s.writers }, nil
+	case <-ctx.Done():
+		return nil, conduit.Unavailable(ctx.Err())
+	}
+}
+
 // index is one index the store needs.
 type index struct {
 	coll, name string
@@ -89,18 +148,26 @@ type index struct {
 	unique     bool
 }
 
-// indexes serve the unique constraints and the list, feed, tag and
-// favorited queries.
-var indexes = []index{
-	{"users", "email_unique", bson.D{{Key: "email", Value: 1}}, true},
-	{"users", "username_unique", bson.D{{Key: "username", Value: 1}}, true},
-	{"articles", "slug_unique", bson.D{{Key: "slug", Value: 1}}, true},
-	{"articles", "recent", bson.D{{Key: "createdAt", Value: -1}}, false},
-	{"articles", "by_author", bson.D{{Key: "authorId", Value: 1}, {Key: "createdAt", Value: -1}}, false},
-	{"articles", "by_tag", bson.D{{Key: "tagList", Value: 1}, {Key: "createdAt", Value: -1}}, false},
-	{"follows", "by_follower", bson.D{{Key: "follower", Value: 1}}, false},
-	{"favorites", "by_user", bson.D{{Key: "userId", Value: 1}}, false},
-	{"comments", "by_article", bson.D{{Key: "articleId", Value: 1}}, false},
+// indexes serve, on DocumentDB and MongoDB, the queries that are not by
+// _id (each is named where it is made):
+//
+//	articles.recent        global list, newest first (cache misses)
+//	articles.by_author     author filter, and the feed ({authorId: {$in}})
+//	articles.by_tag        tag filter
+//	articles.by_aid        favorited-by lists ({aid: {$in}}); not unique: a
+//	                       renamed article has two documents for a moment
+//	tags.used              the tag list ({count: {$gt: 0}})
+//
+// Everything else is a lookup by _id. FerretDB on SQLite uses none of
+// them (it filters in Go), which is why the hot paths avoid such queries.
+func indexes() []index {
+	return []index{
+		{"articles", "recent", bson.D{{Key: "createdAt", Value: -1}}, false},
+		{"articles", "by_author", bson.D{{Key: "authorId", Value: 1}, {Key: "createdAt", Value: -1}}, false},
+		{"articles", "by_tag", bson.D{{Key: "tagList", Value: 1}, {Key: "createdAt", Value: -1}}, false},
+		{"articles", "by_aid", bson.D{{Key: "aid", Value: 1}}, false},
+		{"tags", "used", bson.D{{Key: "count", Value: 1}}, false},
+	}
 }
 
 // Migrate creates the missing indexes; it is idempotent. Existing indexes
@@ -108,7 +175,7 @@ var indexes = []index{
 // and DocumentDB, but crashes FerretDB 1.24's SQLite handler.
 func (s *Store) Migrate(ctx context.Context) error {
 	existing := map[string]map[string]bool{}
-	for _, ix := range indexes {
+	for _, ix := range indexes() {
 		names, ok := existing[ix.coll]
 		if !ok {
 			var err error
@@ -152,13 +219,24 @@ func (s *Store) observe(op string, start time.Time) {
 	}
 }
 
+// isBusy reports a database that was too busy to take the operation, which
+// did not happen and may be retried: FerretDB passes SQLite's "database is
+// locked" through as an InternalError.
+func isBusy(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "database is locked") || strings.Contains(err.Error(), "SQLITE_BUSY"))
+}
+
 // classify turns driver errors into domain errors where the client should
-// see something other than a 500.
+// see something other than a 500: a busy, slow or unreachable database is
+// "unavailable" (503, retry later), never an internal error.
 func (s *Store) classify(err error) error {
 	var sel topology.ServerSelectionError
+	var ce mongo.CommandError
 	switch {
 	case err == nil:
 		return nil
+	case conduit.CodeOf(err) != 0:
+		return err
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return conduit.Errorf(conduit.CodeNotFound, "not found")
 	case mongo.IsDuplicateKeyError(err), strings.Contains(err.Error(), "UNIQUE constraint failed"):
@@ -168,7 +246,8 @@ func (s *Store) classify(err error) error {
 		return &conduit.Error{Code: conduit.CodeConflict, Message: "already exists", Err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		mongo.IsTimeout(err), mongo.IsNetworkError(err), errors.As(err, &sel),
-		errors.Is(err, mongo.ErrClientDisconnected):
+		errors.Is(err, mongo.ErrClientDisconnected), isBusy(err), isAuthError(err),
+		errors.As(err, &ce) && ce.Code == 50: // MaxTimeMSExpired
 		return conduit.Unavailable(err)
 	}
 	return err
@@ -203,9 +282,37 @@ func findAll[T any](ctx context.Context, s *Store, coll collection, op string, f
 	return docs, nil
 }
 
+// findOne finds the document _id id in coll (the primary, or the
+// lag-tolerant handle) into dst, timed as op.
+func (s *Store) findOne(ctx context.Context, coll collection, op string, id any, dst any, opts ...options.Lister[options.FindOneOptions]) error {
+	defer s.observe(op, time.Now())
+	return s.wrap(op, coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, dst, opts...))
+}
+
 // in is the filter {field: {$in: values}}.
 func in[T any](field string, values []T) bson.D {
 	return bson.D{{Key: field, Value: bson.D{{Key: "$in", Value: values}}}}
+}
+
+// keyedMutex serialises callers per key.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*sync.Mutex{}
+	}
+	m, ok := k.locks[key]
+	if !ok {
+		m = &sync.Mutex{}
+		k.locks[key] = m
+	}
+	k.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 // DocumentDBURI is the connection string for an Amazon DocumentDB cluster:

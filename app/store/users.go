@@ -12,165 +12,205 @@ import (
 )
 
 type userDoc struct {
-	ID           bson.ObjectID `bson:"_id"`
-	Username     string        `bson:"username"`
-	Email        string        `bson:"email"`
-	PasswordHash string        `bson:"passwordHash"`
-	Bio          string        `bson:"bio"`
-	Image        string        `bson:"image"`
+	ID           string   `bson:"_id"`
+	Username     string   `bson:"username"`
+	Email        string   `bson:"email"`
+	PasswordHash string   `bson:"passwordHash"`
+	Bio          string   `bson:"bio"`
+	Image        string   `bson:"image"`
+	Cred         int      `bson:"cred"`
+	Following    []string `bson:"following"`
+	Favorites    []string `bson:"favorites"`
 }
 
 func (d userDoc) user() *conduit.User {
-	return &conduit.User{ID: d.ID.Hex(), Username: d.Username, Email: d.Email, PasswordHash: d.PasswordHash, Bio: d.Bio, Image: d.Image}
+	return &conduit.User{ID: d.ID, Username: d.Username, Email: d.Email, PasswordHash: d.PasswordHash, Bio: d.Bio, Image: d.Image,
+		Cred: d.Cred, Following: d.Following, Favorites: d.Favorites}
 }
 
-func objectID(id string) (bson.ObjectID, error) {
-	oid, err := bson.ObjectIDFromHex(id)
-	if err != nil {
-		return oid, conduit.Errorf(conduit.CodeNotFound, "not found")
-	}
-	return oid, nil
+// keyDoc maps a unique key (a lower-cased username or email) to a user.
+type keyDoc struct {
+	ID  string `bson:"_id"`
+	UID string `bson:"uid"`
 }
 
-// CreateUser inserts a user and sets its ID; a taken email or username is a conflict.
+// usernameKey is how usernames are unique: without regard to case.
+func usernameKey(u string) string { return strings.ToLower(u) }
+
+// CreateUser inserts a user and sets its ID; a taken email or username
+// (either in any case) is a conflict. The user document goes first, then
+// the keys that make it findable: a crash in between leaves a document
+// nothing points to, or a taken key whose user cannot sign in (the only
+// orphan; an operator removes it from usernames/emails).
 func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 	defer s.observe("users.insert", time.Now())
-	d := userDoc{ID: bson.NewObjectID(), Username: u.Username, Email: strings.ToLower(u.Email), PasswordHash: u.PasswordHash, Bio: u.Bio, Image: u.Image}
+	d := userDoc{ID: bson.NewObjectID().Hex(), Username: u.Username, Email: strings.ToLower(u.Email), PasswordHash: u.PasswordHash,
+		Bio: u.Bio, Image: u.Image, Following: []string{}, Favorites: []string{}}
 	if _, err := s.coll("users").InsertOne(ctx, d); err != nil {
 		return s.wrap("insert user", err)
 	}
-	u.ID, u.Email = d.ID.Hex(), d.Email
+	undo := func() { _, _ = s.coll("users").DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: d.ID}}) }
+	if _, err := s.coll("usernames").InsertOne(ctx, keyDoc{ID: usernameKey(d.Username), UID: d.ID}); err != nil {
+		undo()
+		return s.wrap("reserve username", err)
+	}
+	if _, err := s.coll("emails").InsertOne(ctx, keyDoc{ID: d.Email, UID: d.ID}); err != nil {
+		_, _ = s.coll("usernames").DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: usernameKey(d.Username)}})
+		undo()
+		return s.wrap("reserve email", err)
+	}
+	u.ID, u.Email, u.Following, u.Favorites = d.ID, d.Email, d.Following, d.Favorites
+	s.profiles.put(*u, true)
 	return nil
 }
 
-func (s *Store) findUser(ctx context.Context, filter bson.D) (*conduit.User, error) {
-	defer s.observe("users.find", time.Now())
+// User loads a user by id from the primary and refreshes the cache: the
+// requester's own user, with who they follow and what they favorited, as
+// of their last write on any instance.
+func (s *Store) User(ctx context.Context, id string) (*conduit.User, error) {
 	var d userDoc
-	if err := s.coll("users").FindOne(ctx, filter, &d); err != nil {
-		return nil, s.wrap("find user", err)
+	if err := s.findOne(ctx, s.coll("users"), "users.find", id, &d); err != nil {
+		return nil, err
 	}
-	return d.user(), nil
+	u := d.user()
+	s.profiles.put(*u, true)
+	return u, nil
+}
+
+// CachedUser is User from the cache when it has a fresh entry (see
+// profileCache for what may be stale): for write paths, which need the
+// requester's name and credentials but not their latest relations.
+func (s *Store) CachedUser(ctx context.Context, id string) (*conduit.User, error) {
+	if u, ok := s.profiles.get(id, true); ok {
+		return &u, nil
+	}
+	return s.User(ctx, id)
+}
+
+// userByKey follows a key document to its user.
+func (s *Store) userByKey(ctx context.Context, coll, key string) (*conduit.User, error) {
+	var k keyDoc
+	if err := s.findOne(ctx, s.coll(coll), coll+".find", key, &k); err != nil {
+		return nil, err
+	}
+	return s.User(ctx, k.UID)
 }
 
 // UserByEmail finds a user by email (case-insensitive).
 func (s *Store) UserByEmail(ctx context.Context, email string) (*conduit.User, error) {
-	return s.findUser(ctx, bson.D{{Key: "email", Value: strings.ToLower(email)}})
+	return s.userByKey(ctx, "emails", strings.ToLower(email))
 }
 
-// UserByUsername finds a user by username.
+// UserByUsername finds a user by username (case-insensitive).
 func (s *Store) UserByUsername(ctx context.Context, username string) (*conduit.User, error) {
-	return s.findUser(ctx, bson.D{{Key: "username", Value: username}})
+	return s.userByKey(ctx, "usernames", usernameKey(username))
 }
 
-// UserByID finds a user by id.
-func (s *Store) UserByID(ctx context.Context, id string) (*conduit.User, error) {
-	oid, err := objectID(id)
-	if err != nil {
-		return nil, err
-	}
-	return s.findUser(ctx, bson.D{{Key: "_id", Value: oid}})
-}
-
-// UpdateUser replaces a user's fields; a taken email or username is a conflict.
-func (s *Store) UpdateUser(ctx context.Context, u *conduit.User) error {
+// UpdateUser saves u's fields, moving its username and email keys when they
+// change; a taken one is a conflict. The new key goes first, then the user,
+// then the old key is released: a crash leaves at most a reserved old key.
+func (s *Store) UpdateUser(ctx context.Context, old, u *conduit.User) error {
 	defer s.observe("users.update", time.Now())
-	oid, err := objectID(u.ID)
-	if err != nil {
-		return err
-	}
 	u.Email = strings.ToLower(u.Email)
-	res, err := s.coll("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: bson.D{
-		{Key: "username", Value: u.Username}, {Key: "email", Value: u.Email}, {Key: "passwordHash", Value: u.PasswordHash},
-		{Key: "bio", Value: u.Bio}, {Key: "image", Value: u.Image},
-	}}})
+	type move struct{ coll, from, to string }
+	var moves []move
+	if usernameKey(u.Username) != usernameKey(old.Username) {
+		moves = append(moves, move{"usernames", usernameKey(old.Username), usernameKey(u.Username)})
+	}
+	if u.Email != old.Email {
+		moves = append(moves, move{"emails", old.Email, u.Email})
+	}
+	for i, m := range moves {
+		if _, err := s.coll(m.coll).InsertOne(ctx, keyDoc{ID: m.to, UID: u.ID}); err != nil {
+			for _, done := range moves[:i] {
+				_, _ = s.coll(done.coll).DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: done.to}})
+			}
+			return s.wrap("reserve "+m.coll, err)
+		}
+	}
+	set := bson.D{{Key: "username", Value: u.Username}, {Key: "email", Value: u.Email}, {Key: "passwordHash", Value: u.PasswordHash},
+		{Key: "bio", Value: u.Bio}, {Key: "image", Value: u.Image}, {Key: "cred", Value: u.Cred}}
+	res, err := s.coll("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: u.ID}}, bson.D{{Key: "$set", Value: set}})
 	if err != nil {
 		return s.wrap("update user", err)
 	}
 	if res.MatchedCount == 0 {
 		return conduit.Errorf(conduit.CodeNotFound, "user not found")
 	}
+	for _, m := range moves {
+		if _, err := s.coll(m.coll).DeleteOne(ctx, bson.D{{Key: "_id", Value: m.from}}); err != nil {
+			return s.wrap("release "+m.coll, err)
+		}
+	}
+	s.profiles.put(*u, false) // relations not re-read: the next User() fills them
 	return nil
-}
-
-func followID(follower, followee string) string { return follower + ":" + followee }
-
-// followDoc records that follower follows followee; its _id is followID.
-type followDoc struct {
-	Follower string `bson:"follower"`
-	Followee string `bson:"followee"`
 }
 
 // Follow records that follower follows followee; following twice is a no-op.
 func (s *Store) Follow(ctx context.Context, follower, followee string) error {
-	defer s.observe("follows.upsert", time.Now())
-	_, err := s.coll("follows").UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: followID(follower, followee)}},
-		bson.D{{Key: "$set", Value: followDoc{Follower: follower, Followee: followee}}},
-		optsUpsert)
-	return s.wrap("follow", err)
+	return s.relate(ctx, "follows.add", follower, "$addToSet", "following", followee)
 }
 
 // Unfollow removes a follow; unfollowing twice is a no-op.
 func (s *Store) Unfollow(ctx context.Context, follower, followee string) error {
-	defer s.observe("follows.delete", time.Now())
-	_, err := s.coll("follows").DeleteOne(ctx, bson.D{{Key: "_id", Value: followID(follower, followee)}})
-	return s.wrap("unfollow", err)
+	return s.relate(ctx, "follows.remove", follower, "$pull", "following", followee)
 }
 
-// Following returns which of ids the follower follows.
-func (s *Store) Following(ctx context.Context, follower string, ids []string) (map[string]bool, error) {
-	out := map[string]bool{}
-	if follower == "" || len(ids) == 0 {
-		return out, nil
-	}
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = followID(follower, id)
-	}
-	docs, err := findAll[followDoc](ctx, s, s.coll("follows"), "follows.find", in("_id", keys))
+// relate adds to or removes from one of a user's relation lists, and
+// reports through changed whether the list changed.
+func (s *Store) relate(ctx context.Context, op, uid, verb, field, value string) error {
+	_, err := s.relateChanged(ctx, op, uid, verb, field, value)
+	return err
+}
+
+func (s *Store) relateChanged(ctx context.Context, op, uid, verb, field, value string) (bool, error) {
+	defer s.observe(op, time.Now())
+	res, err := s.coll("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: uid}}, bson.D{{Key: verb, Value: bson.D{{Key: field, Value: value}}}})
 	if err != nil {
-		return nil, err
+		return false, s.wrap(op, err)
 	}
-	for _, d := range docs {
-		out[d.Followee] = true
+	if res.MatchedCount == 0 {
+		return false, conduit.Errorf(conduit.CodeNotFound, "user not found")
 	}
-	return out, nil
+	s.profiles.drop(uid)
+	return res.ModifiedCount > 0, nil
 }
 
-// Profile is how viewer (possibly "") sees user.
-func (s *Store) Profile(ctx context.Context, viewer string, u *conduit.User) (conduit.Profile, error) {
+// Profile is how viewer (nil: nobody signed in) sees u.
+func (s *Store) Profile(viewer, u *conduit.User) conduit.Profile {
 	p := u.Profile()
-	f, err := s.Following(ctx, viewer, []string{u.ID})
-	if err != nil {
-		return p, err
-	}
-	p.Following = f[u.ID]
-	return p, nil
+	p.Following = viewer.Follows(u.ID)
+	return p
 }
 
-// profiles loads the profiles of ids as viewer sees them, keyed by id.
-func (s *Store) profiles(ctx context.Context, viewer string, ids []string) (map[string]conduit.Profile, error) {
-	out := map[string]conduit.Profile{}
-	if len(ids) == 0 {
+// profiles returns the profiles of ids as viewer sees them, keyed by id:
+// from the cache, the rest in one query.
+func (s *Store) profilesOf(ctx context.Context, viewer *conduit.User, ids []string) (map[string]conduit.Profile, error) {
+	out := make(map[string]conduit.Profile, len(ids))
+	var missing []string
+	for _, id := range ids {
+		if _, done := out[id]; done {
+			continue
+		}
+		if u, ok := s.profiles.get(id, false); ok {
+			out[id] = s.Profile(viewer, &u)
+			continue
+		}
+		out[id] = conduit.Profile{}
+		missing = append(missing, id)
+	}
+	if len(missing) == 0 {
 		return out, nil
 	}
-	oids := make([]bson.ObjectID, 0, len(ids))
-	for _, id := range ids {
-		if oid, err := bson.ObjectIDFromHex(id); err == nil {
-			oids = append(oids, oid)
-		}
-	}
-	docs, err := findAll[userDoc](ctx, s, s.coll("users"), "users.find_many", in("_id", oids))
-	if err != nil {
-		return nil, err
-	}
-	following, err := s.Following(ctx, viewer, ids)
+	docs, err := findAll[userDoc](ctx, s, s.readColl("users"), "users.find_many", in("_id", missing),
+		options.Find().SetProjection(bson.D{{Key: "username", Value: 1}, {Key: "bio", Value: 1}, {Key: "image", Value: 1}, {Key: "cred", Value: 1}}))
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range docs {
-		id := d.ID.Hex()
-		out[id] = conduit.Profile{Username: d.Username, Bio: d.Bio, Image: d.Image, Following: following[id]}
+		u := d.user()
+		s.profiles.put(*u, false)
+		out[d.ID] = s.Profile(viewer, u)
 	}
 	return out, nil
 }

@@ -152,7 +152,7 @@ func startConduit(ctx context.Context, binary, dir string) (web, api, admin stri
 		_ = cmd.Wait()
 	}
 	apiRE := regexp.MustCompile(`^api listening on http://(\S+)`)
-	webRE := regexp.MustCompile(`^conduit local: serving http://(\S+)/api`)
+	webRE := regexp.MustCompile(`^conduit local: serving http://(\S+)/ `)
 	adminRE := regexp.MustCompile(`^admin listening on http://(\S+)`)
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {

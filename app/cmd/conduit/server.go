@@ -221,7 +221,11 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 	if database == "" {
 		database = "conduit"
 	}
-	st, err := store.Open(ctx, database, dbURI)
+	opts := store.Options{}
+	if s.Role == "local" {
+		opts.MaxWriters = 1 // FerretDB on SQLite has one writer
+	}
+	st, err := store.Open(ctx, database, dbURI, opts)
 	if err != nil {
 		return nil, "", err
 	}
