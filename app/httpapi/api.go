@@ -21,11 +21,9 @@ type Store interface {
 	CreateUser(ctx context.Context, u *conduit.User) error
 	UserByEmail(ctx context.Context, email string) (*conduit.User, error)
 	UserByUsername(ctx context.Context, username string) (*conduit.User, error)
-	// User reads the user with their latest relations (a viewer's reads
-	// must reflect the viewer's own writes); CachedUser may serve a
-	// recent copy (write paths).
+	// User reads the user with their latest relations: a viewer's reads
+	// must reflect the viewer's own writes, on any instance.
 	User(ctx context.Context, id string) (*conduit.User, error)
-	CachedUser(ctx context.Context, id string) (*conduit.User, error)
 	UpdateUser(ctx context.Context, old, u *conduit.User) error
 	Follow(ctx context.Context, follower, followee string) error
 	Unfollow(ctx context.Context, follower, followee string) error
@@ -43,6 +41,9 @@ type Store interface {
 	Comment(ctx context.Context, slug string, id int64) (*conduit.Comment, error)
 	DeleteComment(ctx context.Context, slug string, id int64) error
 	Tags(ctx context.Context) ([]string, error)
+	// WithRequest marks ctx as one request's (the store may share reads
+	// between its calls).
+	WithRequest(ctx context.Context) context.Context
 }
 
 // Options configures the API.
@@ -95,28 +96,26 @@ func (a *API) routes() {
 	})
 	m.HandleFunc("GET /readyz", a.ready)
 
-	// Reads a viewer's flags depend on resolve the viewer from the primary
-	// (optional, required); writes may use a recent copy (requiredCached).
 	m.Handle("POST /api/users", a.handle(a.register, public))
 	m.Handle("POST /api/users/login", a.handle(a.login, public))
 	m.Handle("GET /api/user", a.handle(a.currentUser, required))
 	m.Handle("PUT /api/user", a.handle(a.updateUser, required))
 
 	m.Handle("GET /api/profiles/{username}", a.handle(a.profile, optional))
-	m.Handle("POST /api/profiles/{username}/follow", a.handle(a.follow, requiredCached))
-	m.Handle("DELETE /api/profiles/{username}/follow", a.handle(a.unfollow, requiredCached))
+	m.Handle("POST /api/profiles/{username}/follow", a.handle(a.follow, required))
+	m.Handle("DELETE /api/profiles/{username}/follow", a.handle(a.unfollow, required))
 
 	m.Handle("GET /api/articles", a.handle(a.listArticles, optional))
 	m.Handle("GET /api/articles/feed", a.handle(a.feed, required))
-	m.Handle("POST /api/articles", a.handle(a.createArticle, requiredCached))
+	m.Handle("POST /api/articles", a.handle(a.createArticle, required))
 	m.Handle("GET /api/articles/{slug}", a.handle(a.getArticle, optional))
-	m.Handle("PUT /api/articles/{slug}", a.handle(a.updateArticle, requiredCached))
-	m.Handle("DELETE /api/articles/{slug}", a.handle(a.deleteArticle, requiredCached))
-	m.Handle("POST /api/articles/{slug}/favorite", a.handle(a.favorite, requiredCached))
-	m.Handle("DELETE /api/articles/{slug}/favorite", a.handle(a.unfavorite, requiredCached))
+	m.Handle("PUT /api/articles/{slug}", a.handle(a.updateArticle, required))
+	m.Handle("DELETE /api/articles/{slug}", a.handle(a.deleteArticle, required))
+	m.Handle("POST /api/articles/{slug}/favorite", a.handle(a.favorite, required))
+	m.Handle("DELETE /api/articles/{slug}/favorite", a.handle(a.unfavorite, required))
 	m.Handle("GET /api/articles/{slug}/comments", a.handle(a.listComments, optional))
-	m.Handle("POST /api/articles/{slug}/comments", a.handle(a.addComment, requiredCached))
-	m.Handle("DELETE /api/articles/{slug}/comments/{id}", a.handle(a.deleteComment, requiredCached))
+	m.Handle("POST /api/articles/{slug}/comments", a.handle(a.addComment, required))
+	m.Handle("DELETE /api/articles/{slug}/comments/{id}", a.handle(a.deleteComment, required))
 
 	m.Handle("GET /api/tags", a.handle(a.tags, public))
 	m.Handle("/api/", a.handle(func(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
@@ -179,10 +178,9 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 type authMode int
 
 const (
-	public         authMode = iota
-	optional                // a viewer if there is a token, read from the primary
-	required                // a viewer, read from the primary
-	requiredCached          // a viewer, possibly from the store's recent copy
+	public   authMode = iota
+	optional          // a viewer if there is a token
+	required          // a viewer
 )
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, me *conduit.User) error
@@ -191,7 +189,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, me *conduit.User) 
 // error mapping.
 func (a *API) handle(h handlerFunc, mode authMode) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), a.opts.DBTimeout)
+		ctx, cancel := context.WithTimeout(a.store.WithRequest(r.Context()), a.opts.DBTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 		var me *conduit.User

@@ -80,7 +80,7 @@ func (t *Tokens) Verify(token string) (string, int, error) {
 func (a *API) authenticate(r *http.Request, mode authMode) (*conduit.User, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		if mode == required || mode == requiredCached {
+		if mode == required {
 			return nil, conduit.Errorf(conduit.CodeUnauthorized, "authentication required")
 		}
 		return nil, nil
@@ -93,12 +93,7 @@ func (a *API) authenticate(r *http.Request, mode authMode) (*conduit.User, error
 	if err != nil {
 		return nil, err
 	}
-	var u *conduit.User
-	if mode == requiredCached {
-		u, err = a.store.CachedUser(r.Context(), id)
-	} else {
-		u, err = a.store.User(r.Context(), id)
-	}
+	u, err := a.store.User(r.Context(), id)
 	if conduit.CodeOf(err) == conduit.CodeNotFound || err == nil && u.Cred != cred {
 		return nil, conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
 	}

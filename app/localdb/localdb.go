@@ -35,10 +35,15 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// WAL with synchronous=NORMAL: a commit is not fsynced, only the WAL
+	// at checkpoints. A crash of conduit loses nothing it acknowledged; a
+	// crash of the machine may lose the last commits. That is local mode's
+	// trade for writes an order of magnitude faster (DocumentDB on AWS
+	// keeps its own durability).
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/",
+		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/?_pragma=journal_mode(wal)&_pragma=synchronous(normal)",
 		Logger:    log,
 	})
 	if err != nil {

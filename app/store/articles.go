@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -13,66 +15,35 @@ import (
 )
 
 type articleDoc struct {
-	Slug           string       `bson:"_id"`
-	AID            string       `bson:"aid"`
-	Title          string       `bson:"title"`
-	Description    string       `bson:"description"`
-	Body           string       `bson:"body,omitempty"`
-	TagList        []string     `bson:"tagList"`
-	AuthorID       string       `bson:"authorId"`
-	CreatedAt      time.Time    `bson:"createdAt"`
-	UpdatedAt      time.Time    `bson:"updatedAt"`
-	FavoritesCount int          `bson:"favoritesCount"`
-	CommentSeq     int64        `bson:"commentSeq"`
-	Comments       []commentDoc `bson:"comments,omitempty"`
+	Slug           string    `bson:"_id"`
+	AID            string    `bson:"aid"`
+	Title          string    `bson:"title"`
+	Description    string    `bson:"description"`
+	Body           string    `bson:"body,omitempty"`
+	TagList        []string  `bson:"tagList"`
+	AuthorID       string    `bson:"authorId"`
+	CreatedAt      time.Time `bson:"createdAt"`
+	UpdatedAt      time.Time `bson:"updatedAt"`
+	FavoritesCount int       `bson:"favoritesCount"`
 }
 
-func (d articleDoc) article() *conduit.Article {
+func (d articleDoc) article() conduit.Article {
 	tags := d.TagList
 	if tags == nil {
 		tags = []string{}
 	}
-	return &conduit.Article{ID: d.AID, Slug: d.Slug, Title: d.Title, Description: d.Description, Body: d.Body,
+	return conduit.Article{ID: d.AID, Slug: d.Slug, Title: d.Title, Description: d.Description, Body: d.Body,
 		TagList: tags, AuthorID: d.AuthorID, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, FavoritesCount: d.FavoritesCount}
 }
 
-// summary is the projection lists read: no body, no comments.
-var summary = bson.D{{Key: "body", Value: 0}, {Key: "comments", Value: 0}}
-
-// metaDoc counts the articles and versions the lists.
-type metaDoc struct {
-	Gen   int64 `bson:"gen"`
-	Count int   `bson:"count"`
-}
-
-// bump records that lists changed: gen moves on (and count by delta).
-// Every write that changes what a list shows calls it after the write.
-func (s *Store) bump(ctx context.Context, delta int) error {
-	defer s.observe("meta.bump", time.Now())
-	_, err := s.coll("meta").UpdateOne(ctx, bson.D{{Key: "_id", Value: "articles"}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "gen", Value: int64(1)}, {Key: "count", Value: delta}}}}, optsUpsert)
-	return s.wrap("bump list generation", err)
-}
-
-// meta reads the list generation: from the primary for a signed-in viewer
-// (who must see their own writes), from a replica otherwise.
-func (s *Store) meta(ctx context.Context, fresh bool) (metaDoc, error) {
-	var m metaDoc
-	err := s.findOne(ctx, s.listColl("meta", fresh), "meta.find", "articles", &m)
-	if errNotFound(err) {
-		return metaDoc{}, nil
-	}
-	return m, err
-}
-
 // CreateArticle inserts an article (its slug is its _id: a taken slug is a
-// conflict), then counts its tags, then moves the lists on. A crash after
-// the insert leaves an article that lists show once any later write moves
-// them on, and tag counts one short: never a half article.
+// conflict), then counts its tags, then moves the generations on. A crash
+// after the insert leaves an article the lists show once anything else
+// moves them on, and tag counts one short: never a half article.
 func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.insert", time.Now())
 	d := articleDoc{Slug: a.Slug, AID: bson.NewObjectID().Hex(), Title: a.Title, Description: a.Description, Body: a.Body,
-		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, Comments: []commentDoc{}}
+		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt}
 	if d.TagList == nil {
 		d.TagList = []string{}
 	}
@@ -83,7 +54,7 @@ func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	if err := s.countTags(ctx, a.TagList, 1); err != nil {
 		return err
 	}
-	return s.bump(ctx, 1)
+	return s.bump(ctx, true, false, 1)
 }
 
 // countTags moves each tag's article count by delta, in one round trip.
@@ -101,19 +72,22 @@ func (s *Store) countTags(ctx context.Context, tags []string, delta int) error {
 	return s.wrap("count tags", err)
 }
 
-// ArticleBySlug loads one article with its body, as viewer (nil: nobody)
-// sees it: one read of the article (from the primary for a signed-in
-// viewer), the author's profile from the cache.
-func (s *Store) ArticleBySlug(ctx context.Context, viewer *conduit.User, slug string) (*conduit.Article, error) {
+// articleDoc reads the article slug by _id: from the primary for a
+// signed-in viewer (who must see their own writes), else from the
+// lag-tolerant handle.
+func (s *Store) articleDoc(ctx context.Context, fresh bool, slug string) (articleDoc, error) {
 	var d articleDoc
-	coll := s.readColl("articles")
-	if viewer != nil {
-		coll = s.coll("articles")
-	}
-	err := s.findOne(ctx, coll, "articles.find", slug, &d, options.FindOne().SetProjection(bson.D{{Key: "comments", Value: 0}}))
+	err := s.findOne(ctx, s.listColl("articles", fresh), "articles.find", slug, &d)
 	if errNotFound(err) {
-		return nil, conduit.Errorf(conduit.CodeNotFound, "article not found")
+		return d, conduit.Errorf(conduit.CodeNotFound, "article not found")
 	}
+	return d, err
+}
+
+// ArticleBySlug loads one article with its body, as viewer (nil: nobody)
+// sees it.
+func (s *Store) ArticleBySlug(ctx context.Context, viewer *conduit.User, slug string) (*conduit.Article, error) {
+	d, err := s.articleDoc(ctx, viewer != nil, slug)
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +101,9 @@ func (s *Store) ArticleBySlug(ctx context.Context, viewer *conduit.User, slug st
 // UpdateArticle saves title, slug, description, body and updatedAt of a,
 // which was loaded from oldSlug. A new slug is a new document: it is
 // written whole, then the old one is deleted only if nothing changed it
-// meanwhile (a comment or favorite in between is copied over and the
-// move tried again), so no acknowledged write is lost.
+// meanwhile (a favorite in between is copied over and the move tried
+// again), so no acknowledged write is lost. The thread hangs off the
+// article's aid, which never changes.
 func (s *Store) UpdateArticle(ctx context.Context, oldSlug string, a *conduit.Article) error {
 	defer s.observe("articles.update", time.Now())
 	set := bson.D{{Key: "title", Value: a.Title}, {Key: "description", Value: a.Description},
@@ -141,7 +116,7 @@ func (s *Store) UpdateArticle(ctx context.Context, oldSlug string, a *conduit.Ar
 		if res.MatchedCount == 0 {
 			return conduit.Errorf(conduit.CodeNotFound, "article not found")
 		}
-		return s.bump(ctx, 0)
+		return s.bump(ctx, true, false, 0)
 	}
 	for attempt := 0; attempt < 5; attempt++ {
 		var d articleDoc
@@ -157,21 +132,23 @@ func (s *Store) UpdateArticle(ctx context.Context, oldSlug string, a *conduit.Ar
 		} else if _, err := s.coll("articles").ReplaceOne(ctx, bson.D{{Key: "_id", Value: a.Slug}}, moved); err != nil {
 			return s.wrap("move article", err)
 		}
-		// Deleted only as it was copied: same comments, same favorites.
+		// Deleted only as it was copied.
 		res, err := s.coll("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: oldSlug},
-			{Key: "commentSeq", Value: d.CommentSeq}, {Key: "favoritesCount", Value: d.FavoritesCount}, {Key: "updatedAt", Value: d.UpdatedAt}})
+			{Key: "favoritesCount", Value: d.FavoritesCount}, {Key: "updatedAt", Value: d.UpdatedAt}})
 		if err != nil {
 			return s.wrap("move article", err)
 		}
 		if res.DeletedCount == 1 {
-			return s.bump(ctx, 0)
+			a.ID = d.AID
+			return s.bump(ctx, true, false, 0)
 		}
 	}
 	return conduit.Unavailable(fmt.Errorf("article %s kept changing while it was renamed", oldSlug))
 }
 
-// DeleteArticle removes an article with its comments, then uncounts its
-// tags. Users' favorites may still name it: nothing shows a missing article.
+// DeleteArticle removes an article, then uncounts its tags, then its
+// thread. Users' favorites may still name it: nothing shows a missing
+// article; a crash before the thread goes leaves a thread nothing reads.
 func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.delete", time.Now())
 	res, err := s.coll("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: a.Slug}})
@@ -184,7 +161,10 @@ func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 	if err := s.countTags(ctx, a.TagList, -1); err != nil {
 		return err
 	}
-	return s.bump(ctx, -1)
+	if err := s.bump(ctx, true, false, -1); err != nil {
+		return err
+	}
+	return s.deleteThread(ctx, a.ID)
 }
 
 // Favorite marks a as user's favourite; the count moves only when the mark
@@ -199,9 +179,9 @@ func (s *Store) Unfavorite(ctx context.Context, user string, a *conduit.Article)
 }
 
 func (s *Store) setFavorite(ctx context.Context, user string, a *conduit.Article, verb string, delta int) error {
-	changed, err := s.relateChanged(ctx, "favorites."+verb[1:], user, verb, "favorites", a.ID)
+	a.Favorited = delta > 0
+	changed, err := s.relate(ctx, "favorites."+verb[1:], user, verb, "favorites", a.ID)
 	if err != nil || !changed {
-		a.Favorited = delta > 0
 		return err
 	}
 	defer s.observe("articles.favorite", time.Now())
@@ -216,8 +196,8 @@ func (s *Store) setFavorite(ctx context.Context, user string, a *conduit.Article
 	if err != nil {
 		return s.wrap("count favorite", err)
 	}
-	a.FavoritesCount, a.Favorited = d.FavoritesCount, delta > 0
-	return s.bump(ctx, 0)
+	a.FavoritesCount = d.FavoritesCount
+	return s.bump(ctx, true, false, 0)
 }
 
 // ListArticles returns a page of articles matching f, newest first, as
@@ -242,10 +222,11 @@ func (s *Store) ListArticles(ctx context.Context, viewer *conduit.User, f condui
 		}
 		if by.field == "author" {
 			filter = append(filter, bson.E{Key: "authorId", Value: u.ID})
+			key += "|author=" + u.ID
 		} else {
 			filter = append(filter, bson.E{Key: "aid", Value: bson.D{{Key: "$in", Value: nonNil(u.Favorites)}}})
+			key += "|favorited=" + strings.Join(u.Favorites, ",") // its favorites are part of what it shows
 		}
-		key += "|" + by.field + "=" + u.ID
 	}
 	return s.page(ctx, viewer, key, filter, f.Limit, f.Offset)
 }
@@ -255,8 +236,8 @@ func (s *Store) Feed(ctx context.Context, viewer *conduit.User, limit, offset in
 	if len(viewer.Following) == 0 {
 		return []conduit.Article{}, 0, nil
 	}
-	key := fmt.Sprintf("feed|%s|%v", viewer.ID, viewer.Following)
-	return s.page(ctx, viewer, key, in("authorId", viewer.Following), limit, offset)
+	following := slices.Sorted(slices.Values(viewer.Following))
+	return s.page(ctx, viewer, "feed|"+strings.Join(following, ","), in("authorId", following), limit, offset)
 }
 
 func nonNil(s []string) []string {
@@ -266,23 +247,22 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// page answers a list from the cache when the lists have not changed
-// since it was read (one read of meta), else from the database, which it
-// caches. A signed-in viewer's lists are read on the primary, so they
-// show the viewer's own writes; anonymous lists may come from a replica.
+// page answers a list from the cache while the articles' generation holds,
+// else from the database. A signed-in viewer's lists are read on the
+// primary, so they show the viewer's own writes; anonymous lists may come
+// from a replica.
 func (s *Store) page(ctx context.Context, viewer *conduit.User, key string, filter bson.D, limit, offset int) ([]conduit.Article, int, error) {
-	fresh := viewer != nil
-	m, err := s.meta(ctx, fresh)
+	fresh := viewer != nil || s.cur.Load().single
+	g, err := s.gensOf(ctx, fresh)
 	if err != nil {
 		return nil, 0, err
 	}
 	key = fmt.Sprintf("%s|fresh=%v|%d|%d", key, fresh, limit, offset)
-	e, ok := s.lists.get(key, m.Gen)
+	p, ok := s.cache.lists.get(key, g.Articles)
 	if !ok {
-		e = listEntry{gen: m.Gen}
 		coll := s.listColl("articles", fresh)
 		if len(filter) == 0 {
-			e.total = m.Count // kept with the generation: no count query
+			p.total = g.Count // kept with the generations: no count query
 		} else {
 			start := time.Now()
 			n, err := coll.CountDocuments(ctx, filter)
@@ -290,20 +270,20 @@ func (s *Store) page(ctx context.Context, viewer *conduit.User, key string, filt
 			if err != nil {
 				return nil, 0, s.wrap("count articles", err)
 			}
-			e.total = int(n)
+			p.total = int(n)
 		}
-		if e.total > 0 && offset < e.total {
-			e.docs, err = findAll[articleDoc](ctx, s, coll, "articles.list", filter, options.Find().
+		if p.total > 0 && offset < p.total {
+			p.docs, err = findAll[articleDoc](ctx, s, coll, "articles.list", filter, options.Find().
 				SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "aid", Value: -1}}).
-				SetSkip(int64(offset)).SetLimit(int64(limit)).SetProjection(summary))
+				SetSkip(int64(offset)).SetLimit(int64(limit)).SetProjection(bson.D{{Key: "body", Value: 0}}))
 			if err != nil {
 				return nil, 0, err
 			}
 		}
-		s.lists.put(key, e)
+		s.cache.lists.put(key, g.Articles, p)
 	}
-	out, err := s.enrich(ctx, viewer, e.docs)
-	return out, e.total, err
+	out, err := s.enrich(ctx, viewer, p.docs)
+	return out, p.total, err
 }
 
 // enrich adds the authors' profiles (cache, then one query for the rest)
@@ -322,19 +302,19 @@ func (s *Store) enrich(ctx context.Context, viewer *conduit.User, docs []article
 		a := d.article()
 		a.Author = profiles[d.AuthorID]
 		a.Favorited = viewer.Favors(a.ID)
-		out[i] = *a
+		out[i] = a
 	}
 	return out, nil
 }
 
 // Tags returns every tag used by at least one article, sorted.
 func (s *Store) Tags(ctx context.Context) ([]string, error) {
-	m, err := s.meta(ctx, false)
+	g, err := s.gensOf(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	if e, ok := s.lists.get("tags", m.Gen); ok {
-		return e.tags, nil
+	if tags, ok := s.cache.tags.get("tags", g.Articles); ok {
+		return tags, nil
 	}
 	docs, err := findAll[struct {
 		ID string `bson:"_id"`
@@ -347,14 +327,14 @@ func (s *Store) Tags(ctx context.Context) ([]string, error) {
 	for i, d := range docs {
 		tags[i] = d.ID
 	}
-	s.lists.put("tags", listEntry{gen: m.Gen, tags: tags})
+	s.cache.tags.put("tags", g.Articles, tags)
 	return tags, nil
 }
 
 // listColl is where lists are read: the primary when fresh (a signed-in
 // viewer), else the lag-tolerant handle (secondaries where there are any).
 func (s *Store) listColl(name string, fresh bool) collection {
-	if fresh {
+	if fresh || s.cur.Load().single {
 		return s.coll(name)
 	}
 	return s.readColl(name)

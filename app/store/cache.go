@@ -1,104 +1,171 @@
 package store
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"webstack/app/conduit"
 )
 
-// profileCache keeps users by id for a short time: authors shown beside
-// articles and comments, and a requester's own user on write paths.
+// gens are the data generations, in one small document (meta "gens") that
+// every write which changes what readers see increments after it writes:
 //
-// Invalidation: a change made through this process replaces or drops the
-// entry at once; a change made through another api instance is seen when
-// the entry expires (ttl). So an author's new bio may show up to ttl late on
-// other instances, and a password change stops old tokens on other
-// instances' write paths up to ttl late. Nothing that needs a viewer's own
-// latest state reads it from here: the requests that flag articles and
-// authors read the viewer's user document from the primary.
-type profileCache struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]profileEntry
+//	articles  the lists and the tags (an article written, deleted, renamed,
+//	          favorited)
+//	users     a user: profile, credentials, follows, favorites
+//
+// Every request reads them once, by _id from the primary: the cheapest
+// query any engine has, whatever the data size. Whatever a process cached
+// is used only while the generation it was read at is still current, so
+// every api instance sees every other's completed writes at once, and a
+// requester always sees their own. Count is the number of articles.
+type gens struct {
+	Articles int64 `bson:"articles"`
+	Users    int64 `bson:"users"`
+	Count    int   `bson:"count"`
 }
 
-type profileEntry struct {
-	u    conduit.User
-	full bool // the whole user document, not just the profile fields
-	at   time.Time
+type gensKey struct{}
+
+// gensMemo holds a request's generations once read: as the primary says
+// them, and as the lag-tolerant handle does (a replica's generations match
+// a replica's data, so what is read there is cached under them and
+// refreshed when the replica catches up).
+type gensMemo struct {
+	mu     sync.Mutex
+	byRead [2]*gens // [fresh]
 }
 
-func newProfileCache(ttl time.Duration) *profileCache {
-	return &profileCache{ttl: ttl, m: map[string]profileEntry{}}
+// WithRequest marks ctx as one request: the generations are read once for
+// all of its store calls.
+func (s *Store) WithRequest(ctx context.Context) context.Context {
+	return context.WithValue(ctx, gensKey{}, &gensMemo{})
 }
 
-// get returns a fresh entry; with full, only a whole user document.
-func (c *profileCache) get(id string, full bool) (conduit.User, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[id]
-	if !ok || time.Since(e.at) > c.ttl || full && !e.full {
-		return conduit.User{}, false
+// gens returns the primary's generations (one read per request).
+func (s *Store) gens(ctx context.Context) (gens, error) { return s.gensOf(ctx, true) }
+
+// gensOf returns the generations as the primary (fresh) or the
+// lag-tolerant handle says them.
+func (s *Store) gensOf(ctx context.Context, fresh bool) (gens, error) {
+	fresh = fresh || s.cur.Load().single // one server: its reads are all fresh
+	i := 0
+	if fresh {
+		i = 1
 	}
-	return e.u, true
-}
-
-func (c *profileCache) put(u conduit.User, full bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) > 100_000 {
-		c.m = map[string]profileEntry{}
+	memo, _ := ctx.Value(gensKey{}).(*gensMemo)
+	if memo != nil {
+		memo.mu.Lock()
+		defer memo.mu.Unlock()
+		if g := memo.byRead[i]; g != nil {
+			return *g, nil
+		}
 	}
-	c.m[u.ID] = profileEntry{u: u, full: full, at: time.Now()}
+	var g gens
+	err := s.findOne(ctx, s.listColl("meta", fresh), "meta.find", "gens", &g)
+	if errNotFound(err) {
+		err = nil
+	}
+	if err != nil {
+		return gens{}, err
+	}
+	if memo != nil {
+		memo.byRead[i] = &g
+	}
+	return g, nil
 }
 
-func (c *profileCache) drop(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, id)
+// bump moves generations on after a write; count moves the article count.
+func (s *Store) bump(ctx context.Context, articles, users bool, count int) error {
+	defer s.observe("meta.bump", time.Now())
+	inc := bson.D{}
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{articles, "articles"}, {users, "users"}} {
+		if f.on {
+			inc = append(inc, bson.E{Key: f.name, Value: int64(1)})
+		}
+	}
+	if count != 0 {
+		inc = append(inc, bson.E{Key: "count", Value: count})
+	}
+	_, err := s.coll("meta").UpdateOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: "gens"}},
+		bson.D{{Key: "$inc", Value: inc}}, optsUpsert)
+	if memo, _ := ctx.Value(gensKey{}).(*gensMemo); memo != nil {
+		memo.mu.Lock()
+		memo.byRead = [2]*gens{} // the rest of this request reads them again
+		memo.mu.Unlock()
+	}
+	return s.wrap("bump generations", err)
 }
 
-// listCache keeps the results of list queries (pages of article summaries
-// and their total, and the tag list), each stamped with the generation of
-// the articles (meta.gen) it was read at. An entry is used only while the
-// database still says that generation, which every write that changes a
-// list moves on: so a cached list is never older than the last completed
-// write, on any instance.
-type listCache struct {
+// genCache is a bounded map of values each read at a generation; a value
+// is returned only for the generation asked for. fresh and lag-tolerant
+// reads are cached apart (their keys differ), so a signed-in viewer never
+// gets what a lagging replica answered.
+type genCache[V any] struct {
 	max int
 	mu  sync.Mutex
-	m   map[string]listEntry
+	m   map[string]genEntry[V]
 }
 
-type listEntry struct {
-	gen   int64
-	docs  []articleDoc
-	total int
-	tags  []string
+type genEntry[V any] struct {
+	gen int64
+	v   V
 }
 
-func newListCache(max int) *listCache { return &listCache{max: max, m: map[string]listEntry{}} }
+func newGenCache[V any](max int) *genCache[V] {
+	return &genCache[V]{max: max, m: map[string]genEntry[V]{}}
+}
 
-func (c *listCache) get(key string, gen int64) (listEntry, bool) {
+func (c *genCache[V]) get(key string, gen int64) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[key]
-	return e, ok && e.gen == gen
+	if !ok || e.gen != gen {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
 }
 
-func (c *listCache) put(key string, e listEntry) {
+func (c *genCache[V]) put(key string, gen int64, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		for k, old := range c.m { // drop what an older generation left
-			if old.gen < e.gen {
+	if _, ok := c.m[key]; !ok && len(c.m) >= c.max {
+		for k, e := range c.m { // what an older generation left goes first
+			if e.gen < gen {
 				delete(c.m, k)
 			}
 		}
 		if len(c.m) >= c.max {
-			c.m = map[string]listEntry{}
+			c.m = map[string]genEntry[V]{}
 		}
 	}
-	c.m[key] = e
+	c.m[key] = genEntry[V]{gen: gen, v: v}
+}
+
+// caches are a store's: users by id (and their keys), list pages and
+// tags. Articles and threads are not cached: each is one read by _id.
+type caches struct {
+	users *genCache[conduit.User]
+	keys  *genCache[string] // "usernames:<key>" / "emails:<key>" → user id
+	lists *genCache[listPage]
+	tags  *genCache[[]string]
+}
+
+type listPage struct {
+	docs  []articleDoc
+	total int
+}
+
+func newCaches() caches {
+	return caches{
+		users: newGenCache[conduit.User](50_000), keys: newGenCache[string](100_000),
+		lists: newGenCache[listPage](1_000), tags: newGenCache[[]string](2),
+	}
 }

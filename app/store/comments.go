@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"hash/fnv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -10,7 +12,24 @@ import (
 	"webstack/app/conduit"
 )
 
-// commentDoc is one comment, kept in its article's document.
+// An article's comments live in one thread document, {_id: aid, comments:
+// [...]}: listing them is one read by _id. Threads are spread over
+// threadShards collections (threads_00 … threads_ff, by a hash of the
+// article id), because FerretDB 1.x on SQLite finds the document to update
+// by scanning its collection: a comment then costs in proportion to one
+// shard, not to every thread there is. On MongoDB and DocumentDB the shards
+// are just 256 small collections, each read and updated by _id.
+const threadShards = 256
+
+// MaxComments is how many comments an article holds: its thread is one
+// document, which a database keeps under 16 MB.
+const MaxComments = 5000
+
+type threadDoc struct {
+	AID      string       `bson:"_id"`
+	Comments []commentDoc `bson:"comments"`
+}
+
 type commentDoc struct {
 	ID        int64     `bson:"id"`
 	AuthorID  string    `bson:"authorId"`
@@ -19,95 +38,122 @@ type commentDoc struct {
 	UpdatedAt time.Time `bson:"updatedAt"`
 }
 
-// MaxComments is how many comments an article holds: its comments live in
-// its document, which a database keeps under 16 MB.
-const MaxComments = 5000
+func (d commentDoc) comment(aid string, author conduit.Profile) conduit.Comment {
+	return conduit.Comment{ID: d.ID, ArticleID: aid, AuthorID: d.AuthorID, Body: d.Body, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Author: author}
+}
 
-// AddComment stores a comment on the article slug with the article's next
-// comment id. Two writes: the article's counter moves (findAndModify,
-// atomic on MongoDB and DocumentDB), then the comment is pushed. A crash in
-// between leaves an unused id, nothing else. FerretDB 1.x does not make
-// findAndModify atomic, so one process's callers take turns per article.
+// threads is the shard collection of the article aid.
+func (s *Store) threads(aid string, fresh bool) collection {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(aid))
+	return s.listColl(fmt.Sprintf("threads_%02x", h.Sum32()%threadShards), fresh)
+}
+
+// idBlock is how many comment ids a process reserves at a time.
+const idBlock = 64
+
+// nextCommentID hands out comment ids from a block this process reserved
+// from a counter in meta (one small document): one counter write per 64
+// comments. $inc in findAndModify is atomic on MongoDB and DocumentDB, so
+// instances get disjoint blocks; FerretDB 1.x reads and writes the counter
+// separately, so this process's callers take turns. Ids are unique, not
+// ordered across instances (a thread keeps its comments in the order they
+// were added); a restart leaves the rest of a block unused.
+func (s *Store) nextCommentID(ctx context.Context) (int64, error) {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	if s.ids.next < s.ids.end {
+		s.ids.next++
+		return s.ids.next - 1, nil
+	}
+	var c struct {
+		Seq int64 `bson:"seq"`
+	}
+	err := s.coll("meta").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: "commentSeq"}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(idBlock)}}}}, &c,
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After))
+	if err != nil {
+		return 0, s.wrap("reserve comment ids", err)
+	}
+	s.ids.next, s.ids.end = c.Seq-idBlock+2, c.Seq+1
+	return c.Seq - idBlock + 1, nil
+}
+
+// AddComment stores a comment on the article slug with a new integer id:
+// the id, then one update of the thread. A crash in between leaves an
+// unused id, nothing else.
 func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment) error {
 	defer s.observe("comments.insert", time.Now())
-	unlock := s.seqMu.lock(slug)
-	defer unlock()
-	// FerretDB 1.x refuses findAndModify with a projection: the whole
-	// document comes back, decoded into the two fields needed.
-	var d struct {
-		AID        string `bson:"aid"`
-		CommentSeq int64  `bson:"commentSeq"`
-	}
-	err := s.coll("articles").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: slug}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "commentSeq", Value: int64(1)}}}}, &d,
-		options.FindOneAndUpdate().SetReturnDocument(options.After))
+	a, err := s.articleDoc(ctx, true, slug)
 	if err != nil {
-		err = s.wrap("next comment id", err)
-		if errNotFound(err) {
-			return conduit.Errorf(conduit.CodeNotFound, "article not found")
-		}
 		return err
 	}
-	if d.CommentSeq > MaxComments {
+	id, err := s.nextCommentID(ctx)
+	if err != nil {
+		return err
+	}
+	doc := commentDoc{ID: id, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+	// A full thread does not match; the upsert then collides with it.
+	full := fmt.Sprintf("comments.%d", MaxComments-1)
+	_, err = s.threads(a.AID, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: a.AID}, {Key: full, Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "$push", Value: bson.D{{Key: "comments", Value: doc}}}}, optsUpsert)
+	if conduit.CodeOf(s.classify(err)) == conduit.CodeConflict {
 		return conduit.Errorf(conduit.CodeInvalid, "this article has %d comments, the most it can hold", MaxComments)
 	}
-	doc := commentDoc{ID: d.CommentSeq, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
-	if _, err := s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: slug}},
-		bson.D{{Key: "$push", Value: bson.D{{Key: "comments", Value: doc}}}}); err != nil {
+	if err != nil {
 		return s.wrap("insert comment", err)
 	}
-	c.ID, c.ArticleID = doc.ID, d.AID
+	c.ID, c.ArticleID = id, a.AID
 	return nil
 }
 
-// thread reads an article's comments (and its aid), from the primary for a
-// signed-in viewer.
-func (s *Store) thread(ctx context.Context, viewer *conduit.User, slug string) (articleDoc, error) {
-	var d articleDoc
-	coll := s.readColl("articles")
-	if viewer != nil {
-		coll = s.coll("articles")
+// thread reads the comments of the article slug, oldest first: the
+// article, then its thread, each by _id (from the primary for a signed-in
+// viewer).
+func (s *Store) thread(ctx context.Context, fresh bool, slug string) (string, []commentDoc, error) {
+	a, err := s.articleDoc(ctx, fresh, slug)
+	if err != nil {
+		return "", nil, err
 	}
-	err := s.findOne(ctx, coll, "comments.find", slug, &d,
-		options.FindOne().SetProjection(bson.D{{Key: "aid", Value: 1}, {Key: "comments", Value: 1}}))
+	var t threadDoc
+	err = s.findOne(ctx, s.threads(a.AID, fresh), "comments.find", a.AID, &t)
 	if errNotFound(err) {
-		return d, conduit.Errorf(conduit.CodeNotFound, "article not found")
+		return a.AID, nil, nil
 	}
-	return d, err
+	return a.AID, t.Comments, err
 }
 
-// Comments lists an article's comments, oldest first, as viewer sees
-// them: one read of the article, the authors from the cache.
+// Comments lists an article's comments, oldest first, as viewer sees them.
 func (s *Store) Comments(ctx context.Context, viewer *conduit.User, slug string) ([]conduit.Comment, error) {
-	d, err := s.thread(ctx, viewer, slug)
+	aid, docs, err := s.thread(ctx, viewer != nil, slug)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(d.Comments))
-	for i, c := range d.Comments {
-		ids[i] = c.AuthorID
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = d.AuthorID
 	}
 	profiles, err := s.profilesOf(ctx, viewer, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]conduit.Comment, len(d.Comments))
-	for i, c := range d.Comments {
-		out[i] = conduit.Comment{ID: c.ID, ArticleID: d.AID, AuthorID: c.AuthorID, Body: c.Body,
-			CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Author: profiles[c.AuthorID]}
+	out := make([]conduit.Comment, len(docs))
+	for i, d := range docs {
+		out[i] = d.comment(aid, profiles[d.AuthorID])
 	}
 	return out, nil
 }
 
 // Comment loads one comment of the article slug.
 func (s *Store) Comment(ctx context.Context, slug string, id int64) (*conduit.Comment, error) {
-	d, err := s.thread(ctx, &conduit.User{}, slug)
+	aid, docs, err := s.thread(ctx, true, slug)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range d.Comments {
-		if c.ID == id {
-			return &conduit.Comment{ID: c.ID, ArticleID: d.AID, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}, nil
+	for _, d := range docs {
+		if d.ID == id {
+			c := d.comment(aid, conduit.Profile{})
+			return &c, nil
 		}
 	}
 	return nil, conduit.Errorf(conduit.CodeNotFound, "comment not found")
@@ -116,7 +162,17 @@ func (s *Store) Comment(ctx context.Context, slug string, id int64) (*conduit.Co
 // DeleteComment removes one comment of the article slug.
 func (s *Store) DeleteComment(ctx context.Context, slug string, id int64) error {
 	defer s.observe("comments.delete", time.Now())
-	_, err := s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: slug}},
+	a, err := s.articleDoc(ctx, true, slug)
+	if err != nil {
+		return err
+	}
+	_, err = s.threads(a.AID, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: a.AID}},
 		bson.D{{Key: "$pull", Value: bson.D{{Key: "comments", Value: bson.D{{Key: "id", Value: id}}}}}})
 	return s.wrap("delete comment", err)
+}
+
+// deleteThread removes an article's thread.
+func (s *Store) deleteThread(ctx context.Context, aid string) error {
+	_, err := s.threads(aid, true).DeleteOne(ctx, bson.D{{Key: "_id", Value: aid}})
+	return s.wrap("delete comments", err)
 }

@@ -30,10 +30,15 @@ type conn struct {
 	// reads is the database handle for queries that tolerate replica lag
 	// (lists, tags); it prefers secondaries where the server has them.
 	reads *mongo.Database
+	// single is a connection to one server (no replica set): reads and db
+	// see the same data.
+	single bool
 }
 
 func dial(uri, database string) (*conn, error) {
-	opts := options.Client().ApplyURI(uri).
+	opts := options.Client().ApplyURI(uri)
+	single := opts.ReplicaSet == nil || *opts.ReplicaSet == ""
+	opts = opts.
 		SetServerSelectionTimeout(2 * time.Second).
 		SetConnectTimeout(2 * time.Second).
 		SetRetryWrites(false) // DocumentDB does not support retryable writes
@@ -41,12 +46,12 @@ func dial(uri, database string) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	return &conn{
-		uri:    uri,
-		client: client,
-		db:     client.Database(database),
-		reads:  client.Database(database, options.Database().SetReadPreference(readpref.SecondaryPreferred())),
-	}, nil
+	c := &conn{uri: uri, client: client, db: client.Database(database), single: single}
+	c.reads = c.db
+	if !single {
+		c.reads = client.Database(database, options.Database().SetReadPreference(readpref.SecondaryPreferred()))
+	}
+	return c, nil
 }
 
 // isAuthError reports whether the database refused the connection's
@@ -187,6 +192,10 @@ func (c collection) BulkWrite(ctx context.Context, models []mongo.WriteModel) (*
 
 func (c collection) DeleteOne(ctx context.Context, filter any) (*mongo.DeleteResult, error) {
 	return writing(ctx, c.s, func(cn *conn) (*mongo.DeleteResult, error) { return c.of(cn).DeleteOne(ctx, filter) })
+}
+
+func (c collection) DeleteMany(ctx context.Context, filter any) (*mongo.DeleteResult, error) {
+	return writing(ctx, c.s, func(cn *conn) (*mongo.DeleteResult, error) { return c.of(cn).DeleteMany(ctx, filter) })
 }
 
 // FindOne decodes the one document matching filter into dst.

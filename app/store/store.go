@@ -2,31 +2,38 @@
 // (Amazon DocumentDB, FerretDB). It uses no multi-document transactions and
 // no $lookup.
 //
-// The documents are shaped so that the hot reads are lookups by _id, the one
-// query every engine serves from its primary key (FerretDB 1.x on SQLite
-// pushes down nothing else), and so that a request makes few round trips:
-//
 //	users     {_id: user id, username, email, passwordHash, bio, image, cred,
 //	           following: [user id], favorites: [article id]}
 //	usernames {_id: lower-case username, uid}   unique usernames, by key
 //	emails    {_id: lower-case email, uid}      unique emails, by key
 //	articles  {_id: slug, aid, title, description, body, tagList, authorId,
-//	           createdAt, updatedAt, favoritesCount, commentSeq,
-//	           comments: [{id, authorId, body, createdAt, updatedAt}]}
+//	           createdAt, updatedAt, favoritesCount}
+//	threads_xx {_id: aid, comments: [{id, authorId, body, createdAt, updatedAt}]}
 //	tags      {_id: tag, count}
-//	meta      {_id: "articles", gen, count}
+//	meta      {_id: "gens", articles, users, count}
+//	          {_id: "commentSeq", seq}
 //
-// A viewer's own user document carries who they follow and what they
-// favorited, so one read flags any number of articles and authors. An
-// article carries its comments. Lists and tags are cached in each process
-// and validated on every request against meta.gen, which every write that
-// changes a list increments after it: one _id read per request, whatever
-// the data size, and any instance sees another's writes at once. Profiles
-// of authors are cached for ProfileTTL.
+// Every read on a hot path is by _id, the one query FerretDB 1.x on SQLite
+// answers in constant time (measured: 0.4 ms whether the collection holds
+// 100 or 10,000 documents). Lists, tags and users are served from process
+// caches validated, on every request, by the data generations in meta (one
+// read by _id of one small document; see gens): a request whose data has
+// not changed since a process last read it costs that read, whatever the
+// data size, and a request after a write (on any instance) reads the
+// database again. A viewer's own user document carries who they follow and
+// what they favorited, so one read (or cache hit) flags any number of
+// articles and authors.
+//
+// FerretDB on SQLite finds a document to update or delete by scanning its
+// collection (measured: an update costs 2 ms among 1,000 documents of 1 KB,
+// 136 ms among 10,000), so the writes readers wait on are inserts or
+// updates of small collections: comments go to one of 256 thread
+// collections, counters to meta.
 //
 // Multi-document invariants are kept by ordering (a document is written
-// before what points to it) and by idempotent steps; what a crash between
-// steps leaves behind is said where it can happen.
+// before what points to it, generations move last) and by idempotent
+// steps; what a crash between steps leaves behind is said where it can
+// happen.
 package store
 
 import (
@@ -52,9 +59,6 @@ import (
 
 // Options tune a Store.
 type Options struct {
-	// ProfileTTL is how long an author's profile (and, on write paths, the
-	// requester's own user) is served from memory. Defaults to 3s.
-	ProfileTTL time.Duration
 	// MaxWriters bounds concurrent writes. FerretDB on SQLite has one
 	// writer and answers "database is locked" to the others; conduit local
 	// sets 1. Defaults to 0: unbounded (DocumentDB).
@@ -73,10 +77,10 @@ type Store struct {
 	// rotated credentials.
 	OnRotate func()
 
-	writers  chan struct{} // nil: unbounded
-	profiles *profileCache
-	lists    *listCache
-	seqMu    keyedMutex // comment ids: see AddComment
+	writers chan struct{} // nil: unbounded
+	cache   caches
+	seqMu   sync.Mutex // comment ids: see nextCommentID
+	ids     struct{ next, end int64 }
 }
 
 // Connect opens a client for a fixed uri. The driver connects lazily and
@@ -91,9 +95,6 @@ func Connect(ctx context.Context, uri, database string) (*Store, error) {
 // credentials of the one in use; the store then reconnects and repeats the
 // refused operation, so a rotation costs no request.
 func Open(ctx context.Context, database string, uri URIFunc, opts Options) (*Store, error) {
-	if opts.ProfileTTL == 0 {
-		opts.ProfileTTL = 3 * time.Second
-	}
 	u, err := uri(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("database connection string: %w", err)
@@ -102,7 +103,7 @@ func Open(ctx context.Context, database string, uri URIFunc, opts Options) (*Sto
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{uri: uri, opts: opts, profiles: newProfileCache(opts.ProfileTTL), lists: newListCache(512)}
+	s := &Store{uri: uri, opts: opts, cache: newCaches()}
 	if opts.MaxWriters > 0 {
 		s.writers = make(chan struct{}, opts.MaxWriters)
 	}
@@ -149,9 +150,9 @@ type index struct {
 }
 
 // indexes serve, on DocumentDB and MongoDB, the queries that are not by
-// _id (each is named where it is made):
+// _id (each is named where it is made; they run on cache misses):
 //
-//	articles.recent        global list, newest first (cache misses)
+//	articles.recent        global list, newest first
 //	articles.by_author     author filter, and the feed ({authorId: {$in}})
 //	articles.by_tag        tag filter
 //	articles.by_aid        favorited-by lists ({aid: {$in}}); not unique: a
@@ -159,7 +160,7 @@ type index struct {
 //	tags.used              the tag list ({count: {$gt: 0}})
 //
 // Everything else is a lookup by _id. FerretDB on SQLite uses none of
-// them (it filters in Go), which is why the hot paths avoid such queries.
+// them (it filters in Go), which is why reads go through the caches.
 func indexes() []index {
 	return []index{
 		{"articles", "recent", bson.D{{Key: "createdAt", Value: -1}}, false},
@@ -292,27 +293,6 @@ func (s *Store) findOne(ctx context.Context, coll collection, op string, id any,
 // in is the filter {field: {$in: values}}.
 func in[T any](field string, values []T) bson.D {
 	return bson.D{{Key: field, Value: bson.D{{Key: "$in", Value: values}}}}
-}
-
-// keyedMutex serialises callers per key.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
-}
-
-func (k *keyedMutex) lock(key string) func() {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*sync.Mutex{}
-	}
-	m, ok := k.locks[key]
-	if !ok {
-		m = &sync.Mutex{}
-		k.locks[key] = m
-	}
-	k.mu.Unlock()
-	m.Lock()
-	return m.Unlock
 }
 
 // DocumentDBURI is the connection string for an Amazon DocumentDB cluster:

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,8 +24,8 @@ type userDoc struct {
 	Favorites    []string `bson:"favorites"`
 }
 
-func (d userDoc) user() *conduit.User {
-	return &conduit.User{ID: d.ID, Username: d.Username, Email: d.Email, PasswordHash: d.PasswordHash, Bio: d.Bio, Image: d.Image,
+func (d userDoc) user() conduit.User {
+	return conduit.User{ID: d.ID, Username: d.Username, Email: d.Email, PasswordHash: d.PasswordHash, Bio: d.Bio, Image: d.Image,
 		Cred: d.Cred, Following: d.Following, Favorites: d.Favorites}
 }
 
@@ -49,9 +50,7 @@ func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 	if _, err := s.coll("users").InsertOne(ctx, d); err != nil {
 		return s.wrap("insert user", err)
 	}
-	undo := func() {
-		_, _ = s.coll("users").DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: d.ID}})
-	}
+	undo := func() { _, _ = s.coll("users").DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: d.ID}}) }
 	if _, err := s.coll("usernames").InsertOne(ctx, keyDoc{ID: usernameKey(d.Username), UID: d.ID}); err != nil {
 		undo()
 		return s.wrap("reserve username", err)
@@ -62,40 +61,45 @@ func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 		return s.wrap("reserve email", err)
 	}
 	u.ID, u.Email, u.Following, u.Favorites = d.ID, d.Email, d.Following, d.Favorites
-	s.profiles.put(*u, true)
-	return nil
+	return s.bump(ctx, false, true, 0)
 }
 
-// User loads a user by id from the primary and refreshes the cache: the
-// requester's own user, with who they follow and what they favorited, as
-// of their last write on any instance.
+// User loads a user by id, with who they follow and what they favorited,
+// as of the last completed write on any instance.
 func (s *Store) User(ctx context.Context, id string) (*conduit.User, error) {
+	g, err := s.gens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if u, ok := s.cache.users.get(id, g.Users); ok {
+		return &u, nil
+	}
 	var d userDoc
 	if err := s.findOne(ctx, s.coll("users"), "users.find", id, &d); err != nil {
 		return nil, err
 	}
 	u := d.user()
-	s.profiles.put(*u, true)
-	return u, nil
-}
-
-// CachedUser is User from the cache when it has a fresh entry (see
-// profileCache for what may be stale): for write paths, which need the
-// requester's name and credentials but not their latest relations.
-func (s *Store) CachedUser(ctx context.Context, id string) (*conduit.User, error) {
-	if u, ok := s.profiles.get(id, true); ok {
-		return &u, nil
-	}
-	return s.User(ctx, id)
+	s.cache.users.put(id, g.Users, u)
+	return &u, nil
 }
 
 // userByKey follows a key document to its user.
 func (s *Store) userByKey(ctx context.Context, coll, key string) (*conduit.User, error) {
-	var k keyDoc
-	if err := s.findOne(ctx, s.coll(coll), coll+".find", key, &k); err != nil {
+	g, err := s.gens(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return s.User(ctx, k.UID)
+	ck := coll + ":" + key
+	uid, ok := s.cache.keys.get(ck, g.Users)
+	if !ok {
+		var k keyDoc
+		if err := s.findOne(ctx, s.coll(coll), coll+".find", key, &k); err != nil {
+			return nil, err
+		}
+		uid = k.UID
+		s.cache.keys.put(ck, g.Users, uid)
+	}
+	return s.User(ctx, uid)
 }
 
 // UserByEmail finds a user by email (case-insensitive).
@@ -144,28 +148,24 @@ func (s *Store) UpdateUser(ctx context.Context, old, u *conduit.User) error {
 			return s.wrap("release "+m.coll, err)
 		}
 	}
-	s.profiles.put(*u, false) // relations not re-read: the next User() fills them
-	return nil
+	return s.bump(ctx, false, true, 0)
 }
 
 // Follow records that follower follows followee; following twice is a no-op.
 func (s *Store) Follow(ctx context.Context, follower, followee string) error {
-	return s.relate(ctx, "follows.add", follower, "$addToSet", "following", followee)
+	_, err := s.relate(ctx, "follows.add", follower, "$addToSet", "following", followee)
+	return err
 }
 
 // Unfollow removes a follow; unfollowing twice is a no-op.
 func (s *Store) Unfollow(ctx context.Context, follower, followee string) error {
-	return s.relate(ctx, "follows.remove", follower, "$pull", "following", followee)
-}
-
-// relate adds to or removes from one of a user's relation lists, and
-// reports through changed whether the list changed.
-func (s *Store) relate(ctx context.Context, op, uid, verb, field, value string) error {
-	_, err := s.relateChanged(ctx, op, uid, verb, field, value)
+	_, err := s.relate(ctx, "follows.remove", follower, "$pull", "following", followee)
 	return err
 }
 
-func (s *Store) relateChanged(ctx context.Context, op, uid, verb, field, value string) (bool, error) {
+// relate adds to ($addToSet) or removes from ($pull) one of a user's
+// relation lists and reports whether the list changed.
+func (s *Store) relate(ctx context.Context, op, uid, verb, field, value string) (bool, error) {
 	defer s.observe(op, time.Now())
 	res, err := s.coll("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: uid}}, bson.D{{Key: verb, Value: bson.D{{Key: field, Value: value}}}})
 	if err != nil {
@@ -174,8 +174,10 @@ func (s *Store) relateChanged(ctx context.Context, op, uid, verb, field, value s
 	if res.MatchedCount == 0 {
 		return false, conduit.Errorf(conduit.CodeNotFound, "user not found")
 	}
-	s.profiles.drop(uid)
-	return res.ModifiedCount > 0, nil
+	if res.ModifiedCount == 0 {
+		return false, nil
+	}
+	return true, s.bump(ctx, false, true, 0)
 }
 
 // Profile is how viewer (nil: nobody signed in) sees u.
@@ -185,16 +187,20 @@ func (s *Store) Profile(viewer, u *conduit.User) conduit.Profile {
 	return p
 }
 
-// profiles returns the profiles of ids as viewer sees them, keyed by id:
+// profilesOf returns the profiles of ids as viewer sees them, keyed by id:
 // from the cache, the rest in one query.
 func (s *Store) profilesOf(ctx context.Context, viewer *conduit.User, ids []string) (map[string]conduit.Profile, error) {
+	g, err := s.gens(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[string]conduit.Profile, len(ids))
 	var missing []string
 	for _, id := range ids {
 		if _, done := out[id]; done {
 			continue
 		}
-		if u, ok := s.profiles.get(id, false); ok {
+		if u, ok := s.cache.users.get(id, g.Users); ok {
 			out[id] = s.Profile(viewer, &u)
 			continue
 		}
@@ -204,15 +210,15 @@ func (s *Store) profilesOf(ctx context.Context, viewer *conduit.User, ids []stri
 	if len(missing) == 0 {
 		return out, nil
 	}
-	docs, err := findAll[userDoc](ctx, s, s.readColl("users"), "users.find_many", in("_id", missing),
-		options.Find().SetProjection(bson.D{{Key: "username", Value: 1}, {Key: "bio", Value: 1}, {Key: "image", Value: 1}, {Key: "cred", Value: 1}}))
+	slices.Sort(missing)
+	docs, err := findAll[userDoc](ctx, s, s.coll("users"), "users.find_many", in("_id", missing))
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range docs {
 		u := d.user()
-		s.profiles.put(*u, false)
-		out[d.ID] = s.Profile(viewer, u)
+		s.cache.users.put(d.ID, g.Users, u)
+		out[d.ID] = s.Profile(viewer, &u)
 	}
 	return out, nil
 }

@@ -135,3 +135,20 @@ func TestParseMode(t *testing.T) {
 	_, err := waf.ParseMode("block")
 	assert.Error(t, err)
 }
+
+// Ordinary requests match no scoring rule, so the web tier logs nothing
+// for them; an attack names the rules that scored.
+func TestOnlyScoringRulesAreReported(t *testing.T) {
+	w, err := waf.New(waf.On, 1<<20)
+	require.NoError(t, err)
+	for _, target := range []string{"/api/tags", "/api/articles?limit=20&offset=0", "/", "/article/how-to-train"} {
+		v := inspect(t, w, "GET", target, "", nil)
+		assert.Empty(t, v.Matched, "%s: paranoia-level markers are not matches", target)
+	}
+	v := inspect(t, w, "GET", "/api/articles?tag=%3Cscript%3Ealert(1)%3C%2Fscript%3E", "", nil)
+	assert.True(t, v.Blocked)
+	assert.NotEmpty(t, v.Matched)
+	for _, id := range v.Matched {
+		assert.True(t, id >= 941000 && id < 942000, "XSS rules score: %v", v.Matched)
+	}
+}

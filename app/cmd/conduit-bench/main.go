@@ -1,11 +1,12 @@
 // Command conduit-bench is a repeatable load run against `conduit local`:
-// it starts the binary on a fresh data directory, seeds users, articles and
-// tags through the API, then drives four request mixes with a fixed number
-// of concurrent keep-alive clients for a fixed time, once through the web
-// tier (WAF on) and once directly against the api, and prints req/s, p50,
-// p99 and the web/api throughput ratio.
+// for each data size it starts the binary on a fresh data directory, seeds
+// users, articles and comments through the web tier with 16 concurrent
+// writers (counting every 5xx), then drives each request mix with a fixed
+// number of concurrent keep-alive clients for a fixed time, directly
+// against the api and through the web tier (WAF on), and prints req/s,
+// p50, p99, the web/api ratio and the database calls per request.
 //
-//	go run ./app/cmd/conduit-bench --conduit bin/conduit -c 32 -d 10s
+//	go run ./app/cmd/conduit-bench --conduit bin/conduit -c 32 -d 10s --scale both
 package main
 
 import (
@@ -42,8 +43,19 @@ type options struct {
 	binary      string
 	concurrency int
 	duration    time.Duration
-	articles    int
+	scale       string
 	markdown    bool
+}
+
+// size is one data set.
+type size struct {
+	name                      string
+	users, articles, comments int
+}
+
+var sizes = map[string]size{
+	"small": {"small", 40, 200, 2_000},
+	"large": {"large", 1_000, 5_000, 50_000},
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -52,54 +64,142 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.binary, "conduit", "bin/conduit", "conduit binary to start")
 	fs.IntVar(&o.concurrency, "c", 32, "concurrent clients")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "duration of each run")
-	fs.IntVar(&o.articles, "articles", 200, "articles to seed")
-	fs.BoolVar(&o.markdown, "markdown", false, "print a markdown table")
+	fs.StringVar(&o.scale, "scale", "both", "data size: small (200 articles, 2,000 comments, 40 users), large (5,000 / 50,000 / 1,000) or both")
+	fs.BoolVar(&o.markdown, "markdown", false, "print markdown tables")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var runs []size
+	switch o.scale {
+	case "both":
+		runs = []size{sizes["small"], sizes["large"]}
+	case "small", "large":
+		runs = []size{sizes[o.scale]}
+	default:
+		return fmt.Errorf("--scale %q: use small, large or both", o.scale)
+	}
+	printMachine(out, o)
+	results := map[string][]row{}
+	for _, sz := range runs {
+		rows, err := runSize(ctx, o, sz, out)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sz.name, err)
+		}
+		results[sz.name] = rows
+	}
+	if len(runs) == 2 {
+		printScaling(out, results["small"], results["large"], o)
+	}
+	return nil
+}
+
+// runSize starts conduit on fresh data, seeds sz through the web tier and
+// runs every mix against the api and through the web tier.
+func runSize(ctx context.Context, o options, sz size, out io.Writer) ([]row, error) {
 	dir, err := os.MkdirTemp("", "conduit-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	web, api, admin, stopServer, err := startConduit(ctx, o.binary, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopServer()
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}, Timeout: 10 * time.Second}
-	seed, err := seedData(ctx, client, "http://"+api, o.articles)
+	seedStart := time.Now()
+	seed, err := seedData(ctx, client, "http://"+web, sz)
 	if err != nil {
-		return fmt.Errorf("seed: %w", err)
+		return nil, fmt.Errorf("seed: %w", err)
 	}
+	fmt.Fprintf(out, "\n## %s: %d users, %d articles, %d comments\n\nseeded through the web tier in %s with 16 writers: %d writes, %d answered 5xx, %d failed otherwise\n\n",
+		sz.name, sz.users, sz.articles, sz.comments, time.Since(seedStart).Round(time.Second), seed.writes, seed.status5xx, seed.otherErrors)
 	mixes := []mix{
-		{"GET /api/articles?limit=20", func(i int) (string, string, string) { return "GET", "/api/articles?limit=20", "" }},
-		{"GET /api/articles/:slug", func(i int) (string, string, string) {
+		{name: "GET /api/articles?limit=20", request: func(i int) (string, string, string) { return "GET", "/api/articles?limit=20", "" }},
+		{name: "GET /api/articles/:slug", request: func(i int) (string, string, string) {
 			return "GET", "/api/articles/" + seed.slugs[i%len(seed.slugs)], ""
 		}},
-		{"GET /api/tags", func(i int) (string, string, string) { return "GET", "/api/tags", "" }},
-		{"POST /api/articles/:slug/comments", func(i int) (string, string, string) {
+		{name: "GET /api/articles/:slug (token)", token: true, request: func(i int) (string, string, string) {
+			return "GET", "/api/articles/" + seed.slugs[i%len(seed.slugs)], ""
+		}},
+		{name: "GET /api/articles/:slug/comments", request: func(i int) (string, string, string) {
+			return "GET", "/api/articles/" + seed.slugs[i%len(seed.slugs)] + "/comments", ""
+		}},
+		{name: "POST /api/articles/:slug/comments", token: true, request: func(i int) (string, string, string) {
 			return "POST", "/api/articles/" + seed.slugs[i%len(seed.slugs)] + "/comments", `{"comment":{"body":"A comment with some *markdown* and ` + "`code`" + `."}}`
 		}},
+		{name: "GET /api/tags", request: func(i int) (string, string, string) { return "GET", "/api/tags", "" }},
+		{name: "GET / (home page, 20 articles)", webOnly: true, request: func(i int) (string, string, string) { return "GET", "/", "" }},
 	}
 	var rows []row
 	for _, m := range mixes {
 		r := row{name: m.name}
-		for _, target := range []struct {
-			base string
-			res  *result
-		}{{"http://" + api, &r.api}, {"http://" + web, &r.web}} {
-			res, err := load(ctx, client, target.base, seed.token, m, o.concurrency, o.duration)
-			if err != nil {
-				return fmt.Errorf("%s: %w", m.name, err)
-			}
-			*target.res = res
+		token := ""
+		if m.token {
+			token = seed.token
 		}
+		if !m.webOnly {
+			before, _ := dbCalls(ctx, client, "http://"+admin+"/metrics")
+			res, err := load(ctx, client, "http://"+api, token, m, o.concurrency, o.duration)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m.name, err)
+			}
+			after, _ := dbCalls(ctx, client, "http://"+admin+"/metrics")
+			r.api = res
+			r.dbCalls = (after - before) / float64(res.requests+res.errors)
+		}
+		res, err := load(ctx, client, "http://"+web, token, m, o.concurrency, o.duration)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		r.web = res
 		rows = append(rows, r)
 	}
 	printTable(out, rows, o)
-	return printDBLatency(ctx, client, "http://"+admin+"/metrics", out)
+	if err := printDBLatency(ctx, client, "http://"+admin+"/metrics", out); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// dbCalls is the total number of database operations the api has made.
+func dbCalls(ctx context.Context, c *http.Client, url string) (float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var total float64
+	for _, m := range regexp.MustCompile(`conduit_db_operation_duration_seconds_count\{op="[^"]+",role="api"\} (\S+)`).FindAllStringSubmatch(string(b), -1) {
+		var v float64
+		fmt.Sscan(m[1], &v)
+		total += v
+	}
+	return total, nil
+}
+
+// printScaling compares each mix at the two sizes: the share of its small
+// throughput it keeps at the large size.
+func printScaling(out io.Writer, small, large []row, o options) {
+	fmt.Fprintln(out, "\n## large vs small (throughput kept at the large size)")
+	fmt.Fprintln(out)
+	head := []string{"request", "api small", "api large", "api kept", "web small", "web large", "web kept"}
+	var lines [][]string
+	for i := range small {
+		s, l := small[i], large[i]
+		kept := func(a, b float64) string {
+			if a == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f%%", 100*b/a)
+		}
+		lines = append(lines, []string{s.name, fmt.Sprintf("%.0f", s.api.rps), fmt.Sprintf("%.0f", l.api.rps), kept(s.api.rps, l.api.rps),
+			fmt.Sprintf("%.0f", s.web.rps), fmt.Sprintf("%.0f", l.web.rps), kept(s.web.rps, l.web.rps)})
+	}
+	writeTable(out, head, lines, o.markdown)
 }
 
 // printDBLatency shows where the api's time went: mean latency and count of
@@ -176,37 +276,101 @@ func startConduit(ctx context.Context, binary, dir string) (web, api, admin stri
 }
 
 type seeded struct {
-	token string
-	slugs []string
+	token                          string
+	slugs                          []string
+	writes, status5xx, otherErrors int
 }
 
-func seedData(ctx context.Context, c *http.Client, base string, n int) (*seeded, error) {
+// seedData writes sz through base (the web tier) with 16 concurrent
+// writers: users, then articles, then comments. Every write must succeed;
+// 5xx answers are counted (the writes-under-load goal is none).
+func seedData(ctx context.Context, c *http.Client, base string, sz size) (*seeded, error) {
 	s := &seeded{}
-	var tokens []string
-	for u := range 10 {
+	var mu sync.Mutex
+	record := func(err error) error {
+		mu.Lock()
+		defer mu.Unlock()
+		s.writes++
+		var se *statusError
+		switch {
+		case errors.As(err, &se) && se.status >= 500:
+			s.status5xx++
+		case err != nil:
+			s.otherErrors++
+		}
+		return err
+	}
+	parallel := func(n int, f func(i int) error) error {
+		var wg sync.WaitGroup
+		errc := make(chan error, 16)
+		next := make(chan int)
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					if err := f(i); err != nil {
+						select {
+						case errc <- err:
+						default:
+						}
+					}
+				}
+			}()
+		}
+		for i := range n {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		select {
+		case err := <-errc:
+			return err
+		default:
+			return nil
+		}
+	}
+	tokens := make([]string, sz.users)
+	err := parallel(sz.users, func(u int) error {
 		var resp struct {
 			User struct{ Token string } `json:"user"`
 		}
-		body := fmt.Sprintf(`{"user":{"username":"bench%d","email":"bench%d@example.com","password":"password1"}}`, u, u)
-		if err := call(ctx, c, "POST", base+"/api/users", "", body, &resp); err != nil {
-			return nil, err
-		}
-		tokens = append(tokens, resp.User.Token)
+		body := fmt.Sprintf(`{"user":{"username":"bench%d","email":"bench%d@example.com","password":"bench-password-%d"}}`, u, u, u)
+		err := record(call(ctx, c, "POST", base+"/api/users", "", body, &resp))
+		tokens[u] = resp.User.Token
+		return err
+	})
+	if err != nil {
+		return s, err
 	}
 	s.token = tokens[0]
-	for i := range n {
+	s.slugs = make([]string, sz.articles)
+	err = parallel(sz.articles, func(i int) error {
 		var resp struct {
 			Article struct{ Slug string } `json:"article"`
 		}
 		body := fmt.Sprintf(`{"article":{"title":"Benchmark article %d","description":"About topic %d","body":"%s","tagList":["tag%d","tag%d","bench"]}}`,
 			i, i%17, strings.Repeat("Some body text with `code` and *emphasis*. ", 20), i%20, (i*7)%20)
-		if err := call(ctx, c, "POST", base+"/api/articles", tokens[i%len(tokens)], body, &resp); err != nil {
-			return nil, err
-		}
-		s.slugs = append(s.slugs, resp.Article.Slug)
+		err := record(call(ctx, c, "POST", base+"/api/articles", tokens[i%len(tokens)], body, &resp))
+		s.slugs[i] = resp.Article.Slug
+		return err
+	})
+	if err != nil {
+		return s, err
 	}
-	return s, nil
+	err = parallel(sz.comments, func(i int) error {
+		body := fmt.Sprintf(`{"comment":{"body":"Seed comment %d with *markdown*."}}`, i)
+		return record(call(ctx, c, "POST", base+"/api/articles/"+s.slugs[(i*7919)%len(s.slugs)]+"/comments", tokens[(i*31)%len(tokens)], body, nil))
+	})
+	return s, err
 }
+
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("%d %s", e.status, e.msg) }
 
 func call(ctx context.Context, c *http.Client, method, url, token, body string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
@@ -224,7 +388,7 @@ func call(ctx context.Context, c *http.Client, method, url, token, body string, 
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, b)
+		return fmt.Errorf("%s %s: %w", method, url, &statusError{resp.StatusCode, string(b)})
 	}
 	if out == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
@@ -235,6 +399,8 @@ func call(ctx context.Context, c *http.Client, method, url, token, body string, 
 
 type mix struct {
 	name    string
+	token   bool // requests carry the seeded user's token
+	webOnly bool // a page: the api has no such route
 	request func(i int) (method, path, body string)
 }
 
@@ -247,6 +413,7 @@ type result struct {
 type row struct {
 	name     string
 	api, web result
+	dbCalls  float64 // database operations per api request
 }
 
 // load runs c workers for d and measures every request.
@@ -308,7 +475,7 @@ func load(ctx context.Context, client *http.Client, base, token string, m mix, c
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 
-func printTable(out io.Writer, rows []row, o options) {
+func printMachine(out io.Writer, o options) {
 	cpu := "unknown CPU"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		if m := regexp.MustCompile(`model name\s*:\s*(.+)`).FindSubmatch(b); m != nil {
@@ -316,16 +483,27 @@ func printTable(out io.Writer, rows []row, o options) {
 		}
 	}
 	fmt.Fprintf(out, "machine: %d cores, %s, %s/%s, %s; load generator on the same machine\n", runtime.NumCPU(), cpu, runtime.GOOS, runtime.GOARCH, runtime.Version())
-	fmt.Fprintf(out, "c=%d, %s per run, %d seeded articles, conduit local (FerretDB/SQLite), WAF on\n\n", o.concurrency, o.duration, o.articles)
-	head := []string{"request", "api req/s", "api p50", "api p99", "web req/s", "web p50", "web p99", "web/api", "errors"}
+	fmt.Fprintf(out, "c=%d, %s per run, conduit local (FerretDB/SQLite), WAF on\n", o.concurrency, o.duration)
+}
+
+func printTable(out io.Writer, rows []row, o options) {
+	head := []string{"request", "api req/s", "api p50", "api p99", "db calls", "web req/s", "web p50", "web p99", "web/api", "errors"}
 	var lines [][]string
 	for _, r := range rows {
-		lines = append(lines, []string{r.name,
-			fmt.Sprintf("%.0f", r.api.rps), ms(r.api.p50), ms(r.api.p99),
-			fmt.Sprintf("%.0f", r.web.rps), ms(r.web.p50), ms(r.web.p99),
-			fmt.Sprintf("%.0f%%", 100*r.web.rps/r.api.rps), fmt.Sprint(r.api.errors + r.web.errors)})
+		api := []string{"–", "–", "–", "–"}
+		ratio := "–"
+		if r.api.rps > 0 {
+			api = []string{fmt.Sprintf("%.0f", r.api.rps), ms(r.api.p50), ms(r.api.p99), fmt.Sprintf("%.1f", r.dbCalls)}
+			ratio = fmt.Sprintf("%.0f%%", 100*r.web.rps/r.api.rps)
+		}
+		lines = append(lines, append(append([]string{r.name}, api...),
+			fmt.Sprintf("%.0f", r.web.rps), ms(r.web.p50), ms(r.web.p99), ratio, fmt.Sprint(r.api.errors+r.web.errors)))
 	}
-	if o.markdown {
+	writeTable(out, head, lines, o.markdown)
+}
+
+func writeTable(out io.Writer, head []string, lines [][]string, markdown bool) {
+	if markdown {
 		fmt.Fprintf(out, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
 		for _, l := range lines {
 			fmt.Fprintf(out, "| %s |\n", strings.Join(l, " | "))

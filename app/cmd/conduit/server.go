@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -261,6 +262,10 @@ func (s *server) startWeb(upstream *url.URL, stops *[]component, errc chan<- err
 func (s *server) startAdmin(stops *[]component, errc chan<- error, g prometheus.Gatherers) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	// Profiles for an operator on the instance (the admin listener is
+	// loopback-only by default; Session Manager is the way in).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	_, err := s.serve("admin", s.AdminAddr, mux, stops, errc, nil)
 	return err
 }
