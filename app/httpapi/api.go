@@ -189,19 +189,24 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, me *conduit.User) 
 // error mapping.
 func (a *API) handle(h handlerFunc, mode authMode) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(a.store.WithRequest(r.Context()), a.opts.DBTimeout)
+		client := r.Context()
+		ctx, cancel := context.WithTimeout(a.store.WithRequest(client), a.opts.DBTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 		var me *conduit.User
+		var err error
 		if mode != public {
-			var err error
 			me, err = a.authenticate(r, mode)
-			if err != nil {
-				a.writeError(w, r, err)
-				return
-			}
 		}
-		if err := h(w, r, me); err != nil {
+		if err == nil {
+			err = h(w, r, me)
+		}
+		switch {
+		case err == nil:
+		case client.Err() != nil:
+			// The client went away: nobody to answer, and not a server
+			// error (the middleware counts it as 499).
+		default:
 			a.writeError(w, r, err)
 		}
 	})

@@ -35,6 +35,10 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// FerretDB logs wire messages (documents: emails, password hashes) at
+	// debug level and start-up chatter at warn: only its errors are kept,
+	// whatever conduit's own level.
+	log = slog.New(minLevel{log.Handler(), slog.LevelError})
 	// WAL with synchronous=NORMAL: a commit is not fsynced, only the WAL
 	// at checkpoints. A crash of conduit loses nothing it acknowledged; a
 	// crash of the machine may lose the last commits. That is local mode's
@@ -69,3 +73,18 @@ func (db *DB) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop embedded database: %w", ctx.Err())
 	}
 }
+
+// minLevel drops records below level.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.level}
+}
+func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.level} }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -18,6 +19,16 @@ import (
 
 // RequestIDHeader carries the request id from web to api and back to the client.
 const RequestIDHeader = "X-Request-Id"
+
+// StatusClientClosed is the status recorded for a request whose client
+// went away before the answer (nginx's 499).
+const StatusClientClosed = 499
+
+// ClientGone reports whether err is the request's own cancellation: the
+// client went away, which is not a server error.
+func ClientGone(r *http.Request, err error) bool {
+	return r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, r.Context().Err()))
+}
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
 
@@ -43,6 +54,7 @@ type Metrics struct {
 	latency    *prometheus.HistogramVec
 	db         *prometheus.HistogramVec
 	wafBlocked *prometheus.CounterVec
+	canceled   prometheus.Counter
 }
 
 // NewMetrics registers the metrics of one role, labelled role=<role>.
@@ -63,8 +75,12 @@ func NewMetrics(role string) *Metrics {
 		wafBlocked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "conduit_waf_blocked_total", ConstLabels: prometheus.Labels{"role": role}, Help: "Requests the WAF blocked, by rule id.",
 		}, []string{"rule"}),
+		canceled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "conduit_http_client_canceled_total", ConstLabels: prometheus.Labels{"role": role},
+			Help: "Requests whose client went away before the answer (not server errors; recorded with status 499).",
+		}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency, m.db, m.wafBlocked)
+	m.Registry.MustRegister(m.requests, m.latency, m.db, m.wafBlocked, m.canceled)
 	return m
 }
 
@@ -101,13 +117,20 @@ func (m *Metrics) Middleware(log *slog.Logger, route func(*http.Request) string,
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		rt := route(r)
-		status := strconv.Itoa(rec.status)
+		code := rec.status
+		if r.Context().Err() != nil && (!rec.wrote || code >= 500) {
+			// The client went away: whatever was (not) written, it is
+			// not a failure of this server.
+			code = StatusClientClosed
+			m.canceled.Inc()
+		}
+		status := strconv.Itoa(code)
 		d := time.Since(start)
 		m.requests.WithLabelValues(rt, r.Method, status).Inc()
 		m.latency.WithLabelValues(rt, r.Method, status).Observe(d.Seconds())
 		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("request_id", id), slog.String("method", r.Method), slog.String("route", rt),
-			slog.Int("status", rec.status), slog.Duration("duration", d), slog.Int64("bytes", rec.bytes))
+			slog.Int("status", code), slog.Duration("duration", d), slog.Int64("bytes", rec.bytes))
 	})
 }
 

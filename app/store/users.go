@@ -50,7 +50,9 @@ func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 	if _, err := s.coll("users").InsertOne(ctx, d); err != nil {
 		return s.wrap("insert user", err)
 	}
-	undo := func() { _, _ = s.coll("users").DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: d.ID}}) }
+	undo := func() {
+		_, _ = s.coll("users").DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: d.ID}})
+	}
 	if _, err := s.coll("usernames").InsertOne(ctx, keyDoc{ID: usernameKey(d.Username), UID: d.ID}); err != nil {
 		undo()
 		return s.wrap("reserve username", err)

@@ -74,7 +74,16 @@ func New(w *waf.WAF, log *slog.Logger, opts Options) (*Handler, error) {
 			pr.Out.Header.Set(observe.RequestIDHeader, pr.In.Header.Get(observe.RequestIDHeader))
 		},
 		Transport: opts.Transport,
+		// The api's own request id header would repeat the one the web
+		// tier has already set.
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Del(observe.RequestIDHeader)
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if observe.ClientGone(r, err) {
+				return // counted by the middleware; nobody is there to answer
+			}
 			log.LogAttrs(r.Context(), slog.LevelError, "upstream failed",
 				slog.String("request_id", observe.RequestID(r.Context())), slog.Any("error", err))
 			writeError(w, http.StatusBadGateway, "upstream unavailable")
