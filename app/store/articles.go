@@ -258,8 +258,8 @@ func (s *Store) page(ctx context.Context, viewer *conduit.User, key string, filt
 		return nil, 0, err
 	}
 	key = fmt.Sprintf("%s|fresh=%v|%d|%d", key, fresh, limit, offset)
-	p, ok := s.cache.lists.get(key, g.Articles)
-	if !ok {
+	p, err := s.cache.lists.fill(ctx, key, g.Articles, func(ctx context.Context) (listPage, error) {
+		var p listPage
 		coll := s.listColl("articles", fresh)
 		if len(filter) == 0 {
 			p.total = g.Count // kept with the generations: no count query
@@ -268,19 +268,23 @@ func (s *Store) page(ctx context.Context, viewer *conduit.User, key string, filt
 			n, err := coll.CountDocuments(ctx, filter)
 			s.observe("articles.count", start)
 			if err != nil {
-				return nil, 0, s.wrap("count articles", err)
+				return p, s.wrap("count articles", err)
 			}
 			p.total = int(n)
 		}
 		if p.total > 0 && offset < p.total {
-			p.docs, err = findAll[articleDoc](ctx, s, coll, "articles.list", filter, options.Find().
+			docs, err := findAll[articleDoc](ctx, s, coll, "articles.list", filter, options.Find().
 				SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "aid", Value: -1}}).
 				SetSkip(int64(offset)).SetLimit(int64(limit)).SetProjection(bson.D{{Key: "body", Value: 0}}))
 			if err != nil {
-				return nil, 0, err
+				return p, err
 			}
+			p.docs = docs
 		}
-		s.cache.lists.put(key, g.Articles, p)
+		return p, nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	out, err := s.enrich(ctx, viewer, p.docs)
 	return out, p.total, err
@@ -313,22 +317,20 @@ func (s *Store) Tags(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tags, ok := s.cache.tags.get("tags", g.Articles); ok {
+	return s.cache.tags.fill(ctx, "tags", g.Articles, func(ctx context.Context) ([]string, error) {
+		docs, err := findAll[struct {
+			ID string `bson:"_id"`
+		}](ctx, s, s.readColl("tags"), "tags.find", bson.D{{Key: "count", Value: bson.D{{Key: "$gt", Value: 0}}}},
+			options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			return nil, err
+		}
+		tags := make([]string, len(docs))
+		for i, d := range docs {
+			tags[i] = d.ID
+		}
 		return tags, nil
-	}
-	docs, err := findAll[struct {
-		ID string `bson:"_id"`
-	}](ctx, s, s.readColl("tags"), "tags.find", bson.D{{Key: "count", Value: bson.D{{Key: "$gt", Value: 0}}}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		return nil, err
-	}
-	tags := make([]string, len(docs))
-	for i, d := range docs {
-		tags[i] = d.ID
-	}
-	s.cache.tags.put("tags", g.Articles, tags)
-	return tags, nil
+	})
 }
 
 // listColl is where lists are read: the primary when fresh (a signed-in

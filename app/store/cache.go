@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -108,10 +109,24 @@ func (s *Store) bump(ctx context.Context, articles, users bool, count int) error
 // reads are cached apart (their keys differ), so a signed-in viewer never
 // gets what a lagging replica answered.
 type genCache[V any] struct {
-	max int
-	mu  sync.Mutex
-	m   map[string]genEntry[V]
+	max      int
+	mu       sync.Mutex
+	m        map[string]genEntry[V]
+	inflight map[string]*flight[V]
 }
+
+// flight is one fill under way; its waiters share its result.
+type flight[V any] struct {
+	done chan struct{}
+	v    V
+	err  error
+}
+
+// fillTimeout bounds a cache fill. It is longer than a request's database
+// budget on purpose: a cold query that outlasts the request which started
+// it still completes and is cached, so the requests after it are served,
+// instead of every one of them starting the same query and timing out.
+const fillTimeout = 30 * time.Second
 
 type genEntry[V any] struct {
 	gen int64
@@ -119,7 +134,45 @@ type genEntry[V any] struct {
 }
 
 func newGenCache[V any](max int) *genCache[V] {
-	return &genCache[V]{max: max, m: map[string]genEntry[V]{}}
+	return &genCache[V]{max: max, m: map[string]genEntry[V]{}, inflight: map[string]*flight[V]{}}
+}
+
+// fill returns the value for key at gen: from the cache, else from load,
+// run once however many requests ask at the same time. load runs detached
+// from ctx (bounded by fillTimeout) and its result is cached even when the
+// request that started it has gone; a waiter whose ctx ends first gets
+// ctx's error.
+func (c *genCache[V]) fill(ctx context.Context, key string, gen int64, load func(context.Context) (V, error)) (V, error) {
+	if v, ok := c.get(key, gen); ok {
+		return v, nil
+	}
+	id := fmt.Sprintf("%s@%d", key, gen)
+	c.mu.Lock()
+	f, ok := c.inflight[id]
+	if !ok {
+		f = &flight[V]{done: make(chan struct{})}
+		c.inflight[id] = f
+		go func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
+			defer cancel()
+			f.v, f.err = load(fctx)
+			if f.err == nil {
+				c.put(key, gen, f.v)
+			}
+			c.mu.Lock()
+			delete(c.inflight, id)
+			c.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	c.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.v, f.err
+	case <-ctx.Done():
+		var zero V
+		return zero, conduit.Unavailable(ctx.Err())
+	}
 }
 
 func (c *genCache[V]) get(key string, gen int64) (V, bool) {
@@ -149,13 +202,15 @@ func (c *genCache[V]) put(key string, gen int64, v V) {
 	c.m[key] = genEntry[V]{gen: gen, v: v}
 }
 
-// caches are a store's: users by id (and their keys), list pages and
-// tags. Articles and threads are not cached: each is one read by _id.
+// caches are a store's: users by id (and their keys), list pages, tags and
+// article ids by slug. Articles and threads are not cached: each is one
+// read by _id.
 type caches struct {
 	users *genCache[conduit.User]
 	keys  *genCache[string] // "usernames:<key>" / "emails:<key>" → user id
 	lists *genCache[listPage]
 	tags  *genCache[[]string]
+	slugs *genCache[string] // "<fresh>|<slug>" → article id
 }
 
 type listPage struct {
@@ -166,6 +221,6 @@ type listPage struct {
 func newCaches() caches {
 	return caches{
 		users: newGenCache[conduit.User](50_000), keys: newGenCache[string](100_000),
-		lists: newGenCache[listPage](1_000), tags: newGenCache[[]string](2),
+		lists: newGenCache[listPage](1_000), tags: newGenCache[[]string](2), slugs: newGenCache[string](100_000),
 	}
 }

@@ -84,7 +84,7 @@ func (s *Store) nextCommentID(ctx context.Context) (int64, error) {
 // unused id, nothing else.
 func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment) error {
 	defer s.observe("comments.insert", time.Now())
-	a, err := s.articleDoc(ctx, true, slug)
+	aid, err := s.aidOf(ctx, true, slug)
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment)
 	doc := commentDoc{ID: id, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 	// A full thread does not match; the upsert then collides with it.
 	full := fmt.Sprintf("comments.%d", MaxComments-1)
-	_, err = s.threads(a.AID, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: a.AID}, {Key: full, Value: bson.D{{Key: "$exists", Value: false}}}},
+	_, err = s.threads(aid, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: aid}, {Key: full, Value: bson.D{{Key: "$exists", Value: false}}}},
 		bson.D{{Key: "$push", Value: bson.D{{Key: "comments", Value: doc}}}}, optsUpsert)
 	if conduit.CodeOf(s.classify(err)) == conduit.CodeConflict {
 		return conduit.Errorf(conduit.CodeInvalid, "this article has %d comments, the most it can hold", MaxComments)
@@ -103,24 +103,43 @@ func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment)
 	if err != nil {
 		return s.wrap("insert comment", err)
 	}
-	c.ID, c.ArticleID = id, a.AID
+	c.ID, c.ArticleID = id, aid
 	return nil
 }
 
-// thread reads the comments of the article slug, oldest first: the
-// article, then its thread, each by _id (from the primary for a signed-in
-// viewer).
-func (s *Store) thread(ctx context.Context, fresh bool, slug string) (string, []commentDoc, error) {
+// aidOf returns the id of the article slug: cached while the articles'
+// generation holds (a rename or a deletion moves it on), else read by _id.
+func (s *Store) aidOf(ctx context.Context, fresh bool, slug string) (string, error) {
+	g, err := s.gensOf(ctx, fresh)
+	if err != nil {
+		return "", err
+	}
+	key := fmt.Sprintf("%v|%s", fresh || s.cur.Load().single, slug)
+	if aid, ok := s.cache.slugs.get(key, g.Articles); ok {
+		return aid, nil
+	}
 	a, err := s.articleDoc(ctx, fresh, slug)
+	if err != nil {
+		return "", err
+	}
+	s.cache.slugs.put(key, g.Articles, a.AID)
+	return a.AID, nil
+}
+
+// thread reads the comments of the article slug, oldest first: its thread
+// by _id (from the primary for a signed-in viewer), after the article's id
+// (cached).
+func (s *Store) thread(ctx context.Context, fresh bool, slug string) (string, []commentDoc, error) {
+	aid, err := s.aidOf(ctx, fresh, slug)
 	if err != nil {
 		return "", nil, err
 	}
 	var t threadDoc
-	err = s.findOne(ctx, s.threads(a.AID, fresh), "comments.find", a.AID, &t)
+	err = s.findOne(ctx, s.threads(aid, fresh), "comments.find", aid, &t)
 	if errNotFound(err) {
-		return a.AID, nil, nil
+		return aid, nil, nil
 	}
-	return a.AID, t.Comments, err
+	return aid, t.Comments, err
 }
 
 // Comments lists an article's comments, oldest first, as viewer sees them.
@@ -162,11 +181,11 @@ func (s *Store) Comment(ctx context.Context, slug string, id int64) (*conduit.Co
 // DeleteComment removes one comment of the article slug.
 func (s *Store) DeleteComment(ctx context.Context, slug string, id int64) error {
 	defer s.observe("comments.delete", time.Now())
-	a, err := s.articleDoc(ctx, true, slug)
+	aid, err := s.aidOf(ctx, true, slug)
 	if err != nil {
 		return err
 	}
-	_, err = s.threads(a.AID, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: a.AID}},
+	_, err = s.threads(aid, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: aid}},
 		bson.D{{Key: "$pull", Value: bson.D{{Key: "comments", Value: bson.D{{Key: "id", Value: id}}}}}})
 	return s.wrap("delete comment", err)
 }

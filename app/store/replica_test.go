@@ -121,4 +121,25 @@ func TestCachesSeeOtherInstancesWrites(t *testing.T) {
 	list, _, err = one.ListArticles(one.WithRequest(ctx), nil, conduit.ArticleFilter{Limit: 20})
 	require.NoError(t, err)
 	assert.Equal(t, "new bio", list[0].Author.Bio)
+
+	// Comments found by slug follow a rename and a deletion made by the
+	// other instance, though the article id behind the slug was cached.
+	c := &conduit.Comment{AuthorID: u.ID, Body: "hi", CreatedAt: now, UpdatedAt: now}
+	require.NoError(t, one.AddComment(one.WithRequest(ctx), "s", c))
+	comments, err := one.Comments(one.WithRequest(ctx), nil, "s")
+	require.NoError(t, err)
+	require.Len(t, comments, 1)
+	a, err := two.ArticleBySlug(two.WithRequest(ctx), nil, "s")
+	require.NoError(t, err)
+	a.Slug = "s2"
+	require.NoError(t, two.UpdateArticle(two.WithRequest(ctx), "s", a))
+	_, err = one.Comments(one.WithRequest(ctx), nil, "s")
+	assert.Equal(t, conduit.CodeNotFound, conduit.CodeOf(err))
+	assert.Equal(t, conduit.CodeNotFound, conduit.CodeOf(one.AddComment(one.WithRequest(ctx), "s", c)))
+	comments, err = one.Comments(one.WithRequest(ctx), nil, "s2")
+	require.NoError(t, err)
+	assert.Len(t, comments, 1)
+	require.NoError(t, two.DeleteArticle(two.WithRequest(ctx), a))
+	_, err = one.Comments(one.WithRequest(ctx), nil, "s2")
+	assert.Equal(t, conduit.CodeNotFound, conduit.CodeOf(err))
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -45,6 +46,8 @@ type options struct {
 	duration    time.Duration
 	scale       string
 	markdown    bool
+	warmup      time.Duration
+	seedCache   string
 }
 
 // size is one data set.
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "duration of each run")
 	fs.StringVar(&o.scale, "scale", "both", "data size: small (200 articles, 2,000 comments, 40 users), large (5,000 / 50,000 / 1,000) or both")
 	fs.BoolVar(&o.markdown, "markdown", false, "print markdown tables")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each run (fills caches, opens connections)")
+	fs.StringVar(&o.seedCache, "seed-cache", "", "keep each size's seeded data in `DIR` and reuse it on later runs (delete DIR after changing app/store: the data layout must match)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -101,33 +106,59 @@ func runSize(ctx context.Context, o options, sz size, out io.Writer) ([]row, err
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	seed, err := loadSeed(o.seedCache, sz, dir)
+	if err != nil {
+		return nil, err
+	}
 	web, api, admin, stopServer, err := startConduit(ctx, o.binary, dir)
 	if err != nil {
 		return nil, err
 	}
-	defer stopServer()
+	defer func() { stopServer() }()
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}, Timeout: 10 * time.Second}
-	seedStart := time.Now()
-	seed, err := seedData(ctx, client, "http://"+web, sz)
-	if err != nil {
-		return nil, fmt.Errorf("seed: %w", err)
+	fmt.Fprintf(out, "\n## %s: %d users, %d articles, %d comments\n\n", sz.name, sz.users, sz.articles, sz.comments)
+	if seed == nil {
+		seedStart := time.Now()
+		seed, err = seedData(ctx, client, "http://"+web, sz)
+		if err != nil {
+			return nil, fmt.Errorf("seed: %w", err)
+		}
+		seed.Took = time.Since(seedStart).Round(time.Second).String()
+		if o.seedCache != "" {
+			stopServer() // a consistent copy of the data directory needs the database stopped
+			if err := saveSeed(o.seedCache, sz, dir, seed); err != nil {
+				return nil, err
+			}
+			if web, api, admin, stopServer, err = startConduit(ctx, o.binary, dir); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		fmt.Fprintf(out, "reusing the seed in %s (delete it after changing the data layout)\n", filepath.Join(o.seedCache, sz.name))
+		var resp struct {
+			User struct{ Token string } `json:"user"`
+		}
+		if err := call(ctx, client, "POST", "http://"+api+"/api/users/login", "", `{"user":{"email":"bench0@example.com","password":"bench-password-0"}}`, &resp); err != nil {
+			return nil, fmt.Errorf("log in to the reused seed: %w", err)
+		}
+		seed.token = resp.User.Token
 	}
-	fmt.Fprintf(out, "\n## %s: %d users, %d articles, %d comments\n\nseeded through the web tier in %s with 16 writers: %d writes, %d answered 5xx, %d failed otherwise\n\n",
-		sz.name, sz.users, sz.articles, sz.comments, time.Since(seedStart).Round(time.Second), seed.writes, seed.status5xx, seed.otherErrors)
+	fmt.Fprintf(out, "seeded through the web tier in %s with 16 writers: %d writes, %d answered 5xx, %d failed otherwise\n\n",
+		seed.Took, seed.Writes, seed.Status5xx, seed.OtherErrors)
 	mixes := []mix{
 		{name: "GET /api/articles?limit=20", request: func(i int) (string, string, string) { return "GET", "/api/articles?limit=20", "" }},
 		{name: "GET /api/articles/:slug", request: func(i int) (string, string, string) {
-			return "GET", "/api/articles/" + seed.slugs[i%len(seed.slugs)], ""
+			return "GET", "/api/articles/" + seed.Slugs[i%len(seed.Slugs)], ""
 		}},
 		{name: "GET /api/articles/:slug (token)", token: true, request: func(i int) (string, string, string) {
-			return "GET", "/api/articles/" + seed.slugs[i%len(seed.slugs)], ""
+			return "GET", "/api/articles/" + seed.Slugs[i%len(seed.Slugs)], ""
 		}},
 		{name: "GET /api/articles/:slug/comments", request: func(i int) (string, string, string) {
-			return "GET", "/api/articles/" + seed.slugs[i%len(seed.slugs)] + "/comments", ""
+			return "GET", "/api/articles/" + seed.Slugs[i%len(seed.Slugs)] + "/comments", ""
 		}},
 		{name: "POST /api/articles/:slug/comments", token: true, request: func(i int) (string, string, string) {
-			return "POST", "/api/articles/" + seed.slugs[i%len(seed.slugs)] + "/comments", `{"comment":{"body":"A comment with some *markdown* and ` + "`code`" + `."}}`
+			return "POST", "/api/articles/" + seed.Slugs[i%len(seed.Slugs)] + "/comments", `{"comment":{"body":"A comment with some *markdown* and ` + "`code`" + `."}}`
 		}},
 		{name: "GET /api/tags", request: func(i int) (string, string, string) { return "GET", "/api/tags", "" }},
 		{name: "GET / (home page, 20 articles)", webOnly: true, request: func(i int) (string, string, string) { return "GET", "/", "" }},
@@ -140,6 +171,9 @@ func runSize(ctx context.Context, o options, sz size, out io.Writer) ([]row, err
 			token = seed.token
 		}
 		if !m.webOnly {
+			if _, err := load(ctx, client, "http://"+api, token, m, o.concurrency, o.warmup); err != nil {
+				return nil, fmt.Errorf("%s: warm-up: %w", m.name, err)
+			}
 			before, _ := dbCalls(ctx, client, "http://"+admin+"/metrics")
 			res, err := load(ctx, client, "http://"+api, token, m, o.concurrency, o.duration)
 			if err != nil {
@@ -148,6 +182,9 @@ func runSize(ctx context.Context, o options, sz size, out io.Writer) ([]row, err
 			after, _ := dbCalls(ctx, client, "http://"+admin+"/metrics")
 			r.api = res
 			r.dbCalls = (after - before) / float64(res.requests+res.errors)
+		}
+		if _, err := load(ctx, client, "http://"+web, token, m, o.concurrency, o.warmup); err != nil {
+			return nil, fmt.Errorf("%s: warm-up: %w", m.name, err)
 		}
 		res, err := load(ctx, client, "http://"+web, token, m, o.concurrency, o.duration)
 		if err != nil {
@@ -275,10 +312,55 @@ func startConduit(ctx context.Context, binary, dir string) (web, api, admin stri
 	return web, api, admin, stop, nil
 }
 
+// seeded is what seeding left: the articles' slugs, a signed-in user's
+// token and how the writes went. It is saved with a seed cache.
 type seeded struct {
 	token                          string
-	slugs                          []string
-	writes, status5xx, otherErrors int
+	Slugs                          []string
+	Writes, Status5xx, OtherErrors int
+	Took                           string
+}
+
+// loadSeed copies a cached seed of sz into dir and returns its manifest,
+// or nil when there is no cache (or none for sz yet).
+func loadSeed(cache string, sz size, dir string) (*seeded, error) {
+	if cache == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(cache, sz.name, "seed.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s seeded
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("seed cache %s: %w (delete it to seed again)", cache, err)
+	}
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(cache, sz.name, "data"))); err != nil {
+		return nil, fmt.Errorf("copy the cached seed: %w", err)
+	}
+	return &s, nil
+}
+
+// saveSeed keeps dir (a stopped server's data) and s as sz's seed.
+func saveSeed(cache string, sz size, dir string, s *seeded) error {
+	to := filepath.Join(cache, sz.name)
+	if err := os.RemoveAll(to); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		return err
+	}
+	if err := os.CopyFS(filepath.Join(to, "data"), os.DirFS(dir)); err != nil {
+		return fmt.Errorf("save the seed: %w", err)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(to, "seed.json"), b, 0o600)
 }
 
 // seedData writes sz through base (the web tier) with 16 concurrent
@@ -290,13 +372,13 @@ func seedData(ctx context.Context, c *http.Client, base string, sz size) (*seede
 	record := func(err error) error {
 		mu.Lock()
 		defer mu.Unlock()
-		s.writes++
+		s.Writes++
 		var se *statusError
 		switch {
 		case errors.As(err, &se) && se.status >= 500:
-			s.status5xx++
+			s.Status5xx++
 		case err != nil:
-			s.otherErrors++
+			s.OtherErrors++
 		}
 		return err
 	}
@@ -344,7 +426,7 @@ func seedData(ctx context.Context, c *http.Client, base string, sz size) (*seede
 		return s, err
 	}
 	s.token = tokens[0]
-	s.slugs = make([]string, sz.articles)
+	s.Slugs = make([]string, sz.articles)
 	err = parallel(sz.articles, func(i int) error {
 		var resp struct {
 			Article struct{ Slug string } `json:"article"`
@@ -352,7 +434,7 @@ func seedData(ctx context.Context, c *http.Client, base string, sz size) (*seede
 		body := fmt.Sprintf(`{"article":{"title":"Benchmark article %d","description":"About topic %d","body":"%s","tagList":["tag%d","tag%d","bench"]}}`,
 			i, i%17, strings.Repeat("Some body text with `code` and *emphasis*. ", 20), i%20, (i*7)%20)
 		err := record(call(ctx, c, "POST", base+"/api/articles", tokens[i%len(tokens)], body, &resp))
-		s.slugs[i] = resp.Article.Slug
+		s.Slugs[i] = resp.Article.Slug
 		return err
 	})
 	if err != nil {
@@ -360,7 +442,7 @@ func seedData(ctx context.Context, c *http.Client, base string, sz size) (*seede
 	}
 	err = parallel(sz.comments, func(i int) error {
 		body := fmt.Sprintf(`{"comment":{"body":"Seed comment %d with *markdown*."}}`, i)
-		return record(call(ctx, c, "POST", base+"/api/articles/"+s.slugs[(i*7919)%len(s.slugs)]+"/comments", tokens[(i*31)%len(tokens)], body, nil))
+		return record(call(ctx, c, "POST", base+"/api/articles/"+s.Slugs[(i*7919)%len(s.Slugs)]+"/comments", tokens[(i*31)%len(tokens)], body, nil))
 	})
 	return s, err
 }

@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"webstack/app/conduit"
+)
+
+func TestGenCacheFillRunsOnceForConcurrentMisses(t *testing.T) {
+	c := newGenCache[int](10)
+	var loads atomic.Int32
+	release := make(chan struct{})
+	load := func(context.Context) (int, error) {
+		loads.Add(1)
+		<-release
+		return 42, nil
+	}
+	var wg sync.WaitGroup
+	results := make([]int, 16)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := c.fill(context.Background(), "k", 1, load)
+			assert.NoError(t, err)
+			results[i] = v
+		}()
+	}
+	require.Eventually(t, func() bool { return loads.Load() == 1 }, time.Second, time.Millisecond)
+	time.Sleep(10 * time.Millisecond) // let every waiter join the flight
+	close(release)
+	wg.Wait()
+	assert.Equal(t, int32(1), loads.Load())
+	for _, v := range results {
+		assert.Equal(t, 42, v)
+	}
+	// A later generation is a new fill; the old value is not served for it.
+	v, err := c.fill(context.Background(), "k", 2, func(context.Context) (int, error) { return 7, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 7, v)
+}
+
+func TestGenCacheFillOutlivesTheRequestThatStartedIt(t *testing.T) {
+	c := newGenCache[int](10)
+	release := make(chan struct{})
+	loadCtxErr := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := c.fill(ctx, "k", 1, func(lctx context.Context) (int, error) {
+		<-release
+		loadCtxErr <- lctx.Err() // nil: the request's deadline does not stop the fill
+		return 42, nil
+	})
+	assert.Equal(t, conduit.CodeUnavailable, conduit.CodeOf(err), "the waiter's own deadline answers 503")
+	close(release)
+	require.Eventually(t, func() bool { _, ok := c.get("k", 1); return ok }, time.Second, time.Millisecond)
+	assert.NoError(t, <-loadCtxErr)
+	v, err := c.fill(context.Background(), "k", 1, func(context.Context) (int, error) { return 0, errors.New("must not load again") })
+	require.NoError(t, err)
+	assert.Equal(t, 42, v)
+}
+
+func TestGenCacheFillDoesNotCacheErrors(t *testing.T) {
+	c := newGenCache[int](10)
+	_, err := c.fill(context.Background(), "k", 1, func(context.Context) (int, error) { return 0, errors.New("boom") })
+	require.Error(t, err)
+	v, err := c.fill(context.Background(), "k", 1, func(context.Context) (int, error) { return 5, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 5, v)
+}
