@@ -5,13 +5,17 @@ package localdb
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	_ "modernc.org/sqlite" // the SQLite FerretDB itself links
 )
 
 // DB is a running embedded database.
@@ -20,6 +24,7 @@ type DB struct {
 	URI    string
 	cancel context.CancelFunc
 	done   chan error
+	ids    *idIndexer
 }
 
 // Start runs FerretDB listening on addr (host:port, port 0 for any) with
@@ -54,10 +59,117 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 		return nil, fmt.Errorf("start embedded database: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	db := &DB{cancel: cancel, done: make(chan error, 1)}
+	db := &DB{cancel: cancel, done: make(chan error, 1), ids: &idIndexer{dir: abs, log: log, dbs: map[string]*sql.DB{}}}
 	go func() { db.done <- f.Run(runCtx) }()
+	go db.ids.run(runCtx)
 	db.URI = f.MongoDBURI()
 	return db, nil
+}
+
+// IndexIDs gives every collection there is now the index that serves
+// FerretDB's own lookups by _id (see idIndexer). Start does this every
+// idSweep in the background; tests and benchmarks call it to not wait.
+func (db *DB) IndexIDs(ctx context.Context) error { return db.ids.sweep(ctx) }
+
+// idSweep is how often new collections get their _id index.
+const idSweep = 2 * time.Second
+
+// idIndexer works around FerretDB 1.24's SQLite backend finding documents
+// by _id with a full table scan. It stores each collection as a table of
+// JSON documents with a unique index on the expression
+// _ferretdb_sjson->"_id", but its queries and updates filter on
+// _ferretdb_sjson->'$._id': the same value, a different expression, and
+// SQLite uses an expression index only for the expression it was built on.
+// Every find, update and delete by _id therefore read the whole table
+// (28 ms per lookup at 5,000 articles, growing with the data; measured in
+// docs/benchmarks.md). The indexer adds, to each table FerretDB creates,
+// a plain SQLite index on exactly the expression FerretDB queries. FerretDB
+// does not know of it and needs not: it lives and dies with the table, and
+// only SQLite's query planner uses it.
+type idIndexer struct {
+	dir  string
+	log  *slog.Logger
+	mu   sync.Mutex
+	dbs  map[string]*sql.DB // by file
+}
+
+func (x *idIndexer) run(ctx context.Context) {
+	defer x.close()
+	t := time.NewTicker(idSweep)
+	defer t.Stop()
+	for {
+		if err := x.sweep(ctx); err != nil && ctx.Err() == nil {
+			x.log.ErrorContext(ctx, "index _id lookups", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// idExpr is FerretDB's metadata.IDColumn: the expression its SQL filters
+// documents by _id on.
+const idExpr = `_ferretdb_sjson->'$._id'`
+
+// idIndexSuffix names the index: <table>__id_lookup.
+const idIndexSuffix = "__id_lookup"
+
+func (x *idIndexer) sweep(ctx context.Context) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	files, err := filepath.Glob(filepath.Join(x.dir, "*.sqlite"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		db := x.dbs[f]
+		if db == nil {
+			if db, err = sql.Open("sqlite", "file:"+filepath.ToSlash(f)+"?_pragma=busy_timeout(5000)"); err != nil {
+				return fmt.Errorf("open %s: %w", f, err)
+			}
+			db.SetMaxOpenConns(1)
+			x.dbs[f] = db
+		}
+		// The tables FerretDB keeps documents in (not its own metadata)
+		// that do not have the index yet.
+		rows, err := db.QueryContext(ctx, `SELECT t.name FROM sqlite_master t
+			WHERE t.type = 'table' AND t.name NOT LIKE '\_ferretdb\_%' ESCAPE '\' AND t.sql LIKE '%_ferretdb_sjson%'`+
+			` AND NOT EXISTS (SELECT 1 FROM sqlite_master i WHERE i.type = 'index' AND i.name = t.name || '`+idIndexSuffix+`')`)
+		if err != nil {
+			return fmt.Errorf("list tables of %s: %w", f, err)
+		}
+		var tables []string
+		for rows.Next() {
+			var t string
+			if err := rows.Scan(&t); err != nil {
+				rows.Close()
+				return err
+			}
+			tables = append(tables, t)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, t := range tables {
+			q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %q ON %q (%s)`, t+idIndexSuffix, t, idExpr)
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("index %s: %w", t, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (x *idIndexer) close() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, db := range x.dbs {
+		_ = db.Close()
+	}
+	x.dbs = map[string]*sql.DB{}
 }
 
 // Stop shuts the database down and waits for it, up to ctx.

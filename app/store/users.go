@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"slices"
+	"sync"
 	"strings"
 	"time"
 
@@ -212,8 +213,7 @@ func (s *Store) profilesOf(ctx context.Context, viewer *conduit.User, ids []stri
 	if len(missing) == 0 {
 		return out, nil
 	}
-	slices.Sort(missing)
-	docs, err := findAll[userDoc](ctx, s, s.coll("users"), "users.find_many", in("_id", missing))
+	docs, err := s.usersByID(ctx, missing)
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +221,39 @@ func (s *Store) profilesOf(ctx context.Context, viewer *conduit.User, ids []stri
 		u := d.user()
 		s.cache.users.put(d.ID, g.Users, u)
 		out[d.ID] = s.Profile(viewer, &u)
+	}
+	return out, nil
+}
+
+// fewMisses is how many users are read one by one (at the same time) rather
+// than with one $in query: FerretDB 1.x finds by _id with an index but
+// answers $in by scanning the collection (450 ms mean at 1,000 users under
+// load, against 2 ms for a read by _id); on DocumentDB both are
+// index-served.
+const fewMisses = 8
+
+// usersByID reads the users ids (sorted, distinct) from the primary.
+func (s *Store) usersByID(ctx context.Context, ids []string) ([]userDoc, error) {
+	if len(ids) > fewMisses {
+		slices.Sort(ids)
+		return findAll[userDoc](ctx, s, s.coll("users"), "users.find_many", in("_id", ids))
+	}
+	docs := make([]userDoc, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() { errs[i] = s.findOne(ctx, s.coll("users"), "users.find", id, &docs[i]) })
+	}
+	wg.Wait()
+	out := docs[:0]
+	for i, err := range errs {
+		switch {
+		case errNotFound(err): // a deleted author: left out, as $in would
+		case err != nil:
+			return nil, err
+		default:
+			out = append(out, docs[i])
+		}
 	}
 	return out, nil
 }

@@ -338,10 +338,27 @@ func loadSeed(cache string, sz size, dir string) (*seeded, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("seed cache %s: %w (delete it to seed again)", cache, err)
 	}
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join(cache, sz.name, "data"))); err != nil {
+	if err := copyPrivate(dir, filepath.Join(cache, sz.name, "data")); err != nil {
 		return nil, fmt.Errorf("copy the cached seed: %w", err)
 	}
 	return &s, nil
+}
+
+// copyPrivate copies the directory from to to, readable by its owner only
+// (it holds the data and the token-signing secret).
+func copyPrivate(to, from string) error {
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		return err
+	}
+	return filepath.WalkDir(to, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.Chmod(p, 0o700)
+		}
+		return os.Chmod(p, 0o600)
+	})
 }
 
 // saveSeed keeps dir (a stopped server's data) and s as sz's seed.
@@ -353,7 +370,7 @@ func saveSeed(cache string, sz size, dir string, s *seeded) error {
 	if err := os.MkdirAll(to, 0o700); err != nil {
 		return err
 	}
-	if err := os.CopyFS(filepath.Join(to, "data"), os.DirFS(dir)); err != nil {
+	if err := copyPrivate(filepath.Join(to, "data"), dir); err != nil {
 		return fmt.Errorf("save the seed: %w", err)
 	}
 	b, err := json.Marshal(s)

@@ -1,0 +1,76 @@
+package localdb
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// plan is SQLite's plan for the statement FerretDB runs to find a document
+// of table by _id.
+func plan(t *testing.T, file, table string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
+	require.NoError(t, err)
+	defer db.Close()
+	rows, err := db.Query(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM "` + table + `" WHERE ` + idExpr + ` = ?`, `"x"`)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+		out = append(out, detail)
+	}
+	return strings.Join(out, "; ")
+}
+
+// table is the SQLite table FerretDB keeps collection coll of database
+// dbName in.
+func table(t *testing.T, file, coll string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
+	require.NoError(t, err)
+	defer db.Close()
+	var name string
+	require.NoError(t, db.QueryRow(`SELECT table_name FROM _ferretdb_collections WHERE name = ?`, coll).Scan(&name))
+	return name
+}
+
+func TestLookupsByIDUseAnIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Start(ctx, "127.0.0.1:0", dir, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	client, err := mongo.Connect(options.Client().ApplyURI(db.URI))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	coll := client.Database("app").Collection("things")
+	file := filepath.Join(dir, "app.sqlite")
+
+	for round := range 2 { // a collection dropped and made again is indexed again
+		_, err = coll.InsertMany(ctx, []any{bson.D{{Key: "_id", Value: "a"}, {Key: "n", Value: 1}}, bson.D{{Key: "_id", Value: "b"}, {Key: "n", Value: 2}}})
+		require.NoError(t, err)
+		require.NoError(t, db.IndexIDs(ctx))
+		assert.Contains(t, plan(t, file, table(t, file, "things")), "USING INDEX", "round %d", round)
+
+		var got struct{ N int }
+		require.NoError(t, coll.FindOne(ctx, bson.D{{Key: "_id", Value: "b"}}).Decode(&got))
+		assert.Equal(t, 2, got.N)
+		_, err = coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "b"}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}})
+		require.NoError(t, err)
+		require.NoError(t, coll.FindOne(ctx, bson.D{{Key: "_id", Value: "b"}}).Decode(&got))
+		assert.Equal(t, 3, got.N)
+		require.NoError(t, coll.Drop(ctx))
+	}
+}
