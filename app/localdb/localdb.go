@@ -87,10 +87,10 @@ const idSweep = 2 * time.Second
 // does not know of it and needs not: it lives and dies with the table, and
 // only SQLite's query planner uses it.
 type idIndexer struct {
-	dir  string
-	log  *slog.Logger
-	mu   sync.Mutex
-	dbs  map[string]*sql.DB // by file
+	dir string
+	log *slog.Logger
+	mu  sync.Mutex
+	dbs map[string]*sql.DB // by file
 }
 
 func (x *idIndexer) run(ctx context.Context) {

@@ -21,7 +21,7 @@ func plan(t *testing.T, file, table string) string {
 	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
 	require.NoError(t, err)
 	defer db.Close()
-	rows, err := db.Query(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM "` + table + `" WHERE ` + idExpr + ` = ?`, `"x"`)
+	rows, err := db.Query(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM "`+table+`" WHERE `+idExpr+` = ?`, `"x"`)
 	require.NoError(t, err)
 	defer rows.Close()
 	var out []string

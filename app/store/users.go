@@ -3,8 +3,8 @@ package store
 import (
 	"context"
 	"slices"
-	"sync"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
