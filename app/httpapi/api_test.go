@@ -200,6 +200,10 @@ func TestConduitEndpoints(t *testing.T) {
 		{"delete comment bad id", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/abc", "", 422, nil},
 		{"delete missing comment", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/99", "", 404, nil},
 		{"delete own comment", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/1", "", 204, nil},
+		{"deleted comment is gone", anon, "GET", "/api/articles/did-you-train-your-dragon/comments", "", 200, func(t *testing.T, b map[string]any) {
+			assert.Empty(t, b["comments"])
+		}},
+		{"delete deleted comment", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/1", "", 404, nil},
 		{"tags", anon, "GET", "/api/tags", "", 200, func(t *testing.T, b map[string]any) {
 			assert.Equal(t, []any{"dragons", "training"}, b["tags"])
 		}},

@@ -21,12 +21,18 @@ import (
 // are just 256 small collections, each read and updated by _id.
 const threadShards = 256
 
-// MaxComments is how many comments an article holds: its thread is one
-// document, which a database keeps under 16 MB.
-const MaxComments = 5000
+// DefaultMaxComments is how many comments an article holds unless
+// Options say otherwise.
+const DefaultMaxComments = 5000
+
+// maxThreadBytes bounds the comment text of one article, whatever the
+// count: its thread stays well under the 16 MB a document may hold.
+var maxThreadBytes = 8 << 20 // a variable for tests
 
 type threadDoc struct {
 	AID      string       `bson:"_id"`
+	N        int          `bson:"n"`     // len(Comments), kept by each update
+	Bytes    int          `bson:"bytes"` // their bodies' total length, likewise
 	Comments []commentDoc `bson:"comments"`
 }
 
@@ -93,15 +99,28 @@ func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment)
 		return err
 	}
 	doc := commentDoc{ID: id, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
-	// A full thread does not match; the upsert then collides with it.
-	full := fmt.Sprintf("comments.%d", MaxComments-1)
-	_, err = s.threads(aid, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: aid}, {Key: full, Value: bson.D{{Key: "$exists", Value: false}}}},
-		bson.D{{Key: "$push", Value: bson.D{{Key: "comments", Value: doc}}}}, optsUpsert)
-	if conduit.CodeOf(s.classify(err)) == conduit.CodeConflict {
-		return conduit.Errorf(conduit.CodeInvalid, "this article has %d comments, the most it can hold", MaxComments)
+	// One update found by _id alone (a filter FerretDB hands to SQLite's
+	// index; any other filter makes it decode the whole shard), which also
+	// counts the thread's comments. A thread pushed past Options.MaxComments takes
+	// the comment back out and refuses it. The thread comes back whole
+	// (FerretDB 1.x has no projection on findAndModify): its size is what
+	// the update rewrites anyway, bounded by Options.MaxComments.
+	threads := s.threads(aid, true)
+	var t struct {
+		N     int `bson:"n"`
+		Bytes int `bson:"bytes"`
 	}
+	err = threads.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: aid}},
+		bson.D{{Key: "$push", Value: bson.D{{Key: "comments", Value: doc}}}, {Key: "$inc", Value: bson.D{{Key: "n", Value: 1}, {Key: "bytes", Value: len(doc.Body)}}}}, &t,
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After))
 	if err != nil {
 		return s.wrap("insert comment", err)
+	}
+	if t.N > s.opts.MaxComments || t.Bytes > maxThreadBytes {
+		if err := s.pullComment(context.WithoutCancel(ctx), aid, doc); err != nil {
+			return err
+		}
+		return conduit.Errorf(conduit.CodeInvalid, "this article holds no more comments (%d at most, %d MiB of text)", s.opts.MaxComments, maxThreadBytes>>20)
 	}
 	c.ID, c.ArticleID = id, aid
 	return nil
@@ -185,8 +204,32 @@ func (s *Store) DeleteComment(ctx context.Context, slug string, id int64) error 
 	if err != nil {
 		return err
 	}
-	_, err = s.threads(aid, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: aid}},
-		bson.D{{Key: "$pull", Value: bson.D{{Key: "comments", Value: bson.D{{Key: "id", Value: id}}}}}})
+	var t threadDoc
+	if err := s.findOne(ctx, s.threads(aid, true), "comments.find", aid, &t); err != nil {
+		if errNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	for _, c := range t.Comments {
+		if c.ID == id {
+			return s.pullComment(ctx, aid, c)
+		}
+	}
+	return nil
+}
+
+// pullComment removes comment c from the thread of aid and counts it out,
+// only when it is there (so twice is once).
+func (s *Store) pullComment(ctx context.Context, aid string, c commentDoc) error {
+	// $pull is given the comment whole, not a condition on its id:
+	// FerretDB 1.x's $pull removes only elements equal to the value
+	// (MongoDB and DocumentDB treat a document as a condition, which the
+	// whole comment also is). The filter on its id makes the count move
+	// only when the comment is there.
+	_, err := s.threads(aid, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: aid}, {Key: "comments.id", Value: c.ID}},
+		bson.D{{Key: "$pull", Value: bson.D{{Key: "comments", Value: c}}},
+			{Key: "$inc", Value: bson.D{{Key: "n", Value: -1}, {Key: "bytes", Value: -len(c.Body)}}}})
 	return s.wrap("delete comment", err)
 }
 

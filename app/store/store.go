@@ -63,6 +63,10 @@ type Options struct {
 	// writer and answers "database is locked" to the others; conduit local
 	// sets 1. Defaults to 0: unbounded (DocumentDB).
 	MaxWriters int
+	// MaxComments is how many comments an article holds: its comments are
+	// one document, which a database keeps under 16 MB. Defaults to
+	// DefaultMaxComments.
+	MaxComments int
 }
 
 // Store is the MongoDB implementation of Conduit's persistence.
@@ -102,6 +106,9 @@ func Open(ctx context.Context, database string, uri URIFunc, opts Options) (*Sto
 	c, err := dial(u, database)
 	if err != nil {
 		return nil, err
+	}
+	if opts.MaxComments == 0 {
+		opts.MaxComments = DefaultMaxComments
 	}
 	s := &Store{uri: uri, opts: opts, cache: newCaches()}
 	if opts.MaxWriters > 0 {
