@@ -211,6 +211,9 @@ type caches struct {
 	lists *genCache[listPage]
 	tags  *genCache[[]string]
 	slugs *genCache[string] // "<fresh>|<slug>" → article id
+	// batches are users read together (ids joined): what lets requests
+	// that miss the same users at once share one query.
+	batches *genCache[[]conduit.User]
 }
 
 type listPage struct {
@@ -222,5 +225,6 @@ func newCaches() caches {
 	return caches{
 		users: newGenCache[conduit.User](50_000), keys: newGenCache[string](100_000),
 		lists: newGenCache[listPage](1_000), tags: newGenCache[[]string](2), slugs: newGenCache[string](100_000),
+		batches: newGenCache[[]conduit.User](256),
 	}
 }

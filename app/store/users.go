@@ -74,16 +74,23 @@ func (s *Store) User(ctx context.Context, id string) (*conduit.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	if u, ok := s.cache.users.get(id, g.Users); ok {
-		return &u, nil
-	}
-	var d userDoc
-	if err := s.findOne(ctx, s.coll("users"), "users.find", id, &d); err != nil {
+	u, err := s.userAt(ctx, g.Users, id)
+	if err != nil {
 		return nil, err
 	}
-	u := d.user()
-	s.cache.users.put(id, g.Users, u)
 	return &u, nil
+}
+
+// userAt returns the user id as of the users' generation gen: cached, else
+// read by _id once however many requests ask at the same time.
+func (s *Store) userAt(ctx context.Context, gen int64, id string) (conduit.User, error) {
+	return s.cache.users.fill(ctx, id, gen, func(ctx context.Context) (conduit.User, error) {
+		var d userDoc
+		if err := s.findOne(ctx, s.coll("users"), "users.find", id, &d); err != nil {
+			return conduit.User{}, err
+		}
+		return d.user(), nil
+	})
 }
 
 // userByKey follows a key document to its user.
@@ -213,14 +220,12 @@ func (s *Store) profilesOf(ctx context.Context, viewer *conduit.User, ids []stri
 	if len(missing) == 0 {
 		return out, nil
 	}
-	docs, err := s.usersByID(ctx, missing)
+	users, err := s.usersAt(ctx, g.Users, missing)
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range docs {
-		u := d.user()
-		s.cache.users.put(d.ID, g.Users, u)
-		out[d.ID] = s.Profile(viewer, &u)
+	for _, u := range users {
+		out[u.ID] = s.Profile(viewer, &u)
 	}
 	return out, nil
 }
@@ -232,27 +237,41 @@ func (s *Store) profilesOf(ctx context.Context, viewer *conduit.User, ids []stri
 // index-served.
 const fewMisses = 8
 
-// usersByID reads the users ids (sorted, distinct) from the primary.
-func (s *Store) usersByID(ctx context.Context, ids []string) ([]userDoc, error) {
+// usersAt reads the users ids (distinct) as of the users' generation gen,
+// leaving out those that do not exist, and caches them. Requests missing
+// the same users at the same time share the reads: a cold page asked for
+// by 32 clients at once is one query, not 32 scans.
+func (s *Store) usersAt(ctx context.Context, gen int64, ids []string) ([]conduit.User, error) {
 	if len(ids) > fewMisses {
 		slices.Sort(ids)
-		return findAll[userDoc](ctx, s, s.coll("users"), "users.find_many", in("_id", ids))
+		batch, err := s.cache.batches.fill(ctx, strings.Join(ids, ","), gen, func(ctx context.Context) ([]conduit.User, error) {
+			docs, err := findAll[userDoc](ctx, s, s.coll("users"), "users.find_many", in("_id", ids))
+			users := make([]conduit.User, len(docs))
+			for i, d := range docs {
+				users[i] = d.user()
+			}
+			return users, err
+		})
+		for _, u := range batch {
+			s.cache.users.put(u.ID, gen, u)
+		}
+		return batch, err
 	}
-	docs := make([]userDoc, len(ids))
+	users := make([]conduit.User, len(ids))
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	for i, id := range ids {
-		wg.Go(func() { errs[i] = s.findOne(ctx, s.coll("users"), "users.find", id, &docs[i]) })
+		wg.Go(func() { users[i], errs[i] = s.userAt(ctx, gen, id) })
 	}
 	wg.Wait()
-	out := docs[:0]
+	out := users[:0]
 	for i, err := range errs {
 		switch {
 		case errNotFound(err): // a deleted author: left out, as $in would
 		case err != nil:
 			return nil, err
 		default:
-			out = append(out, docs[i])
+			out = append(out, users[i])
 		}
 	}
 	return out, nil
