@@ -200,6 +200,10 @@ func (s *Store) setFavorite(ctx context.Context, user string, a *conduit.Article
 	return s.bump(ctx, true, false, 0)
 }
 
+// listSort is every list's order: newest first, ties broken by article
+// id so that pages are stable. The list indexes end with it.
+var listSort = bson.D{{Key: "createdAt", Value: -1}, {Key: "aid", Value: -1}}
+
 // ListArticles returns a page of articles matching f, newest first, as
 // viewer sees them, without bodies, and the total count of matches.
 func (s *Store) ListArticles(ctx context.Context, viewer *conduit.User, f conduit.ArticleFilter) ([]conduit.Article, int, error) {
@@ -274,7 +278,7 @@ func (s *Store) page(ctx context.Context, viewer *conduit.User, key string, filt
 		}
 		if p.total > 0 && offset < p.total {
 			docs, err := findAll[articleDoc](ctx, s, coll, "articles.list", filter, options.Find().
-				SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "aid", Value: -1}}).
+				SetSort(listSort).
 				SetSkip(int64(offset)).SetLimit(int64(limit)).SetProjection(bson.D{{Key: "body", Value: 0}}))
 			if err != nil {
 				return p, err

@@ -157,25 +157,38 @@ type index struct {
 }
 
 // indexes serve, on DocumentDB and MongoDB, the queries that are not by
-// _id (each is named where it is made; they run on cache misses):
+// _id (each is named where it is made; they run on cache misses). Lists
+// sort on {createdAt: -1, aid: -1} (aid breaks ties, so pages are stable),
+// and each list index ends with both keys, so the index walk is the order
+// and a page reads offset+limit entries, not every match:
 //
-//	articles.recent        global list, newest first
-//	articles.by_author     author filter, and the feed ({authorId: {$in}})
-//	articles.by_tag        tag filter
-//	articles.by_aid        favorited-by lists ({aid: {$in}}); not unique: a
-//	                       renamed article has two documents for a moment
-//	tags.used              the tag list ({count: {$gt: 0}})
+//	articles.list_recent     global list
+//	articles.list_by_author  author filter, and the feed ({authorId: {$in}},
+//	                         merged per author)
+//	articles.list_by_tag     tag filter (multikey on tagList)
+//	articles.by_aid          favorited-by lists ({aid: {$in}}, then sorted:
+//	                         as many as the user favorited); not unique: a
+//	                         renamed article has two documents for a moment
+//	tags.used                the tag list ({count: {$gt: 0}})
 //
 // Everything else is a lookup by _id. FerretDB on SQLite uses none of
-// them (it filters in Go), which is why reads go through the caches.
+// them (it filters in Go; localdb indexes its _id lookups), which is why
+// reads go through the caches.
 func indexes() []index {
 	return []index{
-		{"articles", "recent", bson.D{{Key: "createdAt", Value: -1}}, false},
-		{"articles", "by_author", bson.D{{Key: "authorId", Value: 1}, {Key: "createdAt", Value: -1}}, false},
-		{"articles", "by_tag", bson.D{{Key: "tagList", Value: 1}, {Key: "createdAt", Value: -1}}, false},
+		{"articles", "list_recent", listSort, false},
+		{"articles", "list_by_author", append(bson.D{{Key: "authorId", Value: 1}}, listSort...), false},
+		{"articles", "list_by_tag", append(bson.D{{Key: "tagList", Value: 1}}, listSort...), false},
 		{"articles", "by_aid", bson.D{{Key: "aid", Value: 1}}, false},
 		{"tags", "used", bson.D{{Key: "count", Value: 1}}, false},
 	}
+}
+
+// obsoleteIndexes were made by earlier versions and serve nothing now
+// (their keys did not cover the lists' tie-breaking sort); Migrate drops
+// them, since every index costs every write.
+var obsoleteIndexes = []struct{ coll, name string }{
+	{"articles", "recent"}, {"articles", "by_author"}, {"articles", "by_tag"},
 }
 
 // Migrate creates the missing indexes; it is idempotent. Existing indexes
@@ -198,6 +211,14 @@ func (s *Store) Migrate(ctx context.Context) error {
 		model := mongo.IndexModel{Keys: ix.keys, Options: options.Index().SetName(ix.name).SetUnique(ix.unique)}
 		if _, err := s.coll(ix.coll).Indexes().CreateOne(ctx, model); err != nil {
 			return fmt.Errorf("create index %s.%s: %w", ix.coll, ix.name, s.classify(err))
+		}
+	}
+	for _, ix := range obsoleteIndexes {
+		if !existing[ix.coll][ix.name] {
+			continue
+		}
+		if err := s.coll(ix.coll).Indexes().DropOne(ctx, ix.name); err != nil {
+			return fmt.Errorf("drop obsolete index %s.%s: %w", ix.coll, ix.name, s.classify(err))
 		}
 	}
 	return nil
