@@ -254,9 +254,9 @@ func nonNil(s []string) []string {
 // page answers a list from the cache while the articles' generation holds,
 // else from the database. A signed-in viewer's lists are read on the
 // primary, so they show the viewer's own writes; anonymous lists may come
-// from a replica.
+// from a replica, and lag as much (Options.LagTolerance).
 func (s *Store) page(ctx context.Context, viewer *conduit.User, key string, filter bson.D, limit, offset int) ([]conduit.Article, int, error) {
-	fresh := viewer != nil || s.cur.Load().single
+	fresh := viewer != nil
 	g, err := s.gensOf(ctx, fresh)
 	if err != nil {
 		return nil, 0, err

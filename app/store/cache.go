@@ -49,10 +49,19 @@ func (s *Store) WithRequest(ctx context.Context) context.Context {
 // gens returns the primary's generations (one read per request).
 func (s *Store) gens(ctx context.Context) (gens, error) { return s.gensOf(ctx, true) }
 
-// gensOf returns the generations as the primary (fresh) or the
-// lag-tolerant handle says them.
+// gensOf returns the generations as the primary says them (fresh), or
+// as the lag-tolerant handle did at most Options.LagTolerance ago: reads
+// for nobody in particular accept the lag a replica has anyway, and then
+// cost no database call while the caches hold.
 func (s *Store) gensOf(ctx context.Context, fresh bool) (gens, error) {
-	fresh = fresh || s.cur.Load().single // one server: its reads are all fresh
+	if !fresh && s.opts.LagTolerance > 0 {
+		s.lag.mu.Lock()
+		g, at := s.lag.g, s.lag.at
+		s.lag.mu.Unlock()
+		if time.Since(at) < s.opts.LagTolerance {
+			return g, nil
+		}
+	}
 	i := 0
 	if fresh {
 		i = 1
@@ -76,7 +85,20 @@ func (s *Store) gensOf(ctx context.Context, fresh bool) (gens, error) {
 	if memo != nil {
 		memo.byRead[i] = &g
 	}
+	if !fresh {
+		s.lag.mu.Lock()
+		s.lag.g, s.lag.at = g, time.Now()
+		s.lag.mu.Unlock()
+	}
 	return g, nil
+}
+
+// lagGens are the generations lag-tolerant reads were last checked
+// against, and when they were read.
+type lagGens struct {
+	mu sync.Mutex
+	g  gens
+	at time.Time
 }
 
 // bump moves generations on after a write; count moves the article count.
@@ -175,21 +197,29 @@ func (c *genCache[V]) fill(ctx context.Context, key string, gen int64, load func
 	}
 }
 
+// get returns the value of key read at gen or later: what was read at a
+// later generation shows every write up to gen too.
 func (c *genCache[V]) get(key string, gen int64) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[key]
-	if !ok || e.gen != gen {
+	if !ok || e.gen < gen {
 		var zero V
 		return zero, false
 	}
 	return e.v, true
 }
 
+// put keeps v as key's value read at gen, unless what is there was read
+// later.
 func (c *genCache[V]) put(key string, gen int64, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.m[key]; !ok && len(c.m) >= c.max {
+	e, ok := c.m[key]
+	if ok && e.gen > gen {
+		return
+	}
+	if !ok && len(c.m) >= c.max {
 		for k, e := range c.m { // what an older generation left goes first
 			if e.gen < gen {
 				delete(c.m, k)

@@ -133,7 +133,7 @@ func (s *Store) aidOf(ctx context.Context, fresh bool, slug string) (string, err
 	if err != nil {
 		return "", err
 	}
-	key := fmt.Sprintf("%v|%s", fresh || s.cur.Load().single, slug)
+	key := fmt.Sprintf("%v|%s", fresh, slug)
 	if aid, ok := s.cache.slugs.get(key, g.Articles); ok {
 		return aid, nil
 	}

@@ -82,6 +82,15 @@ func TestReadersSeeTheirOwnWritesWhenReplicasLag(t *testing.T) {
 	assert.Len(t, mine, 1, "her favorites list")
 }
 
+// strictStore opens a store on uri whose every read checks the
+// generations (no lag tolerance).
+func strictStore(t *testing.T, uri string) *Store {
+	t.Helper()
+	st, err := Open(context.Background(), "conduit", func(context.Context, string) (string, error) { return uri, nil }, Options{LagTolerance: -1})
+	require.NoError(t, err)
+	return st
+}
+
 // A cached list is never older than the last completed write: a write on
 // "another instance" (a second store on the same database) moves the
 // generations, and this store reads again.
@@ -90,8 +99,7 @@ func TestCachesSeeOtherInstancesWrites(t *testing.T) {
 	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Stop(context.Background()) })
-	one, err := Connect(ctx, db.URI, "conduit")
-	require.NoError(t, err)
+	one := strictStore(t, db.URI)
 	two, err := Connect(ctx, db.URI, "conduit")
 	require.NoError(t, err)
 	u := &conduit.User{Username: "u", Email: "u@example.com", PasswordHash: "x"}
@@ -142,4 +150,40 @@ func TestCachesSeeOtherInstancesWrites(t *testing.T) {
 	require.NoError(t, two.DeleteArticle(two.WithRequest(ctx), a))
 	_, err = one.Comments(one.WithRequest(ctx), nil, "s2")
 	assert.Equal(t, conduit.CodeNotFound, conduit.CodeOf(err))
+}
+
+// With the default lag tolerance, a signed-in viewer sees another
+// instance's write at once; an anonymous reader within the tolerance.
+func TestAnonymousReadsLagAtMostTheTolerance(t *testing.T) {
+	ctx := context.Background()
+	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	one, err := Connect(ctx, db.URI, "conduit")
+	require.NoError(t, err)
+	two := strictStore(t, db.URI)
+	u := &conduit.User{Username: "u", Email: "u@example.com", PasswordHash: "x"}
+	require.NoError(t, two.CreateUser(two.WithRequest(ctx), u))
+	count := func(viewer *conduit.User) int {
+		_, n, err := one.ListArticles(one.WithRequest(ctx), viewer, conduit.ArticleFilter{Limit: 20})
+		require.NoError(t, err)
+		return n
+	}
+	tags := func() []string {
+		tags, err := one.Tags(one.WithRequest(ctx))
+		require.NoError(t, err)
+		return tags
+	}
+	require.Zero(t, count(nil)) // cached, with the generations it was read at
+	require.Empty(t, tags())
+	now := time.Now().UTC()
+	written := time.Now()
+	require.NoError(t, two.CreateArticle(two.WithRequest(ctx), &conduit.Article{Slug: "s", Title: "t", TagList: []string{"go"}, AuthorID: u.ID, CreatedAt: now, UpdatedAt: now}))
+
+	assert.Equal(t, 1, count(u), "a signed-in viewer reads fresh")
+	if time.Since(written) < DefaultLagTolerance/2 {
+		assert.Zero(t, count(nil), "anonymous reads may lag")
+	}
+	assert.Eventually(t, func() bool { return count(nil) == 1 && len(tags()) == 1 }, 2*DefaultLagTolerance, 50*time.Millisecond,
+		"anonymous reads catch up within the tolerance")
 }

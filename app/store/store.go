@@ -67,7 +67,17 @@ type Options struct {
 	// one document, which a database keeps under 16 MB. Defaults to
 	// DefaultMaxComments.
 	MaxComments int
+	// LagTolerance is how stale reads for nobody in particular (anonymous
+	// lists, articles, comments, tags) may be: the generations they are
+	// checked against are re-read this often, not on every request, like
+	// a replica that lags. Signed-in viewers always read fresh. Defaults to
+	// DefaultLagTolerance; negative: none (every read checks).
+	LagTolerance time.Duration
 }
+
+// DefaultLagTolerance is Options.LagTolerance's default: about what a
+// DocumentDB replica lags under load.
+const DefaultLagTolerance = time.Second
 
 // Store is the MongoDB implementation of Conduit's persistence.
 type Store struct {
@@ -83,6 +93,7 @@ type Store struct {
 
 	writers chan struct{} // nil: unbounded
 	cache   caches
+	lag     lagGens    // see gensOf
 	seqMu   sync.Mutex // comment ids: see nextCommentID
 	ids     struct{ next, end int64 }
 }
@@ -109,6 +120,9 @@ func Open(ctx context.Context, database string, uri URIFunc, opts Options) (*Sto
 	}
 	if opts.MaxComments == 0 {
 		opts.MaxComments = DefaultMaxComments
+	}
+	if opts.LagTolerance == 0 {
+		opts.LagTolerance = DefaultLagTolerance
 	}
 	s := &Store{uri: uri, opts: opts, cache: newCaches()}
 	if opts.MaxWriters > 0 {

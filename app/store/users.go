@@ -200,7 +200,7 @@ func (s *Store) Profile(viewer, u *conduit.User) conduit.Profile {
 // profilesOf returns the profiles of ids as viewer sees them, keyed by id:
 // from the cache, the rest in one query.
 func (s *Store) profilesOf(ctx context.Context, viewer *conduit.User, ids []string) (map[string]conduit.Profile, error) {
-	g, err := s.gens(ctx)
+	g, err := s.gensOf(ctx, viewer != nil)
 	if err != nil {
 		return nil, err
 	}
