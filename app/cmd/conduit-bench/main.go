@@ -233,8 +233,14 @@ func printScaling(out io.Writer, small, large []row, o options) {
 			}
 			return fmt.Sprintf("%.0f%%", 100*b/a)
 		}
-		lines = append(lines, []string{s.name, fmt.Sprintf("%.0f", s.api.rps), fmt.Sprintf("%.0f", l.api.rps), kept(s.api.rps, l.api.rps),
-			fmt.Sprintf("%.0f", s.web.rps), fmt.Sprintf("%.0f", l.web.rps), kept(s.web.rps, l.web.rps)})
+		rps := func(v float64) string {
+			if v == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f", v)
+		}
+		lines = append(lines, []string{s.name, rps(s.api.rps), rps(l.api.rps), kept(s.api.rps, l.api.rps),
+			rps(s.web.rps), rps(l.web.rps), kept(s.web.rps, l.web.rps)})
 	}
 	writeTable(out, head, lines, o.markdown)
 }
