@@ -56,4 +56,11 @@ func TestMigrateMakesTheIndexesTheListsSortOn(t *testing.T) {
 		assert.Equal(t, append(prefix, sort...), articles[name], "%s: its filter key, then the lists' whole sort", name)
 	}
 	assert.Contains(t, keys("tags"), "used")
+
+	// Every collection exists before the first request (none is made under
+	// load), thread shards included.
+	names, err := st.cur.Load().db.ListCollectionNames(ctx, bson.D{})
+	require.NoError(t, err)
+	assert.Subset(t, names, []string{"users", "usernames", "emails", "articles", "tags", "meta", "threads_00", "threads_ff"})
+	assert.Len(t, names, 6+threadShards)
 }

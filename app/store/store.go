@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,6 +210,9 @@ var obsoleteIndexes = []struct{ coll, name string }{
 // are listed first and left alone: re-creating them is a no-op on MongoDB
 // and DocumentDB, but crashes FerretDB 1.24's SQLite handler.
 func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.createCollections(ctx); err != nil {
+		return err
+	}
 	existing := map[string]map[string]bool{}
 	for _, ix := range indexes() {
 		names, ok := existing[ix.coll]
@@ -238,6 +242,41 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// collections are every collection the store uses, thread shards included.
+func collections() []string {
+	names := []string{"users", "usernames", "emails", "articles", "tags", "meta"}
+	for i := range threadShards {
+		names = append(names, fmt.Sprintf("threads_%02x", i))
+	}
+	return names
+}
+
+// createCollections makes the collections that do not exist yet, so that
+// none is created under load (FerretDB then changes its SQLite schema while
+// other statements run).
+func (s *Store) createCollections(ctx context.Context) error {
+	db := s.cur.Load().db
+	have, err := db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("list collections: %w", s.classify(err))
+	}
+	for _, name := range collections() {
+		if slices.Contains(have, name) {
+			continue
+		}
+		if err := db.CreateCollection(ctx, name); err != nil && !isNamespaceExists(err) {
+			return fmt.Errorf("create collection %s: %w", name, s.classify(err))
+		}
+	}
+	return nil
+}
+
+// isNamespaceExists reports a collection another instance created first.
+func isNamespaceExists(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && ce.Code == 48
+}
+
 func (s *Store) indexNames(ctx context.Context, coll string) (map[string]bool, error) {
 	cur, err := s.coll(coll).Indexes().List(ctx)
 	if err != nil {
@@ -265,8 +304,17 @@ func (s *Store) observe(op string, start time.Time) {
 // isBusy reports a database that was too busy to take the operation, which
 // did not happen and may be retried: FerretDB passes SQLite's "database is
 // locked" through as an InternalError.
+//
+// "database schema has changed" is SQLite's answer to a statement prepared
+// before a table or index was created: the statement did not run, and runs
+// when tried again (localdb indexes new collections in the background).
 func isBusy(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "database is locked") || strings.Contains(err.Error(), "SQLITE_BUSY"))
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY") ||
+		strings.Contains(msg, "database schema has changed")
 }
 
 // classify turns driver errors into domain errors where the client should

@@ -32,8 +32,9 @@ import (
 // server runs one role: what it starts, in order, and how it stops.
 type server struct {
 	*Settings
-	log    *slog.Logger
-	stdout io.Writer
+	log     *slog.Logger
+	stdout  io.Writer
+	localDB *localdb.DB // local mode's embedded database
 }
 
 // component is something started that must be stopped, in reverse order.
@@ -115,6 +116,7 @@ func (s *server) startLocalDB(ctx context.Context, stops *[]component) (string, 
 		return "", err
 	}
 	*stops = append(*stops, component{"embedded database", db.Stop})
+	s.localDB = db
 	uri := db.URI
 	if !strings.Contains(uri, "?") {
 		uri += "?retryWrites=false"
@@ -237,6 +239,13 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 	defer cancel()
 	if err := st.Migrate(mctx); err != nil {
 		return nil, "", fmt.Errorf("prepare database: %w", err)
+	}
+	if s.localDB != nil {
+		// Every collection exists now: index their _id lookups before the
+		// first request rather than under load (see localdb.IndexIDs).
+		if err := s.localDB.IndexIDs(mctx); err != nil {
+			return nil, "", fmt.Errorf("prepare database: %w", err)
+		}
 	}
 	api := httpapi.New(st, tokens, s.log, httpapi.Options{AllowedOrigins: s.CORSOrigins, MaxBodyBytes: s.MaxBodyBytes})
 	handler := metrics.Middleware(s.log, httpapi.Route, api)
