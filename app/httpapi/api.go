@@ -40,7 +40,7 @@ type Store interface {
 	Comments(ctx context.Context, viewer *conduit.User, slug string) ([]conduit.Comment, error)
 	Comment(ctx context.Context, slug string, id int64) (*conduit.Comment, error)
 	DeleteComment(ctx context.Context, slug string, id int64) error
-	Tags(ctx context.Context) ([]string, error)
+	Tags(ctx context.Context, viewer *conduit.User) ([]string, error)
 	// WithRequest marks ctx as one request's (the store may share reads
 	// between its calls).
 	WithRequest(ctx context.Context) context.Context
@@ -117,7 +117,7 @@ func (a *API) routes() {
 	m.Handle("POST /api/articles/{slug}/comments", a.handle(a.addComment, required))
 	m.Handle("DELETE /api/articles/{slug}/comments/{id}", a.handle(a.deleteComment, required))
 
-	m.Handle("GET /api/tags", a.handle(a.tags, public))
+	m.Handle("GET /api/tags", a.handle(a.tags, optional))
 	m.Handle("/api/", a.handle(func(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
 		return conduit.Errorf(conduit.CodeNotFound, "no such endpoint")
 	}, public))

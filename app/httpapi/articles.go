@@ -318,8 +318,8 @@ func (a *API) deleteComment(w http.ResponseWriter, r *http.Request, me *conduit.
 	return nil
 }
 
-func (a *API) tags(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
-	tags, err := a.store.Tags(r.Context())
+func (a *API) tags(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	tags, err := a.store.Tags(r.Context(), me)
 	if err != nil {
 		return err
 	}

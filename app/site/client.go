@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"webstack/app/observe"
@@ -71,7 +72,17 @@ type client struct {
 	base    *url.URL
 	http    *http.Client
 	timeout time.Duration
+
+	// The tag list anonymous visitors see is kept for tagsTTL: every page
+	// with the Popular Tags box would otherwise cost a second api call.
+	tagsMu sync.Mutex
+	tagsAt time.Time
+	tagsV  []string
 }
+
+// tagsTTL is how long the site shows a tag list before asking again: the
+// api itself lets anonymous reads lag a second.
+const tagsTTL = time.Second
 
 func newClient(base *url.URL, transport http.RoundTripper, timeout time.Duration) *client {
 	return &client{base: base, http: &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -170,11 +181,30 @@ func (c *client) feed(ctx context.Context, token string, q url.Values) (articleL
 	return out, c.do(ctx, http.MethodGet, "/api/articles/feed", q, token, nil, &out)
 }
 
-func (c *client) tags(ctx context.Context) ([]string, error) {
+// tags is the tag list as the visitor with token sees it: a signed-in
+// visitor's is asked for every time (it shows the tags they just used), an
+// anonymous visitor's is kept for tagsTTL.
+func (c *client) tags(ctx context.Context, token string) ([]string, error) {
+	if token == "" {
+		c.tagsMu.Lock()
+		tags, at := c.tagsV, c.tagsAt
+		c.tagsMu.Unlock()
+		if time.Since(at) < tagsTTL {
+			return tags, nil
+		}
+	}
 	var out struct {
 		Tags []string `json:"tags"`
 	}
-	return out.Tags, c.do(ctx, http.MethodGet, "/api/tags", nil, "", nil, &out)
+	if err := c.do(ctx, http.MethodGet, "/api/tags", nil, token, nil, &out); err != nil {
+		return nil, err
+	}
+	if token == "" {
+		c.tagsMu.Lock()
+		c.tagsV, c.tagsAt = out.Tags, time.Now()
+		c.tagsMu.Unlock()
+	}
+	return out.Tags, nil
 }
 
 func (c *client) article(ctx context.Context, token, slug string) (article, error) {

@@ -130,7 +130,7 @@ func (s *Site) home(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	}, func() (err error) {
-		view.Tags, err = s.api.tags(r.Context())
+		view.Tags, err = s.api.tags(r.Context(), v.token)
 		return err
 	})
 	if err != nil {

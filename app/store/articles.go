@@ -315,16 +315,18 @@ func (s *Store) enrich(ctx context.Context, viewer *conduit.User, docs []article
 	return out, nil
 }
 
-// Tags returns every tag used by at least one article, sorted.
-func (s *Store) Tags(ctx context.Context) ([]string, error) {
-	g, err := s.gensOf(ctx, false)
+// Tags returns every tag used by at least one article, sorted, as viewer
+// (nil: nobody) sees them.
+func (s *Store) Tags(ctx context.Context, viewer *conduit.User) ([]string, error) {
+	fresh := viewer != nil // who just tagged an article sees the tag
+	g, err := s.gensOf(ctx, fresh)
 	if err != nil {
 		return nil, err
 	}
-	return s.cache.tags.fill(ctx, "tags", g.Articles, func(ctx context.Context) ([]string, error) {
+	return s.cache.tags.fill(ctx, fmt.Sprintf("tags|fresh=%v", fresh), g.Articles, func(ctx context.Context) ([]string, error) {
 		docs, err := findAll[struct {
 			ID string `bson:"_id"`
-		}](ctx, s, s.readColl("tags"), "tags.find", bson.D{{Key: "count", Value: bson.D{{Key: "$gt", Value: 0}}}},
+		}](ctx, s, s.listColl("tags", fresh), "tags.find", bson.D{{Key: "count", Value: bson.D{{Key: "$gt", Value: 0}}}},
 			options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 		if err != nil {
 			return nil, err

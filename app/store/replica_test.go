@@ -104,7 +104,7 @@ func TestCachesSeeOtherInstancesWrites(t *testing.T) {
 	require.NoError(t, err)
 	u := &conduit.User{Username: "u", Email: "u@example.com", PasswordHash: "x"}
 	require.NoError(t, one.CreateUser(one.WithRequest(ctx), u))
-	tags, err := one.Tags(one.WithRequest(ctx))
+	tags, err := one.Tags(one.WithRequest(ctx), nil)
 	require.NoError(t, err)
 	assert.Empty(t, tags)
 	_, n, err := one.ListArticles(one.WithRequest(ctx), nil, conduit.ArticleFilter{Limit: 20})
@@ -113,7 +113,7 @@ func TestCachesSeeOtherInstancesWrites(t *testing.T) {
 
 	now := time.Now().UTC()
 	require.NoError(t, two.CreateArticle(two.WithRequest(ctx), &conduit.Article{Slug: "s", Title: "t", Description: "d", Body: "b", TagList: []string{"go"}, AuthorID: u.ID, CreatedAt: now, UpdatedAt: now}))
-	tags, err = one.Tags(one.WithRequest(ctx))
+	tags, err = one.Tags(one.WithRequest(ctx), nil)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"go"}, tags)
 	list, n, err := one.ListArticles(one.WithRequest(ctx), nil, conduit.ArticleFilter{Limit: 20})
@@ -170,7 +170,7 @@ func TestAnonymousReadsLagAtMostTheTolerance(t *testing.T) {
 		return n
 	}
 	tags := func() []string {
-		tags, err := one.Tags(one.WithRequest(ctx))
+		tags, err := one.Tags(one.WithRequest(ctx), nil)
 		require.NoError(t, err)
 		return tags
 	}
