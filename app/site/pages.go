@@ -9,12 +9,25 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Views: handlers build one per page; templates only print it.
 type (
+	// previewView is one article of a list, its fields ready to print
+	// (a list page renders 20: every lookup and call a template makes
+	// costs there).
 	previewView struct {
-		A              article
+		Slug, Title, Description, Author, Avatar, Created, CreatedISO string
+		Favorited                                                     bool
+		FavoritesCount                                                int
+		TagList                                                       []string
+		*viewer
+		// HTML is the preview already rendered (anonymous visitors).
+		HTML template.HTML
+	}
+	// viewer is who a list is shown to, shared by its previews.
+	viewer struct {
 		Me, CSRF, Next string
 	}
 	pageLink struct {
@@ -78,9 +91,20 @@ func pageNumber(q url.Values) int {
 // listOf builds the list part of a page: previews, and links to at most
 // ten pages around the current one.
 func (s *Site) listOf(v visitor, l articleList, current int, href func(n int) string, here string) listView {
-	out := listView{}
+	out := listView{Articles: make([]previewView, 0, len(l.Articles))}
+	who := &viewer{Me: v.username, CSRF: v.csrf, Next: here}
 	for _, a := range l.Articles {
-		out.Articles = append(out.Articles, previewView{A: a, Me: v.username, CSRF: v.csrf, Next: here})
+		p := previewView{
+			Slug: a.Slug, Title: a.Title, Description: a.Description, Author: a.Author.Username, Avatar: s.avatar(a.Author.Image),
+			Created: displayDate(a.CreatedAt), CreatedISO: a.CreatedAt.Format(time.RFC3339),
+			Favorited: a.Favorited, FavoritesCount: a.FavoritesCount, TagList: a.TagList, viewer: who,
+		}
+		if v.username == "" {
+			if h, err := s.anonymousPreview(p); err == nil {
+				p.HTML = h
+			}
+		}
+		out.Articles = append(out.Articles, p)
 	}
 	pages := (l.ArticlesCount + s.opts.PageSize - 1) / s.opts.PageSize
 	first := max(1, current-5)

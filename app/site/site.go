@@ -7,6 +7,7 @@
 package site
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -19,7 +20,9 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -56,6 +59,40 @@ type Site struct {
 	names  map[string]string
 	mux    *http.ServeMux
 	cop    *http.CrossOriginProtection
+
+	// previews are rendered article previews as anonymous visitors see
+	// them, keyed by everything they show: html/template's escaping is
+	// most of a list page's CPU, and most visitors see the same previews.
+	previewsMu sync.Mutex
+	previews   map[string]template.HTML
+}
+
+// maxPreviews bounds the preview cache (about 1 KiB each).
+const maxPreviews = 10_000
+
+// anonymousPreview returns p rendered, from the cache when the same
+// article was shown the same way before. p must be for an anonymous
+// visitor: nothing in it is specific to anyone.
+func (s *Site) anonymousPreview(p previewView) (template.HTML, error) {
+	key := strings.Join(append([]string{p.Slug, p.Title, p.Description, p.Author, p.Avatar, p.CreatedISO, strconv.Itoa(p.FavoritesCount), p.Next}, p.TagList...), "\x00")
+	s.previewsMu.Lock()
+	h, ok := s.previews[key]
+	s.previewsMu.Unlock()
+	if ok {
+		return h, nil
+	}
+	var b strings.Builder
+	if err := s.pages["home"].ExecuteTemplate(&b, "preview", p); err != nil {
+		return "", err
+	}
+	h = template.HTML(b.String()) // html/template's own output, escaped for where it is inserted (between elements)
+	s.previewsMu.Lock()
+	if len(s.previews) >= maxPreviews {
+		clear(s.previews)
+	}
+	s.previews[key] = h
+	s.previewsMu.Unlock()
+	return h, nil
 }
 
 type asset struct {
@@ -83,7 +120,7 @@ func New(opts Options) (*Site, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Site{opts: opts, api: newClient(opts.Upstream, opts.Transport, opts.APITimeout),
+	s := &Site{opts: opts, previews: map[string]template.HTML{}, api: newClient(opts.Upstream, opts.Transport, opts.APITimeout),
 		assets: map[string]asset{}, names: map[string]string{}, mux: http.NewServeMux(), cop: http.NewCrossOriginProtection()}
 	if err := s.loadAssets(); err != nil {
 		return nil, err
@@ -117,6 +154,17 @@ func (s *Site) loadAssets() error {
 	})
 }
 
+// displayDate is how pages show a date.
+func displayDate(t time.Time) string { return t.Format("January 2, 2006") }
+
+// avatar is the picture to show for a profile image URL (ours when none).
+func (s *Site) avatar(image *string) string {
+	if image != nil && *image != "" {
+		return *image
+	}
+	return s.names["avatar.svg"]
+}
+
 func (s *Site) loadTemplates() error {
 	funcs := template.FuncMap{
 		"asset": func(name string) (string, error) {
@@ -125,7 +173,7 @@ func (s *Site) loadTemplates() error {
 			}
 			return "", fmt.Errorf("no asset %s", name)
 		},
-		"date": func(t time.Time) string { return t.Format("January 2, 2006") },
+		"date": displayDate,
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {
@@ -217,13 +265,29 @@ func (s *Site) serveAsset(w http.ResponseWriter, r *http.Request) {
 
 // render writes a page with its view.
 func (s *Site) render(w http.ResponseWriter, r *http.Request, status int, name string, v any) {
+	// The page is rendered whole before anything is sent: one write with
+	// its length, and a failure shows a plain error instead of half a page.
+	buf := pagePool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			buf.Reset()
+			pagePool.Put(buf)
+		}
+	}()
+	if err := s.pages[name].ExecuteTemplate(buf, "layout", v); err != nil {
+		s.opts.Log.LogAttrs(r.Context(), slog.LevelError, "render page", slog.String("page", name), slog.Any("error", err))
+		http.Error(w, "This page could not be shown. Please try again.", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
-	if err := s.pages[name].ExecuteTemplate(w, "layout", v); err != nil && r.Context().Err() == nil {
-		s.opts.Log.LogAttrs(r.Context(), slog.LevelError, "render page", slog.String("page", name), slog.Any("error", err))
-	}
+	_, _ = w.Write(buf.Bytes())
 }
+
+// pagePool recycles the buffers pages are rendered into.
+var pagePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // errorView is the error page.
 type errorView struct {
