@@ -105,10 +105,15 @@ type Instances struct {
 	WebID, APIID pulumi.StringOutput
 }
 
-// Groups are the load-balanced shape's Auto Scaling groups and the
-// internal ALB's URL (the web tier's upstream).
+// Groups are the load-balanced shape's Auto Scaling groups, the internal
+// ALB's URL (the web tier's upstream), and the ARN suffixes CloudWatch
+// names the load balancers and target groups by.
 type Groups struct {
 	WebName, APIName, InternalURL pulumi.StringOutput
+	// PublicALB and InternalALB are the load balancers' ARN suffixes
+	// (app/<name>/<id>); WebTargetGroup and APITargetGroup the target
+	// groups' (targetgroup/<name>/<id>).
+	PublicALB, InternalALB, WebTargetGroup, APITargetGroup pulumi.StringOutput
 }
 
 // NewApp creates the compute tier.

@@ -150,7 +150,8 @@ func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) 
 		return err
 	}
 
-	c.Groups = &Groups{WebName: web.Name, APIName: api.Name, InternalURL: internalURL}
+	c.Groups = &Groups{WebName: web.Name, APIName: api.Name, InternalURL: internalURL,
+		PublicALB: publicALB.ArnSuffix, InternalALB: internalALB.ArnSuffix, WebTargetGroup: webTG.ArnSuffix, APITargetGroup: apiTG.ArnSuffix}
 	c.EntryPointArn = publicALB.Arn
 	scheme := "http"
 	if https {

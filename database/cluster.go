@@ -69,6 +69,12 @@ type Cluster struct {
 	// Instances are the cluster's instances: an api that boots before they
 	// exist cannot connect.
 	Instances []pulumi.Resource
+	// ClusterID and InstanceIDs are the identifiers CloudWatch dimensions
+	// DocumentDB's metrics by; InstanceClass is the instances' class.
+	ClusterID     pulumi.StringOutput
+	ClusterArn    pulumi.StringOutput
+	InstanceIDs   []pulumi.StringOutput
+	InstanceClass string
 }
 
 // NewCluster creates the database tier.
@@ -178,7 +184,11 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 			return nil, fmt.Errorf("database: instance %d: %w", i+1, err)
 		}
 		c.Instances = append(c.Instances, inst)
+		c.InstanceIDs = append(c.InstanceIDs, inst.ID().ToStringOutput())
 	}
+	c.ClusterID = cluster.ID().ToStringOutput()
+	c.ClusterArn = cluster.Arn
+	c.InstanceClass = a.InstanceClass
 
 	c.Endpoint = cluster.Endpoint
 	c.ReaderEndpoint = cluster.ReaderEndpoint

@@ -62,6 +62,9 @@ type VPC struct {
 	IsolatedSubnetIDs pulumi.StringArrayOutput
 	// FlowLogGroupName is the CloudWatch log group receiving VPC flow logs.
 	FlowLogGroupName pulumi.StringOutput
+	// NATGatewayIDs are the NAT gateways (one, or one per AZ), sorted: what
+	// their CloudWatch metrics are dimensioned by.
+	NATGatewayIDs []pulumi.StringOutput
 }
 
 // NewVPC creates the network tier.
@@ -155,6 +158,26 @@ func NewVPC(ctx *pulumi.Context, name string, args *VPCArgs, opts ...pulumi.Reso
 		Tags:            pulumi.StringMap{"Name": pulumi.String(name + "-s3")},
 	}, parent); err != nil {
 		return nil, fmt.Errorf("network: s3 endpoint: %w", err)
+	}
+
+	// awsx does not export its NAT gateways' ids as strings either; their
+	// number is known from the strategy.
+	nats := awsec2.GetNatGatewaysOutput(ctx, awsec2.GetNatGatewaysOutputArgs{
+		VpcId:   vpc.VpcId,
+		Filters: awsec2.GetNatGatewaysFilterArray{awsec2.GetNatGatewaysFilterArgs{Name: pulumi.String("state"), Values: pulumi.ToStringArray([]string{"available"})}},
+	}, pulumi.Parent(c))
+	natCount := 1
+	if a.NATStrategy == "OnePerAz" {
+		natCount = len(azs)
+	}
+	for i := range natCount {
+		c.NATGatewayIDs = append(c.NATGatewayIDs, nats.Ids().ApplyT(func(ids []string) string {
+			ids = slices.Sorted(slices.Values(ids))
+			if i < len(ids) {
+				return ids[i]
+			}
+			return ""
+		}).(pulumi.StringOutput))
 	}
 
 	if err := c.flowLogs(ctx, name, vpc.VpcId, a.FlowLogRetentionDays); err != nil {

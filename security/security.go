@@ -69,8 +69,10 @@ type Security struct {
 // groups, and the web ACL when there is one.
 type LoadBalancerGroups struct {
 	PublicSecurityGroupID, InternalSecurityGroupID pulumi.StringOutput
-	// WebACLArn is set with a WebACL.
-	WebACLArn *pulumi.StringOutput
+	// WebACLArn is set with a WebACL; WebACLName is its name, which its
+	// CloudWatch metrics are dimensioned by.
+	WebACLArn  *pulumi.StringOutput
+	WebACLName *pulumi.StringOutput
 }
 
 // New creates the security tier.
@@ -112,6 +114,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			return nil, err
 		}
 		c.LoadBalancers.WebACLArn = &acl.Arn
+		c.LoadBalancers.WebACLName = &acl.Name
 		outs["webAclArn"] = acl.Arn
 	}
 	if err := ctx.RegisterResourceOutputs(c, outs); err != nil {

@@ -55,7 +55,18 @@ type Metrics struct {
 	db         *prometheus.HistogramVec
 	wafBlocked *prometheus.CounterVec
 	canceled   prometheus.Counter
+	// For CloudWatch (the agent keeps counters and summaries, drops
+	// histograms): answers by status class, latency quantiles and
+	// database errors, each with a small fixed label set.
+	responses *prometheus.CounterVec
+	quantiles prometheus.Summary
+	dbErrors  prometheus.Counter
 }
+
+// SlowRequest is how long a request may take before it is logged at INFO;
+// faster ones that succeed are logged at DEBUG (INFO stays quiet under
+// normal load).
+const SlowRequest = 500 * time.Millisecond
 
 // NewMetrics registers the metrics of one role, labelled role=<role>.
 func NewMetrics(role string) *Metrics {
@@ -80,7 +91,17 @@ func NewMetrics(role string) *Metrics {
 			Help: "Requests whose client went away before the answer (not server errors; recorded with status 499).",
 		}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency, m.db, m.wafBlocked, m.canceled)
+	m.responses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "conduit_http_responses_total", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP answers by status class (2xx, 3xx, 4xx, 5xx; 499: the client went away).",
+	}, []string{"class"})
+	m.quantiles = prometheus.NewSummary(prometheus.SummaryOpts{
+		Name: "conduit_http_latency_seconds", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP latency quantiles over the last minute.",
+		Objectives: map[float64]float64{0.5: 0.01, 0.99: 0.001}, MaxAge: time.Minute, AgeBuckets: 3,
+	})
+	m.dbErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "conduit_db_errors_total", ConstLabels: prometheus.Labels{"role": role}, Help: "Database operations that failed (unavailable, timed out, refused, internal).",
+	})
+	m.Registry.MustRegister(m.requests, m.latency, m.db, m.wafBlocked, m.canceled, m.responses, m.quantiles, m.dbErrors)
 	return m
 }
 
@@ -95,6 +116,25 @@ func ProcessRegistry() *prometheus.Registry {
 // ObserveDB records one database operation.
 func (m *Metrics) ObserveDB(op string, d time.Duration) {
 	m.db.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// DBError counts one failed database operation.
+func (m *Metrics) DBError(string, error) { m.dbErrors.Inc() }
+
+// statusClass is the closed set of response classes.
+func statusClass(code int) string {
+	switch {
+	case code == StatusClientClosed:
+		return "499"
+	case code >= 500:
+		return "5xx"
+	case code >= 400:
+		return "4xx"
+	case code >= 300:
+		return "3xx"
+	default:
+		return "2xx"
+	}
 }
 
 // WAFBlocked counts one blocked request.
@@ -128,7 +168,13 @@ func (m *Metrics) Middleware(log *slog.Logger, route func(*http.Request) string,
 		d := time.Since(start)
 		m.requests.WithLabelValues(rt, r.Method, status).Inc()
 		m.latency.WithLabelValues(rt, r.Method, status).Observe(d.Seconds())
-		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		m.responses.WithLabelValues(statusClass(code)).Inc()
+		m.quantiles.Observe(d.Seconds())
+		level := slog.LevelDebug
+		if code >= 500 && code != StatusClientClosed || d >= SlowRequest {
+			level = slog.LevelInfo
+		}
+		log.LogAttrs(r.Context(), level, "request",
 			slog.String("request_id", id), slog.String("method", r.Method), slog.String("route", rt),
 			slog.Int("status", code), slog.Duration("duration", d), slog.Int64("bytes", rec.bytes))
 	})

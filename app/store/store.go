@@ -88,6 +88,10 @@ type Store struct {
 	opts Options
 	// Observe, when set, receives the latency of every database operation.
 	Observe func(op string, d time.Duration)
+	// OnError, when set, is told of every operation that failed for a
+	// reason other than the data (not found, conflict, invalid): the
+	// database was unavailable, slow, refused us, or answered an error.
+	OnError func(op string, err error)
 	// OnRotate, when set, is called after the store has reconnected with
 	// rotated credentials.
 	OnRotate func()
@@ -350,6 +354,9 @@ func (s *Store) wrap(op string, err error) error {
 		return nil
 	}
 	err = s.classify(err)
+	if code := conduit.CodeOf(err); (code == 0 || code == conduit.CodeUnavailable) && s.OnError != nil {
+		s.OnError(op, err)
+	}
 	if conduit.CodeOf(err) != 0 {
 		return err
 	}

@@ -51,6 +51,7 @@ type Config struct {
 	API      Tier
 	Database Database
 	Edge     Edge
+	Ops      Ops
 
 	// ArtifactPath is the linux/arm64 conduit build to deploy (make build).
 	ArtifactPath string
@@ -109,6 +110,29 @@ type Edge struct {
 	ALBDeletionProtection bool
 	ALBAccessLogs         bool
 	DesyncMitigationMode  string // "defensive" or "strictest".
+}
+
+// Ops is the operations layer: notifications, alarm thresholds, logs,
+// budget and backups.
+type Ops struct {
+	AlarmEmail          string
+	LogRetentionDays    int
+	BudgetPercent       int // budget = the offline estimate × BudgetPercent / 100
+	BackupRetentionDays int
+	BackupCopyRegion    string
+	Thresholds          Thresholds
+}
+
+// Thresholds are the alarms' limits.
+type Thresholds struct {
+	ErrorPercent         int // 5xx as a share of requests (ALB, target, app)
+	LatencyMs            int // p99 response time
+	DBCPUPercent         int
+	DBFreeMemoryMiB      int
+	DBConnectionsPercent int // of the instance class's connection limit
+	DBGrowthGiBPerDay    int
+	CPUCreditsMin        int // t-class instances
+	WAFBlockedPer5Min    int
 }
 
 // HTTPS reports whether the public entry point terminates TLS.
@@ -189,6 +213,19 @@ var keys = []Key{
 	{"albDeletionProtection", Boolean, false, "Deletion protection on the public ALB (ha).", false, func(c *Config, v any) { c.Edge.ALBDeletionProtection = v.(bool) }},
 	{"albAccessLogs", Boolean, false, "Public ALB access logs to an encrypted S3 bucket (ha).", false, func(c *Config, v any) { c.Edge.ALBAccessLogs = v.(bool) }},
 	{"desyncMitigationMode", String, "defensive", "ALB HTTP desync mitigation: 'defensive' or 'strictest'.", false, func(c *Config, v any) { c.Edge.DesyncMitigationMode = v.(string) }},
+	{"alarmEmail", String, "", "Email address subscribed to the stack's alarm topic (AWS sends a confirmation first). Empty: no subscription.", false, func(c *Config, v any) { c.Ops.AlarmEmail = v.(string) }},
+	{"logRetentionDays", Integer, 30, "Retention of the app's log groups (/webstack/<stack>/web, …/api), days.", false, func(c *Config, v any) { c.Ops.LogRetentionDays = v.(int) }},
+	{"budgetPercent", Integer, 125, "Monthly AWS Budgets limit as a percentage of the stack's offline cost estimate (`make cost`); alerts at 80 % actual and 100 % forecast.", false, func(c *Config, v any) { c.Ops.BudgetPercent = v.(int) }},
+	{"backupRetentionDays", Integer, 35, "AWS Backup daily backups of the DocumentDB cluster (ha), kept this many days, besides DocumentDB's own retention.", false, func(c *Config, v any) { c.Ops.BackupRetentionDays = v.(int) }},
+	{"backupCopyRegion", String, "", "Copy each AWS Backup recovery point to this region (ha). Empty: no copy.", false, func(c *Config, v any) { c.Ops.BackupCopyRegion = v.(string) }},
+	{"alarmErrorPercent", Integer, 5, "Alarm when 5xx answers exceed this percentage of requests (ALB, targets, each tier).", false, func(c *Config, v any) { c.Ops.Thresholds.ErrorPercent = v.(int) }},
+	{"alarmLatencyMs", Integer, 1000, "Alarm when p99 response time exceeds this many milliseconds (ALB targets, each tier).", false, func(c *Config, v any) { c.Ops.Thresholds.LatencyMs = v.(int) }},
+	{"alarmDbCpuPercent", Integer, 80, "Alarm when a DocumentDB instance's CPU exceeds this percentage.", false, func(c *Config, v any) { c.Ops.Thresholds.DBCPUPercent = v.(int) }},
+	{"alarmDbFreeMemoryMiB", Integer, 256, "Alarm when a DocumentDB instance's freeable memory falls below this many MiB.", false, func(c *Config, v any) { c.Ops.Thresholds.DBFreeMemoryMiB = v.(int) }},
+	{"alarmDbConnectionsPercent", Integer, 80, "Alarm when a DocumentDB instance holds this percentage of its class's connection limit.", false, func(c *Config, v any) { c.Ops.Thresholds.DBConnectionsPercent = v.(int) }},
+	{"alarmDbGrowthGiBPerDay", Integer, 5, "Alarm when the DocumentDB cluster volume grows faster than this many GiB a day.", false, func(c *Config, v any) { c.Ops.Thresholds.DBGrowthGiBPerDay = v.(int) }},
+	{"alarmCpuCreditsMin", Integer, 20, "Alarm when a burstable (t4g) instance's CPU credit balance falls below this.", false, func(c *Config, v any) { c.Ops.Thresholds.CPUCreditsMin = v.(int) }},
+	{"alarmWafBlockedPer5Min", Integer, 500, "Alarm when AWS WAF blocks (or, in count mode, would block) more than this many requests in 5 minutes (ha).", false, func(c *Config, v any) { c.Ops.Thresholds.WAFBlockedPer5Min = v.(int) }},
 	{"artifactPath", String, "dist/conduit-linux-arm64", "The linux/arm64 conduit build to deploy, relative to the project (built by `make build`).", false, func(c *Config, v any) { c.ArtifactPath = v.(string) }},
 	{"jwtSecret", String, nil, "Secret that signs the API's tokens (32+ characters); stored in Secrets Manager, read by the api at start.", true, func(c *Config, v any) {
 		if v, ok := v.(Secret); ok {
@@ -286,6 +323,48 @@ func parse(kind Kind, raw string) (any, error) {
 	default:
 		return raw, nil
 	}
+}
+
+var (
+	emailRE  = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+	regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
+)
+
+func (o *Ops) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s:%s: %s", Namespace, key, fmt.Sprintf(format, args...)))
+	}
+	if o.AlarmEmail != "" && !emailRE.MatchString(o.AlarmEmail) {
+		bad("alarmEmail", "%q is not an email address: use e.g. oncall@example.com, or leave it empty", o.AlarmEmail)
+	}
+	if !slices.Contains(logRetentions, o.LogRetentionDays) {
+		bad("logRetentionDays", "%d is not a CloudWatch Logs retention: use one of %v", o.LogRetentionDays, logRetentions)
+	}
+	if o.BudgetPercent < 100 || o.BudgetPercent > 1000 {
+		bad("budgetPercent", "%d: use 100..1000 (125 = the estimate plus a quarter)", o.BudgetPercent)
+	}
+	if o.BackupRetentionDays < 1 || o.BackupRetentionDays > 36500 {
+		bad("backupRetentionDays", "%d: use 1..36500 days", o.BackupRetentionDays)
+	}
+	if o.BackupCopyRegion != "" && !regionRE.MatchString(o.BackupCopyRegion) {
+		bad("backupCopyRegion", "%q is not a region: use e.g. us-west-2, or leave it empty", o.BackupCopyRegion)
+	}
+	t := o.Thresholds
+	for _, p := range []struct {
+		key     string
+		v, l, h int
+	}{
+		{"alarmErrorPercent", t.ErrorPercent, 1, 100}, {"alarmLatencyMs", t.LatencyMs, 10, 60_000},
+		{"alarmDbCpuPercent", t.DBCPUPercent, 1, 100}, {"alarmDbFreeMemoryMiB", t.DBFreeMemoryMiB, 1, 1 << 20},
+		{"alarmDbConnectionsPercent", t.DBConnectionsPercent, 1, 100}, {"alarmDbGrowthGiBPerDay", t.DBGrowthGiBPerDay, 1, 1 << 20},
+		{"alarmCpuCreditsMin", t.CPUCreditsMin, 0, 10_000}, {"alarmWafBlockedPer5Min", t.WAFBlockedPer5Min, 1, 1 << 30},
+	} {
+		if p.v < p.l || p.v > p.h {
+			bad(p.key, "%d: use %d..%d", p.v, p.l, p.h)
+		}
+	}
+	return errs
 }
 
 // CloudWatch Logs accepts only these retention values.
@@ -457,6 +536,7 @@ func (c *Config) validate() []error {
 	if c.ArtifactPath == "" {
 		bad("artifactPath", "empty: set it to the build, by default dist/conduit-linux-arm64 (`make build`)")
 	}
+	errs = append(errs, c.Ops.validate()...)
 	if c.Topology == HA && c.Edge.CertificateArn == "" && !c.Edge.AllowHTTP {
 		bad("certificateArn", "the ha topology terminates TLS at the ALB: run `pulumi config set certificateArn arn:aws:acm:...`, or opt out explicitly with `pulumi config set allowHttp true`")
 	}

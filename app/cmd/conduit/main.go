@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"webstack/app/observe"
 )
 
 func main() {
@@ -37,6 +39,9 @@ var version = "dev"
 
 // run starts the role named by args[0] with its settings from the rest of
 // args and env (KEY=value pairs), and serves until ctx is cancelled.
+// LogFileMaxBytes is where --log-file rotates.
+const LogFileMaxBytes = 32 << 20
+
 func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(usage)
@@ -54,6 +59,15 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "conduit %s: settings OK\n", role)
 		return nil
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: s.LogLevel})).With("role", role, "version", version)
+	out := stderr
+	if s.LogFile != "" {
+		f, err := observe.OpenLogFile(s.LogFile, LogFileMaxBytes)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		out = io.MultiWriter(stderr, f)
+	}
+	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: s.LogLevel})).With("role", role, "version", version)
 	return (&server{Settings: s, log: log, stdout: stdout}).run(ctx)
 }

@@ -233,6 +233,7 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 		return nil, "", err
 	}
 	st.Observe = metrics.ObserveDB
+	st.OnError = metrics.DBError
 	st.OnRotate = func() { s.log.Info("database credentials rotated: reconnected") }
 	*stops = append(*stops, component{"database client", st.Close})
 	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)

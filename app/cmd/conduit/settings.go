@@ -24,8 +24,11 @@ import (
 // Secrets are never values here except --jwt-secret for local use: on AWS
 // the settings name Secrets Manager ARNs, resolved at start (resolve).
 type Settings struct {
-	Role      string
-	LogLevel  slog.Level
+	Role     string
+	LogLevel slog.Level
+	// LogFile, when set, receives the logs too (they always go to stderr),
+	// rotated past LogFileMaxBytes: what a log shipper follows.
+	LogFile   string
 	AdminAddr string
 	// CheckOnly validates the settings and exits (--check-config).
 	CheckOnly bool
@@ -110,6 +113,13 @@ func settings() []setting {
 	return []setting{
 		{"log-level", "CONDUIT_LOG_LEVEL", "info", "log level: debug, info, warn, error", rAPI | rWeb | rLocal, func(s *Settings, v string) error {
 			return s.LogLevel.UnmarshalText([]byte(v))
+		}},
+		{"log-file", "CONDUIT_LOG_FILE", "", "also write the logs to this file (absolute path), rotated at 32 MiB to <file>.1", rAPI | rWeb | rLocal, func(s *Settings, v string) error {
+			if v != "" && !filepath.IsAbs(v) {
+				return fmt.Errorf("%q is not an absolute path", v)
+			}
+			s.LogFile = v
+			return nil
 		}},
 		{"admin-addr", "CONDUIT_ADMIN_ADDR", "127.0.0.1:9090", "admin listener serving /metrics", rAPI | rWeb | rLocal, addr(func(s *Settings) *string { return &s.AdminAddr })},
 		{"max-body-bytes", "CONDUIT_MAX_BODY_BYTES", "1048576", "largest request body accepted, bytes", rAPI | rWeb | rLocal, func(s *Settings, v string) error {

@@ -143,6 +143,9 @@ func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) 
 		// Every type is offered in a to d; zone e offers no Graviton type.
 		locs := []any{r.Region + "a", r.Region + "b", r.Region + "c", r.Region + "d", r.Region + "-bos-1a"}
 		out = map[string]any{"id": r.Region, "locations": locs, "locationTypes": []any{"availability-zone"}, "instanceTypes": []any{}}
+	case "aws:ec2/getNatGateways:getNatGateways":
+		// As many as any stack here has (one per AZ, at most three).
+		out = map[string]any{"id": r.Region, "ids": []any{"nat-0a1b2c3d4e5f60003", "nat-0a1b2c3d4e5f60001", "nat-0a1b2c3d4e5f60002"}}
 	case "aws:ec2/getRouteTables:getRouteTables":
 		out = map[string]any{"id": r.Region, "ids": []any{"rtb-0a1b2c3d4e5f60001", "rtb-0a1b2c3d4e5f60002", "rtb-0a1b2c3d4e5f60003"}}
 	case "aws:ssm/getParameter:getParameter":
@@ -206,6 +209,7 @@ func (r *Recorder) computed(typ, name, id string, in map[string]any) map[string]
 		out["arnSuffix"] = fmt.Sprintf("app/%s/%s", name, id)
 	case "aws:lb/targetGroup:TargetGroup":
 		out["arn"] = fmt.Sprintf("arn:aws:elasticloadbalancing:%s:%s:targetgroup/%s/%s", r.Region, Account, name, id)
+		out["arnSuffix"] = fmt.Sprintf("targetgroup/%s/%s", name, id)
 	case "aws:docdb/cluster:Cluster":
 		host := fmt.Sprintf("%s.cluster-%s.%s.docdb.amazonaws.com", name, id[len(id)-12:], r.Region)
 		out["endpoint"] = host
