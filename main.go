@@ -1,7 +1,8 @@
 // Command webstack is the Pulumi program of the webstack project: it loads
 // the stack's configuration and the build to deploy, and composes the tiers
 // in the order of the architecture: network → security → database → the
-// api's secrets → the release → compute → edge protection.
+// api's secrets → the release → compute → edge protection → operations
+// (alarms, dashboard, logs, budget, backups).
 //
 // `go run . plan --stack <name>` runs the same program offline, under mocks,
 // and prints its graph, diagram or cost; `go run . docs` redraws
@@ -21,6 +22,7 @@ import (
 	"webstack/internal/config"
 	"webstack/internal/offline"
 	"webstack/network"
+	"webstack/ops"
 	"webstack/security"
 )
 
@@ -45,7 +47,11 @@ func main() {
 }
 
 // stack builds one stack and returns its outputs.
-func stack(ctx *pulumi.Context) (pulumi.Map, error) {
+func stack(ctx *pulumi.Context) (pulumi.Map, error) { return compose(ctx, true) }
+
+// compose builds the stack; budget says whether to price it (running it
+// once more under mocks) for its cost budget.
+func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 	cfg, err := config.FromPulumi(ctx)
 	if err != nil {
 		return nil, err
@@ -56,15 +62,13 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 	}
 	ha := cfg.Topology == config.HA
 
-	provider, err := aws.NewProvider(ctx, "aws", &aws.ProviderArgs{
-		Region: pulumi.String(cfg.Region),
-		DefaultTags: &aws.ProviderDefaultTagsArgs{Tags: pulumi.StringMap{
-			"Project":   pulumi.String(cfg.Project),
-			"Stack":     pulumi.String(cfg.Stack),
-			"ManagedBy": pulumi.String("pulumi"),
-			"Owner":     pulumi.String(cfg.Owner),
-		}},
-	})
+	tags := &aws.ProviderDefaultTagsArgs{Tags: pulumi.StringMap{
+		"Project":   pulumi.String(cfg.Project),
+		"Stack":     pulumi.String(cfg.Stack),
+		"ManagedBy": pulumi.String("pulumi"),
+		"Owner":     pulumi.String(cfg.Owner),
+	}}
+	provider, err := aws.NewProvider(ctx, "aws", &aws.ProviderArgs{Region: pulumi.String(cfg.Region), DefaultTags: tags})
 	if err != nil {
 		return nil, fmt.Errorf("aws provider: %w", err)
 	}
@@ -154,6 +158,7 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 			CPUTargetPercent:        cfg.CPUTargetPercent,
 		}
 	}
+	names := ops.NamesFor(cfg.Project, cfg.Stack)
 	app, err := compute.NewApp(ctx, "app", &compute.AppArgs{
 		PublicSubnetIDs:  net.PublicSubnetIDs,
 		PrivateSubnetIDs: net.PrivateSubnetIDs,
@@ -175,6 +180,9 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		RootVolumeGiB: cfg.RootVolumeGiB,
 		AMIID:         cfg.AMIID,
 		LoadBalancer:  lb,
+		Telemetry: &compute.Telemetry{
+			WebLogGroup: names.WebLogGroup, APILogGroup: names.APILogGroup, Namespace: names.Namespace,
+		},
 	}, withAWS)
 	if err != nil {
 		return nil, err
@@ -185,6 +193,57 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		edge.WebACLArn = *lbs.WebACLArn
 	}
 	if _, err := security.NewEdgeProtection(ctx, "edge", edge, withAWS); err != nil {
+		return nil, err
+	}
+
+	watch := &ops.MonitoringArgs{
+		Names: names, Region: cfg.Region, AlarmEmail: cfg.Ops.AlarmEmail,
+		LogRetentionDays: cfg.Ops.LogRetentionDays, Thresholds: cfg.Ops.Thresholds,
+		Shippers: map[string]pulumi.StringInput{"web": sec.WebRole.Name, "api": sec.APIRole.Name},
+		Database: ops.Database{
+			ClusterID: db.ClusterID, ClusterArn: db.ClusterArn, InstanceIDs: db.InstanceIDs, InstanceClass: db.InstanceClass,
+		},
+		NATGatewayIDs: net.NATGatewayIDs,
+	}
+	if i := app.Instances; i != nil {
+		watch.Instances = []ops.Instance{
+			{Tier: "web", ID: i.WebID, InstanceType: cfg.Web.InstanceType},
+			{Tier: "api", ID: i.APIID, InstanceType: cfg.API.InstanceType},
+		}
+	}
+	if g := app.Groups; g != nil {
+		watch.LoadBalancer = &ops.LoadBalancer{
+			Public: g.PublicALB, Internal: g.InternalALB,
+			Targets: []ops.TargetGroup{
+				{Tier: "web", ArnSuffix: g.WebTargetGroup, LoadBalancer: g.PublicALB, MinHealthy: cfg.Web.MinSize},
+				{Tier: "api", ArnSuffix: g.APITargetGroup, LoadBalancer: g.InternalALB, MinHealthy: cfg.API.MinSize},
+			},
+			Groups: []ops.Group{
+				{Tier: "web", Name: g.WebName, Min: cfg.Web.MinSize, InstanceType: cfg.Web.InstanceType},
+				{Tier: "api", Name: g.APIName, Min: cfg.API.MinSize, InstanceType: cfg.API.InstanceType},
+			},
+		}
+		watch.Backup = &ops.Backup{RetentionDays: cfg.Ops.BackupRetentionDays}
+		if region := cfg.Ops.BackupCopyRegion; region != "" {
+			if watch.Backup.CopyTo, err = aws.NewProvider(ctx, "aws-backup-copy", &aws.ProviderArgs{Region: pulumi.String(region), DefaultTags: tags}); err != nil {
+				return nil, fmt.Errorf("backup copy provider: %w", err)
+			}
+		}
+	}
+	if lbs := sec.LoadBalancers; lbs != nil && lbs.WebACLName != nil {
+		watch.WebACL = &ops.WebACL{Name: *lbs.WebACLName, Count: cfg.Edge.WAFMode == "count"}
+	}
+	if budget {
+		// The budget is what `make cost` prints for this configuration,
+		// times budgetPercent: the program prices itself under mocks.
+		estimate, err := offline.Estimate(cfg.Project, cfg.Stack, cfg.Region, func(ctx *pulumi.Context) (pulumi.Map, error) { return compose(ctx, false) })
+		if err != nil {
+			return nil, err
+		}
+		watch.Budget = &ops.Budget{EstimateUSD: estimate, LimitUSD: estimate * float64(cfg.Ops.BudgetPercent) / 100}
+	}
+	monitoring, err := ops.NewMonitoring(ctx, "ops", watch, withAWS)
+	if err != nil {
 		return nil, err
 	}
 
@@ -203,6 +262,8 @@ func stack(ctx *pulumi.Context) (pulumi.Map, error) {
 		"artifactKey":       pulumi.String(release.Key),
 		"artifactSha256":    pulumi.String(release.SHA256),
 		"amiId":             app.AMIID,
+		"alarmTopicArn":     monitoring.TopicArn,
+		"dashboardName":     monitoring.DashboardName,
 	}
 	if edge.WebACLArn != nil {
 		outputs["webAclArn"] = edge.WebACLArn

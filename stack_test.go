@@ -340,6 +340,8 @@ func TestProviderDefaultTagsAndNameTagEverywhere(t *testing.T) {
 		"aws:wafv2/webAclAssociation:WebAclAssociation": true, "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": true,
 		"aws:autoscaling/policy:Policy": true, "pulumi:providers:aws": true,
 		"aws:secretsmanager/secretVersion:SecretVersion": true,
+		"aws:cloudwatch/dashboard:Dashboard":             true, "aws:cloudwatch/queryDefinition:QueryDefinition": true,
+		"aws:sns/topicPolicy:TopicPolicy": true, "aws:sns/topicSubscription:TopicSubscription": true, "aws:backup/selection:Selection": true,
 	}
 	for _, s := range allStacks {
 		t.Run(s, func(t *testing.T) {

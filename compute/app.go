@@ -50,6 +50,28 @@ type TierArgs struct {
 	BootDependsOn []pulumi.Resource
 }
 
+// Telemetry is where each tier's instances send their logs and metrics.
+type Telemetry struct {
+	// WebLogGroup and APILogGroup receive each tier's log file and its
+	// metrics (embedded-metric-format records).
+	WebLogGroup, APILogGroup string
+	// Namespace is the metrics' CloudWatch namespace.
+	Namespace string
+}
+
+// boot completes b with the tier's telemetry.
+func (t *Telemetry) boot(b cloudinit.Boot) cloudinit.Boot {
+	if t == nil {
+		return b
+	}
+	group := t.APILogGroup
+	if b.Role == "web" {
+		group = t.WebLogGroup
+	}
+	b.Telemetry = &cloudinit.Telemetry{LogGroup: group, Namespace: t.Namespace, MetricsAddr: AdminAddr}
+	return b
+}
+
 // AppArgs configures NewApp.
 type AppArgs struct {
 	// PublicSubnetIDs host the public ALB, or the web instance when there is
@@ -73,6 +95,9 @@ type AppArgs struct {
 	// RootVolumeGiB is every instance's encrypted gp3 root volume. Defaults
 	// to the config table's rootVolumeGiB.
 	RootVolumeGiB int
+	// Telemetry names where the instances ship their logs and metrics
+	// (the CloudWatch agent). Defaults to nil: they stay on the instances.
+	Telemetry *Telemetry
 	// AMIID pins the AMI. Defaults to "": the latest Amazon Linux 2023 arm64
 	// AMI, read from AMIParameter at each deployment (a newer one is a new
 	// launch template version, rolled out like a new build).
@@ -287,6 +312,7 @@ func (c *App) webUserData(a *AppArgs, upstream pulumi.StringOutput) pulumi.Strin
 // launch templates and instances take user data.
 func render(a *AppArgs, b cloudinit.Boot, bucket string) (string, error) {
 	b.Release = cloudinit.Release{Bucket: bucket, Key: a.Release.Key, SHA256: a.Release.SHA256, Region: a.Region}
+	b = a.Telemetry.boot(b)
 	doc, err := cloudinit.Render(b)
 	if err != nil {
 		return "", err

@@ -55,12 +55,13 @@ type Metrics struct {
 	db         *prometheus.HistogramVec
 	wafBlocked *prometheus.CounterVec
 	canceled   prometheus.Counter
-	// For CloudWatch (the agent keeps counters and summaries, drops
-	// histograms): answers by status class, latency quantiles and
-	// database errors, each with a small fixed label set.
-	responses *prometheus.CounterVec
-	quantiles prometheus.Summary
-	dbErrors  prometheus.Counter
+	// For CloudWatch (its agent keeps counters and summaries and drops
+	// histograms), without labels beyond role: every label value is a
+	// billed custom metric there. The summary's count is the number of
+	// answers.
+	serverErrors prometheus.Counter
+	quantiles    prometheus.Summary
+	dbErrors     prometheus.Counter
 }
 
 // SlowRequest is how long a request may take before it is logged at INFO;
@@ -91,17 +92,17 @@ func NewMetrics(role string) *Metrics {
 			Help: "Requests whose client went away before the answer (not server errors; recorded with status 499).",
 		}),
 	}
-	m.responses = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "conduit_http_responses_total", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP answers by status class (2xx, 3xx, 4xx, 5xx; 499: the client went away).",
-	}, []string{"class"})
+	m.serverErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "conduit_http_server_errors_total", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP answers with a 5xx status (not 499: a client that went away).",
+	})
 	m.quantiles = prometheus.NewSummary(prometheus.SummaryOpts{
-		Name: "conduit_http_latency_seconds", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP latency quantiles over the last minute.",
-		Objectives: map[float64]float64{0.5: 0.01, 0.99: 0.001}, MaxAge: time.Minute, AgeBuckets: 3,
+		Name: "conduit_http_latency_seconds", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP latency: p99 over the last minute, and the count of answers.",
+		Objectives: map[float64]float64{0.99: 0.001}, MaxAge: time.Minute, AgeBuckets: 3,
 	})
 	m.dbErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "conduit_db_errors_total", ConstLabels: prometheus.Labels{"role": role}, Help: "Database operations that failed (unavailable, timed out, refused, internal).",
 	})
-	m.Registry.MustRegister(m.requests, m.latency, m.db, m.wafBlocked, m.canceled, m.responses, m.quantiles, m.dbErrors)
+	m.Registry.MustRegister(m.requests, m.latency, m.db, m.wafBlocked, m.canceled, m.serverErrors, m.quantiles, m.dbErrors)
 	return m
 }
 
@@ -120,22 +121,6 @@ func (m *Metrics) ObserveDB(op string, d time.Duration) {
 
 // DBError counts one failed database operation.
 func (m *Metrics) DBError(string, error) { m.dbErrors.Inc() }
-
-// statusClass is the closed set of response classes.
-func statusClass(code int) string {
-	switch {
-	case code == StatusClientClosed:
-		return "499"
-	case code >= 500:
-		return "5xx"
-	case code >= 400:
-		return "4xx"
-	case code >= 300:
-		return "3xx"
-	default:
-		return "2xx"
-	}
-}
 
 // WAFBlocked counts one blocked request.
 func (m *Metrics) WAFBlocked(rule int) { m.wafBlocked.WithLabelValues(strconv.Itoa(rule)).Inc() }
@@ -168,10 +153,13 @@ func (m *Metrics) Middleware(log *slog.Logger, route func(*http.Request) string,
 		d := time.Since(start)
 		m.requests.WithLabelValues(rt, r.Method, status).Inc()
 		m.latency.WithLabelValues(rt, r.Method, status).Observe(d.Seconds())
-		m.responses.WithLabelValues(statusClass(code)).Inc()
 		m.quantiles.Observe(d.Seconds())
+		failed := code >= 500 && code != StatusClientClosed
+		if failed {
+			m.serverErrors.Inc()
+		}
 		level := slog.LevelDebug
-		if code >= 500 && code != StatusClientClosed || d >= SlowRequest {
+		if failed || d >= SlowRequest {
 			level = slog.LevelInfo
 		}
 		log.LogAttrs(r.Context(), level, "request",

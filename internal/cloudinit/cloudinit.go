@@ -8,7 +8,9 @@ package cloudinit
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -37,11 +39,29 @@ type Boot struct {
 	// DocumentDBCA fetches AWS's RDS/DocumentDB CA bundle to /etc/conduit/global-bundle.pem.
 	DocumentDBCA bool
 	Release      Release
+	// Telemetry ships the tier's logs and metrics to CloudWatch. Nil: they
+	// stay on the instance (journal, /metrics on the admin listener).
+	Telemetry *Telemetry
+}
+
+// Telemetry is where the Amazon CloudWatch agent (Amazon Linux 2023's
+// amazon-cloudwatch-agent package) sends what conduit writes: its log file
+// to LogGroup (a stream per instance), and the metrics it serves on
+// MetricsAddr, scraped every minute, as embedded-metric-format records to
+// the same group, from which CloudWatch makes the metrics of Namespace.
+// Only log writes are needed: no cloudwatch:PutMetricData.
+type Telemetry struct {
+	LogGroup    string
+	Namespace   string
+	MetricsAddr string // host:port of conduit's admin listener
 }
 
 // Paths on the instance.
 const (
 	EnvFile       = "/etc/conduit/conduit.env"
+	LogFile       = "/var/log/conduit/conduit.log"
+	AgentConfig   = "/etc/conduit/cloudwatch-agent.json"
+	ScrapeConfig  = "/etc/conduit/prometheus.yaml"
 	UnitFile      = "/etc/systemd/system/conduit.service"
 	InstallScript = "/usr/local/sbin/conduit-install"
 	Binary        = "/usr/local/bin/conduit"
@@ -60,6 +80,10 @@ var (
 func Render(b Boot) (string, error) {
 	if err := b.validate(); err != nil {
 		return "", err
+	}
+	if b.Telemetry != nil {
+		b.Env = maps.Clone(b.Env)
+		b.Env["CONDUIT_LOG_FILE"] = LogFile
 	}
 	var env strings.Builder
 	keys := make([]string, 0, len(b.Env))
@@ -85,6 +109,15 @@ func Render(b Boot) (string, error) {
 			{Path: InstallScript, Owner: "root:root", Permissions: "0755", Content: script},
 		},
 		RunCmd: [][]string{{InstallScript}},
+	}
+	if t := b.Telemetry; t != nil {
+		agent, scrape, err := telemetryFiles(t)
+		if err != nil {
+			return "", err
+		}
+		doc.WriteFiles = append(doc.WriteFiles,
+			writeFile{Path: AgentConfig, Owner: "root:root", Permissions: "0644", Content: agent},
+			writeFile{Path: ScrapeConfig, Owner: "root:root", Permissions: "0644", Content: scrape})
 	}
 	var out bytes.Buffer
 	out.WriteString("#cloud-config\n")
@@ -126,6 +159,48 @@ type writeFile struct {
 	Content     string `yaml:"content"`
 }
 
+// telemetryFiles are the agent's configuration and its Prometheus scrape
+// configuration. The metrics kept are the few conduit exports for
+// CloudWatch, each with a fixed, small set of dimensions (every dimension
+// combination is a billed custom metric).
+func telemetryFiles(t *Telemetry) (agent, scrape string, err error) {
+	declare := func(roles string, dims []string, metrics ...string) map[string]any {
+		sel := make([]string, len(metrics))
+		for i, m := range metrics {
+			sel[i] = "^" + m + "$"
+		}
+		return map[string]any{"source_labels": []string{"job", "role"}, "label_matcher": "^conduit;(" + roles + ")$", "dimensions": [][]string{dims}, "metric_selectors": sel}
+	}
+	cfg := map[string]any{
+		"agent": map[string]any{"run_as_user": "root"},
+		"logs": map[string]any{
+			"logs_collected": map[string]any{"files": map[string]any{"collect_list": []any{map[string]any{
+				"file_path": LogFile, "log_group_name": t.LogGroup, "log_stream_name": "{instance_id}", "timezone": "UTC",
+			}}}},
+			"metrics_collected": map[string]any{"prometheus": map[string]any{
+				"log_group_name":         t.LogGroup,
+				"prometheus_config_path": ScrapeConfig,
+				"emf_processor": map[string]any{
+					"metric_declaration_dedup": true,
+					"metric_namespace":         t.Namespace,
+					"metric_declaration": []any{
+						declare("web|api", []string{"role"}, "conduit_http_server_errors_total"),
+						declare("web|api", []string{"role", "quantile"}, "conduit_http_latency_seconds"),
+						declare("api", []string{"role"}, "conduit_db_errors_total"),
+						declare("web", []string{"role"}, "conduit_waf_blocked_total"),
+					},
+				},
+			}},
+		},
+	}
+	a, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return "", "", err
+	}
+	s := fmt.Sprintf("global:\n  scrape_interval: 1m\n  scrape_timeout: 10s\nscrape_configs:\n  - job_name: conduit\n    sample_limit: 10000\n    static_configs:\n      - targets: [%q]\n", t.MetricsAddr)
+	return string(a) + "\n", s, nil
+}
+
 func (b Boot) validate() error {
 	if b.Role != "web" && b.Role != "api" {
 		return fmt.Errorf("cloudinit: role %q: want web or api", b.Role)
@@ -142,6 +217,13 @@ func (b Boot) validate() error {
 		}
 		if strings.ContainsAny(v, "\n\r\x00") {
 			return fmt.Errorf("cloudinit: env %s holds a line break", k)
+		}
+	}
+	if t := b.Telemetry; t != nil {
+		for name, v := range map[string]string{"log group": t.LogGroup, "namespace": t.Namespace, "metrics address": t.MetricsAddr} {
+			if v == "" || !safeRE.MatchString(v) {
+				return fmt.Errorf("cloudinit: telemetry %s %q is empty or has unsafe characters", name, v)
+			}
 		}
 	}
 	r := b.Release
@@ -207,6 +289,8 @@ CapabilityBoundingSet=
 Restart=on-failure
 RestartSec=5s
 TimeoutStopSec=30s
+LogsDirectory=conduit
+LogsDirectoryMode=0750
 LimitNOFILE=65536
 
 [Install]
@@ -253,4 +337,18 @@ chmod 0644 /etc/conduit/global-bundle.pem
 {{end}}
 systemctl daemon-reload
 systemctl enable --now conduit.service
-`))
+{{if .Telemetry}}
+# Logs and metrics to CloudWatch. The service runs whatever happens here:
+# without the agent its logs stay in the journal and the file.
+attempt=1
+until rpm -q amazon-cloudwatch-agent >/dev/null 2>&1 || dnf install -y -q amazon-cloudwatch-agent; do
+  if [ "$attempt" -ge 10 ]; then
+    echo "conduit-install: could not install amazon-cloudwatch-agent; logs and metrics stay on the instance" >&2
+    exit 0
+  fi
+  sleep 30
+  attempt=$((attempt + 1))
+done
+/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c 'file:{{ "/etc/conduit/cloudwatch-agent.json" }}' ||
+  echo "conduit-install: the CloudWatch agent did not start; logs and metrics stay on the instance" >&2
+{{end}}`))

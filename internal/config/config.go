@@ -125,7 +125,8 @@ type Ops struct {
 
 // Thresholds are the alarms' limits.
 type Thresholds struct {
-	ErrorPercent         int // 5xx as a share of requests (ALB, target, app)
+	ErrorPercent         int // 5xx as a share of requests (ALBs)
+	ServerErrorsPer5Min  int // 5xx answers of a tier (the app's count)
 	LatencyMs            int // p99 response time
 	DBCPUPercent         int
 	DBFreeMemoryMiB      int
@@ -218,7 +219,8 @@ var keys = []Key{
 	{"budgetPercent", Integer, 125, "Monthly AWS Budgets limit as a percentage of the stack's offline cost estimate (`make cost`); alerts at 80 % actual and 100 % forecast.", false, func(c *Config, v any) { c.Ops.BudgetPercent = v.(int) }},
 	{"backupRetentionDays", Integer, 35, "AWS Backup daily backups of the DocumentDB cluster (ha), kept this many days, besides DocumentDB's own retention.", false, func(c *Config, v any) { c.Ops.BackupRetentionDays = v.(int) }},
 	{"backupCopyRegion", String, "", "Copy each AWS Backup recovery point to this region (ha). Empty: no copy.", false, func(c *Config, v any) { c.Ops.BackupCopyRegion = v.(string) }},
-	{"alarmErrorPercent", Integer, 5, "Alarm when 5xx answers exceed this percentage of requests (ALB, targets, each tier).", false, func(c *Config, v any) { c.Ops.Thresholds.ErrorPercent = v.(int) }},
+	{"alarmErrorPercent", Integer, 5, "Alarm when 5xx answers exceed this percentage of the public ALB's requests (its own, and its targets').", false, func(c *Config, v any) { c.Ops.Thresholds.ErrorPercent = v.(int) }},
+	{"alarmServerErrorsPer5Min", Integer, 10, "Alarm when a tier (web, api) answers more 5xx than this in 5 minutes (the app's own count).", false, func(c *Config, v any) { c.Ops.Thresholds.ServerErrorsPer5Min = v.(int) }},
 	{"alarmLatencyMs", Integer, 1000, "Alarm when p99 response time exceeds this many milliseconds (ALB targets, each tier).", false, func(c *Config, v any) { c.Ops.Thresholds.LatencyMs = v.(int) }},
 	{"alarmDbCpuPercent", Integer, 80, "Alarm when a DocumentDB instance's CPU exceeds this percentage.", false, func(c *Config, v any) { c.Ops.Thresholds.DBCPUPercent = v.(int) }},
 	{"alarmDbFreeMemoryMiB", Integer, 256, "Alarm when a DocumentDB instance's freeable memory falls below this many MiB.", false, func(c *Config, v any) { c.Ops.Thresholds.DBFreeMemoryMiB = v.(int) }},
@@ -355,7 +357,7 @@ func (o *Ops) validate() []error {
 		key     string
 		v, l, h int
 	}{
-		{"alarmErrorPercent", t.ErrorPercent, 1, 100}, {"alarmLatencyMs", t.LatencyMs, 10, 60_000},
+		{"alarmErrorPercent", t.ErrorPercent, 1, 100}, {"alarmServerErrorsPer5Min", t.ServerErrorsPer5Min, 1, 1 << 30}, {"alarmLatencyMs", t.LatencyMs, 10, 60_000},
 		{"alarmDbCpuPercent", t.DBCPUPercent, 1, 100}, {"alarmDbFreeMemoryMiB", t.DBFreeMemoryMiB, 1, 1 << 20},
 		{"alarmDbConnectionsPercent", t.DBConnectionsPercent, 1, 100}, {"alarmDbGrowthGiBPerDay", t.DBGrowthGiBPerDay, 1, 1 << 20},
 		{"alarmCpuCreditsMin", t.CPUCreditsMin, 0, 10_000}, {"alarmWafBlockedPer5Min", t.WAFBlockedPer5Min, 1, 1 << 30},

@@ -107,6 +107,22 @@ func planCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 	return fmt.Errorf("unknown --format %q: use text, json, mermaid, dot or cost", *format)
 }
 
+// Estimate is the monthly cost, at the default assumptions, of the stack
+// fn builds with the configuration of the running program: the figure
+// `make cost` prints. The program runs under mocks to get there, so fn
+// must not ask for an estimate itself.
+func Estimate(project, stack, region string, fn plan.StackFunc) (float64, error) {
+	g, err := plan.RunInPlace(project, stack, region, fn)
+	if err != nil {
+		return 0, fmt.Errorf("estimate the stack's cost: %w", err)
+	}
+	r, err := cost.Estimate(g, cost.DefaultTable(), cost.DefaultAssumptions())
+	if err != nil {
+		return 0, fmt.Errorf("estimate the stack's cost: %w", err)
+	}
+	return r.Total(), nil
+}
+
 // Graph runs the program for stack with overrides.
 func Graph(dir, stack string, overrides []string, fn plan.StackFunc) (*plan.Graph, error) {
 	cfg, err := plan.Config(dir, Project, stack, overrides)

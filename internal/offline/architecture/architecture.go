@@ -62,6 +62,7 @@ type model struct {
 	web, api         tier
 	dbInstances      []dbInstance
 	ports            map[string]int // "from>to" security group rule ports
+	monitoring       string         // the operations tier, one line; "" without one
 }
 
 type tier struct {
@@ -83,6 +84,20 @@ func readModel(g *plan.Graph) (*model, error) {
 		m.azs = append(m.azs, str(az))
 	}
 	m.public, m.private = plan.List(g.Outputs["publicSubnetIds"]), plan.List(g.Outputs["privateSubnetIds"])
+	if topics := g.OfType("aws:sns/topic:Topic"); len(topics) > 0 {
+		parts := []string{fmt.Sprintf("%d alarms → SNS %s", len(g.OfType("aws:cloudwatch/metricAlarm:MetricAlarm")), str(topics[0].Inputs["name"]))}
+		if len(g.OfType("aws:cloudwatch/dashboard:Dashboard")) > 0 {
+			parts = append(parts, "dashboard")
+		}
+		parts = append(parts, fmt.Sprintf("%d log groups", len(g.OfType("aws:cloudwatch/logGroup:LogGroup"))))
+		for _, b := range g.OfType("aws:budgets/budget:Budget") {
+			parts = append(parts, "budget $"+str(b.Inputs["limitAmount"]))
+		}
+		if len(g.OfType("aws:backup/plan:Plan")) > 0 {
+			parts = append(parts, "AWS Backup")
+		}
+		m.monitoring = "CloudWatch monitoring<br/>" + strings.Join(parts, " · ")
+	}
 
 	for _, lb := range g.OfType("aws:lb/loadBalancer:LoadBalancer") {
 		if lb.Inputs["internal"] != true {
@@ -261,6 +276,9 @@ func (m *model) diagram() *Diagram {
 		}
 	}
 	d.Root = Box{ID: "root", Nodes: []Node{users}, Boxes: []Box{vpc}}
+	if m.monitoring != "" {
+		d.Root.Nodes = append(d.Root.Nodes, Node{ID: "monitoring", Label: m.monitoring, Shape: "box"})
+	}
 	return d
 }
 

@@ -10,6 +10,7 @@ package cost
 import (
 	"embed"
 	"encoding/csv"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -77,18 +78,19 @@ func DefaultTable() Table {
 
 // Assumptions are the usage the estimate prices.
 type Assumptions struct {
-	NATDataGB          float64 // GB through each NAT gateway a month
-	WAFMillionRequests float64 // requests a month through each web ACL
-	ALBCapacityUnits   float64 // average LCUs of each ALB
-	DocDBStorageGB     float64 // stored data
-	DocDBMillionIO     float64 // I/Os a month
-	LogGBPerGroup      float64 // GB ingested into each log group a month
-	BucketGB           float64 // GB stored in each bucket
+	NATDataGB           float64 // GB through each NAT gateway a month
+	WAFMillionRequests  float64 // requests a month through each web ACL
+	ALBCapacityUnits    float64 // average LCUs of each ALB
+	DocDBStorageGB      float64 // stored data
+	DocDBMillionIO      float64 // I/Os a month
+	LogGBPerGroup       float64 // GB ingested into each log group a month
+	AppLogGBPerInstance float64 // GB of logs and metric records each app instance ships a month
+	BucketGB            float64 // GB stored in each bucket
 }
 
 // DefaultAssumptions are a small production-ish month.
 func DefaultAssumptions() Assumptions {
-	return Assumptions{NATDataGB: 50, WAFMillionRequests: 10, ALBCapacityUnits: 1, DocDBStorageGB: 20, DocDBMillionIO: 20, LogGBPerGroup: 5, BucketGB: 1}
+	return Assumptions{NATDataGB: 50, WAFMillionRequests: 10, ALBCapacityUnits: 1, DocDBStorageGB: 20, DocDBMillionIO: 20, LogGBPerGroup: 5, AppLogGBPerInstance: 0.1, BucketGB: 1}
 }
 
 // Flags binds the assumptions to command-line flags.
@@ -99,6 +101,7 @@ func (a *Assumptions) Flags(fs *flag.FlagSet) {
 	fs.Float64Var(&a.DocDBStorageGB, "docdb-gb", a.DocDBStorageGB, "DocumentDB storage, GB")
 	fs.Float64Var(&a.DocDBMillionIO, "docdb-mio", a.DocDBMillionIO, "DocumentDB million I/Os a month")
 	fs.Float64Var(&a.LogGBPerGroup, "log-gb", a.LogGBPerGroup, "GB ingested into each CloudWatch log group a month")
+	fs.Float64Var(&a.AppLogGBPerInstance, "app-log-gb", a.AppLogGBPerInstance, "GB of logs and metric records each app instance ships a month (metric records ~0.07, quiet INFO logs)")
 	fs.Float64Var(&a.BucketGB, "s3-gb", a.BucketGB, "GB stored in each S3 bucket")
 }
 
@@ -157,6 +160,13 @@ var free = map[string]bool{
 	"aws:s3/bucketOwnershipControls:BucketOwnershipControls": true, "aws:s3/bucketVersioningV2:BucketVersioningV2": true,
 	"aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2": true,
 	"aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2":                       true,
+	// Operations: notifications are within SNS's free million publishes and
+	// thousand emails; budgets that only notify are free; saved queries
+	// cost nothing until run; the vault and plan are priced by what they
+	// store (on the selection).
+	"aws:sns/topic:Topic": true, "aws:sns/topicPolicy:TopicPolicy": true, "aws:sns/topicSubscription:TopicSubscription": true,
+	"aws:budgets/budget:Budget": true, "aws:cloudwatch/queryDefinition:QueryDefinition": true,
+	"aws:backup/vault:Vault": true, "aws:backup/plan:Plan": true,
 }
 
 // Estimate prices every custom resource of g.
@@ -164,8 +174,8 @@ func Estimate(g *plan.Graph, t Table, a Assumptions) (*Report, error) {
 	e := &estimator{g: g, t: t, a: a, r: &Report{Stack: g.Stack, Assumptions: a}, byKey: map[string]plan.Resource{}}
 	for _, r := range g.Resources {
 		e.byKey[r.Key()] = r
-		if r.Type == "pulumi:providers:aws" {
-			e.r.Region, _ = r.Inputs["region"].(string)
+		if r.Type == "pulumi:providers:aws" && e.r.Region == "" {
+			e.r.Region, _ = r.Inputs["region"].(string) // the stack's ("aws" sorts before any other provider)
 		}
 	}
 	if e.r.Region == "" {
@@ -255,10 +265,37 @@ func (e *estimator) price(r plan.Resource) error {
 		return e.add(r, items...)
 	case "aws:cloudwatch/logGroup:LogGroup":
 		days := math.Min(plan.Number(in["retentionInDays"]), 365)
-		stored := e.a.LogGBPerGroup * days / 30
+		gb, note := e.a.LogGBPerGroup, fmt.Sprintf("assumes %g GB a month (--log-gb)", e.a.LogGBPerGroup)
+		if e.tier(r) == "ops" { // a tier's logs and metric records, from each of its instances
+			n := e.instancesOf(r.Inputs["name"])
+			gb, note = n*e.a.AppLogGBPerInstance, fmt.Sprintf("assumes %g GB a month from each of %g instances (--app-log-gb)", e.a.AppLogGBPerInstance, n)
+		}
 		return e.add(r,
-			item{"log ingestion", "logs:ingest", e.a.LogGBPerGroup, fmt.Sprintf("assumes %g GB a month (--log-gb)", e.a.LogGBPerGroup)},
-			item{"log storage", "logs:storage", stored, fmt.Sprintf("%g days retained", days)})
+			item{"log ingestion", "logs:ingest", gb, note},
+			item{"log storage", "logs:storage", gb * days / 30, fmt.Sprintf("%g days retained", days)})
+	case "aws:cloudwatch/metricAlarm:MetricAlarm":
+		n := 1.0
+		if q := plan.List(in["metricQueries"]); len(q) > 0 {
+			n = 0
+			for _, m := range q {
+				if plan.Get(m, "metric") != nil {
+					n++
+				}
+			}
+		}
+		return e.add(r, item{"alarm metrics", "cloudwatch:alarm-metric", n, "standard resolution"})
+	case "aws:cloudwatch/dashboard:Dashboard":
+		custom, err := customMetrics(in["dashboardBody"])
+		if err != nil {
+			return err
+		}
+		return e.add(r,
+			item{"dashboard", "cloudwatch:dashboard", 1, ""},
+			item{"custom metrics it shows (the app's, via the CloudWatch agent)", "cloudwatch:metric", float64(custom), ""})
+	case "aws:kms/key:Key":
+		return e.add(r, item{"customer managed key", "kms:key", 1, "rotation included"})
+	case "aws:backup/selection:Selection":
+		return e.add(r, item{"backup storage", "docdb:backup", e.a.DocDBStorageGB, fmt.Sprintf("assumes the retained backups hold about the data (%g GB, --docdb-gb)", e.a.DocDBStorageGB)})
 	case "aws:secretsmanager/secret:Secret":
 		return e.add(r, item{"secret", "secrets:secret", 1, ""})
 	case "aws:s3/bucketV2:BucketV2":
@@ -317,6 +354,60 @@ func (e *estimator) tier(r plan.Resource) string {
 		r = p
 	}
 	return r.Name
+}
+
+// instancesOf is how many instances ship to the app log group name
+// (/<project>/<stack>/<tier>): the tier's standalone instance, or its Auto
+// Scaling group's minimum.
+func (e *estimator) instancesOf(name any) float64 {
+	s, _ := name.(string)
+	tier := s[strings.LastIndex(s, "/")+1:]
+	n := 0.0
+	for _, r := range e.g.Resources {
+		if !strings.HasSuffix(r.Name, "-"+tier) {
+			continue
+		}
+		switch r.Type {
+		case "aws:ec2/instance:Instance":
+			n++
+		case "aws:autoscaling/group:Group":
+			n += plan.Number(r.Inputs["minSize"])
+		}
+	}
+	return n
+}
+
+// customMetrics counts the distinct custom metrics (namespaces not AWS/*)
+// a dashboard body graphs: each is billed as a metric.
+func customMetrics(body any) (int, error) {
+	s, _ := body.(string)
+	var b struct {
+		Widgets []struct {
+			Properties struct {
+				Metrics [][]any `json:"metrics"`
+			} `json:"properties"`
+		} `json:"widgets"`
+	}
+	if err := json.Unmarshal([]byte(s), &b); err != nil {
+		return 0, fmt.Errorf("dashboard body: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, w := range b.Widgets {
+		for _, row := range w.Properties.Metrics {
+			ns, ok := row[0].(string)
+			if !ok || strings.HasPrefix(ns, "AWS/") {
+				continue
+			}
+			var key []string
+			for _, v := range row {
+				if s, ok := v.(string); ok {
+					key = append(key, s)
+				}
+			}
+			seen[strings.Join(key, "|")] = true
+		}
+	}
+	return len(seen), nil
 }
 
 // Write prints the estimate: every line by tier, subtotals, the total, the

@@ -68,10 +68,21 @@ func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph,
 		defer setenv("SOURCE_DATE_EPOCH", "0")()
 	}
 
-	rec := &Recorder{Region: config["aws:region"]}
+	return run(project, stack, config["aws:region"], fn)
+}
+
+// RunInPlace is Run with the configuration already in the environment:
+// the running program's own, when a real deployment prices itself (see
+// offline.Estimate). It takes no lock, so it may run inside Run.
+func RunInPlace(project, stack, region string, fn StackFunc) (*Graph, error) {
+	return run(project, stack, region, fn)
+}
+
+func run(project, stack, region string, fn StackFunc) (*Graph, error) {
+	rec := &Recorder{Region: region}
 	g := &Graph{Project: project, Stack: stack, Outputs: map[string]any{}}
 	var mu sync.Mutex
-	err = pulumi.RunErr(func(ctx *pulumi.Context) error {
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		outs, err := fn(ctx)
 		if err != nil {
 			return err
@@ -97,7 +108,7 @@ func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph,
 	}
 	// Outputs resolve to Go values ([]string, int...); give them the same
 	// JSON shapes as resource inputs.
-	raw, err = json.Marshal(g.Outputs)
+	raw, err := json.Marshal(g.Outputs)
 	if err != nil {
 		return nil, fmt.Errorf("encode outputs: %w", err)
 	}
