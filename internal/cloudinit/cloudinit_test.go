@@ -3,6 +3,7 @@ package cloudinit_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -194,4 +195,85 @@ func TestUnitRestartsUntilItConverges(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, unit, "StartLimitIntervalSec=0\n", "systemd's default start limit would leave the unit dead after early failures")
 	assert.Contains(t, unit, "Restart=on-failure\n")
+}
+
+// With telemetry, the instance ships its log file and a few metrics to its
+// tier's log group: conduit writes the file (a directory systemd makes for
+// the dynamic user), the agent's configuration names the group, the
+// namespace and conduit's admin listener, and selects only the metrics
+// meant for CloudWatch, each with fixed dimensions.
+func TestTelemetryShipsTheLogFileAndTheChosenMetrics(t *testing.T) {
+	for _, role := range []string{"web", "api"} {
+		b := boot(role, 8080)
+		b.Telemetry = &cloudinit.Telemetry{LogGroup: "/webstack/dev/" + role, Namespace: "webstack/dev", MetricsAddr: "127.0.0.1:9090"}
+		doc, err := cloudinit.Render(b)
+		require.NoError(t, err)
+		cloudinittest.Check(t, doc)
+		env, err := cloudinit.File(doc, cloudinit.EnvFile)
+		require.NoError(t, err)
+		assert.Contains(t, env, "CONDUIT_LOG_FILE="+cloudinit.LogFile+"\n")
+		unit, err := cloudinit.File(doc, cloudinit.UnitFile)
+		require.NoError(t, err)
+		assert.Contains(t, unit, "LogsDirectory=conduit\n")
+
+		raw, err := cloudinit.File(doc, cloudinit.AgentConfig)
+		require.NoError(t, err)
+		var agent struct {
+			Logs struct {
+				Collected struct {
+					Files struct {
+						List []struct {
+							Path  string `json:"file_path"`
+							Group string `json:"log_group_name"`
+						} `json:"collect_list"`
+					} `json:"files"`
+				} `json:"logs_collected"`
+				Metrics struct {
+					Prometheus struct {
+						Group  string `json:"log_group_name"`
+						Config string `json:"prometheus_config_path"`
+						EMF    struct {
+							Namespace    string `json:"metric_namespace"`
+							Declarations []struct {
+								Labels     []string   `json:"source_labels"`
+								Matcher    string     `json:"label_matcher"`
+								Dimensions [][]string `json:"dimensions"`
+								Selectors  []string   `json:"metric_selectors"`
+							} `json:"metric_declaration"`
+						} `json:"emf_processor"`
+					} `json:"prometheus"`
+				} `json:"metrics_collected"`
+			} `json:"logs"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(raw), &agent), "the agent's configuration is JSON")
+		files := agent.Logs.Collected.Files.List
+		require.Len(t, files, 1)
+		assert.Equal(t, cloudinit.LogFile, files[0].Path)
+		assert.Equal(t, "/webstack/dev/"+role, files[0].Group)
+		p := agent.Logs.Metrics.Prometheus
+		assert.Equal(t, "/webstack/dev/"+role, p.Group)
+		assert.Equal(t, cloudinit.ScrapeConfig, p.Config)
+		assert.Equal(t, "webstack/dev", p.EMF.Namespace)
+		var selected []string
+		for _, d := range p.EMF.Declarations {
+			assert.Equal(t, []string{"job", "role"}, d.Labels)
+			for _, dims := range d.Dimensions {
+				assert.Equal(t, "role", dims[0], "every metric is per tier")
+				assert.LessOrEqual(t, len(dims), 2, "a fixed, small set of dimensions")
+			}
+			selected = append(selected, d.Selectors...)
+		}
+		assert.ElementsMatch(t, []string{"^conduit_http_server_errors_total$", "^conduit_http_latency_seconds$", "^conduit_db_errors_total$", "^conduit_waf_blocked_total$"}, selected)
+		scrape, err := cloudinit.File(doc, cloudinit.ScrapeConfig)
+		require.NoError(t, err)
+		assert.Contains(t, scrape, `targets: ["127.0.0.1:9090"]`)
+		script, err := cloudinit.Script(doc)
+		require.NoError(t, err)
+		assert.Contains(t, script, "amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c 'file:"+cloudinit.AgentConfig+"'")
+		assert.Less(t, strings.Index(script, "systemctl enable --now conduit.service"), strings.Index(script, "amazon-cloudwatch-agent"), "the service starts first, whatever happens to the agent")
+	}
+	b := boot("web", 8080)
+	b.Telemetry = &cloudinit.Telemetry{LogGroup: "/webstack/dev/web; rm -rf /", Namespace: "webstack/dev", MetricsAddr: "127.0.0.1:9090"}
+	_, err := cloudinit.Render(b)
+	assert.Error(t, err, "unsafe characters are refused")
 }

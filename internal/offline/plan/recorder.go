@@ -36,6 +36,9 @@ type Resource struct {
 	// retainOnDelete, deleteBeforeReplace, ignoreChanges,
 	// replaceOnChanges, additionalSecretOutputs.
 	Options map[string]any `json:"options"`
+	// Outputs are the computed outputs the mocks answered with (arn,
+	// arnSuffix, name...), for tests that relate resources.
+	Outputs map[string]any `json:"-"`
 	Custom  bool           `json:"-"`
 	URN     string         `json:"-"`
 }
@@ -85,12 +88,14 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		rec.DependsOn = slices.Compact(rec.DependsOn)
 		rec.Options = lifecycle(req)
 	}
+	computed := r.computed(args.TypeToken, args.Name, id, rec.Inputs)
+	rec.Outputs = computed
 	r.mu.Lock()
 	r.resources = append(r.resources, rec)
 	r.mu.Unlock()
 
 	state := args.Inputs.Copy()
-	for k, v := range r.computed(args.TypeToken, args.Name, id, rec.Inputs) {
+	for k, v := range computed {
 		if _, set := state[resource.PropertyKey(k)]; !set || k == "arn" {
 			state[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
 		}
