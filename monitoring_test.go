@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -417,6 +418,22 @@ func TestBackupPlanCoversTheCluster(t *testing.T) {
 		require.Len(t, providers, 2)
 		for _, p := range providers {
 			assert.Equal(t, s, plan.Get(p.Inputs, "defaultTags", "tags", "Stack"), "the copy region's provider tags too")
+		}
+	}
+}
+
+// Every alarm links to its row in docs/operations.md, and the row is there.
+func TestEveryAlarmHasARunbook(t *testing.T) {
+	raw, err := os.ReadFile("docs/operations.md")
+	require.NoError(t, err)
+	doc := string(raw)
+	for _, s := range allStacks {
+		for _, a := range alarmsOf(planOf(t, s)) {
+			desc := str(a.Inputs["alarmDescription"])
+			i := strings.Index(desc, "docs/operations.md#")
+			require.GreaterOrEqual(t, i, 0, "%s links its runbook", a.Key())
+			anchor := desc[i+len("docs/operations.md#"):]
+			assert.Contains(t, doc, `<a id="`+anchor+`"></a>`, "%s: docs/operations.md has no row %q", a.Key(), anchor)
 		}
 	}
 }

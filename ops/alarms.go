@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
@@ -252,6 +253,13 @@ func creditAlarm(tier string, d []dim, min int, stat string) spec {
 		metrics: []metric{{"AWS/EC2", "CPUCreditBalance", stat, d}}, op: below, threshold: float64(min), period: 300, periods: 3, missing: missingMiss}
 }
 
+// Runbook is the anchor in docs/operations.md of the alarm what: its
+// family, without the number of the instance or gateway it watches
+// (docdb-2-cpu → docdb-cpu).
+func Runbook(what string) string { return numbered.ReplaceAllString(what, "-") }
+
+var numbered = regexp.MustCompile(`-\d+-`)
+
 func tierColumn(tier string) string {
 	if tier == "api" {
 		return colAPI
@@ -271,7 +279,7 @@ func (c *Monitoring) alarm(ctx *pulumi.Context, name string, a *MonitoringArgs, 
 	}
 	args := &cloudwatch.MetricAlarmArgs{
 		Name:               pulumi.String(a.Names.Prefix + "-" + s.what),
-		AlarmDescription:   pulumi.String(s.desc + " Runbook: docs/operations.md#" + s.what),
+		AlarmDescription:   pulumi.String(s.desc + " Runbook: docs/operations.md#" + Runbook(s.what)),
 		ComparisonOperator: pulumi.String(s.op),
 		Threshold:          pulumi.Float64(s.threshold),
 		EvaluationPeriods:  pulumi.Int(s.periods),
