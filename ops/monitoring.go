@@ -318,6 +318,7 @@ func (c *Monitoring) logs(ctx *pulumi.Context, name string, a *MonitoringArgs) e
 	parent := pulumi.Parent(c)
 	groups := map[string]string{"web": a.Names.WebLogGroup, "api": a.Names.APILogGroup}
 	arns := map[string]pulumi.StringOutput{}
+	made := map[string]pulumi.StringOutput{} // by name, for what must wait for the group
 	for _, tier := range []string{"web", "api"} {
 		g, err := cloudwatch.NewLogGroup(ctx, name+"-"+tier, &cloudwatch.LogGroupArgs{
 			Name:            pulumi.String(groups[tier]),
@@ -328,6 +329,7 @@ func (c *Monitoring) logs(ctx *pulumi.Context, name string, a *MonitoringArgs) e
 			return fmt.Errorf("ops: log group %s: %w", tier, err)
 		}
 		arns[tier] = g.Arn
+		made[groups[tier]] = g.Name
 	}
 	for _, tier := range []string{"web", "api"} {
 		role, ok := a.Shippers[tier]
@@ -351,9 +353,13 @@ func (c *Monitoring) logs(ctx *pulumi.Context, name string, a *MonitoringArgs) e
 		}
 	}
 	for _, q := range queries(a) {
+		var names pulumi.StringArray
+		for _, g := range q.groups {
+			names = append(names, made[g])
+		}
 		if _, err := cloudwatch.NewQueryDefinition(ctx, name+"-"+q.slug, &cloudwatch.QueryDefinitionArgs{
 			Name:          pulumi.String(a.Names.Prefix + "/" + q.title),
-			LogGroupNames: pulumi.ToStringArray(q.groups),
+			LogGroupNames: names,
 			QueryString:   pulumi.String(q.query),
 		}, parent); err != nil {
 			return fmt.Errorf("ops: query %s: %w", q.slug, err)
