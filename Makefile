@@ -5,7 +5,7 @@ STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
 
-.PHONY: screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
+.PHONY: twin twin-up twin-down screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
 ## test: everything CI runs — formatting, vet, the workflow lint, unit tests,
 ## the Postman suite, and the arm64 release run under qemu-user. It first
@@ -67,6 +67,20 @@ bench: bin/conduit
 ## screenshots: docs/screenshots/*.png, one per screen, from the real browser run.
 screenshots:
 	$(GO) test -count=1 -run TestBrowserFlows ./app/cmd/conduit -args -screenshots=$(CURDIR)/docs/screenshots
+
+## twin: STACK's topology as network namespaces on this machine (root):
+## its security groups as nftables, every flow probed with real packets, then
+## torn down. Exits non-zero on any deviation. See README "The local twin".
+twin:
+	@bash scripts/deps.sh ip nft
+	$(GO) run . twin check --stack $(STACK) $(foreach kv,$(CONFIG),-c $(kv))
+
+## twin-up / twin-down: leave STACK's twin running (.twin/STACK/hosts.json), remove it.
+twin-up:
+	@bash scripts/deps.sh ip nft
+	$(GO) run . twin up --stack $(STACK) $(foreach kv,$(CONFIG),-c $(kv))
+twin-down:
+	$(GO) run . twin down --stack $(STACK) $(foreach kv,$(CONFIG),-c $(kv))
 
 ## run: the whole path on this machine at http://127.0.0.1:8080/api.
 run:

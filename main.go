@@ -27,7 +27,7 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "plan" || os.Args[1] == "docs") {
+	if len(os.Args) > 1 && (os.Args[1] == "plan" || os.Args[1] == "docs" || os.Args[1] == "twin") {
 		if err := offline.Main(os.Args[1:], os.Stdout, stack); err != nil {
 			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 			os.Exit(1)

@@ -428,7 +428,10 @@ func TestUserDataIsValidCloudConfigThatInstallsThisBuild(t *testing.T) {
 			g := planOf(t, s)
 			key := "conduit/" + testBuildSHA + "/conduit-linux-arm64"
 			internal, _ := g.ByKey("aws:lb/loadBalancer:LoadBalancer::app-internal")
-			upstream := "http://10.0.32.10:8081" // the dev api instance's private address
+			upstream := "" // dev: the api instance's private address, as EC2 gives it
+			if api, ok := g.ByKey("aws:ec2/instance:Instance::app-api"); ok {
+				upstream = fmt.Sprintf("http://%s:8081", api.Outputs["privateIp"])
+			}
 			if s != "dev" {
 				upstream = fmt.Sprintf("http://internal-app-internal-%s.us-east-1.elb.amazonaws.com:8081", internal.ID[len(internal.ID)-6:])
 			}

@@ -16,11 +16,15 @@ declare -A pkg=(
   [curl]=curl
   [npm]=npm
   [chromium]=chromium
+  [ip]=iproute2
+  [nft]=nftables
 )
 
 want=("$@")
 if [ "${#want[@]}" -eq 0 ] || [ "${want[0]}" = test ]; then
   want=(cloud-init shellcheck qemu-aarch64 python3 curl npm chromium)
+  # The dev twin (network namespaces) runs in make test when this is root.
+  if [ "$(id -u)" -eq 0 ]; then want+=(ip nft); fi
 fi
 
 missing=()

@@ -44,8 +44,10 @@ func Main(args []string, stdout io.Writer, fn plan.StackFunc) error {
 		return planCmd(args[1:], stdout, fn)
 	case "docs":
 		return docsCmd(args[1:], stdout, fn)
+	case "twin":
+		return twinCmd(args[1:], stdout, fn)
 	}
-	return fmt.Errorf("unknown command %q: use plan or docs", args[0])
+	return fmt.Errorf("unknown command %q: use plan, docs or twin", args[0])
 }
 
 type multiFlag []string

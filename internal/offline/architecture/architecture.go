@@ -61,8 +61,8 @@ type model struct {
 	eip              string
 	web, api         tier
 	dbInstances      []dbInstance
-	ports            map[string]int // "from>to" security group rule ports
-	monitoring       string         // the operations tier, one line; "" without one
+	ports            map[string][]int // "from>to" security group rule ports, sorted
+	monitoring       string           // the operations tier, one line; "" without one
 }
 
 type tier struct {
@@ -79,7 +79,7 @@ func readModel(g *plan.Graph) (*model, error) {
 		return nil, fmt.Errorf("architecture: want one awsx Vpc, found %d", len(vpcs))
 	}
 	vpc := vpcs[0].Inputs
-	m := &model{stack: g.Stack, cidr: str(vpc["cidrBlock"]), nat: str(plan.Get(vpc, "natGateways", "strategy")), ports: map[string]int{}}
+	m := &model{stack: g.Stack, cidr: str(vpc["cidrBlock"]), nat: str(plan.Get(vpc, "natGateways", "strategy")), ports: map[string][]int{}}
 	for _, az := range plan.List(vpc["availabilityZoneNames"]) {
 		m.azs = append(m.azs, str(az))
 	}
@@ -161,8 +161,9 @@ func readModel(g *plan.Graph) (*model, error) {
 			from = sgName[str(ref)]
 		}
 		key := from + ">" + sgName[str(r.Inputs["securityGroupId"])]
-		if p := int(plan.Number(r.Inputs["fromPort"])); m.ports[key] == 0 || p == 443 {
-			m.ports[key] = p
+		if p := int(plan.Number(r.Inputs["fromPort"])); !slices.Contains(m.ports[key], p) {
+			m.ports[key] = append(m.ports[key], p)
+			slices.Sort(m.ports[key])
 		}
 	}
 	return m, nil
@@ -180,8 +181,12 @@ func (m *model) azOf(subnet any) string {
 // hop labels an edge with the security group rule that allows it.
 func (m *model) hop(from, to, extra string) string {
 	label := ""
-	if p, ok := m.ports[from+">"+to]; ok {
-		label = fmt.Sprintf("SG %s :%d", to, p)
+	if ps, ok := m.ports[from+">"+to]; ok {
+		var s []string
+		for _, p := range ps {
+			s = append(s, fmt.Sprintf(":%d", p))
+		}
+		label = fmt.Sprintf("SG %s %s", to, strings.Join(s, ", "))
 	}
 	if extra != "" {
 		label = strings.TrimPrefix(label+" · "+extra, " · ")

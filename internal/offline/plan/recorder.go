@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+
+	"webstack/internal/netlayout"
 )
 
 // Account is the AWS account id the mocks pretend to run in.
@@ -53,6 +56,10 @@ type Recorder struct {
 
 	mu        sync.Mutex
 	resources []Resource
+	// subnets are the CIDRs of the mocked VPC's subnets by id (awsx's
+	// layout); placed counts the instances put in each so far.
+	subnets map[string]netip.Prefix
+	placed  map[string]int
 }
 
 var _ pulumi.MockResourceMonitor = (*Recorder)(nil)
@@ -204,6 +211,7 @@ func (r *Recorder) computed(typ, name, id string, in map[string]any) map[string]
 		}
 		out = map[string]any{"vpcId": mockID("aws:ec2/vpc:Vpc", name),
 			"publicSubnetIds": subnets("public"), "privateSubnetIds": subnets("private"), "isolatedSubnetIds": subnets("isolated")}
+		r.layout(name, in, len(azs))
 	case "aws:lb/loadBalancer:LoadBalancer":
 		prefix := ""
 		if in["internal"] == true {
@@ -231,7 +239,7 @@ func (r *Recorder) computed(typ, name, id string, in map[string]any) map[string]
 		out["publicIp"] = "203.0.113.10"
 		out["allocationId"] = id
 	case "aws:ec2/instance:Instance":
-		out["privateIp"] = "10.0.32.10"
+		out["privateIp"] = r.privateIP(fmt.Sprint(in["subnetId"]))
 	case "aws:cloudwatch/logGroup:LogGroup":
 		if n, ok := in["name"].(string); ok {
 			out["name"] = n
@@ -249,6 +257,46 @@ func (r *Recorder) computed(typ, name, id string, in map[string]any) map[string]
 		out["arn"] = fmt.Sprintf("arn:aws:wafv2:%s:%s:regional/webacl/%s/%s", r.Region, Account, name, id)
 	}
 	return out
+}
+
+// layout records the CIDR of each subnet of a mocked awsx VPC, allocated
+// as awsx allocates them (internal/netlayout).
+func (r *Recorder) layout(name string, in map[string]any, azs int) {
+	vpc, err := netip.ParsePrefix(fmt.Sprint(in["cidrBlock"]))
+	if err != nil || azs == 0 {
+		return
+	}
+	subnets, err := netlayout.Layout(vpc, azs, netlayout.Specs())
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.subnets == nil {
+		r.subnets, r.placed = map[string]netip.Prefix{}, map[string]int{}
+	}
+	for _, s := range subnets {
+		id := mockID("aws:ec2/subnet:Subnet", fmt.Sprintf("%s-%s-%d", name, strings.ToLower(string(s.Tier)), s.AZ+1))
+		r.subnets[id] = s.Prefix
+	}
+}
+
+// privateIP is the address EC2 would give the next instance of subnet id:
+// one inside its CIDR (from .10: AWS keeps the first four of each subnet);
+// 10.0.0.10 when the subnet is unknown.
+func (r *Recorder) privateIP(subnet string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.subnets[subnet]
+	if !ok {
+		return "10.0.0.10"
+	}
+	r.placed[subnet]++
+	a := p.Addr()
+	for range 9 + r.placed[subnet] {
+		a = a.Next()
+	}
+	return a.String()
 }
 
 // mockID is a stable, plausible physical id: the AWS prefix of the type and
