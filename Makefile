@@ -5,13 +5,13 @@ STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
 
-.PHONY: twin twin-up twin-down screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
+.PHONY: twin twin-test twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
 ## test: everything CI runs — formatting, vet, the workflow lint, unit tests,
 ## the Postman suite, and the arm64 release run under qemu-user. It first
 ## installs what it needs (scripts/deps.sh) or says exactly what to run.
 test: deps
-	@$(MAKE) --no-print-directory check-fmt vet lint-workflows unit postman release-smoke
+	@$(MAKE) --no-print-directory check-fmt vet lint-workflows unit postman release-smoke twin-test
 
 ## deps: the programs the tests need (apt-get as root or with sudo -n).
 deps:
@@ -68,19 +68,30 @@ bench: bin/conduit
 screenshots:
 	$(GO) test -count=1 -run TestBrowserFlows ./app/cmd/conduit -args -screenshots=$(CURDIR)/docs/screenshots
 
-## twin: STACK's topology as network namespaces on this machine (root):
-## its security groups as nftables, every flow probed with real packets, then
-## torn down. Exits non-zero on any deviation. See README "The local twin".
-twin:
-	@bash scripts/deps.sh ip nft
-	$(GO) run . twin check --stack $(STACK) $(foreach kv,$(CONFIG),-c $(kv))
+## twin: STACK's twin on this machine (root): the plan's network as namespaces,
+## its security groups as nftables, AWS as stand-ins, every instance booted from
+## its own user data (the arm64 release under qemu-user); then the reachability
+## matrix and the RealWorld suite from the "internet", and everything torn down.
+## Exits non-zero on any failed check. See README "The local twin".
+TWIN_FLAGS = --stack $(STACK) --conduit bin/conduit --newman node_modules/.bin/newman $(foreach kv,$(CONFIG),-c $(kv))
+twin: twin-deps
+	bin/webstack twin check $(TWIN_FLAGS) --postman ../shared/realworld/Conduit.postman_collection.json
+
+## twin-test: the dev twin in make test when this is root; otherwise says why not.
+twin-test:
+	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) --no-print-directory twin STACK=dev; \
+	else echo "twin-test: SKIPPED — the twin needs root (network namespaces, nftables); run: sudo make twin STACK=dev"; fi
 
 ## twin-up / twin-down: leave STACK's twin running (.twin/STACK/hosts.json), remove it.
-twin-up:
-	@bash scripts/deps.sh ip nft
-	$(GO) run . twin up --stack $(STACK) $(foreach kv,$(CONFIG),-c $(kv))
+twin-up: twin-deps
+	bin/webstack twin up $(TWIN_FLAGS)
 twin-down:
-	$(GO) run . twin down --stack $(STACK) $(foreach kv,$(CONFIG),-c $(kv))
+	$(GO) build -o bin/webstack .
+	bin/webstack twin down $(TWIN_FLAGS)
+
+twin-deps: tools build bin/conduit
+	@bash scripts/deps.sh ip nft qemu-aarch64
+	$(GO) build -o bin/webstack .
 
 ## run: the whole path on this machine at http://127.0.0.1:8080/api.
 run:

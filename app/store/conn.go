@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/auth"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 )
 
 // URIFunc returns the connection string to use. rejected is the one the
@@ -33,7 +34,15 @@ type conn struct {
 	// single is a connection to one server (no replica set): reads and db
 	// see the same data.
 	single bool
+	// retired ends when a rotation replaces this connection: operations
+	// still waiting on it (for a server, a pooled connection, a handshake
+	// its old password cannot pass) stop waiting and run on the new one.
+	retired context.Context
+	retire  context.CancelCauseFunc
 }
+
+// errRetired is why operations on a replaced connection stop.
+var errRetired = errors.New("database connection replaced after a credential rotation")
 
 func dial(uri, database string) (*conn, error) {
 	opts := options.Client().ApplyURI(uri)
@@ -47,6 +56,7 @@ func dial(uri, database string) (*conn, error) {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	c := &conn{uri: uri, client: client, db: client.Database(database), single: single}
+	c.retired, c.retire = context.WithCancelCause(context.Background())
 	c.reads = c.db
 	if !single {
 		c.reads = client.Database(database, options.Database().SetReadPreference(readpref.SecondaryPreferred()))
@@ -95,18 +105,35 @@ func (s *Store) refresh(ctx context.Context, rejected *conn) error {
 		}
 	}
 	s.rot.last = time.Now()
-	uri, err := s.uri(ctx, rejected.uri)
-	if err != nil {
-		return fmt.Errorf("refresh database credentials: %w", err)
+	// The first new credentials may be stale too (a store that slept
+	// through a rotation, woken during the next: AWSCURRENT is no longer
+	// the password, AWSPENDING is), so each candidate proves itself with a
+	// ping before it replaces the connection; a refused one is handed
+	// back as rejected, for the next.
+	refused := rejected.uri
+	var c *conn
+	for range 3 {
+		uri, err := s.uri(ctx, refused)
+		if err != nil {
+			return fmt.Errorf("refresh database credentials: %w", err)
+		}
+		if uri == refused || uri == rejected.uri {
+			return errors.New("refresh database credentials: the database refuses the current ones and there are no others")
+		}
+		if c, err = dial(uri, rejected.db.Name()); err != nil {
+			return err
+		}
+		if err := c.client.Ping(ctx, readpref.Primary()); !isAuthError(err) {
+			break // accepted (or another failure, which the operation will report)
+		}
+		_ = c.client.Disconnect(context.WithoutCancel(ctx))
+		c, refused = nil, uri
 	}
-	if uri == rejected.uri {
-		return errors.New("refresh database credentials: the database refuses the current ones and there are no others")
-	}
-	c, err := dial(uri, rejected.db.Name())
-	if err != nil {
-		return err
+	if c == nil {
+		return errors.New("refresh database credentials: the database refuses every version of the secret")
 	}
 	s.cur.Store(c)
+	rejected.retire(errRetired)
 	if s.OnRotate != nil {
 		s.OnRotate()
 	}
@@ -118,18 +145,31 @@ func (s *Store) refresh(ctx context.Context, rejected *conn) error {
 	return nil
 }
 
-// retry runs f on the current connection and runs it again when that is
-// safe: once on a refreshed connection if the database refused the
-// credentials, and with a growing pause while it answers "busy" (the
-// operation did not happen), up to about half a second.
-func retry[T any](ctx context.Context, s *Store, f func(c *conn) (T, error)) (T, error) {
+// retry runs read f on the current connection and runs it again when
+// that is safe: once on a refreshed connection if the database refused
+// the credentials, or if a rotation replaced the connection while f ran
+// (a read may always run twice; waiting on the replaced connection — for
+// a server, a pooled connection, a handshake its old password cannot
+// pass — stops at once); and with a growing pause while the database
+// answers "busy" (the operation did not happen), up to about half a second.
+func retry[T any](ctx context.Context, s *Store, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
+	return run(ctx, s, true, f)
+}
+
+// run is retry for reads (idempotent) and writes. A write is never cut
+// short by a rotation (it may be on the wire), and runs again only when
+// it provably was not sent.
+func run[T any](ctx context.Context, s *Store, idempotent bool, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
 	c := s.cur.Load()
-	v, err := f(c)
-	if isAuthError(err) {
+	v, err := attempt(ctx, c, idempotent, f)
+	switch {
+	case isAuthError(err):
 		if rerr := s.refresh(ctx, c); rerr != nil {
 			return v, errors.Join(err, rerr)
 		}
-		v, err = f(s.cur.Load())
+		v, err = attempt(ctx, s.cur.Load(), idempotent, f)
+	case err != nil && ctx.Err() == nil && c.retired.Err() != nil && (idempotent || unsent(err)):
+		v, err = attempt(ctx, s.cur.Load(), idempotent, f)
 	}
 	for pause := 5 * time.Millisecond; isBusy(err) && pause <= 160*time.Millisecond; pause *= 2 {
 		select {
@@ -137,20 +177,42 @@ func retry[T any](ctx context.Context, s *Store, f func(c *conn) (T, error)) (T,
 		case <-ctx.Done():
 			return v, err
 		}
-		v, err = f(s.cur.Load())
+		v, err = attempt(ctx, s.cur.Load(), idempotent, f)
 	}
 	return v, err
 }
 
+// attempt runs f on c; a read's context also ends when c is retired.
+func attempt[T any](ctx context.Context, c *conn, idempotent bool, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
+	if !idempotent {
+		return f(ctx, c)
+	}
+	opCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(c.retired, func() { cancel(errRetired) })
+	defer stop()
+	return f(opCtx, c)
+}
+
+// unsent reports whether err means the operation never reached the
+// database: no server was selected, no pooled connection was had, or the
+// connection's handshake did not complete.
+func unsent(err error) bool {
+	var sel topology.ServerSelectionError
+	var wq topology.WaitQueueTimeoutError
+	return errors.As(err, &sel) || errors.As(err, &wq) || isAuthError(err) ||
+		strings.Contains(err.Error(), "during connection handshake") || strings.Contains(err.Error(), "connection pool for")
+}
+
 // writing is retry for a write: it also takes a writer slot (MaxWriters).
-func writing[T any](ctx context.Context, s *Store, f func(c *conn) (T, error)) (T, error) {
+func writing[T any](ctx context.Context, s *Store, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
 	release, err := s.write(ctx)
 	if err != nil {
 		var zero T
 		return zero, err
 	}
 	defer release()
-	return retry(ctx, s, f)
+	return run(ctx, s, false, f)
 }
 
 // collection is a collection of the current connection whose operations
@@ -175,32 +237,44 @@ func (c collection) of(cn *conn) *mongo.Collection {
 }
 
 func (c collection) InsertOne(ctx context.Context, doc any) (*mongo.InsertOneResult, error) {
-	return writing(ctx, c.s, func(cn *conn) (*mongo.InsertOneResult, error) { return c.of(cn).InsertOne(ctx, doc) })
+	return writing(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.InsertOneResult, error) {
+		return c.of(cn).InsertOne(ctx, doc)
+	})
 }
 
 func (c collection) UpdateOne(ctx context.Context, filter, update any, opts ...options.Lister[options.UpdateOneOptions]) (*mongo.UpdateResult, error) {
-	return writing(ctx, c.s, func(cn *conn) (*mongo.UpdateResult, error) { return c.of(cn).UpdateOne(ctx, filter, update, opts...) })
+	return writing(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.UpdateResult, error) {
+		return c.of(cn).UpdateOne(ctx, filter, update, opts...)
+	})
 }
 
 func (c collection) ReplaceOne(ctx context.Context, filter, doc any) (*mongo.UpdateResult, error) {
-	return writing(ctx, c.s, func(cn *conn) (*mongo.UpdateResult, error) { return c.of(cn).ReplaceOne(ctx, filter, doc) })
+	return writing(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.UpdateResult, error) {
+		return c.of(cn).ReplaceOne(ctx, filter, doc)
+	})
 }
 
 func (c collection) BulkWrite(ctx context.Context, models []mongo.WriteModel) (*mongo.BulkWriteResult, error) {
-	return writing(ctx, c.s, func(cn *conn) (*mongo.BulkWriteResult, error) { return c.of(cn).BulkWrite(ctx, models) })
+	return writing(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.BulkWriteResult, error) {
+		return c.of(cn).BulkWrite(ctx, models)
+	})
 }
 
 func (c collection) DeleteOne(ctx context.Context, filter any) (*mongo.DeleteResult, error) {
-	return writing(ctx, c.s, func(cn *conn) (*mongo.DeleteResult, error) { return c.of(cn).DeleteOne(ctx, filter) })
+	return writing(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.DeleteResult, error) {
+		return c.of(cn).DeleteOne(ctx, filter)
+	})
 }
 
 func (c collection) DeleteMany(ctx context.Context, filter any) (*mongo.DeleteResult, error) {
-	return writing(ctx, c.s, func(cn *conn) (*mongo.DeleteResult, error) { return c.of(cn).DeleteMany(ctx, filter) })
+	return writing(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.DeleteResult, error) {
+		return c.of(cn).DeleteMany(ctx, filter)
+	})
 }
 
 // FindOne decodes the one document matching filter into dst.
 func (c collection) FindOne(ctx context.Context, filter, dst any, opts ...options.Lister[options.FindOneOptions]) error {
-	_, err := retry(ctx, c.s, func(cn *conn) (struct{}, error) {
+	_, err := retry(ctx, c.s, func(ctx context.Context, cn *conn) (struct{}, error) {
 		return struct{}{}, c.of(cn).FindOne(ctx, filter, opts...).Decode(dst)
 	})
 	return err
@@ -208,22 +282,22 @@ func (c collection) FindOne(ctx context.Context, filter, dst any, opts ...option
 
 // FindOneAndUpdate updates the document matching filter and decodes it into dst.
 func (c collection) FindOneAndUpdate(ctx context.Context, filter, update, dst any, opts ...options.Lister[options.FindOneAndUpdateOptions]) error {
-	_, err := writing(ctx, c.s, func(cn *conn) (struct{}, error) {
+	_, err := writing(ctx, c.s, func(ctx context.Context, cn *conn) (struct{}, error) {
 		return struct{}{}, c.of(cn).FindOneAndUpdate(ctx, filter, update, opts...).Decode(dst)
 	})
 	return err
 }
 
 func (c collection) Find(ctx context.Context, filter any, opts ...options.Lister[options.FindOptions]) (*mongo.Cursor, error) {
-	return retry(ctx, c.s, func(cn *conn) (*mongo.Cursor, error) { return c.of(cn).Find(ctx, filter, opts...) })
+	return retry(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.Cursor, error) { return c.of(cn).Find(ctx, filter, opts...) })
 }
 
 func (c collection) CountDocuments(ctx context.Context, filter any) (int64, error) {
-	return retry(ctx, c.s, func(cn *conn) (int64, error) { return c.of(cn).CountDocuments(ctx, filter) })
+	return retry(ctx, c.s, func(ctx context.Context, cn *conn) (int64, error) { return c.of(cn).CountDocuments(ctx, filter) })
 }
 
 func (c collection) EstimatedDocumentCount(ctx context.Context) (int64, error) {
-	return retry(ctx, c.s, func(cn *conn) (int64, error) { return c.of(cn).EstimatedDocumentCount(ctx) })
+	return retry(ctx, c.s, func(ctx context.Context, cn *conn) (int64, error) { return c.of(cn).EstimatedDocumentCount(ctx) })
 }
 
 func (c collection) Indexes() mongo.IndexView { return c.of(c.s.cur.Load()).Indexes() }

@@ -238,6 +238,51 @@ func TestCredentialRotationCostsNoRequest(t *testing.T) {
 	assert.Equal(t, int64(1), rotations.Load(), "one reconnect for all the requests that saw the refusal")
 }
 
+// A store that slept through a rotation (its connections stayed open) and
+// wakes during the next: AWSCURRENT is no longer the password either;
+// AWSPENDING is. The refresh must not settle on AWSCURRENT.
+func TestAStoreTwoRotationsBehindFindsThePendingPassword(t *testing.T) {
+	ctx := context.Background()
+	st, gate, _ := gatedStore(t, "p0", "p0")
+	require.NoError(t, st.Migrate(ctx))
+	staged := &stagedSecret{current: "p2", pending: "p3"}
+	st.uri = staged.uri(gate.addr) // the secret's versions as DocumentDB's rotation leaves them
+	var rotations atomic.Int64
+	st.OnRotate = func() { rotations.Add(1) }
+	gate.password.Store("p3")
+	time.Sleep(150 * time.Millisecond) // pooled connections go idle and close
+
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range 16 {
+		wg.Go(func() {
+			if _, err := st.UserByUsername(ctx, fmt.Sprintf("nobody%d", i)); err != nil && conduit.CodeOf(err) != conduit.CodeNotFound {
+				failed.Add(1)
+				t.Errorf("read during the rotation: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Zero(t, failed.Load())
+	assert.Equal(t, int64(1), rotations.Load(), "one reconnect, straight to the pending password")
+}
+
+// stagedSecret is a managed secret with both stages, read as conduit's
+// api reads it: AWSCURRENT, unless that is the refused one, then AWSPENDING.
+type stagedSecret struct{ current, pending string }
+
+func (s *stagedSecret) uri(addr string) URIFunc {
+	build := func(p string) string {
+		return fmt.Sprintf("mongodb://conduit:%s@%s/?authMechanism=PLAIN&retryWrites=false&maxIdleTimeMS=50", p, addr)
+	}
+	return func(_ context.Context, rejected string) (string, error) {
+		if u := build(s.current); u != rejected {
+			return u, nil
+		}
+		return build(s.pending), nil
+	}
+}
+
 func TestRefusedCredentialsWithoutNewOnesFailPromptly(t *testing.T) {
 	ctx := context.Background()
 	st, _, _ := gatedStore(t, "right", "wrong")

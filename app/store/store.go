@@ -148,7 +148,9 @@ func (s *Store) Close(ctx context.Context) error {
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	defer s.observe("ping", time.Now())
-	_, err := retry(ctx, s, func(c *conn) (struct{}, error) { return struct{}{}, c.client.Ping(ctx, readpref.Primary()) })
+	_, err := retry(ctx, s, func(ctx context.Context, c *conn) (struct{}, error) {
+		return struct{}{}, c.client.Ping(ctx, readpref.Primary())
+	})
 	if err != nil {
 		return conduit.Unavailable(err)
 	}

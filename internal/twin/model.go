@@ -47,6 +47,13 @@ type Host struct {
 	Groups []string `json:"-"`
 	// Resource is the plan resource it stands for ("<type>::<name>").
 	Resource string `json:"-"`
+	// Instances only: the user data they boot from, the IAM role their
+	// instance profile carries, and their launch template's IMDS options.
+	Boot *Boot `json:"-"`
+	// Load balancers only: the DNS name the plan gives it.
+	DNSName  string   `json:"-"`
+	Role     string   `json:"-"`
+	Metadata Metadata `json:"-"`
 }
 
 // Rule is one security-group rule of the plan.
@@ -83,6 +90,13 @@ type Model struct {
 	GroupNames map[string]string // id → logical name
 	// Entry is the URL the internet uses.
 	Entry string
+	// AWS is what the stand-ins serve: the release object, the secrets and
+	// the IAM policies of the roles, all from the plan.
+	AWS World
+	// Listeners (by load balancer "<type>::<name>") and target groups (by
+	// ARN) of the load balancers.
+	Listeners    map[string][]Listener
+	TargetGroups map[string]*TargetGroup
 }
 
 // Addresses outside the VPC: the internet client, the AWS stand-ins, the
@@ -190,7 +204,11 @@ func From(g *plan.Graph) (*Model, error) {
 		}
 		taken[addr] = true
 		h := Host{Name: tier, Tier: tier, AZ: s.AZ, Subnet: s.Tier, Address: addr, Groups: strs(r.Inputs["vpcSecurityGroupIds"]), Resource: r.Key()}
-		h.Listens = listens(templates[fmt.Sprint(plan.Get(r.Inputs, "launchTemplate", "id"))])
+		lt := templates[fmt.Sprint(plan.Get(r.Inputs, "launchTemplate", "id"))]
+		h.Listens = listens(lt)
+		if err := instance(g, &h, r, lt); err != nil {
+			return nil, err
+		}
 		m.Hosts = append(m.Hosts, h)
 	}
 	// Elastic IPs make their instance public.
@@ -209,15 +227,20 @@ func From(g *plan.Graph) (*Model, error) {
 		subnets := strs(r.Inputs["vpcZoneIdentifiers"])
 		for i := range int(plan.Number(r.Inputs["minSize"])) {
 			s := subnetOf[subnets[i%len(subnets)]]
-			m.Hosts = append(m.Hosts, Host{Name: fmt.Sprintf("%s-%d", tier, i+1), Tier: tier, AZ: s.AZ, Subnet: s.Tier, Address: place(s),
-				Groups: groups, Listens: listens(lt), Resource: r.Key()})
+			h := Host{Name: fmt.Sprintf("%s-%d", tier, i+1), Tier: tier, AZ: s.AZ, Subnet: s.Tier, Address: place(s),
+				Groups: groups, Listens: listens(lt), Resource: r.Key()}
+			if err := instance(g, &h, lt, lt); err != nil {
+				return nil, err
+			}
+			m.Hosts = append(m.Hosts, h)
 		}
 	}
 	// Load balancers: one namespace each, in the first of their subnets.
 	for _, r := range g.OfType("aws:lb/loadBalancer:LoadBalancer") {
 		subnets := strs(r.Inputs["subnets"])
 		s := subnetOf[subnets[0]]
-		h := Host{Name: "alb", Tier: ALB, AZ: s.AZ, Subnet: s.Tier, Address: place(s), Groups: strs(r.Inputs["securityGroups"]), Resource: r.Key()}
+		h := Host{Name: "alb", Tier: ALB, AZ: s.AZ, Subnet: s.Tier, Address: place(s), Groups: strs(r.Inputs["securityGroups"]), Resource: r.Key(),
+			DNSName: fmt.Sprint(r.Outputs["dnsName"])}
 		if r.Inputs["internal"] == true {
 			h.Name, h.Tier = "internal-alb", InternalALB
 		} else {
@@ -263,6 +286,12 @@ func From(g *plan.Graph) (*Model, error) {
 	}
 	if m.Entry == "" {
 		return nil, fmt.Errorf("twin: the plan has no public entry point (Elastic IP or public ALB)")
+	}
+	if m.AWS, err = world(g); err != nil {
+		return nil, err
+	}
+	if m.Listeners, m.TargetGroups, err = balancers(g, m); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,0 +1,392 @@
+package twin
+
+import (
+	"bytes"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/xdg-go/scram"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Wire protocol opcodes the cluster stand-in reads.
+const (
+	opReply = 1
+	opQuery = 2004
+	opMsg   = 2013
+)
+
+// cluster is the DocumentDB stand-in: TLS with the twin's CA on the
+// cluster's name and port, SCRAM-SHA-1 against the stand-in Secrets
+// Manager's current credentials (so rotating the secret changes the
+// password, as DocumentDB's managed rotation does), and the replica set
+// rs0 every DocumentDB cluster presents. Everything else is relayed to
+// the embedded FerretDB behind it.
+type cluster struct {
+	upstream string // FerretDB, host:port
+	aws      *standIns
+	cert     tls.Certificate
+	log      *slog.Logger
+	conns    atomic.Int64
+}
+
+func (c *cluster) serve(ln net.Listener) {
+	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{c.cert}, MinVersion: tls.VersionTLS12})
+	for {
+		conn, err := tl.Accept()
+		if err != nil {
+			return
+		}
+		go c.session(conn)
+	}
+}
+
+// session relays one client connection.
+func (c *cluster) session(client net.Conn) {
+	defer client.Close()
+	up, err := net.Dial("tcp", c.upstream)
+	if err != nil {
+		c.log.Error("database stand-in: FerretDB unreachable", "err", err)
+		return
+	}
+	defer up.Close()
+	id := c.conns.Add(1)
+	s := &dbSession{c: c, client: client, up: up, id: id}
+	if err := s.run(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.log.Debug("database stand-in: connection ended", "conn", id, "err", err)
+	}
+}
+
+type dbSession struct {
+	c          *cluster
+	client, up net.Conn
+	id         int64
+	authed     bool
+	conv       *scram.ServerConversation
+}
+
+func (s *dbSession) run() error {
+	for {
+		msg, err := readWire(s.client)
+		if err != nil {
+			return err
+		}
+		reqID := binary.LittleEndian.Uint32(msg[4:])
+		switch op := binary.LittleEndian.Uint32(msg[12:]); op {
+		case opQuery:
+			doc, err := queryDoc(msg)
+			if err != nil {
+				return err
+			}
+			if !isHello(doc) {
+				if err := s.relay(msg); err != nil {
+					return err
+				}
+				continue
+			}
+			reply, err := s.roundTrip(msg)
+			if err != nil {
+				return err
+			}
+			patched, err := s.patchHello(replyDoc(reply), doc)
+			if err != nil {
+				return err
+			}
+			if _, err := s.client.Write(opReplyMessage(reqID, patched)); err != nil {
+				return err
+			}
+		case opMsg:
+			flags := binary.LittleEndian.Uint32(msg[16:])
+			doc, ok := msgBody(msg)
+			if !ok {
+				return fmt.Errorf("OP_MSG without a body")
+			}
+			cmd := ""
+			if els, err := doc.Elements(); err == nil && len(els) > 0 {
+				cmd = els[0].Key()
+			}
+			switch {
+			case isHello(doc):
+				reply, err := s.roundTrip(msg)
+				if err != nil {
+					return err
+				}
+				body, _ := msgBody(reply)
+				patched, err := s.patchHello(body, doc)
+				if err != nil {
+					return err
+				}
+				if _, err := s.client.Write(opMsgMessage(reqID, patched)); err != nil {
+					return err
+				}
+			case cmd == "saslStart" || cmd == "saslContinue":
+				if _, err := s.client.Write(opMsgMessage(reqID, s.sasl(cmd, doc))); err != nil {
+					return err
+				}
+			case !s.authed && cmd != "ping" && cmd != "buildInfo" && cmd != "buildinfo" && cmd != "endSessions":
+				refusal := bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "Command " + cmd + " requires authentication"},
+					{Key: "code", Value: int32(13)}, {Key: "codeName", Value: "Unauthorized"}}
+				if _, err := s.client.Write(opMsgMessage(reqID, mustRaw(refusal))); err != nil {
+					return err
+				}
+			case flags&2 != 0: // moreToCome: no reply expected
+				if _, err := s.up.Write(msg); err != nil {
+					return err
+				}
+			default:
+				if err := s.relay(msg); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := s.relay(msg); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// relay sends msg upstream and copies the replies back (several while the
+// server says more are coming).
+func (s *dbSession) relay(msg []byte) error {
+	if _, err := s.up.Write(msg); err != nil {
+		return err
+	}
+	for {
+		reply, err := readWire(s.up)
+		if err != nil {
+			return err
+		}
+		if _, err := s.client.Write(reply); err != nil {
+			return err
+		}
+		if binary.LittleEndian.Uint32(reply[12:]) != opMsg || binary.LittleEndian.Uint32(reply[16:])&2 == 0 {
+			return nil
+		}
+	}
+}
+
+func (s *dbSession) roundTrip(msg []byte) ([]byte, error) {
+	if _, err := s.up.Write(msg); err != nil {
+		return nil, err
+	}
+	return readWire(s.up)
+}
+
+func isHello(doc bson.Raw) bool {
+	els, err := doc.Elements()
+	if err != nil || len(els) == 0 {
+		return false
+	}
+	switch els[0].Key() {
+	case "hello", "isMaster", "ismaster":
+		return true
+	}
+	return false
+}
+
+// patchHello makes FerretDB's hello DocumentDB's: the primary of replica
+// set rs0 at the cluster's name, SCRAM-SHA-1 offered, no speculative
+// authentication (the stand-in authenticates itself, with saslStart).
+func (s *dbSession) patchHello(reply, req bson.Raw) (bson.Raw, error) {
+	var d bson.D
+	if err := bson.Unmarshal(reply, &d); err != nil {
+		return nil, fmt.Errorf("hello reply: %w", err)
+	}
+	db := s.c.aws.m.AWS.DB
+	me := db.Host + ":" + strconv.Itoa(db.Port)
+	set := map[string]any{"setName": "rs0", "setVersion": int32(1), "hosts": bson.A{me}, "primary": me, "me": me, "secondary": false}
+	out := bson.D{}
+	for _, e := range d {
+		switch e.Key {
+		case "speculativeAuthenticate", "setName", "setVersion", "hosts", "primary", "me", "secondary", "saslSupportedMechs":
+			continue
+		case "ok":
+			continue // last, below
+		}
+		out = append(out, e)
+	}
+	for _, k := range []string{"setName", "setVersion", "hosts", "primary", "me", "secondary"} {
+		out = append(out, bson.E{Key: k, Value: set[k]})
+	}
+	if req.Lookup("saslSupportedMechs").Type != 0 {
+		out = append(out, bson.E{Key: "saslSupportedMechs", Value: bson.A{"SCRAM-SHA-1"}})
+	}
+	out = append(out, bson.E{Key: "ok", Value: 1.0})
+	return bson.Marshal(out)
+}
+
+// sasl runs a SCRAM-SHA-1 conversation against the current password.
+func (s *dbSession) sasl(cmd string, doc bson.Raw) bson.Raw {
+	fail := func(msg string) bson.Raw {
+		s.c.log.Warn("database stand-in: authentication failed", "conn", s.id, "why", msg)
+		return mustRaw(bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "Authentication failed."},
+			{Key: "code", Value: int32(18)}, {Key: "codeName", Value: "AuthenticationFailed"}})
+	}
+	_, payload, ok := doc.Lookup("payload").BinaryOK()
+	if !ok {
+		return fail("no payload")
+	}
+	if cmd == "saslStart" {
+		if mech, _ := doc.Lookup("mechanism").StringValueOK(); mech != "SCRAM-SHA-1" {
+			return fail("mechanism " + mech)
+		}
+		user, password := s.c.aws.dbPassword()
+		srv, err := scram.SHA1.NewServer(func(name string) (scram.StoredCredentials, error) {
+			if name != user {
+				return scram.StoredCredentials{}, fmt.Errorf("unknown user %q", name)
+			}
+			cl, err := scram.SHA1.NewClientUnprepped(user, mongoPasswordDigest(user, password), "")
+			if err != nil {
+				return scram.StoredCredentials{}, err
+			}
+			salt := make([]byte, 16)
+			_, _ = rand.Read(salt)
+			return cl.GetStoredCredentials(scram.KeyFactors{Salt: string(salt), Iters: 4096}), nil
+		})
+		if err != nil {
+			return fail(err.Error())
+		}
+		s.conv = srv.NewConversation()
+	}
+	if s.conv == nil {
+		return fail("saslContinue before saslStart")
+	}
+	done := s.conv.Done()
+	var resp string
+	if !done {
+		var err error
+		if resp, err = s.conv.Step(string(payload)); err != nil {
+			return fail(err.Error())
+		}
+	}
+	if s.conv.Done() {
+		if !s.conv.Valid() {
+			return fail("wrong password")
+		}
+		s.authed = true
+	}
+	return mustRaw(bson.D{{Key: "conversationId", Value: int32(1)}, {Key: "done", Value: s.conv.Done()},
+		{Key: "payload", Value: bson.Binary{Data: []byte(resp)}}, {Key: "ok", Value: 1.0}})
+}
+
+// mongoPasswordDigest is what SCRAM-SHA-1 hashes in MongoDB's protocol.
+func mongoPasswordDigest(user, password string) string {
+	sum := md5.Sum([]byte(user + ":mongo:" + password))
+	return hex.EncodeToString(sum[:])
+}
+
+func mustRaw(d bson.D) bson.Raw {
+	b, err := bson.Marshal(d)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// readWire reads one wire-protocol message.
+func readWire(r io.Reader) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint32(hdr[:])
+	if n < 16 || n > 48<<20 {
+		return nil, fmt.Errorf("message of %d bytes", n)
+	}
+	msg := make([]byte, n)
+	copy(msg, hdr[:])
+	_, err := io.ReadFull(r, msg[4:])
+	return msg, err
+}
+
+// msgBody is the kind-0 section of an OP_MSG.
+func msgBody(msg []byte) (bson.Raw, bool) {
+	i := 20
+	for i < len(msg) {
+		kind := msg[i]
+		i++
+		if i+4 > len(msg) {
+			return nil, false
+		}
+		n := int(binary.LittleEndian.Uint32(msg[i:]))
+		if kind == 0 {
+			if i+n > len(msg) {
+				return nil, false
+			}
+			return bson.Raw(msg[i : i+n]), true
+		}
+		i += n
+	}
+	return nil, false
+}
+
+// queryDoc is the query document of an OP_QUERY.
+func queryDoc(msg []byte) (bson.Raw, error) {
+	i := 20
+	end := bytes.IndexByte(msg[i:], 0)
+	if end < 0 {
+		return nil, fmt.Errorf("OP_QUERY without a collection name")
+	}
+	i += end + 1 + 8
+	if i+4 > len(msg) {
+		return nil, fmt.Errorf("short OP_QUERY")
+	}
+	n := int(binary.LittleEndian.Uint32(msg[i:]))
+	if i+n > len(msg) {
+		return nil, fmt.Errorf("short OP_QUERY")
+	}
+	return bson.Raw(msg[i : i+n]), nil
+}
+
+// replyDoc is the first document of an OP_REPLY.
+func replyDoc(msg []byte) bson.Raw {
+	i := 16 + 4 + 8 + 4 + 4
+	if i+4 > len(msg) {
+		return nil
+	}
+	n := int(binary.LittleEndian.Uint32(msg[i:]))
+	if i+n > len(msg) {
+		return nil
+	}
+	return bson.Raw(msg[i : i+n])
+}
+
+var nextReply atomic.Uint32
+
+func header(length, responseTo, op uint32) []byte {
+	h := make([]byte, 16, length)
+	binary.LittleEndian.PutUint32(h[0:], length)
+	binary.LittleEndian.PutUint32(h[4:], nextReply.Add(1))
+	binary.LittleEndian.PutUint32(h[8:], responseTo)
+	binary.LittleEndian.PutUint32(h[12:], op)
+	return h
+}
+
+func opMsgMessage(responseTo uint32, doc bson.Raw) []byte {
+	n := uint32(16 + 4 + 1 + len(doc))
+	b := header(n, responseTo, opMsg)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = append(b, 0)
+	return append(b, doc...)
+}
+
+func opReplyMessage(responseTo uint32, doc bson.Raw) []byte {
+	n := uint32(16 + 4 + 8 + 4 + 4 + len(doc))
+	b := header(n, responseTo, opReply)
+	b = binary.LittleEndian.AppendUint32(b, 8) // AwaitCapable
+	b = binary.LittleEndian.AppendUint64(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, 1)
+	return append(b, doc...)
+}

@@ -1,0 +1,177 @@
+package twin
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// WaitTargetsHealthy waits until every target of every target group is
+// healthy: the plan's healthy threshold of checks at its interval.
+func (m *Model) WaitTargetsHealthy(state State) error {
+	var limit time.Duration
+	for _, tg := range m.TargetGroups {
+		limit = max(limit, time.Duration(tg.Healthy+1)*tg.Interval+tg.Timeout)
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		th, err := TargetHealth(state)
+		if err == nil && allHealthy(th) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("targets not all healthy after %s: %v", limit, th)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func allHealthy(th map[string][]TargetState) bool {
+	for _, ts := range th {
+		for _, t := range ts {
+			if t.State != "healthy" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// DrillStopTarget stops one api instance (everything running in its
+// namespace, as stopping the instance would), checks its target group
+// marks it unhealthy within the plan's thresholds, and that suite still
+// passes on the others.
+func (m *Model) DrillStopTarget(state State, suite func() error, out io.Writer) error {
+	var tg *TargetGroup
+	for _, g := range m.TargetGroups {
+		if len(g.Targets) > 1 && slices.ContainsFunc(g.Targets, func(n string) bool { h, _ := m.Host(n); return h.Tier == API }) {
+			tg = g
+		}
+	}
+	if tg == nil {
+		return fmt.Errorf("drill: no api target group with two targets or more")
+	}
+	victim, _ := m.Host(tg.Targets[0])
+	stopped := time.Now()
+	if err := killIn(victim.Namespace); err != nil {
+		return err
+	}
+	// A target counts unhealthy after `unhealthy` failed checks; the first
+	// may come up to one interval after the stop, each may take the timeout.
+	limit := time.Duration(tg.Unhealthy)*tg.Interval + tg.Timeout
+	for {
+		th, err := TargetHealth(state)
+		if err != nil {
+			return err
+		}
+		if i := slices.IndexFunc(th[tg.Name], func(t TargetState) bool { return t.Host == victim.Name }); i >= 0 && th[tg.Name][i].State == "unhealthy" {
+			took := th[tg.Name][i].Since.Sub(stopped)
+			fmt.Fprintf(out, "drill: %s stopped; target group %s marked it unhealthy after %.1f s (plan: %d checks × %s, timeout %s: at most %s)\n",
+				victim.Name, tg.Name, took.Seconds(), tg.Unhealthy, tg.Interval, tg.Timeout, limit)
+			break
+		}
+		if time.Since(stopped) > limit+2*time.Second {
+			return fmt.Errorf("drill: %s still not unhealthy %s after it stopped (plan allows %s)", victim.Name, time.Since(stopped).Round(time.Second), limit)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err := suite(); err != nil {
+		return fmt.Errorf("drill: with %s stopped: %w", victim.Name, err)
+	}
+	fmt.Fprintf(out, "drill: the suite passed with %s stopped\n", victim.Name)
+	return nil
+}
+
+// DrillRotateSecret rotates the database secret in the stand-in (the
+// serve process, pid): while the new password is pending, a burst of
+// concurrent reads (distinct queries, so the api's caches cannot fold
+// them and its pools must open connections, which authenticate with the
+// new password) and then suite run; no request may fail, and the api must
+// have read the pending secret.
+func (m *Model) DrillRotateSecret(state State, pid int, suite func() error, out io.Writer) error {
+	before := strings.Count(readFile(state.path("logs", "standins.log")), "stage=AWSPENDING")
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		return fmt.Errorf("drill: signal the stand-ins: %w", err)
+	}
+	time.Sleep(200 * time.Millisecond) // the new password is set
+	n, failed, err := m.burst(state, 64)
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("drill: %d of %d concurrent reads failed during the secret's rotation", failed, n)
+	}
+	if err := suite(); err != nil {
+		return fmt.Errorf("drill: during the secret's rotation: %w", err)
+	}
+	pending := strings.Count(readFile(state.path("logs", "standins.log")), "stage=AWSPENDING") - before
+	fmt.Fprintf(out, "drill: database secret rotated: %d concurrent reads and the suite passed while it was pending; api reads of AWSPENDING: %d\n", n, pending)
+	if pending == 0 {
+		return fmt.Errorf("drill: no api instance read the pending secret: the rotation was not exercised")
+	}
+	return nil
+}
+
+// burst sends n concurrent GET /api/articles?tag=<distinct> from the
+// internet to the entry URL and counts the answers that are not 200.
+func (m *Model) burst(state State, n int) (int, int, error) {
+	ca, err := os.ReadFile(state.path("pki", "ca.pem"))
+	if err != nil {
+		return 0, 0, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	c := ClientIn(m.Namespace("internet"))
+	c.Timeout = 30 * time.Second
+	c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int64
+	)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := c.Get(fmt.Sprintf("%s/api/articles?tag=rotation-%d", m.Entry, i))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return n, int(failed.Load()), nil
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// killIn kills every process in namespace ns.
+func killIn(ns string) error {
+	pids, err := exec.Command("ip", "netns", "pids", ns).Output()
+	if err != nil {
+		return fmt.Errorf("ip netns pids %s: %w", ns, err)
+	}
+	for _, f := range bytes.Fields(pids) {
+		if pid, err := strconv.Atoi(string(f)); err == nil && pid != os.Getpid() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	return nil
+}

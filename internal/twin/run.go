@@ -1,0 +1,302 @@
+package twin
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// State is where a running twin keeps its files: .twin/<stack>.
+type State string
+
+func (s State) path(p ...string) string { return filepath.Join(append([]string{string(s)}, p...)...) }
+
+// Logs is the directory of boot and stand-in logs.
+func (s State) Logs() string { return s.path("logs") }
+
+// listenIn opens a TCP listener inside namespace ns. The socket lives in
+// ns; serving it needs no thread of ns.
+func listenIn(ns, addr string) (net.Listener, error) {
+	var (
+		ln  net.Listener
+		err error
+	)
+	if nerr := inNamespace(ns, func() { ln, err = net.Listen("tcp", addr) }); nerr != nil {
+		return nil, nerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s in %s: %w", addr, ns, err)
+	}
+	return ln, nil
+}
+
+// dialIn connects to addr from inside namespace ns.
+func dialIn(ctx context.Context, ns, addr string) (net.Conn, error) {
+	var (
+		c   net.Conn
+		err error
+	)
+	if nerr := inNamespace(ns, func() { c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr) }); nerr != nil {
+		return nil, nerr
+	}
+	return c, err
+}
+
+// ClientIn is an HTTP client whose connections start in namespace ns.
+func ClientIn(ns string) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dialIn(ctx, ns, addr) },
+	}}
+}
+
+// Serve runs the twin's stand-ins until ctx ends: the AWS endpoints in
+// the aws namespace (IMDS, S3, Secrets Manager, the CA bundle URL) and the
+// DocumentDB cluster in the database namespace, in front of FerretDB as
+// `conduit local` embeds it (conduit is a build of the app for this
+// machine). It writes the twin's CA to state/pki/ca.pem, then
+// state/serve.ready. SIGUSR1 rotates the database secret.
+func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slog.Logger) error {
+	p, err := newPKI()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(state.path("pki"), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(state.path("pki", "ca.pem"), p.CAPEM, 0o644); err != nil {
+		return err
+	}
+	aws, err := newStandIns(m, p, log)
+	if err != nil {
+		return err
+	}
+	awsNS := m.Namespace("aws")
+
+	hop := func(a netip.Addr) int {
+		if h, ok := aws.instanceAt(a); ok {
+			return h.Metadata.HopLimit + 1
+		}
+		return 1
+	}
+	imdsLn, err := listenIn(awsNS, net.JoinHostPort(imdsAddr.String(), "80"))
+	if err != nil {
+		return err
+	}
+	imds := &http.Server{Handler: aws.imds(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = imds.Serve(withTTL{imdsLn, hop}) }()
+
+	w := m.AWS
+	cert, err := p.leaf(w.Release.Bucket+".s3."+w.Region+".amazonaws.com", "secretsmanager."+w.Region+".amazonaws.com", "truststore.pki.rds.amazonaws.com")
+	if err != nil {
+		return err
+	}
+	httpsLn, err := listenIn(awsNS, net.JoinHostPort(awsAddr.String(), "443"))
+	if err != nil {
+		return err
+	}
+	https := &http.Server{Handler: aws.endpoints(), ReadHeaderTimeout: 5 * time.Second}
+	servers := []*http.Server{imds, https}
+	go func() {
+		_ = https.Serve(tls.NewListener(httpsLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}()
+
+	var ferret *exec.Cmd
+	if db, ok := m.hostOfTier(DB); ok {
+		if ferret, err = startFerret(ctx, conduit, state, log); err != nil {
+			return err
+		}
+		defer func() { _ = ferret.Process.Signal(syscall.SIGTERM); _ = ferret.Wait() }()
+		cert, err := p.leaf(w.DB.Host, w.DB.ReaderHost)
+		if err != nil {
+			return err
+		}
+		ln, err := listenIn(db.Namespace, netip.AddrPortFrom(db.Address, uint16(w.DB.Port)).String())
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		c := &cluster{upstream: ferretAddr(ferret), aws: aws, cert: cert, log: log}
+		go c.serve(ln)
+	}
+
+	if err := m.serveBalancers(ctx, state, p, log); err != nil {
+		return err
+	}
+
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	if err := os.WriteFile(state.path("serve.ready"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return err
+	}
+	log.Info("stand-ins serving", "imds", imdsAddr, "endpoints", awsAddr, "database", w.DB.Host)
+	for {
+		select {
+		case <-ctx.Done():
+			for _, s := range servers {
+				_ = s.Close()
+			}
+			return nil
+		case <-usr1:
+			go aws.rotateDB(rotationWindow)
+		}
+	}
+}
+
+// bootLimit is how long an instance's user data may take in the twin.
+const bootLimit = 2 * time.Minute
+
+// rotationWindow is how long a rotation keeps the new password pending
+// (between setSecret and finishSecret) in the drill.
+const rotationWindow = 10 * time.Second
+
+// startFerret runs FerretDB (as `conduit local` embeds it) on a free
+// loopback port of this machine, with its data under state/db.
+func startFerret(ctx context.Context, conduit string, state State, log *slog.Logger) (*exec.Cmd, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	out, err := os.Create(state.path("logs", "ferretdb.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(conduit, "local", "--mongo-addr", addr, "--web-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0", "--data-dir", state.path("db"))
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "TWIN_FERRET_ADDR="+addr)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s local (FerretDB): %w", conduit, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			log.Info("FerretDB up", "addr", addr)
+			return cmd, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = cmd.Process.Kill()
+			return nil, fmt.Errorf("FerretDB did not listen on %s (see %s)", addr, out.Name())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func ferretAddr(cmd *exec.Cmd) string {
+	for _, e := range cmd.Env {
+		if a, ok := strings.CutPrefix(e, "TWIN_FERRET_ADDR="); ok {
+			return a
+		}
+	}
+	return ""
+}
+
+// BootAll boots every instance from its own user data, at once, each in
+// its network namespace and a mount namespace of its own, logging to
+// state/logs/<name>-boot.log; then waits for each service's health check.
+// exe is the twin's program (the shims call it).
+func (m *Model) BootAll(state State, exe string, out io.Writer) error {
+	ca, err := os.ReadFile(state.path("pki", "ca.pem"))
+	if err != nil {
+		return fmt.Errorf("the stand-ins are not up: %w", err)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, h := range m.Hosts {
+		if h.Boot == nil {
+			continue
+		}
+		wg.Go(func() {
+			start := time.Now()
+			err := m.boot(state, exe, h, ca)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
+				return
+			}
+			fmt.Fprintf(out, "boot %-8s user data complete, service healthy in %.1f s (%s)\n", h.Name, time.Since(start).Seconds(), state.path("logs", h.Name+"-boot.log"))
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (m *Model) boot(state State, exe string, h Host, ca []byte) error {
+	root, err := filepath.Abs(state.path("hosts", h.Name))
+	if err != nil {
+		return err
+	}
+	if err := m.prepareInstance(root, exe, h, ca); err != nil {
+		return err
+	}
+	log, err := os.Create(state.path("logs", h.Name+"-boot.log"))
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd := exec.Command("ip", "netns", "exec", h.Namespace, "unshare", "--mount", "--propagation", "private", exe, "twin", "boot", "--root", root)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	// The install script retries for half an hour, as it should on EC2;
+	// the twin has no propagation delays to wait for.
+	timer := time.AfterFunc(bootLimit, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	err = cmd.Wait()
+	if !timer.Stop() {
+		return fmt.Errorf("user data not complete after %s (see %s)", bootLimit, log.Name())
+	}
+	if err != nil {
+		return fmt.Errorf("user data failed: %w (see %s)", err, log.Name())
+	}
+	return m.waitHealthy(h, 3*time.Minute)
+}
+
+// waitHealthy waits until each port h listens on answers GET /healthz
+// with 200, from h's own namespace.
+func (m *Model) waitHealthy(h Host, limit time.Duration) error {
+	c := ClientIn(h.Namespace)
+	deadline := time.Now().Add(limit)
+	for _, port := range h.Listens {
+		url := fmt.Sprintf("http://%s/healthz", netip.AddrPortFrom(h.Address, uint16(port)))
+		for {
+			resp, err := c.Get(url)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+				err = fmt.Errorf("%s", resp.Status)
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not healthy after %s: %v", url, limit, err)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	return nil
+}
