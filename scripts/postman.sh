@@ -20,7 +20,7 @@ done
 u="u$(date +%s)$RANDOM"
 "$NEWMAN" run ../shared/realworld/Conduit.postman_collection.json \
   --global-var "APIURL=http://127.0.0.1:$port/api" \
-  --global-var "USERNAME=$u" --global-var "EMAIL=$u@mail.com" --global-var "PASSWORD=password" \
+  --global-var "USERNAME=$u" --global-var "EMAIL=$u@mail.com" --global-var "PASSWORD=correct-horse-battery-staple" \
   --reporters cli --bail failure
 kill -TERM "$pid"
 wait "$pid"

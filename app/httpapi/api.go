@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,15 @@ type Options struct {
 	DBTimeout time.Duration
 	// BcryptCost for password hashes. Defaults to bcrypt.DefaultCost.
 	BcryptCost int
+	// Sign-in throttling (see throttle.go): failed sign-ins allowed per
+	// account and per client address in each window. Defaults: 5, 50,
+	// 15 minutes.
+	LoginFailuresPerAccount, LoginFailuresPerClient int
+	LoginWindow                                     time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-Proto is believed
+	// (the web tier, the internal load balancer): HSTS goes on answers to
+	// requests that arrived over HTTPS.
+	TrustedProxies []netip.Prefix
 }
 
 // API is the Conduit HTTP handler.
@@ -67,6 +77,7 @@ type API struct {
 	log      *slog.Logger
 	draining atomic.Bool
 	mux      *http.ServeMux
+	throttle *throttle
 }
 
 // New builds the API.
@@ -80,7 +91,17 @@ func New(store Store, tokens *Tokens, log *slog.Logger, opts Options) *API {
 	if opts.DBTimeout == 0 {
 		opts.DBTimeout = 1500 * time.Millisecond
 	}
-	a := &API{store: store, tokens: tokens, opts: opts, log: log, mux: http.NewServeMux()}
+	if opts.LoginFailuresPerAccount == 0 {
+		opts.LoginFailuresPerAccount = 5
+	}
+	if opts.LoginFailuresPerClient == 0 {
+		opts.LoginFailuresPerClient = 50
+	}
+	if opts.LoginWindow == 0 {
+		opts.LoginWindow = 15 * time.Minute
+	}
+	a := &API{store: store, tokens: tokens, opts: opts, log: log, mux: http.NewServeMux(),
+		throttle: newThrottle(opts.LoginFailuresPerAccount, opts.LoginFailuresPerClient, opts.LoginWindow)}
 	a.routes()
 	return a
 }
@@ -125,6 +146,14 @@ func (a *API) routes() {
 
 // ServeHTTP implements http.Handler, with CORS around the routes.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// An API answer is data, never a document: nothing in it may load,
+	// run or be framed, whatever a browser makes of it.
+	h := w.Header()
+	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if a.https(r) {
+		h.Set("Strict-Transport-Security", HSTS)
+	}
 	if origin := r.Header.Get("Origin"); origin != "" && a.originAllowed(origin) {
 		h := w.Header()
 		if a.opts.AllowedOrigins[0] == "*" {
@@ -142,6 +171,33 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.mux.ServeHTTP(w, r)
+}
+
+// ContentSecurityPolicy is every API answer's: nothing allowed.
+const ContentSecurityPolicy = "default-src 'none'; frame-ancestors 'none'"
+
+// HSTS is the Strict-Transport-Security of answers over HTTPS (a year).
+const HSTS = "max-age=31536000; includeSubDomains"
+
+// https reports whether r reached the edge over HTTPS: this server's own
+// TLS, or a trusted proxy's X-Forwarded-Proto.
+func (a *API) https(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if r.Header.Get("X-Forwarded-Proto") != "https" {
+		return false
+	}
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	for _, p := range a.opts.TrustedProxies {
+		if p.Contains(peer.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *API) originAllowed(origin string) bool {
@@ -196,7 +252,11 @@ func (a *API) handle(h handlerFunc, mode authMode) http.Handler {
 		var me *conduit.User
 		var err error
 		if mode != public {
-			me, err = a.authenticate(r, mode)
+			var token string
+			me, token, err = a.authenticate(r, mode)
+			if token != "" {
+				r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, token))
+			}
 		}
 		if err == nil {
 			err = h(w, r, me)

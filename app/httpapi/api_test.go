@@ -17,6 +17,7 @@ import (
 
 	"webstack/app/httpapi"
 	"webstack/app/localdb"
+	"webstack/app/observe"
 	"webstack/app/store"
 )
 
@@ -31,6 +32,17 @@ func newServer(t *testing.T) *httptest.Server {
 // the API and the database.
 func newServerVia(t *testing.T, proxied bool) (*httptest.Server, *cutProxy) {
 	t.Helper()
+	return newServerWith(t, proxied, httpapi.Options{BcryptCost: 4, MaxBodyBytes: 64 << 10}, nil)
+}
+
+// newServerWith is newServerVia with the API's options, mounted as the
+// server mounts it (the observe middleware: request ids, client address),
+// logging to log (nil: nowhere).
+func newServerWith(t *testing.T, proxied bool, opts httpapi.Options, log *slog.Logger) (*httptest.Server, *cutProxy) {
+	t.Helper()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ctx := context.Background()
 	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
 	require.NoError(t, err)
@@ -52,8 +64,8 @@ func newServerVia(t *testing.T, proxied bool) (*httptest.Server, *cutProxy) {
 	require.NoError(t, st.Migrate(ctx))
 	tokens, err := httpapi.NewTokens(httpapi.Secret(strings.Repeat("k", 32)), time.Hour)
 	require.NoError(t, err)
-	api := httpapi.New(st, tokens, slog.New(slog.DiscardHandler), httpapi.Options{BcryptCost: 4, MaxBodyBytes: 64 << 10})
-	srv := httptest.NewServer(api)
+	api := httpapi.New(st, tokens, log, opts)
+	srv := httptest.NewServer(observe.NewMetrics("api").Middleware(log, httpapi.Route, nil, api))
 	t.Cleanup(srv.Close)
 	return srv, proxy
 }
@@ -84,7 +96,7 @@ func (c *client) do(method, path, body string) (int, map[string]any) {
 func register(t *testing.T, base, name string) *client {
 	t.Helper()
 	c := &client{t: t, base: base}
-	st, body := c.do("POST", "/api/users", `{"user":{"username":"`+name+`","email":"`+name+`@example.com","password":"password1"}}`)
+	st, body := c.do("POST", "/api/users", `{"user":{"username":"`+name+`","email":"`+name+`@example.com","password":"correct-horse-1"}}`)
 	require.Equal(t, http.StatusCreated, st, "register %s: %v", name, body)
 	c.token = body["user"].(map[string]any)["token"].(string)
 	return c
@@ -126,11 +138,11 @@ func TestConduitEndpoints(t *testing.T) {
 		status int
 		check  func(t *testing.T, body map[string]any)
 	}{
-		{"login", anon, "POST", "/api/users/login", `{"user":{"email":"JAKE@example.com","password":"password1"}}`, 200, nil},
+		{"login", anon, "POST", "/api/users/login", `{"user":{"email":"JAKE@example.com","password":"correct-horse-1"}}`, 200, nil},
 		{"login wrong password", anon, "POST", "/api/users/login", `{"user":{"email":"jake@example.com","password":"nope-nope"}}`, 401, nil},
-		{"login unknown email", anon, "POST", "/api/users/login", `{"user":{"email":"nobody@example.com","password":"password1"}}`, 401, nil},
-		{"register taken username", anon, "POST", "/api/users", `{"user":{"username":"jake","email":"other@example.com","password":"password1"}}`, 422, nil},
-		{"register bad email", anon, "POST", "/api/users", `{"user":{"username":"x1","email":"nope","password":"password1"}}`, 422, nil},
+		{"login unknown email", anon, "POST", "/api/users/login", `{"user":{"email":"nobody@example.com","password":"correct-horse-1"}}`, 401, nil},
+		{"register taken username", anon, "POST", "/api/users", `{"user":{"username":"jake","email":"other@example.com","password":"correct-horse-1"}}`, 422, nil},
+		{"register bad email", anon, "POST", "/api/users", `{"user":{"username":"x1","email":"nope","password":"correct-horse-1"}}`, 422, nil},
 		{"register short password", anon, "POST", "/api/users", `{"user":{"username":"x2","email":"x2@example.com","password":"short"}}`, 422, nil},
 		{"current user", jake, "GET", "/api/user", "", 200, func(t *testing.T, b map[string]any) {
 			assert.Equal(t, "jake", b["user"].(map[string]any)["username"])
@@ -139,7 +151,7 @@ func TestConduitEndpoints(t *testing.T) {
 		{"update user", jake, "PUT", "/api/user", `{"user":{"bio":"I like dragons"}}`, 200, func(t *testing.T, b map[string]any) {
 			assert.Equal(t, "I like dragons", b["user"].(map[string]any)["bio"])
 		}},
-		{"update user to taken email", jake, "PUT", "/api/user", `{"user":{"email":"anna@example.com"}}`, 422, nil},
+		{"update user to taken email", jake, "PUT", "/api/user", `{"user":{"email":"anna@example.com","currentPassword":"correct-horse-1"}}`, 422, nil},
 		{"profile", anon, "GET", "/api/profiles/anna", "", 200, nil},
 		{"profile unknown", anon, "GET", "/api/profiles/nobody", "", 404, nil},
 		{"follow", jake, "POST", "/api/profiles/anna/follow", `{"user":{"email":"ignored"}}`, 200, func(t *testing.T, b map[string]any) {
@@ -244,13 +256,13 @@ func TestBadInputIsRejectedNotInterpreted(t *testing.T) {
 		body   string
 		status int
 	}{
-		{"operator as login email", anon, "POST", "/api/users/login", `{"user":{"email":{"$ne":""},"password":"password1"}}`, 422},
+		{"operator as login email", anon, "POST", "/api/users/login", `{"user":{"email":{"$ne":""},"password":"correct-horse-1"}}`, 422},
 		{"operator as password", anon, "POST", "/api/users/login", `{"user":{"email":"jake@example.com","password":{"$gt":""}}}`, 422},
-		{"operator as username", anon, "POST", "/api/users", `{"user":{"username":{"$ne":null},"email":"a@b.co","password":"password1"}}`, 422},
+		{"operator as username", anon, "POST", "/api/users", `{"user":{"username":{"$ne":null},"email":"a@b.co","password":"correct-horse-1"}}`, 422},
 		{"operator as title", jake, "POST", "/api/articles", `{"article":{"title":{"$ne":""},"description":"d","body":"b"}}`, 422},
 		{"operator in tagList", jake, "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"b","tagList":[{"$ne":""}]}}`, 422},
 		{"operator as comment", jake, "POST", "/api/articles/x/comments", `{"comment":{"body":{"$where":"1"}}}`, 422},
-		{"unknown field", anon, "POST", "/api/users", `{"user":{"username":"u","email":"u@b.co","password":"password1","admin":true}}`, 422},
+		{"unknown field", anon, "POST", "/api/users", `{"user":{"username":"u","email":"u@b.co","password":"correct-horse-1","admin":true}}`, 422},
 		{"trailing data", anon, "POST", "/api/users/login", `{"user":{"email":"a@b.co","password":"p"}} {}`, 422},
 		{"not JSON", anon, "POST", "/api/users/login", `user=jake`, 422},
 		{"empty body", anon, "POST", "/api/users/login", ``, 422},

@@ -130,9 +130,9 @@ func (a *API) createArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 		return conduit.Errorf(conduit.CodeInvalid, "article can't be empty")
 	}
 	for _, err := range []error{
-		conduit.Required("title", in.Title, conduit.MaxTitle),
-		conduit.Required("description", in.Description, conduit.MaxDescription),
-		conduit.Required("body", in.Body, conduit.MaxBody),
+		conduit.Line("title", in.Title, conduit.MaxTitle),
+		conduit.Line("description", in.Description, conduit.MaxDescription),
+		conduit.Text("body", in.Body, conduit.MaxBody),
 	} {
 		if err != nil {
 			return err
@@ -176,13 +176,13 @@ func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 		return conduit.Errorf(conduit.CodeInvalid, "article can't be empty")
 	}
 	if in.Description != nil {
-		if err := conduit.Required("description", *in.Description, conduit.MaxDescription); err != nil {
+		if err := conduit.Line("description", *in.Description, conduit.MaxDescription); err != nil {
 			return err
 		}
 		art.Description = *in.Description
 	}
 	if in.Body != nil {
-		if err := conduit.Required("body", *in.Body, conduit.MaxBody); err != nil {
+		if err := conduit.Text("body", *in.Body, conduit.MaxBody); err != nil {
 			return err
 		}
 		art.Body = *in.Body
@@ -194,7 +194,7 @@ func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 		return a.store.UpdateArticle(r.Context(), oldSlug, art)
 	}
 	if in.Title != nil && *in.Title != art.Title {
-		if err := conduit.Required("title", *in.Title, conduit.MaxTitle); err != nil {
+		if err := conduit.Line("title", *in.Title, conduit.MaxTitle); err != nil {
 			return err
 		}
 		art.Title = *in.Title
@@ -283,7 +283,7 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	if req.Comment == nil {
 		return conduit.Errorf(conduit.CodeInvalid, "comment can't be empty")
 	}
-	if err := conduit.Required("body", req.Comment.Body, conduit.MaxComment); err != nil {
+	if err := conduit.Text("body", req.Comment.Body, conduit.MaxComment); err != nil {
 		return err
 	}
 	now := time.Now().UTC()

@@ -77,27 +77,38 @@ func (t *Tokens) Verify(token string) (string, int, error) {
 // Without a header it returns nil, or 401 when authentication is required;
 // a bad token, or one issued before the user's last password change, is
 // always 401.
-func (a *API) authenticate(r *http.Request, mode authMode) (*conduit.User, error) {
+// It also returns the token presented, which GET /api/user gives back: a
+// session ends when its token expires, not when the client asks again.
+func (a *API) authenticate(r *http.Request, mode authMode) (*conduit.User, string, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		if mode == required {
-			return nil, conduit.Errorf(conduit.CodeUnauthorized, "authentication required")
+			return nil, "", conduit.Errorf(conduit.CodeUnauthorized, "authentication required")
 		}
-		return nil, nil
+		return nil, "", nil
 	}
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || (!strings.EqualFold(scheme, "Token") && !strings.EqualFold(scheme, "Bearer")) {
-		return nil, conduit.Errorf(conduit.CodeUnauthorized, "authorization header must be 'Token <jwt>'")
+		return nil, "", conduit.Errorf(conduit.CodeUnauthorized, "authorization header must be 'Token <jwt>'")
 	}
-	id, cred, err := a.tokens.Verify(strings.TrimSpace(token))
+	token = strings.TrimSpace(token)
+	id, cred, err := a.tokens.Verify(token)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	u, err := a.store.User(r.Context(), id)
 	if conduit.CodeOf(err) == conduit.CodeNotFound || err == nil && u.Cred != cred {
-		return nil, conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
+		return nil, "", conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
 	}
-	return u, err
+	return u, token, err
+}
+
+type tokenKey struct{}
+
+// presented is the token the request authenticated with ("" for none).
+func presented(r *http.Request) string {
+	t, _ := r.Context().Value(tokenKey{}).(string)
+	return t
 }
 
 // dummyHash is compared against when a login names no user, so that the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"webstack/app/conduit"
 	"webstack/app/observe"
@@ -25,12 +26,17 @@ func status(code conduit.Code) int {
 		return http.StatusServiceUnavailable
 	case codeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case codeTooMany:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }
 
-// codeTooLarge is the HTTP layer's own code for an oversized body.
-const codeTooLarge conduit.Code = 100
+// The HTTP layer's own codes: an oversized body, a throttled sign-in.
+const (
+	codeTooLarge conduit.Code = 100
+	codeTooMany  conduit.Code = 101
+)
 
 // writeError answers with the spec's error body. Unexpected errors are
 // logged here, once, and shown to the client only as "internal error".
@@ -38,7 +44,12 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var code conduit.Code
 	msg := "internal error"
 	var e *conduit.Error
-	if errors.As(err, &e) {
+	var te *throttledError
+	switch {
+	case errors.As(err, &te):
+		code, msg = codeTooMany, te.Error()
+		w.Header().Set("Retry-After", strconv.Itoa(te.seconds()))
+	case errors.As(err, &e):
 		code, msg = e.Code, e.Message
 	}
 	st := status(code)

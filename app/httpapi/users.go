@@ -3,14 +3,19 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"webstack/app/conduit"
+	"webstack/app/observe"
 )
 
-func (a *API) userResponse(w http.ResponseWriter, st int, u *conduit.User) error {
-	token, err := a.tokens.Issue(u.ID, u.Cred)
-	if err != nil {
-		return err
+// userResponse answers with u and token, or a new token when token is "".
+func (a *API) userResponse(w http.ResponseWriter, st int, u *conduit.User, token string) error {
+	if token == "" {
+		var err error
+		if token, err = a.tokens.Issue(u.ID, u.Cred); err != nil {
+			return err
+		}
 	}
 	writeJSON(w, st, map[string]userJSON{"user": {Email: u.Email, Token: token, Username: u.Username, Bio: u.Bio, Image: image(u.Image)}})
 	return nil
@@ -44,7 +49,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *conduit.User) 
 	if err := a.store.CreateUser(r.Context(), u); err != nil {
 		return takenIfConflict(err)
 	}
-	return a.userResponse(w, http.StatusCreated, u)
+	return a.userResponse(w, http.StatusCreated, u, "")
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
@@ -60,21 +65,29 @@ func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) err
 	if req.User == nil || req.User.Email == "" || req.User.Password == "" {
 		return conduit.Errorf(conduit.CodeInvalid, "email and password can't be empty")
 	}
-	u, err := a.store.UserByEmail(r.Context(), req.User.Email)
+	email, client := req.User.Email, observe.Client(r.Context())
+	if wait := a.throttle.blocked(email, client); wait > 0 {
+		return &throttledError{after: wait}
+	}
+	u, err := a.store.UserByEmail(r.Context(), email)
 	switch {
 	case conduit.CodeOf(err) == conduit.CodeNotFound:
 		checkPassword(string(dummyHash), req.User.Password)
-		return conduit.Errorf(conduit.CodeUnauthorized, "email or password is invalid")
 	case err != nil:
 		return err
-	case !checkPassword(u.PasswordHash, req.User.Password):
-		return conduit.Errorf(conduit.CodeUnauthorized, "email or password is invalid")
+	case checkPassword(u.PasswordHash, req.User.Password):
+		a.throttle.succeed(email)
+		return a.userResponse(w, http.StatusOK, u, "")
 	}
-	return a.userResponse(w, http.StatusOK, u)
+	a.throttle.fail(email, client)
+	a.signInFailed(r, "login", email)
+	return conduit.Errorf(conduit.CodeUnauthorized, "email or password is invalid")
 }
 
+// currentUser gives back the token presented: asking again must not
+// extend a session.
 func (a *API) currentUser(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
-	return a.userResponse(w, http.StatusOK, me)
+	return a.userResponse(w, http.StatusOK, me, presented(r))
 }
 
 func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
@@ -85,6 +98,10 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 			Password *string `json:"password"`
 			Image    *string `json:"image"`
 			Bio      *string `json:"bio"`
+			// CurrentPassword is required to change the password, or the
+			// email to another address: a stolen token alone must not
+			// take the account over.
+			CurrentPassword *string `json:"currentPassword"`
 		} `json:"user"`
 	}
 	if err := a.decode(w, r, &req); err != nil {
@@ -94,6 +111,12 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 		return conduit.Errorf(conduit.CodeInvalid, "user can't be empty")
 	}
 	in, u := req.User, *me
+	if in.Password != nil || in.Email != nil && !strings.EqualFold(*in.Email, me.Email) {
+		if in.CurrentPassword == nil || !checkPassword(me.PasswordHash, *in.CurrentPassword) {
+			a.signInFailed(r, "update-user", me.Email)
+			return conduit.Errorf(conduit.CodeForbidden, "currentPassword is required and must be right to change the password or the email")
+		}
+	}
 	if in.Email != nil {
 		if err := conduit.ValidEmail(*in.Email); err != nil {
 			return err
@@ -115,15 +138,19 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 			return err
 		}
 		u.PasswordHash = hash
+		u.Cred++ // every token issued before is void
 	}
 	if in.Bio != nil {
 		if err := conduit.MaxLen("bio", *in.Bio, conduit.MaxBio); err != nil {
 			return err
 		}
+		if err := conduit.ValidText("bio", *in.Bio, true); err != nil {
+			return err
+		}
 		u.Bio = *in.Bio
 	}
 	if in.Image != nil {
-		if err := conduit.MaxLen("image", *in.Image, conduit.MaxImage); err != nil {
+		if err := conduit.ValidImage(*in.Image); err != nil {
 			return err
 		}
 		u.Image = *in.Image
@@ -131,7 +158,11 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	if err := a.store.UpdateUser(r.Context(), me, &u); err != nil {
 		return takenIfConflict(err)
 	}
-	return a.userResponse(w, http.StatusOK, &u)
+	token := presented(r)
+	if u.Cred != me.Cred {
+		token = "" // the old one is void: a new one
+	}
+	return a.userResponse(w, http.StatusOK, &u, token)
 }
 
 func (a *API) profileUser(r *http.Request) (*conduit.User, error) {

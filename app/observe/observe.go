@@ -9,8 +9,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,10 +36,78 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
 
 type ctxKey struct{}
 
-// RequestID returns the request id stored in ctx.
+// requestInfo is what the middleware learns of a request, for handlers.
+type requestInfo struct {
+	id, client string
+}
+
+// RequestID returns the request id stored in ctx (this server's own).
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	ri, _ := ctx.Value(ctxKey{}).(requestInfo)
+	return ri.id
+}
+
+// Client returns the client's address stored in ctx (see ClientIP).
+func Client(ctx context.Context) string {
+	ri, _ := ctx.Value(ctxKey{}).(requestInfo)
+	return ri.client
+}
+
+// ClientIP is the address of the client behind r: its peer, unless the
+// peer is a trusted proxy, then the rightmost X-Forwarded-For hop that is
+// not a trusted proxy (each proxy appends the peer it saw, so hops to the
+// left of an untrusted one may be forged).
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	addr := peer.Addr().Unmap()
+	trust := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !trust(addr) {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a malformed hop: stop believing the header here
+		}
+		addr = a.Unmap()
+		if !trust(addr) {
+			break
+		}
+	}
+	return addr.String()
+}
+
+// methods are the HTTP methods metrics name; any other is "other".
+var methods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+
+// methodLabel and statusLabel keep label values in closed sets: a client
+// must not be able to make new time series.
+func methodLabel(m string) string {
+	if methods[m] {
+		return m
+	}
+	return "other"
+}
+
+func statusLabel(code int) string {
+	if code == StatusClientClosed {
+		return "499"
+	}
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code/100) + "xx"
 }
 
 // NewID returns a random request id.
@@ -74,7 +144,7 @@ func NewMetrics(role string) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "conduit_http_requests_total", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP requests by route, method and status.",
+			Name: "conduit_http_requests_total", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP requests by route, method (known ones, else other) and status class.",
 		}, []string{"route", "method", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "conduit_http_request_duration_seconds", ConstLabels: prometheus.Labels{"role": role}, Help: "HTTP request latency by route and status.",
@@ -125,20 +195,25 @@ func (m *Metrics) DBError(string, error) { m.dbErrors.Inc() }
 // WAFBlocked counts one blocked request.
 func (m *Metrics) WAFBlocked(rule int) { m.wafBlocked.WithLabelValues(strconv.Itoa(rule)).Inc() }
 
-// Middleware assigns a request id (keeping a well-formed incoming one),
-// echoes it in the response, and logs and measures every request by route.
-// route names the request's route for labels; it must not return raw paths,
-// which would explode the metrics' cardinality.
-func (m *Metrics) Middleware(log *slog.Logger, route func(*http.Request) string, next http.Handler) http.Handler {
+// Middleware gives every request an id of this server's own (a client's
+// well-formed X-Request-Id is logged beside it as client_request_id, never
+// used as ours), echoes it in the response, learns the client's address
+// (ClientIP with trusted proxies), and logs and measures every request.
+// route names the request's route for labels and must return values from
+// a closed set (patterns, never raw paths); methods and statuses are
+// reduced to closed sets here.
+func (m *Metrics) Middleware(log *slog.Logger, route func(*http.Request) string, trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get(RequestIDHeader)
-		if !validID.MatchString(id) {
-			id = NewID()
-			r.Header.Set(RequestIDHeader, id)
+		clientID := r.Header.Get(RequestIDHeader)
+		if !validID.MatchString(clientID) {
+			clientID = ""
 		}
+		id := NewID()
+		r.Header.Del(RequestIDHeader)
 		w.Header().Set(RequestIDHeader, id)
-		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+		client := ClientIP(r, trusted)
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, requestInfo{id: id, client: client}))
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		rt := route(r)
@@ -149,10 +224,11 @@ func (m *Metrics) Middleware(log *slog.Logger, route func(*http.Request) string,
 			code = StatusClientClosed
 			m.canceled.Inc()
 		}
-		status := strconv.Itoa(code)
+		status := statusLabel(code)
+		method := methodLabel(r.Method)
 		d := time.Since(start)
-		m.requests.WithLabelValues(rt, r.Method, status).Inc()
-		m.latency.WithLabelValues(rt, r.Method, status).Observe(d.Seconds())
+		m.requests.WithLabelValues(rt, method, status).Inc()
+		m.latency.WithLabelValues(rt, method, status).Observe(d.Seconds())
 		m.quantiles.Observe(d.Seconds())
 		failed := code >= 500 && code != StatusClientClosed
 		if failed {
@@ -162,9 +238,15 @@ func (m *Metrics) Middleware(log *slog.Logger, route func(*http.Request) string,
 		if failed || d >= SlowRequest {
 			level = slog.LevelInfo
 		}
-		log.LogAttrs(r.Context(), level, "request",
-			slog.String("request_id", id), slog.String("method", r.Method), slog.String("route", rt),
-			slog.Int("status", code), slog.Duration("duration", d), slog.Int64("bytes", rec.bytes))
+		attrs := []slog.Attr{slog.String("request_id", id), slog.String("client", client), slog.String("method", method), slog.String("route", rt),
+			slog.Int("status", code), slog.Duration("duration", d), slog.Int64("bytes", rec.bytes)}
+		if clientID != "" {
+			attrs = append(attrs, slog.String("client_request_id", clientID))
+		}
+		if code == http.StatusTooManyRequests {
+			level = max(level, slog.LevelWarn)
+		}
+		log.LogAttrs(r.Context(), level, "request", attrs...)
 	})
 }
 

@@ -272,6 +272,9 @@ func (s *Site) settings(w http.ResponseWriter, r *http.Request) {
 	if p := f.Get("password"); p != "" {
 		in["password"] = p
 	}
+	if p := f.Get("currentPassword"); p != "" {
+		in["currentPassword"] = p
+	}
 	u, err := s.api.userCall(r.Context(), http.MethodPut, "/api/user", v.token, in)
 	if msgs, ok := messages(err); ok && !isUnauthorized(err) {
 		s.render(w, r, http.StatusUnprocessableEntity, "settings", settingsView{

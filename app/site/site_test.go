@@ -102,14 +102,14 @@ func (b *browser) postRaw(action string, fields url.Values, header map[string]st
 
 func signUp(t *testing.T, b *browser, name string) {
 	t.Helper()
-	resp, body := b.post("/register", "/register", url.Values{"username": {name}, "email": {name + "@example.com"}, "password": {"password123"}})
+	resp, body := b.post("/register", "/register", url.Values{"username": {name}, "email": {name + "@example.com"}, "password": {"correct-horse-battery"}})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
 }
 
 func TestSignUpSetsASessionCookieOnlyTheServerReads(t *testing.T) {
 	for _, https := range []bool{false, true} {
 		b := newBrowser(t, siteServer(t, apiServer(t).URL, https).URL)
-		resp, body := b.post("/register", "/register", url.Values{"username": {"alice"}, "email": {"alice@example.com"}, "password": {"password123"}})
+		resp, body := b.post("/register", "/register", url.Values{"username": {"alice"}, "email": {"alice@example.com"}, "password": {"correct-horse-battery"}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
 		assert.Equal(t, "/", resp.Header.Get("Location"))
 		var session *http.Cookie
@@ -153,11 +153,11 @@ func TestValidationErrorsShowOnTheFormWithWhatWasTyped(t *testing.T) {
 	srv := siteServer(t, apiServer(t).URL, false)
 	signUp(t, newBrowser(t, srv.URL), "carol")
 	b := newBrowser(t, srv.URL)
-	resp, body := b.post("/register", "/register", url.Values{"username": {"carol"}, "email": {"other@example.com"}, "password": {"password123"}})
+	resp, body := b.post("/register", "/register", url.Values{"username": {"carol"}, "email": {"other@example.com"}, "password": {"correct-horse-battery"}})
 	assert.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
 	assert.Contains(t, body, "has already been taken")
 	assert.Contains(t, body, `value="other@example.com"`, "the email typed is kept")
-	assert.NotContains(t, body, "password123", "the password is not echoed")
+	assert.NotContains(t, body, "correct-horse-battery", "the password is not echoed")
 
 	signUp(t, b, "dave")
 	resp, body = b.post("/editor", "/editor", url.Values{"title": {"Kept title"}, "description": {""}, "body": {"kept body"}})

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"webstack/app/httpapi"
 	"webstack/app/observe"
 	"webstack/app/site"
 	"webstack/app/waf"
@@ -69,9 +70,19 @@ func New(w *waf.WAF, log *slog.Logger, opts Options) (*Handler, error) {
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(opts.Upstream)
+			// X-Forwarded-For: the chain a trusted load balancer sent, plus
+			// its address; from anyone else only the peer's (a client's
+			// own header is not passed on).
+			prior := pr.In.Header.Values("X-Forwarded-For")
 			pr.SetXForwarded()
+			if opts.trusted(pr.In) && len(prior) > 0 {
+				pr.Out.Header.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+pr.Out.Header.Get("X-Forwarded-For"))
+			}
+			if opts.https(pr.In) {
+				pr.Out.Header.Set("X-Forwarded-Proto", "https")
+			}
 			pr.Out.Host = pr.In.Host
-			pr.Out.Header.Set(observe.RequestIDHeader, pr.In.Header.Get(observe.RequestIDHeader))
+			pr.Out.Header.Set(observe.RequestIDHeader, observe.RequestID(pr.In.Context()))
 		},
 		Transport: opts.Transport,
 		// The api's own request id header would repeat the one the web
@@ -133,6 +144,9 @@ func isAPI(r *http.Request) bool {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.opts.https(r) {
+		w.Header().Set("Strict-Transport-Security", httpapi.HSTS) // every answer, own or proxied
+	}
 	if r.URL.Path == "/healthz" {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
@@ -177,6 +191,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Security-Policy", httpapi.ContentSecurityPolicy)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"errors": map[string][]string{"body": {msg}}})

@@ -49,7 +49,7 @@ func handler(t *testing.T, trusted ...string) http.Handler {
 	log := slog.New(slog.DiscardHandler)
 	h, err := web.New(w, log, web.Options{Upstream: fakeAPI(t), TrustedProxies: prefixes})
 	require.NoError(t, err)
-	return observe.NewMetrics("web").Middleware(log, h.Route, h) // as the server mounts it: request ids
+	return observe.NewMetrics("web").Middleware(log, h.Route, nil, h) // as the server mounts it: request ids
 }
 
 // Behind the ALB the visitor's side is HTTPS; the web tier believes the

@@ -316,7 +316,7 @@ func runPostman(m *twin.Model, state twin.State, newman, collection string) (str
 	u := fmt.Sprintf("twin%d", time.Now().UnixNano()%1_000_000_000)
 	cmd := exec.Command("ip", "netns", "exec", m.Namespace("internet"), newman, "run", collection,
 		"--global-var", "APIURL="+m.Entry+"/api", "--global-var", "USERNAME="+u, "--global-var", "EMAIL="+u+"@mail.com",
-		"--global-var", "PASSWORD=password", "--reporters", "cli", "--bail", "failure", "--color", "off")
+		"--global-var", "PASSWORD=correct-horse-battery-staple", "--reporters", "cli", "--bail", "failure", "--color", "off")
 	ca, err := filepath.Abs(filepath.Join(string(state), "pki", "ca.pem"))
 	if err != nil {
 		return "", err

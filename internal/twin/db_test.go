@@ -40,7 +40,7 @@ func TestTheClusterStandInIsDocumentDBToTheDriver(t *testing.T) {
 	require.NoError(t, err)
 	cert, err := p.leaf("localhost")
 	require.NoError(t, err)
-	c := &cluster{upstream: db.URI[len("mongodb://"):len(db.URI)-1], aws: aws, cert: cert, log: slog.New(slog.DiscardHandler)}
+	c := &cluster{upstream: db.URI[len("mongodb://") : len(db.URI)-1], aws: aws, cert: cert, log: slog.New(slog.DiscardHandler)}
 	go c.serve(ln)
 	t.Cleanup(func() { ln.Close() })
 	ca := filepath.Join(t.TempDir(), "bundle.pem")

@@ -225,6 +225,7 @@ func TestBrowserFlows(t *testing.T) {
 	alice.step("change bio and password",
 		chromedp.SetValue(css(`textarea[placeholder="Short bio about you"]`), "I train dragons."),
 		typeInto(`input[placeholder="New Password"]`, "alice-password-2"),
+		typeInto(`input[placeholder^="Current Password"]`, "alice-password-1"),
 		chromedp.Click(css(`button[type="submit"]`)), chromedp.WaitVisible(css(".profile-page")))
 	assert.Contains(t, alice.text(".user-info p"), "I train dragons.")
 	alice.step("sign out",

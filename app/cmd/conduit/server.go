@@ -11,9 +11,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -248,8 +250,15 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 			return nil, "", fmt.Errorf("prepare database: %w", err)
 		}
 	}
-	api := httpapi.New(st, tokens, s.log, httpapi.Options{AllowedOrigins: s.CORSOrigins, MaxBodyBytes: s.MaxBodyBytes})
-	handler := metrics.Middleware(s.log, httpapi.Route, api)
+	// The api's proxies: the configured ones (the web tier's subnets, the
+	// internal load balancer's); in local mode also the web tier in front
+	// of it on loopback.
+	trusted := s.TrustedProxies
+	if s.Role == "local" {
+		trusted = append(slices.Clone(trusted), netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"))
+	}
+	api := httpapi.New(st, tokens, s.log, httpapi.Options{AllowedOrigins: s.CORSOrigins, MaxBodyBytes: s.MaxBodyBytes, TrustedProxies: trusted})
+	handler := metrics.Middleware(s.log, httpapi.Route, trusted, api)
 	addr, err := s.serve("api", s.APIAddr, handler, stops, errc, api.Drain)
 	return metrics, addr, err
 }
@@ -265,7 +274,7 @@ func (s *server) startWeb(upstream *url.URL, stops *[]component, errc chan<- err
 	if err != nil {
 		return nil, "", err
 	}
-	addr, err := s.serve("web", s.WebAddr, metrics.Middleware(s.log, h.Route, h), stops, errc, nil)
+	addr, err := s.serve("web", s.WebAddr, metrics.Middleware(s.log, h.Route, s.TrustedProxies, h), stops, errc, nil)
 	return metrics, addr, err
 }
 
@@ -296,6 +305,7 @@ func (s *server) serve(name, addr string, h http.Handler, stops *[]component, er
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	ln = web.FramingGuard(srv, ln)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("%s server: %w", name, err)

@@ -143,7 +143,7 @@ func settings() []setting {
 			s.Upstream = u
 			return nil
 		}},
-		{"trusted-proxies", "CONDUIT_TRUSTED_PROXIES", "", "comma-separated CIDRs of the load balancer whose X-Forwarded-* headers are believed", rWeb | rLocal, func(s *Settings, v string) error {
+		{"trusted-proxies", "CONDUIT_TRUSTED_PROXIES", "", "comma-separated CIDRs of the proxies (load balancer, web tier) whose X-Forwarded-* headers are believed", rWeb | rAPI | rLocal, func(s *Settings, v string) error {
 			s.TrustedProxies = nil
 			for _, c := range strings.Split(v, ",") {
 				if c = strings.TrimSpace(c); c == "" {
