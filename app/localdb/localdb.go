@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -27,8 +28,15 @@ type DB struct {
 	ids    *idIndexer
 }
 
-// Start runs FerretDB listening on addr (host:port, port 0 for any) with
-// its SQLite files under dir, which is created if missing.
+// SocketName is the embedded database's Unix socket, in the data directory.
+const SocketName = "mongodb.sock"
+
+// Start runs FerretDB with its SQLite files under dir, which is created
+// (or narrowed) to 0700. With addr "" it listens on a Unix socket inside
+// dir — only this user can reach it, and it has no login — which is what
+// local mode uses; addr host:port (port 0 for any) listens on TCP
+// instead, reachable by every local process: tests and the twin's
+// database stand-in ask for it explicitly.
 func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -36,6 +44,15 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("create database directory: %w", err)
+	}
+	if err := os.Chmod(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("restrict database directory: %w", err)
+	}
+	listener := ferretdb.ListenerConfig{TCP: addr}
+	sock := filepath.Join(abs, SocketName)
+	if addr == "" {
+		_ = os.Remove(sock) // a previous run's
+		listener = ferretdb.ListenerConfig{Unix: sock}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -50,7 +67,7 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	// trade for writes an order of magnitude faster (DocumentDB on AWS
 	// keeps its own durability).
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Listener:  listener,
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/?_pragma=journal_mode(wal)&_pragma=synchronous(normal)",
 		Logger:    log,
@@ -63,6 +80,10 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	go func() { db.done <- f.Run(runCtx) }()
 	go db.ids.run(runCtx)
 	db.URI = f.MongoDBURI()
+	if addr == "" {
+		// The driver takes a socket path percent-encoded as the host.
+		db.URI = "mongodb://" + url.QueryEscape(sock) + "/"
+	}
 	return db, nil
 }
 

@@ -3,6 +3,7 @@ package localdb
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,4 +74,30 @@ func TestLookupsByIDUseAnIndex(t *testing.T) {
 		assert.Equal(t, 3, got.N)
 		require.NoError(t, coll.Drop(ctx))
 	}
+}
+
+// Local mode's database has no login: it listens on a Unix socket inside
+// its 0700 directory, so no other user's process reaches it, and on no TCP
+// port.
+func TestTheEmbeddedDatabaseIsReachableOnlyThroughItsPrivateSocket(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	require.NoError(t, os.MkdirAll(dir, 0o755)) // even a directory made too open
+	db, err := Start(ctx, "", dir, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "the directory is narrowed to its owner")
+	sock, err := os.Stat(filepath.Join(dir, SocketName))
+	require.NoError(t, err)
+	assert.NotZero(t, sock.Mode()&os.ModeSocket)
+	assert.NotContains(t, db.URI, "127.0.0.1")
+	assert.Contains(t, db.URI, "%2F"+SocketName)
+
+	client, err := mongo.Connect(options.Client().ApplyURI(db.URI))
+	require.NoError(t, err)
+	defer client.Disconnect(ctx)
+	require.NoError(t, client.Ping(ctx, nil), "the app reaches it through the socket")
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -36,6 +38,7 @@ func (s *syncBuffer) String() string {
 
 type instance struct {
 	web, admin string
+	logs       *syncBuffer // its log records (stderr)
 	cancel     context.CancelFunc
 	done       chan error
 }
@@ -45,12 +48,12 @@ func start(t *testing.T, dataDir string, env map[string]string) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
-	inst := &instance{cancel: cancel, done: make(chan error, 1)}
+	inst := &instance{cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
 	args := []string{"local", "--admin-addr", "127.0.0.1:0", "--data-dir", dataDir}
 	if env["CONDUIT_WEB_ADDR"] == "" {
 		args = append(args, "--web-addr", "127.0.0.1:0")
 	}
-	go func() { inst.done <- run(ctx, args, environ(env), out, io.Discard) }()
+	go func() { inst.done <- run(ctx, args, environ(env), out, inst.logs) }()
 	webRE := regexp.MustCompile(`serving http://([0-9.:]+)/`)
 	adminRE := regexp.MustCompile(`admin listening on http://([0-9.:]+)`)
 	var early error
@@ -186,6 +189,33 @@ func TestLocalModeMetricsAndEnvTwins(t *testing.T) {
 	assert.Contains(t, m, `conduit_http_requests_total{method="GET",role="api",route="GET /api/tags",status="2xx"} 1`)
 	assert.Contains(t, m, `conduit_db_operation_duration_seconds_count{op="tags.find",role="api"}`)
 	assert.Contains(t, m, "go_goroutines")
+}
+
+// At any level the logs hold no email, password or hash (FerretDB logs
+// its wire traffic at debug: it is kept out), and they do hold what an
+// operator needs: failed sign-ins with the client's address. The embedded
+// database is a socket in the data directory.
+func TestLogsCarryNoCredentialsAtAnyLevel(t *testing.T) {
+	dir := t.TempDir()
+	inst := start(t, dir, map[string]string{"CONDUIT_LOG_LEVEL": "debug"})
+	base := "http://" + inst.web
+	st, body := post(t, base+"/api/users", "", `{"user":{"username":"secretive","email":"secretive@example.com","password":"hunter2-hunter2-x"}}`)
+	require.Equal(t, http.StatusCreated, st, body)
+	st, _ = post(t, base+"/api/users/login", "", `{"user":{"email":"secretive@example.com","password":"wrong-wrong-wrong"}}`)
+	require.Equal(t, http.StatusUnauthorized, st)
+	st, _ = post(t, base+"/api/users/login", "", `{"user":{"email":"secretive@example.com","password":"hunter2-hunter2-x"}}`)
+	require.Equal(t, http.StatusOK, st)
+	fi, err := os.Stat(filepath.Join(dir, "ferretdb", "mongodb.sock"))
+	require.NoError(t, err, "local mode's database is a Unix socket in the data directory")
+	assert.NotZero(t, fi.Mode()&os.ModeSocket)
+	inst.stop(t)
+	logs := inst.logs.String()
+	require.Contains(t, logs, `"level":"DEBUG"`, "debug logging was on")
+	for _, secret := range []string{"secretive@example.com", "hunter2-hunter2-x", "wrong-wrong-wrong", "$2a$"} {
+		assert.NotContains(t, logs, secret)
+	}
+	assert.Contains(t, logs, `"msg":"sign-in failed"`)
+	assert.Contains(t, logs, `"client":"127.0.0.1"`)
 }
 
 const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:webstack/dev/jwt-AbCdEf"

@@ -215,7 +215,21 @@ func settings() []setting {
 			return nil
 		}},
 		{"db-secret-arn", "CONDUIT_DB_SECRET_ARN", "", "Secrets Manager ARN of DocumentDB's managed master user secret", rAPI, arn(func(s *Settings) *string { return &s.DBSecretARN })},
-		{"mongo-addr", "CONDUIT_MONGO_ADDR", "127.0.0.1:0", "embedded database listen address (loopback)", rLocal, addr(func(s *Settings) *string { return &s.MongoAddr })},
+		{"mongo-addr", "CONDUIT_MONGO_ADDR", "", "embedded database on TCP at this loopback address, open to every local process (default: a Unix socket in the 0700 data directory)", rLocal, func(s *Settings, v string) error {
+			if v == "" {
+				s.MongoAddr = ""
+				return nil
+			}
+			host, _, err := net.SplitHostPort(v)
+			if err != nil {
+				return fmt.Errorf("want host:port: %w", err)
+			}
+			if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+				return fmt.Errorf("%s: the embedded database has no login; listen on loopback only", v)
+			}
+			s.MongoAddr = v
+			return nil
+		}},
 		{"data-dir", "CONDUIT_DATA_DIR", "./.data", "data directory (created if missing)", rLocal, func(s *Settings, v string) error {
 			if v == "" {
 				return errors.New("empty")
