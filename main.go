@@ -91,7 +91,7 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 	if ha {
 		lbSec = &security.LoadBalancerArgs{
 			PublicHTTPS: cfg.HTTPS(),
-			WebACL:      &security.WebACLArgs{Mode: cfg.Edge.WAFMode, RateLimit: cfg.Edge.WAFRateLimit, LogRetentionDays: cfg.Edge.WAFLogRetentionDays},
+			WebACL:      &security.WebACLArgs{Mode: cfg.Edge.WAFMode, RateLimit: cfg.Edge.WAFRateLimit, LoginRateLimit: cfg.Edge.WAFLoginRateLimit, LogRetentionDays: cfg.Edge.WAFLogRetentionDays},
 		}
 	}
 	sec, err := security.New(ctx, "security", &security.Args{

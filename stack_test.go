@@ -20,6 +20,7 @@ import (
 	"webstack/internal/offline/architecture"
 	"webstack/internal/offline/cost"
 	"webstack/internal/offline/plan"
+	"webstack/security"
 )
 
 const (
@@ -271,9 +272,12 @@ func TestStackFilesChooseTheirEdge(t *testing.T) {
 			assert.Equal(t, want.protect, plan.Get(pub.Inputs, "accessLogs", "enabled") == true, "access logs")
 			acl := g.OfType("aws:wafv2/webAcl:WebAcl")[0]
 			for _, r := range plan.List(acl.Inputs["rules"]) {
-				if plan.Get(r, "overrideAction") != nil {
+				switch {
+				case plan.Get(r, "name") == security.SignInRuleName:
+					assert.NotNil(t, plan.Get(r, "action", "block"), "sign-in attempts are limited in every stack")
+				case plan.Get(r, "overrideAction") != nil:
 					assert.NotNil(t, plan.Get(r, "overrideAction", map[string]string{"count": "count", "block": "none"}[want.waf]), "%v", plan.Get(r, "name"))
-				} else {
+				default:
 					assert.NotNil(t, plan.Get(r, "action", want.waf), "%v", plan.Get(r, "name"))
 				}
 			}
@@ -503,7 +507,7 @@ func TestDiagramFollowsTheGraph(t *testing.T) {
 		m := d.Mermaid()
 		assert.Equal(t, webNodes, strings.Count(m, `["web ASG`), "azCount=%s: one web node per AZ", azs)
 		assert.Contains(t, m, "VPC 10.0.0.0/16 · "+azs+" AZs")
-		assert.Contains(t, m, "AWS WAF: 6 rules, count", "staging counts")
+		assert.Contains(t, m, "AWS WAF: 7 rules, count", "staging counts")
 		assert.Contains(t, m, `alb -->|"SG web :8080"|`, "ports come from the security group rules")
 		assert.Contains(t, m, "-.->|\"replication\"|", "replicas hang off the primary")
 	}

@@ -18,6 +18,11 @@ type WebACLArgs struct {
 	// RateLimit is the most requests one client IP may send in 5 minutes
 	// before the rate rule acts. Defaults to the config table's wafRateLimit.
 	RateLimit int
+	// LoginRateLimit is the most sign-in attempts (POST /api/users/login,
+	// POST /login) one client IP may make in a minute; past it they are
+	// blocked whatever Mode says. Defaults to the config table's
+	// wafLoginRateLimit.
+	LoginRateLimit int
 	// LogRetentionDays is the retention of the aws-waf-logs-… log group.
 	// Defaults to the config table's wafLogRetentionDays.
 	LogRetentionDays int
@@ -38,6 +43,30 @@ func ManagedRuleGroups() []ManagedRuleGroup {
 		{"AWSManagedRulesKnownBadInputsRuleSet", 200},
 		{"AWSManagedRulesSQLiRuleSet", 200},
 	}
+}
+
+// The sign-in rate rule: its name, and the method and paths it counts
+// (the API's and the site's sign-in).
+const (
+	SignInRuleName = "RateLimitSignIn"
+	SignInMethod   = "^POST$"
+	SignInPath     = "^/(api/users/)?login$"
+)
+
+// regexMatch is a statement matching the request's method, or its URI
+// path, against pattern, untransformed.
+func regexMatch(pattern string, path bool) wafv2.WebAclRuleStatementArgs {
+	field := &wafv2.WebAclRuleStatementRegexMatchStatementFieldToMatchArgs{Method: &wafv2.WebAclRuleStatementRegexMatchStatementFieldToMatchMethodArgs{}}
+	if path {
+		field = &wafv2.WebAclRuleStatementRegexMatchStatementFieldToMatchArgs{UriPath: &wafv2.WebAclRuleStatementRegexMatchStatementFieldToMatchUriPathArgs{}}
+	}
+	return wafv2.WebAclRuleStatementArgs{RegexMatchStatement: &wafv2.WebAclRuleStatementRegexMatchStatementArgs{
+		RegexString:  pulumi.String(pattern),
+		FieldToMatch: field,
+		TextTransformations: wafv2.WebAclRuleStatementRegexMatchStatementTextTransformationArray{
+			wafv2.WebAclRuleStatementRegexMatchStatementTextTransformationArgs{Priority: pulumi.Int(0), Type: pulumi.String("NONE")},
+		},
+	}}
 }
 
 // RateRuleCapacity is the WCU of a rate-based rule keyed on the client IP.
@@ -112,6 +141,9 @@ func newWebACL(ctx *pulumi.Context, parent pulumi.Resource, name string, args *W
 	if a.LogRetentionDays == 0 {
 		a.LogRetentionDays = config.Default[int]("wafLogRetentionDays")
 	}
+	if a.LoginRateLimit == 0 {
+		a.LoginRateLimit = config.Default[int]("wafLoginRateLimit")
+	}
 	visibility := func(metric string) wafv2.WebAclRuleVisibilityConfigArgs {
 		return wafv2.WebAclRuleVisibilityConfigArgs{
 			CloudwatchMetricsEnabled: pulumi.Bool(true),
@@ -171,6 +203,29 @@ func newWebACL(ctx *pulumi.Context, parent pulumi.Resource, name string, args *W
 			},
 		},
 		VisibilityConfig: visibility("RateLimitPerIP"),
+	})
+	rules = append(rules, wafv2.WebAclRuleArgs{
+		Name:     pulumi.String(SignInRuleName),
+		Priority: pulumi.Int(1),
+		// Always blocks: nobody signs in 20 times a minute, and the app's
+		// own throttle counts per instance (see app/httpapi/throttle.go).
+		Action: &wafv2.WebAclRuleActionArgs{Block: &wafv2.WebAclRuleActionBlockArgs{}},
+		Statement: wafv2.WebAclRuleStatementArgs{
+			RateBasedStatement: &wafv2.WebAclRuleStatementRateBasedStatementArgs{
+				AggregateKeyType:    pulumi.String("IP"),
+				Limit:               pulumi.Int(a.LoginRateLimit),
+				EvaluationWindowSec: pulumi.Int(60),
+				ScopeDownStatement: &wafv2.WebAclRuleStatementRateBasedStatementScopeDownStatementArgs{
+					AndStatement: &wafv2.WebAclRuleStatementRateBasedStatementScopeDownStatementAndStatementArgs{
+						Statements: wafv2.WebAclRuleStatementArray{
+							regexMatch(SignInMethod, false),
+							regexMatch(SignInPath, true),
+						},
+					},
+				},
+			},
+		},
+		VisibilityConfig: visibility(SignInRuleName),
 	})
 
 	acl, err := wafv2.NewWebAcl(ctx, name, &wafv2.WebAclArgs{

@@ -32,7 +32,8 @@ func TestWebACLZeroArgsTakeTheConfigDefaults(t *testing.T) {
 	acl := g.OfType("aws:wafv2/webAcl:WebAcl")[0]
 	for _, r := range plan.List(acl.Inputs["rules"]) {
 		if rate := plan.Get(r, "statement", "rateBasedStatement"); rate != nil {
-			assert.EqualValues(t, config.Default[int]("wafRateLimit"), plan.Get(rate, "limit"))
+			key := map[any]string{"RateLimitPerIP": "wafRateLimit", security.SignInRuleName: "wafLoginRateLimit"}[plan.Get(r, "name")]
+			assert.EqualValues(t, config.Default[int](key), plan.Get(rate, "limit"))
 			assert.NotNil(t, plan.Get(r, "action", config.Default[string]("wafMode")))
 		}
 	}
@@ -66,13 +67,14 @@ func TestWebACLHasManagedRulesRateLimitMetricsAndLogging(t *testing.T) {
 			wcu += bodyRuleWCU(plan.Get(r, "statement"))
 		}
 		if rate := plan.Get(r, "statement", "rateBasedStatement"); rate != nil {
-			assert.EqualValues(t, 500, plan.Get(rate, "limit"))
+			want := map[string]int{"RateLimitPerIP": 500, security.SignInRuleName: config.Default[int]("wafLoginRateLimit")}[name]
+			assert.EqualValues(t, want, plan.Get(rate, "limit"), name)
 			assert.Equal(t, "IP", plan.Get(rate, "aggregateKeyType"))
 			assert.NotNil(t, plan.Get(r, "action", "block"))
-			wcu += security.RateRuleCapacity
+			wcu += security.RateRuleCapacity + bodyRuleWCU(plan.Get(rate, "scopeDownStatement"))
 		}
 	}
-	assert.ElementsMatch(t, []string{"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesSQLiRuleSet", "AWSManagedRulesAmazonIpReputationList", "RateLimitPerIP", security.BodyRuleName}, names)
+	assert.ElementsMatch(t, []string{"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesSQLiRuleSet", "AWSManagedRulesAmazonIpReputationList", "RateLimitPerIP", security.SignInRuleName, security.BodyRuleName}, names)
 	assert.LessOrEqual(t, wcu, 1500, "web ACL capacity")
 	t.Logf("web ACL capacity: %d WCU", wcu)
 
@@ -86,6 +88,10 @@ func TestWebACLHasManagedRulesRateLimitMetricsAndLogging(t *testing.T) {
 func TestWAFCountModeOnlyCounts(t *testing.T) {
 	acl := webACL(t, security.WebACLArgs{Mode: "count"})
 	for _, r := range plan.List(acl.Inputs["rules"]) {
+		if plan.Get(r, "name") == security.SignInRuleName {
+			assert.NotNil(t, plan.Get(r, "action", "block"), "the sign-in rate rule blocks in every mode")
+			continue
+		}
 		if plan.Get(r, "overrideAction") != nil {
 			assert.NotNil(t, plan.Get(r, "overrideAction", "count"), "%v", plan.Get(r, "name"))
 		} else {
@@ -253,5 +259,41 @@ func TestWebACLLetsContentWritesThroughAndBlocksTheSameBodiesElsewhere(t *testin
 			name := fmt.Sprint(plan.Get(o, "name"))
 			assert.True(t, strings.HasSuffix(name, "_BODY"), "override %s is a body rule", name)
 		}
+	}
+}
+
+// The sign-in rate rule counts sign-in posts, and only those, per client
+// IP over a minute, before any other rule but the site-wide rate rule.
+func TestTheSignInRateRuleCountsSignInsOnly(t *testing.T) {
+	acl := webACL(t, security.WebACLArgs{Mode: "block", LoginRateLimit: 15})
+	var rule any
+	for _, r := range plan.List(acl.Inputs["rules"]) {
+		if plan.Get(r, "name") == security.SignInRuleName {
+			rule = r
+		}
+	}
+	require.NotNil(t, rule)
+	rate := plan.Get(rule, "statement", "rateBasedStatement")
+	assert.EqualValues(t, 15, plan.Get(rate, "limit"))
+	assert.EqualValues(t, 60, plan.Get(rate, "evaluationWindowSec"), "a short window")
+	assert.EqualValues(t, 1, plan.Get(rule, "priority"))
+	stmts := plan.List(plan.Get(rate, "scopeDownStatement", "andStatement", "statements"))
+	require.Len(t, stmts, 2, "AWS's AND needs two statements")
+	method := regexp.MustCompile(fmt.Sprint(plan.Get(stmts[0], "regexMatchStatement", "regexString")))
+	path := regexp.MustCompile(fmt.Sprint(plan.Get(stmts[1], "regexMatchStatement", "regexString")))
+	assert.NotNil(t, plan.Get(stmts[0], "regexMatchStatement", "fieldToMatch", "method"))
+	assert.NotNil(t, plan.Get(stmts[1], "regexMatchStatement", "fieldToMatch", "uriPath"))
+	for _, tt := range []struct {
+		method, path string
+		counted      bool
+	}{
+		{"POST", "/api/users/login", true},
+		{"POST", "/login", true},
+		{"GET", "/login", false},
+		{"POST", "/api/users", false},
+		{"POST", "/login/x", false},
+		{"POST", "/xlogin", false},
+	} {
+		assert.Equal(t, tt.counted, method.MatchString(tt.method) && path.MatchString(tt.path), "%s %s", tt.method, tt.path)
 	}
 }

@@ -105,6 +105,7 @@ type Edge struct {
 	AllowHTTP             bool
 	WAFMode               string // "block" or "count".
 	WAFRateLimit          int    // Requests per client IP per 5 minutes.
+	WAFLoginRateLimit     int    // Sign-in attempts per client IP per minute.
 	WAFLogRetentionDays   int
 	ShieldAdvanced        bool
 	ALBDeletionProtection bool
@@ -209,6 +210,7 @@ var keys = []Key{
 	{"allowHttp", Boolean, false, "Explicit opt-out: serve plain HTTP on the public ALB when no certificate is configured (ha).", false, func(c *Config, v any) { c.Edge.AllowHTTP = v.(bool) }},
 	{"wafMode", String, "block", "AWS WAF rule action: 'block' or 'count' (observe only).", false, func(c *Config, v any) { c.Edge.WAFMode = v.(string) }},
 	{"wafRateLimit", Integer, 2000, "AWS WAF rate-based rule: requests per client IP per 5 minutes (100 to 2000000000).", false, func(c *Config, v any) { c.Edge.WAFRateLimit = v.(int) }},
+	{"wafLoginRateLimit", Integer, 20, "AWS WAF sign-in rate rule: POST /api/users/login and /login per client IP per minute (10 to 1000); it blocks even when wafMode is count.", false, func(c *Config, v any) { c.Edge.WAFLoginRateLimit = v.(int) }},
 	{"wafLogRetentionDays", Integer, 90, "Retention of the AWS WAF log group, days.", false, func(c *Config, v any) { c.Edge.WAFLogRetentionDays = v.(int) }},
 	{"shieldAdvanced", Boolean, false, "Create a Shield Advanced protection for the entry point. Needs an existing Shield Advanced subscription; this program never creates one.", false, func(c *Config, v any) { c.Edge.ShieldAdvanced = v.(bool) }},
 	{"albDeletionProtection", Boolean, false, "Deletion protection on the public ALB (ha).", false, func(c *Config, v any) { c.Edge.ALBDeletionProtection = v.(bool) }},
@@ -517,6 +519,9 @@ func (c *Config) validate() []error {
 	// Edge.
 	if c.Edge.WAFMode != "block" && c.Edge.WAFMode != "count" {
 		bad("wafMode", "%q is not a WAF mode: use 'block' or 'count'", c.Edge.WAFMode)
+	}
+	if c.Edge.WAFLoginRateLimit < 10 || c.Edge.WAFLoginRateLimit > 1000 {
+		bad("wafLoginRateLimit", "%d: use 10..1000 sign-in attempts per minute (AWS WAF's least is 10)", c.Edge.WAFLoginRateLimit)
 	}
 	if c.Edge.WAFRateLimit < 100 || c.Edge.WAFRateLimit > 2_000_000_000 {
 		bad("wafRateLimit", "%d: use 100..2000000000 requests per 5 minutes", c.Edge.WAFRateLimit)
