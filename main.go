@@ -95,10 +95,12 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 		}
 	}
 	sec, err := security.New(ctx, "security", &security.Args{
-		VpcID:        net.VpcID,
-		WebPort:      cfg.Web.Port,
-		APIPort:      cfg.API.Port,
-		LoadBalancer: lbSec,
+		VpcID:            net.VpcID,
+		WebPort:          cfg.Web.Port,
+		APIPort:          cfg.API.Port,
+		LoadBalancer:     lbSec,
+		WebTLSSecretArn:  cfg.Edge.WebTLSSecretArn,
+		HTTPIngressCIDRs: cfg.Edge.HTTPIngressCIDRs,
 	}, withAWS)
 	if err != nil {
 		return nil, err
@@ -165,21 +167,23 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 		Web: compute.TierArgs{
 			InstanceType: cfg.Web.InstanceType, Port: cfg.Web.Port, MinSize: cfg.Web.MinSize, MaxSize: cfg.Web.MaxSize,
 			SecurityGroupID: sec.WebSecurityGroupID, InstanceProfileName: sec.WebInstanceProfile.Name,
+			BootDependsOn: grants(sec.WebTLSGrant),
 		},
 		API: compute.TierArgs{
 			InstanceType: cfg.API.InstanceType, Port: cfg.API.Port, MinSize: cfg.API.MinSize, MaxSize: cfg.API.MaxSize,
 			SecurityGroupID: sec.APISecurityGroupID, InstanceProfileName: sec.APIInstanceProfile.Name,
 			BootDependsOn: append([]pulumi.Resource{appSecrets.Grant}, db.Instances...),
 		},
-		Release:       release,
-		Region:        cfg.Region,
-		DBHost:        db.Endpoint,
-		DBPort:        db.Port,
-		DBSecretArn:   db.SecretArn,
-		JWTSecretArn:  appSecrets.JWTSecretArn,
-		RootVolumeGiB: cfg.RootVolumeGiB,
-		AMIID:         cfg.AMIID,
-		LoadBalancer:  lb,
+		Release:         release,
+		Region:          cfg.Region,
+		DBHost:          db.Endpoint,
+		DBPort:          db.Port,
+		DBSecretArn:     db.SecretArn,
+		JWTSecretArn:    appSecrets.JWTSecretArn,
+		WebTLSSecretArn: cfg.Edge.WebTLSSecretArn,
+		RootVolumeGiB:   cfg.RootVolumeGiB,
+		AMIID:           cfg.AMIID,
+		LoadBalancer:    lb,
 		Telemetry: &compute.Telemetry{
 			WebLogGroup: names.WebLogGroup, APILogGroup: names.APILogGroup, Namespace: names.Namespace,
 		},
@@ -277,4 +281,15 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 		outputs["apiInstanceId"] = i.APIID
 	}
 	return outputs, nil
+}
+
+// grants are the resources given, leaving out the absent (nil) ones.
+func grants(rs ...pulumi.Resource) []pulumi.Resource {
+	var out []pulumi.Resource
+	for _, r := range rs {
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
 }

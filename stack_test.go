@@ -40,14 +40,21 @@ func testArtifact(t *testing.T) string {
 
 // planOf runs the real program for a stack file under mocks, with overrides
 // ("key=value", project namespace implied) applied like `pulumi -c`.
+// testWebTLSSecret is the dev web instance's certificate secret in tests.
+const testWebTLSSecret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:webstack/dev/web-tls-AbCdEf"
+
 func planOf(t *testing.T, stackName string, overrides ...string) *plan.Graph {
 	t.Helper()
 	cfg, err := plan.StackConfig(".", stackName)
 	require.NoError(t, err)
-	if stackName != "dev" && !slices.ContainsFunc(overrides, func(s string) bool {
-		return strings.HasPrefix(s, "certificateArn=") || strings.HasPrefix(s, "allowHttp=")
+	if !slices.ContainsFunc(overrides, func(s string) bool {
+		return strings.HasPrefix(s, "certificateArn=") || strings.HasPrefix(s, "allowHttp=") || strings.HasPrefix(s, "webTlsSecretArn=")
 	}) {
-		overrides = append(overrides, "certificateArn="+testCert)
+		if stackName == "dev" {
+			overrides = append(overrides, "webTlsSecretArn="+testWebTLSSecret)
+		} else {
+			overrides = append(overrides, "certificateArn="+testCert)
+		}
 	}
 	cfg["webstack:jwtSecret"] = testJWTSecret
 	cfg["webstack:artifactPath"] = testArtifact(t)
@@ -164,7 +171,8 @@ func TestSecurityGroupChainAllowsOnlyTheArchitecturePath(t *testing.T) {
 		extra []string
 		want  []string
 	}{
-		{"dev", nil, []string{"0.0.0.0/0 -> web:80", "api -> db:27017", "web -> api:8081"}},
+		{"dev", nil, []string{"0.0.0.0/0 -> web:443", "0.0.0.0/0 -> web:80", "api -> db:27017", "web -> api:8081"}},
+		{"dev", []string{"allowHttp=true", "httpIngressCidrs=[\"203.0.113.0/24\"]"}, []string{"203.0.113.0/24 -> web:80", "api -> db:27017", "web -> api:8081"}},
 		{"prod", nil, []string{
 			"0.0.0.0/0 -> public-alb:443", "0.0.0.0/0 -> public-alb:80", "api -> db:27017",
 			"internal-alb -> api:8081", "public-alb -> web:8080", "web -> internal-alb:8081",
@@ -484,11 +492,19 @@ func TestOnlyTheAPIRoleReadsSecretsAndValuesStaySecret(t *testing.T) {
 					continue
 				}
 				readers = append(readers, str(p.Inputs["role"]))
-				assert.NotEqual(t, webRole.ID, p.Inputs["role"], "web may not read secrets")
 				st := policyDoc(t, p.Inputs["policy"])["Statement"].([]any)
+				if p.Inputs["role"] == webRole.ID {
+					// dev's web serves HTTPS: its own certificate, nothing else.
+					assert.Equal(t, []any{testWebTLSSecret}, plan.Get(st[0], "Resource"), "web reads its certificate only")
+					continue
+				}
 				assert.ElementsMatch(t, []any{g.Outputs["jwtSecretArn"], g.Outputs["dbSecretArn"]}, plan.Get(st[0], "Resource"))
 			}
-			assert.Equal(t, []string{apiRole.ID}, readers)
+			want := []string{apiRole.ID}
+			if s == "dev" {
+				want = append(want, webRole.ID)
+			}
+			assert.ElementsMatch(t, want, readers)
 		})
 	}
 }

@@ -47,6 +47,7 @@ func TestCIPreviewRunsOnAFreshStackWithTheSecretsItNames(t *testing.T) {
 			configured = i
 			assert.Contains(t, st.Env["JWT_SECRET"], "secrets.JWT_SECRET")
 			assert.Contains(t, st.Run, "pulumi config set certificateArn", "staging/prod need a certificate")
+			assert.Contains(t, st.Run, "pulumi config set webTlsSecretArn", "dev serves HTTPS from its certificate secret")
 			assert.Contains(t, st.Run, "stack select --create", "a fresh stack is created")
 		}
 		if st.With["command"] == "preview" {
@@ -67,7 +68,7 @@ func TestCIPreviewRunsOnAFreshStackWithTheSecretsItNames(t *testing.T) {
 			assert.Contains(t, comment, u[1], "the preview job's comment names secret %s", u[1])
 		}
 	}
-	assert.Len(t, names, 4)
+	assert.Len(t, names, 5)
 }
 
 // The test job runs `make test` on a hosted runner, which lacks cloud-init

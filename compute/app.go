@@ -102,6 +102,10 @@ type AppArgs struct {
 	// AMI, read from AMIParameter at each deployment (a newer one is a new
 	// launch template version, rolled out like a new build).
 	AMIID string
+	// WebTLSSecretArn (single shape only) is the secret the web instance
+	// reads its certificate and key from: it serves HTTPS on 443 and
+	// redirects on Web.Port. Defaults to "": plain HTTP on Web.Port.
+	WebTLSSecretArn string
 	// LoadBalancer selects the load-balanced shape (public ALB → web group →
 	// internal ALB → api group). Defaults to nil: one web instance with an
 	// Elastic IP and one api instance.
@@ -303,6 +307,10 @@ func (c *App) webUserData(a *AppArgs, upstream pulumi.StringOutput) pulumi.Strin
 		}
 		if a.LoadBalancer != nil {
 			env["CONDUIT_TRUSTED_PROXIES"] = a.LoadBalancer.VpcCIDR
+		} else if a.WebTLSSecretArn != "" {
+			env["CONDUIT_WEB_ADDR"] = "0.0.0.0:443"
+			env["CONDUIT_TLS_SECRET_ARN"] = a.WebTLSSecretArn
+			env["CONDUIT_REDIRECT_ADDR"] = fmt.Sprintf("0.0.0.0:%d", a.Web.Port)
 		}
 		return render(a, cloudinit.Boot{Role: "web", Port: a.Web.Port, Env: env}, v[0].(string))
 	}).(pulumi.StringOutput)

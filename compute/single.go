@@ -67,7 +67,11 @@ func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, ami string) e
 		return fmt.Errorf("compute: region: %w", err)
 	}
 	c.Instances = &Instances{WebID: web.ID().ToStringOutput(), APIID: api.ID().ToStringOutput()}
-	c.URL = pulumi.Sprintf("http://%s", eip.PublicIp)
+	scheme := "http"
+	if a.WebTLSSecretArn != "" {
+		scheme = "https"
+	}
+	c.URL = pulumi.Sprintf("%s://%s", scheme, eip.PublicIp)
 	// Shield identifies an Elastic IP by its allocation.
 	c.EntryPointArn = pulumi.Sprintf("arn:%s:ec2:%s:%s:eip-allocation/%s", partition(caller.Arn), region.Name, caller.AccountId, eip.AllocationId)
 	return nil

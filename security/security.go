@@ -13,6 +13,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"webstack/internal/config"
+	"webstack/internal/iampolicy"
 )
 
 // DocumentDBPort is the port DocumentDB listens on.
@@ -36,6 +37,14 @@ type Args struct {
 	// web → internal ALB → api → database). Defaults to nil: internet → web
 	// → api → database.
 	LoadBalancer *LoadBalancerArgs
+	// Without a LoadBalancer, the web instance faces the internet itself.
+	// WebTLSSecretArn is the secret its certificate and key are in: it
+	// serves HTTPS on 443 (and redirects on WebPort) to anyone, and its role
+	// alone may read the secret. Without it the web serves plain HTTP on
+	// WebPort to HTTPIngressCIDRs only (default: none — config requires
+	// them with allowHttp).
+	WebTLSSecretArn  string
+	HTTPIngressCIDRs []string
 }
 
 // LoadBalancerArgs configures the load balancers' part of the chain.
@@ -59,8 +68,11 @@ type Security struct {
 
 	// WebRole and APIRole are the tiers' instance roles; later grants
 	// (artefact, secrets) attach to them, scoped to ARNs.
-	WebRole            *iam.Role
-	APIRole            *iam.Role
+	WebRole *iam.Role
+	APIRole *iam.Role
+	// WebTLSGrant is the web role's read of WebTLSSecretArn (nil without
+	// one): the web instance must not boot before it.
+	WebTLSGrant        pulumi.Resource
 	WebInstanceProfile *iam.InstanceProfile
 	APIInstanceProfile *iam.InstanceProfile
 }
@@ -100,6 +112,20 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	}
 	if c.APIRole, c.APIInstanceProfile, err = instanceRole(ctx, c, name+"-api"); err != nil {
 		return nil, err
+	}
+	if a.LoadBalancer == nil && a.WebTLSSecretArn != "" {
+		grant, err := iam.NewRolePolicy(ctx, name+"-web-tls-read", &iam.RolePolicyArgs{
+			Role: c.WebRole.ID(),
+			Policy: iampolicy.Document(iampolicy.Allow{
+				Sid:       "ReadWebCertificate",
+				Actions:   []string{"secretsmanager:GetSecretValue"},
+				Resources: pulumi.StringArray{pulumi.String(a.WebTLSSecretArn)},
+			}),
+		}, pulumi.Parent(c))
+		if err != nil {
+			return nil, fmt.Errorf("security: web certificate grant: %w", err)
+		}
+		c.WebTLSGrant = grant
 	}
 	outs := pulumi.Map{
 		"webSecurityGroupId":      c.WebSecurityGroupID,
@@ -186,10 +212,21 @@ func (c *Security) securityGroups(ctx *pulumi.Context, name string, a *Args) err
 			rules = append(rules, rule{name: "internet-https", to: publicALB, port: 443, cidr: "0.0.0.0/0"})
 		}
 	} else {
-		rules = append(rules,
-			rule{name: "internet-http", to: web, port: a.WebPort, cidr: "0.0.0.0/0"},
-			rule{name: "web-to-api", to: api, port: a.APIPort, fromSG: web},
-		)
+		if a.WebTLSSecretArn != "" {
+			rules = append(rules,
+				rule{name: "internet-https", to: web, port: 443, cidr: "0.0.0.0/0"},
+				rule{name: "internet-http", to: web, port: a.WebPort, cidr: "0.0.0.0/0"}, // redirects to HTTPS
+			)
+		} else {
+			for i, cidr := range a.HTTPIngressCIDRs {
+				n := "internet-http"
+				if i > 0 {
+					n = fmt.Sprintf("internet-http-%d", i+1)
+				}
+				rules = append(rules, rule{name: n, to: web, port: a.WebPort, cidr: cidr})
+			}
+		}
+		rules = append(rules, rule{name: "web-to-api", to: api, port: a.APIPort, fromSG: web})
 	}
 	for _, r := range rules {
 		ingress := &vpc.SecurityGroupIngressRuleArgs{

@@ -53,10 +53,13 @@ func TestSecurityGroupChainAllowsOnlyTheArchitecturePath(t *testing.T) {
 		args security.Args
 		want []string
 	}{
-		{"no load balancer, default ports", security.Args{}, []string{
-			fmt.Sprintf("0.0.0.0/0 -> web:%d", config.Default[int]("webPort")), "api -> db:27017", fmt.Sprintf("web -> api:%d", config.Default[int]("apiPort")),
+		{"no load balancer, no certificate, no audience: nothing reaches the web", security.Args{}, []string{
+			"api -> db:27017", fmt.Sprintf("web -> api:%d", config.Default[int]("apiPort")),
 		}},
-		{"no load balancer, web on 80", security.Args{WebPort: 80}, []string{"0.0.0.0/0 -> web:80", "api -> db:27017", "web -> api:8081"}},
+		{"no load balancer, plain HTTP to two networks", security.Args{WebPort: 80, HTTPIngressCIDRs: []string{"203.0.113.0/24", "198.51.100.0/24"}}, []string{
+			"198.51.100.0/24 -> web:80", "203.0.113.0/24 -> web:80", "api -> db:27017", "web -> api:8081"}},
+		{"no load balancer, HTTPS from a secret (80 redirects)", security.Args{WebPort: 80, WebTLSSecretArn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:tls-AbCdEf"}, []string{
+			"0.0.0.0/0 -> web:443", "0.0.0.0/0 -> web:80", "api -> db:27017", "web -> api:8081"}},
 		{"load balancers with HTTPS", security.Args{LoadBalancer: &security.LoadBalancerArgs{PublicHTTPS: true}}, []string{
 			"0.0.0.0/0 -> public-alb:443", "0.0.0.0/0 -> public-alb:80", "api -> db:27017",
 			"internal-alb -> api:8081", "public-alb -> web:8080", "web -> internal-alb:8081",
@@ -142,4 +145,22 @@ func TestEachTierRoleMayOnlyUseSessionManager(t *testing.T) {
 func TestNoWebACLWithoutOne(t *testing.T) {
 	assert.Empty(t, securityGraph(t, security.Args{}).OfType("aws:wafv2/webAcl:WebAcl"))
 	assert.Empty(t, securityGraph(t, security.Args{LoadBalancer: &security.LoadBalancerArgs{}}).OfType("aws:wafv2/webAcl:WebAcl"))
+}
+
+// The web instance's certificate secret is readable by the web role alone,
+// and only that secret.
+func TestOnlyTheWebRoleReadsItsCertificate(t *testing.T) {
+	const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:tls-AbCdEf"
+	g := securityGraph(t, security.Args{WebTLSSecretArn: arn})
+	web, _ := g.ByKey("aws:iam/role:Role::security-web")
+	var grants []plan.Resource
+	for _, p := range g.OfType("aws:iam/rolePolicy:RolePolicy") {
+		if strings.Contains(fmt.Sprint(p.Inputs["policy"]), "secretsmanager:") {
+			grants = append(grants, p)
+		}
+	}
+	require.Len(t, grants, 1)
+	assert.Equal(t, web.ID, grants[0].Inputs["role"])
+	assert.Contains(t, fmt.Sprint(grants[0].Inputs["policy"]), `"Resource":["`+arn+`"]`)
+	assert.Empty(t, securityGraph(t, security.Args{}).OfType("aws:iam/rolePolicy:RolePolicy"), "no secret, no grant")
 }

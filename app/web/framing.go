@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -83,6 +84,14 @@ func FramingGuard(srv *http.Server, ln net.Listener) net.Listener {
 	}
 	next := srv.Handler
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Over TLS the server sees a tapConn, not the *tls.Conn it would
+		// read r.TLS from: say so here (the handshake is done by now).
+		if tc, ok := r.Context().Value(tapKey{}).(*tapConn); ok && r.TLS == nil {
+			if tlsConn, ok := tc.Conn.(*tls.Conn); ok {
+				cs := tlsConn.ConnectionState()
+				r.TLS = &cs
+			}
+		}
 		if ambiguousFraming(r) {
 			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusBadRequest, "a request may not carry both Transfer-Encoding and Content-Length")

@@ -103,9 +103,11 @@ type Database struct {
 type Edge struct {
 	CertificateArn        string
 	AllowHTTP             bool
-	WAFMode               string // "block" or "count".
-	WAFRateLimit          int    // Requests per client IP per 5 minutes.
-	WAFLoginRateLimit     int    // Sign-in attempts per client IP per minute.
+	WebTLSSecretArn       string   // single: the web instance's certificate and key (Secrets Manager)
+	HTTPIngressCIDRs      []string // single with allowHttp: who may reach plain HTTP
+	WAFMode               string   // "block" or "count".
+	WAFRateLimit          int      // Requests per client IP per 5 minutes.
+	WAFLoginRateLimit     int      // Sign-in attempts per client IP per minute.
 	WAFLogRetentionDays   int
 	ShieldAdvanced        bool
 	ALBDeletionProtection bool
@@ -138,7 +140,9 @@ type Thresholds struct {
 }
 
 // HTTPS reports whether the public entry point terminates TLS.
-func (c *Config) HTTPS() bool { return c.Topology == HA && c.Edge.CertificateArn != "" }
+func (c *Config) HTTPS() bool {
+	return c.Topology == HA && c.Edge.CertificateArn != "" || c.Topology == Single && c.Edge.WebTLSSecretArn != ""
+}
 
 // Secret is a configuration value that never prints.
 type Secret string
@@ -207,7 +211,9 @@ var keys = []Key{
 	{"dbSkipFinalSnapshot", Boolean, false, "Skip the final snapshot when the cluster is deleted (dev only).", false, func(c *Config, v any) { c.Database.SkipFinalSnapshot = v.(bool) }},
 	{"dbLogExports", Array, []string{"audit", "profiler"}, "DocumentDB log types exported to CloudWatch Logs ('audit', 'profiler').", false, func(c *Config, v any) { c.Database.LogExports = v.([]string) }},
 	{"certificateArn", String, "", "ACM certificate ARN of the public HTTPS listener (ha). Required unless allowHttp is true.", false, func(c *Config, v any) { c.Edge.CertificateArn = v.(string) }},
-	{"allowHttp", Boolean, false, "Explicit opt-out: serve plain HTTP on the public ALB when no certificate is configured (ha).", false, func(c *Config, v any) { c.Edge.AllowHTTP = v.(bool) }},
+	{"allowHttp", Boolean, false, "Explicit opt-out: serve plain HTTP (ha: on the public ALB without certificateArn; single: on the web instance without webTlsSecretArn, open to httpIngressCidrs).", false, func(c *Config, v any) { c.Edge.AllowHTTP = v.(bool) }},
+	{"webTlsSecretArn", String, "", "Secrets Manager secret (JSON {\"certificate\": PEM chain, \"privateKey\": PEM}) the single web instance serves HTTPS on 443 with (80 redirects); only the web role may read it. Required in single unless allowHttp is true.", false, func(c *Config, v any) { c.Edge.WebTLSSecretArn = v.(string) }},
+	{"httpIngressCidrs", Array, []string{}, "With allowHttp in single: the CIDRs plain HTTP is open to (e.g. your office's); required then.", false, func(c *Config, v any) { c.Edge.HTTPIngressCIDRs = v.([]string) }},
 	{"wafMode", String, "block", "AWS WAF rule action: 'block' or 'count' (observe only).", false, func(c *Config, v any) { c.Edge.WAFMode = v.(string) }},
 	{"wafRateLimit", Integer, 2000, "AWS WAF rate-based rule: requests per client IP per 5 minutes (100 to 2000000000).", false, func(c *Config, v any) { c.Edge.WAFRateLimit = v.(int) }},
 	{"wafLoginRateLimit", Integer, 20, "AWS WAF sign-in rate rule: POST /api/users/login and /login per client IP per minute (10 to 1000); it blocks even when wafMode is count.", false, func(c *Config, v any) { c.Edge.WAFLoginRateLimit = v.(int) }},
@@ -383,6 +389,7 @@ var (
 	azRE             = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d[a-z]$`)
 	backupWindowRE   = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
 	maintenanceRE    = regexp.MustCompile(`^(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d-(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d$`)
+	secretArnRE      = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@!-]+$`)
 	certificateArnRE = regexp.MustCompile(`^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$`)
 )
 
@@ -544,6 +551,24 @@ func (c *Config) validate() []error {
 		bad("artifactPath", "empty: set it to the build, by default dist/conduit-linux-arm64 (`make build`)")
 	}
 	errs = append(errs, c.Ops.validate()...)
+	if c.Topology == Single {
+		switch {
+		case c.Edge.WebTLSSecretArn != "" && !secretArnRE.MatchString(c.Edge.WebTLSSecretArn):
+			bad("webTlsSecretArn", "%q is not a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)", c.Edge.WebTLSSecretArn)
+		case c.Edge.WebTLSSecretArn == "" && !c.Edge.AllowHTTP:
+			bad("webTlsSecretArn", "the single topology serves the site from the web instance: store its certificate and key in Secrets Manager as JSON {\"certificate\": \"<PEM chain>\", \"privateKey\": \"<PEM>\"} and run `pulumi config set webTlsSecretArn arn:aws:secretsmanager:...`, or opt out explicitly with `pulumi config set allowHttp true` and `pulumi config set --path 'httpIngressCidrs[0]' <CIDR>`")
+		case c.Edge.WebTLSSecretArn == "" && len(c.Edge.HTTPIngressCIDRs) == 0:
+			bad("httpIngressCidrs", "allowHttp serves passwords in clear text: say which networks may reach it, e.g. `pulumi config set --path 'httpIngressCidrs[0]' 203.0.113.0/24` (0.0.0.0/0 only on purpose)")
+		}
+		for _, cidr := range c.Edge.HTTPIngressCIDRs {
+			if p, err := netip.ParsePrefix(cidr); err != nil || !p.Addr().Is4() || p.Masked() != p {
+				bad("httpIngressCidrs", "%q is not an IPv4 CIDR", cidr)
+			}
+		}
+	}
+	if c.Topology == HA && c.Edge.WebTLSSecretArn != "" {
+		bad("webTlsSecretArn", "the ha topology terminates TLS at the ALB: use certificateArn, and unset webTlsSecretArn")
+	}
 	if c.Topology == HA && c.Edge.CertificateArn == "" && !c.Edge.AllowHTTP {
 		bad("certificateArn", "the ha topology terminates TLS at the ALB: run `pulumi config set certificateArn arn:aws:acm:...`, or opt out explicitly with `pulumi config set allowHttp true`")
 	}

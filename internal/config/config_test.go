@@ -30,11 +30,56 @@ func TestDefaultsLoad(t *testing.T) {
 	assert.True(t, c.HTTPS())
 }
 
+// single is a dev-shaped configuration: serving HTTPS from a secret.
+func single() MapSource {
+	return MapSource{"topology": "single", "webPort": "80", "dbInstanceCount": "1", "dbDeletionProtection": "false", "dbSkipFinalSnapshot": "true",
+		"jwtSecret": strings.Repeat("s", 40), "webTlsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webstack/dev/tls-AbCdEf"}
+}
+
 func TestSingleTopologyLoads(t *testing.T) {
-	c, err := Load(MapSource{"topology": "single", "webPort": "80", "dbInstanceCount": "1", "dbDeletionProtection": "false", "dbSkipFinalSnapshot": "true", "jwtSecret": strings.Repeat("s", 40)}, "webstack", "dev", "us-east-1")
+	c, err := Load(single(), "webstack", "dev", "us-east-1")
 	require.NoError(t, err)
 	assert.Equal(t, Single, c.Topology)
-	assert.False(t, c.HTTPS())
+	assert.True(t, c.HTTPS())
+}
+
+// Plain HTTP on the dev web instance is an explicit, named opt-out, with
+// the networks it is open to; HTTPS from a secret is the default path.
+func TestDevServesHTTPSUnlessPlainHTTPIsChosenWithItsAudience(t *testing.T) {
+	tests := []struct {
+		name    string
+		set     map[string]string
+		wantKey string
+		wantFix string
+	}{
+		{"neither", map[string]string{"webTlsSecretArn": ""}, "webTlsSecretArn", "allowHttp true"},
+		{"allowHttp without CIDRs", map[string]string{"webTlsSecretArn": "", "allowHttp": "true"}, "httpIngressCidrs", "httpIngressCidrs[0]"},
+		{"allowHttp with a bad CIDR", map[string]string{"webTlsSecretArn": "", "allowHttp": "true", "httpIngressCidrs": `["10.0.0.1/8"]`}, "httpIngressCidrs", "IPv4 CIDR"},
+		{"not a secret ARN", map[string]string{"webTlsSecretArn": "arn:aws:acm:us-east-1:123456789012:certificate/x"}, "webTlsSecretArn", "arn:aws:secretsmanager:"},
+		{"allowHttp with CIDRs", map[string]string{"webTlsSecretArn": "", "allowHttp": "true", "httpIngressCidrs": `["203.0.113.0/24"]`}, "", ""},
+		{"a secret", nil, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := single()
+			for k, v := range tt.set {
+				src[k] = v
+			}
+			c, err := Load(src, "webstack", "dev", "us-east-1")
+			if tt.wantKey == "" {
+				require.NoError(t, err)
+				assert.Equal(t, tt.set["allowHttp"] != "true", c.HTTPS())
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantKey)
+			assert.Contains(t, err.Error(), tt.wantFix)
+		})
+	}
+	src := valid()
+	src["webTlsSecretArn"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf"
+	_, err := Load(src, "webstack", "prod", "us-east-1")
+	assert.ErrorContains(t, err, "webTlsSecretArn", "ha terminates TLS at the ALB")
 }
 
 func TestInvalidConfigNamesTheKeyAndTheFix(t *testing.T) {

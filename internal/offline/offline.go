@@ -31,8 +31,19 @@ const Project = "webstack"
 // estimates are drawn with (staging and prod need one).
 const ExampleCertificate = "arn:aws:acm:us-east-1:123456789012:certificate/example"
 
-// docsOverrides are the config the checked-in docs are drawn with.
-func docsOverrides() []string { return []string{"certificateArn=" + ExampleCertificate} }
+// ExampleWebTLSSecret is the secret the single topology's web instance is
+// drawn with (dev serves HTTPS from one).
+const ExampleWebTLSSecret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:webstack/dev/web-tls-AbCdEf"
+
+// docsOverrides are the config the checked-in docs are drawn with: a
+// certificate for the ALB (ha), a certificate secret for the web
+// instance (single).
+func docsOverrides(dir, stack string) []string {
+	if cfg, err := plan.StackConfig(dir, stack); err == nil && cfg[Project+":topology"] == "single" {
+		return []string{"webTlsSecretArn=" + ExampleWebTLSSecret}
+	}
+	return []string{"certificateArn=" + ExampleCertificate}
+}
 
 // Main runs one offline command.
 func Main(args []string, stdout io.Writer, fn plan.StackFunc) error {
@@ -67,10 +78,11 @@ func planCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	given := overrides
 	if *format == "cost" {
 		// An estimate needs no real certificate: price with the example
 		// one unless the command line names another.
-		overrides = append(docsOverrides(), overrides...)
+		overrides = append(docsOverrides(*dir, *stack), overrides...)
 	}
 	g, err := Graph(*dir, *stack, overrides, fn)
 	if err != nil {
@@ -104,7 +116,7 @@ func planCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 		}
 		return err
 	case "cost":
-		return costCmd(*dir, g, overrides, assume, stdout, fn)
+		return costCmd(*dir, g, given, assume, stdout, fn)
 	}
 	return fmt.Errorf("unknown --format %q: use text, json, mermaid, dot or cost", *format)
 }
@@ -135,7 +147,7 @@ func Graph(dir, stack string, overrides []string, fn plan.StackFunc) (*plan.Grap
 }
 
 // costCmd prints g's estimate, then all stacks side by side (each with its
-// own stack file and the same overrides).
+// own stack file, its example certificate and the same given overrides).
 func costCmd(dir string, g *plan.Graph, overrides []string, a cost.Assumptions, stdout io.Writer, fn plan.StackFunc) error {
 	table := cost.DefaultTable()
 	r, err := cost.Estimate(g, table, a)
@@ -147,7 +159,7 @@ func costCmd(dir string, g *plan.Graph, overrides []string, a cost.Assumptions, 
 	for _, s := range Stacks() {
 		sg := g
 		if s != g.Stack {
-			if sg, err = Graph(dir, s, overrides, fn); err != nil {
+			if sg, err = Graph(dir, s, append(docsOverrides(dir, s), overrides...), fn); err != nil {
 				return fmt.Errorf("stack %s: %w", s, err)
 			}
 		}
@@ -193,7 +205,7 @@ func Docs(dir string, extra []string, fn plan.StackFunc) (map[string]string, err
 	readme.WriteString("| stack | estimated monthly cost (on-demand, default assumptions) |\n|---|---|\n")
 	var diagrams strings.Builder
 	for _, s := range Stacks() {
-		g, err := Graph(dir, s, append(docsOverrides(), extra...), fn)
+		g, err := Graph(dir, s, append(docsOverrides(dir, s), extra...), fn)
 		if err != nil {
 			return nil, fmt.Errorf("stack %s: %w", s, err)
 		}

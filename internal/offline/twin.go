@@ -69,7 +69,7 @@ func twinCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 	if err := twin.Preflight(); err != nil {
 		return err
 	}
-	g, err := Graph(*dir, *stack, append(docsOverrides(), overrides...), fn)
+	g, err := Graph(*dir, *stack, append(docsOverrides(*dir, *stack), overrides...), fn)
 	if err != nil {
 		return err
 	}

@@ -3,8 +3,10 @@ package twin
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,6 +60,31 @@ func newStandIns(m *Model, p *pki, log *slog.Logger) (*standIns, error) {
 	if w.DB.SecretARN != "" {
 		cred, _ := json.Marshal(map[string]string{"username": w.DB.Username, "password": randomString(32)})
 		s.secrets[w.DB.SecretARN] = &secret{Name: "database", Stages: map[string]string{stageCurrent: string(cred)}}
+	}
+	// A web instance's certificate, as its operator would store it: for
+	// the address the internet reaches it at, issued by the twin's CA.
+	for _, t := range w.WebTLS {
+		h, ok := m.Host(t.Host)
+		if !ok {
+			return nil, fmt.Errorf("twin: certificate secret of unknown host %s", t.Host)
+		}
+		ips := []net.IP{h.Address.AsSlice()}
+		if h.Public.IsValid() {
+			ips = append(ips, h.Public.AsSlice())
+		}
+		cert, err := p.leafIPs(ips, h.Name+".twin")
+		if err != nil {
+			return nil, err
+		}
+		key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		v, _ := json.Marshal(map[string]string{
+			"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})),
+			"privateKey":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})),
+		})
+		s.secrets[t.SecretARN] = &secret{Name: "web-tls", Stages: map[string]string{stageCurrent: string(v)}}
 	}
 	return s, nil
 }

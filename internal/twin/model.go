@@ -275,7 +275,7 @@ func From(g *plan.Graph) (*Model, error) {
 	for _, h := range m.Hosts {
 		if h.Public.IsValid() && (h.Tier == ALB || h.Tier == Web) {
 			scheme, port := "http", 80
-			if h.Tier == ALB && slices.Contains(h.Listens, 443) {
+			if slices.Contains(h.Listens, 443) {
 				scheme, port = "https", 443
 			}
 			m.Entry = fmt.Sprintf("%s://%s", scheme, h.Public)
@@ -289,6 +289,16 @@ func From(g *plan.Graph) (*Model, error) {
 	}
 	if m.AWS, err = world(g); err != nil {
 		return nil, err
+	}
+	for _, h := range m.Hosts {
+		if h.Boot == nil {
+			continue
+		}
+		for _, line := range strings.Split(h.Boot.Env, "\n") {
+			if v, ok := strings.CutPrefix(line, "CONDUIT_TLS_SECRET_ARN="); ok {
+				m.AWS.WebTLS = append(m.AWS.WebTLS, WebTLS{SecretARN: v, Host: h.Name})
+			}
+		}
 	}
 	if m.Listeners, m.TargetGroups, err = balancers(g, m); err != nil {
 		return nil, err

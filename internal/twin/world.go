@@ -24,9 +24,17 @@ type World struct {
 	// Secrets are the Secrets Manager secrets the plan names, by ARN.
 	JWTSecretARN string
 	DB           Database
+	// WebTLS are the certificate secrets web instances serve HTTPS with.
+	WebTLS []WebTLS
 	// Policies are each role's identity policies (inline and attached
 	// documents the plan holds), by role name.
 	Policies map[string][]Policy
+}
+
+// WebTLS is a web instance's certificate secret.
+type WebTLS struct {
+	SecretARN string
+	Host      string // the instance serving it
 }
 
 // Release is the build object in S3.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -274,8 +275,39 @@ func (s *server) startWeb(upstream *url.URL, stops *[]component, errc chan<- err
 	if err != nil {
 		return nil, "", err
 	}
-	addr, err := s.serve("web", s.WebAddr, metrics.Middleware(s.log, h.Route, s.TrustedProxies, h), stops, errc, nil)
+	handler := metrics.Middleware(s.log, h.Route, s.TrustedProxies, h)
+	if s.TLSSecretARN == "" {
+		addr, err := s.serve("web", s.WebAddr, handler, stops, errc, nil)
+		return metrics, addr, err
+	}
+	cert, err := s.webCertificate(context.Background())
+	if err != nil {
+		return nil, "", err
+	}
+	addr, err := s.serveTLS("web", s.WebAddr, handler, cert, stops, errc)
+	if err != nil {
+		return nil, "", err
+	}
+	if s.RedirectAddr != "" {
+		if _, err := s.serve("redirect", s.RedirectAddr, web.RedirectToHTTPS(addr), stops, errc, nil); err != nil {
+			return nil, "", err
+		}
+	}
 	return metrics, addr, err
+}
+
+// webCertificate reads the web listener's certificate and key from
+// Secrets Manager (the web role's own grant).
+func (s *server) webCertificate(ctx context.Context) (tls.Certificate, error) {
+	client, err := secrets.New(ctx)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	v, err := client.Get(ctx, s.TLSSecretARN)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return web.ParseCertificateSecret(v)
 }
 
 func (s *server) startAdmin(stops *[]component, errc chan<- error, g prometheus.Gatherers) error {
@@ -292,9 +324,24 @@ func (s *server) startAdmin(stops *[]component, errc chan<- error, g prometheus.
 // serve listens on addr and serves h with timeouts; on shutdown it calls
 // drain first (readiness fails), then lets in-flight requests finish.
 func (s *server) serve(name, addr string, h http.Handler, stops *[]component, errc chan<- error, drain func()) (string, error) {
+	return s.listenAndServe(name, addr, h, nil, stops, errc, drain)
+}
+
+// serveTLS is serve over TLS 1.2+ with cert (HTTP/1.1: the framing guard
+// reads the decrypted stream).
+func (s *server) serveTLS(name, addr string, h http.Handler, cert tls.Certificate, stops *[]component, errc chan<- error) (string, error) {
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	return s.listenAndServe(name, addr, h, cfg, stops, errc, nil)
+}
+
+func (s *server) listenAndServe(name, addr string, h http.Handler, tlsCfg *tls.Config, stops *[]component, errc chan<- error, drain func()) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("%s listen on %s: %w", name, addr, err)
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		ln, scheme = tls.NewListener(ln, tlsCfg), "https"
 	}
 	srv := &http.Server{
 		Handler:           h,
@@ -319,6 +366,6 @@ func (s *server) serve(name, addr string, h http.Handler, stops *[]component, er
 	}})
 	bound := ln.Addr().String()
 	s.log.Info("listening", "server", name, "addr", bound)
-	fmt.Fprintf(s.stdout, "%s listening on http://%s\n", name, bound)
+	fmt.Fprintf(s.stdout, "%s listening on %s://%s\n", name, scheme, bound)
 	return bound, nil
 }

@@ -42,6 +42,11 @@ type Settings struct {
 	// TrustedProxies are the peers (the load balancer) whose
 	// X-Forwarded-Proto and X-Forwarded-For the web tier believes.
 	TrustedProxies []netip.Prefix
+	// TLSSecretARN (web) is a Secrets Manager secret holding the
+	// certificate and key WebAddr serves HTTPS with; RedirectAddr then
+	// answers plain HTTP with a redirect to HTTPS.
+	TLSSecretARN string
+	RedirectAddr string
 
 	// api and local
 	APIAddr     string
@@ -212,6 +217,18 @@ func settings() []setting {
 				return fmt.Errorf("%q is not an absolute path", v)
 			}
 			s.DBCAFile = v
+			return nil
+		}},
+		{"tls-secret-arn", "CONDUIT_TLS_SECRET_ARN", "", "Secrets Manager ARN of a JSON {certificate, privateKey} (PEM) the web listener serves HTTPS with", rWeb, arn(func(s *Settings) *string { return &s.TLSSecretARN })},
+		{"redirect-addr", "CONDUIT_REDIRECT_ADDR", "", "with tls-secret-arn: a plain HTTP listener that redirects to HTTPS (e.g. 0.0.0.0:80)", rWeb, func(s *Settings, v string) error {
+			if v == "" {
+				s.RedirectAddr = ""
+				return nil
+			}
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("want host:port: %w", err)
+			}
+			s.RedirectAddr = v
 			return nil
 		}},
 		{"db-secret-arn", "CONDUIT_DB_SECRET_ARN", "", "Secrets Manager ARN of DocumentDB's managed master user secret", rAPI, arn(func(s *Settings) *string { return &s.DBSecretARN })},
