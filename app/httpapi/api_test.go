@@ -267,6 +267,12 @@ func TestBadInputIsRejectedNotInterpreted(t *testing.T) {
 		{"not JSON", anon, "POST", "/api/users/login", `user=jake`, 422},
 		{"empty body", anon, "POST", "/api/users/login", ``, 422},
 		{"oversized body", jake, "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"` + strings.Repeat("a", 70<<10) + `"}}`, 413},
+		{"script URL as image", jake, "PUT", "/api/user", `{"user":{"image":"javascript:alert(document.cookie)"}}`, 422},
+		{"bidi override in a tag", jake, "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"b","tagList":["\u202etxt.exe"]}}`, 422},
+		{"NUL in a title", jake, "POST", "/api/articles", `{"article":{"title":"a\u0000b","description":"d","body":"b"}}`, 422},
+		{"dot-dot username", anon, "POST", "/api/users", `{"user":{"username":"..","email":"dd@b.co","password":"correct-horse-1"}}`, 422},
+		{"common password", anon, "POST", "/api/users", `{"user":{"username":"cp","email":"cp@b.co","password":"qwerty123456"}}`, 422},
+		{"password change with the token alone", jake, "PUT", "/api/user", `{"user":{"password":"taken-over-account"}}`, 403},
 	}
 	for _, tt := range tests {
 		st, body := tt.c.do(tt.method, tt.path, tt.body)
