@@ -147,7 +147,6 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 	if ha {
 		lb = &compute.LoadBalancerArgs{
 			VpcID:                   net.VpcID,
-			VpcCIDR:                 cfg.Network.CIDR,
 			PublicSecurityGroupID:   sec.LoadBalancers.PublicSecurityGroupID,
 			InternalSecurityGroupID: sec.LoadBalancers.InternalSecurityGroupID,
 			CertificateArn:          cfg.Edge.CertificateArn,
@@ -164,6 +163,7 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 	app, err := compute.NewApp(ctx, "app", &compute.AppArgs{
 		PublicSubnetIDs:  net.PublicSubnetIDs,
 		PrivateSubnetIDs: net.PrivateSubnetIDs,
+		VpcCIDR:          cfg.Network.CIDR,
 		Web: compute.TierArgs{
 			InstanceType: cfg.Web.InstanceType, Port: cfg.Web.Port, MinSize: cfg.Web.MinSize, MaxSize: cfg.Web.MaxSize,
 			SecurityGroupID: sec.WebSecurityGroupID, InstanceProfileName: sec.WebInstanceProfile.Name,

@@ -79,6 +79,11 @@ type AppArgs struct {
 	PublicSubnetIDs pulumi.StringArrayInput
 	// PrivateSubnetIDs host the api instance, the Auto Scaling groups and the internal ALB. Required.
 	PrivateSubnetIDs pulumi.StringArrayInput
+	// VpcCIDR is the VPC's range. The api believes X-Forwarded-For (the
+	// client's address) from peers in it — only the web tier or the
+	// internal ALB reach it — and behind a public ALB so does the web tier
+	// (X-Forwarded-Proto too). Required.
+	VpcCIDR string
 	// Web and API configure the tiers (see TierArgs for their defaults).
 	Web, API TierArgs
 	// Release is the build every instance installs at boot. Required.
@@ -170,8 +175,8 @@ func NewApp(ctx *pulumi.Context, name string, args *AppArgs, opts ...pulumi.Reso
 		a.RootVolumeGiB = config.Default[int]("rootVolumeGiB")
 	}
 	if a.Release == nil || a.Region == "" || a.DBHost == nil || a.DBPort == nil || a.DBSecretArn == nil || a.JWTSecretArn == nil ||
-		a.PublicSubnetIDs == nil || a.PrivateSubnetIDs == nil {
-		return nil, fmt.Errorf("compute: PublicSubnetIDs, PrivateSubnetIDs, Release, Region, DBHost, DBPort, DBSecretArn and JWTSecretArn are required")
+		a.PublicSubnetIDs == nil || a.PrivateSubnetIDs == nil || a.VpcCIDR == "" {
+		return nil, fmt.Errorf("compute: PublicSubnetIDs, PrivateSubnetIDs, VpcCIDR, Release, Region, DBHost, DBPort, DBSecretArn and JWTSecretArn are required")
 	}
 
 	ami := a.AMIID
@@ -284,13 +289,14 @@ func (c *App) apiUserData(a *AppArgs) pulumi.StringOutput {
 		return render(a, cloudinit.Boot{
 			Role: "api", Port: a.API.Port, DocumentDBCA: true,
 			Env: map[string]string{
-				"CONDUIT_API_ADDR":       fmt.Sprintf("0.0.0.0:%d", a.API.Port),
-				"CONDUIT_ADMIN_ADDR":     AdminAddr,
-				"CONDUIT_DB_HOST":        v[1].(string),
-				"CONDUIT_DB_PORT":        strconv.Itoa(v[2].(int)),
-				"CONDUIT_DB_CA_FILE":     cloudinit.CABundle,
-				"CONDUIT_DB_SECRET_ARN":  v[3].(string),
-				"CONDUIT_JWT_SECRET_ARN": v[4].(string),
+				"CONDUIT_API_ADDR":        fmt.Sprintf("0.0.0.0:%d", a.API.Port),
+				"CONDUIT_ADMIN_ADDR":      AdminAddr,
+				"CONDUIT_DB_HOST":         v[1].(string),
+				"CONDUIT_DB_PORT":         strconv.Itoa(v[2].(int)),
+				"CONDUIT_DB_CA_FILE":      cloudinit.CABundle,
+				"CONDUIT_DB_SECRET_ARN":   v[3].(string),
+				"CONDUIT_JWT_SECRET_ARN":  v[4].(string),
+				"CONDUIT_TRUSTED_PROXIES": a.VpcCIDR,
 			},
 		}, v[0].(string))
 	}).(pulumi.StringOutput)
@@ -306,7 +312,7 @@ func (c *App) webUserData(a *AppArgs, upstream pulumi.StringOutput) pulumi.Strin
 			"CONDUIT_WAF":        "on",
 		}
 		if a.LoadBalancer != nil {
-			env["CONDUIT_TRUSTED_PROXIES"] = a.LoadBalancer.VpcCIDR
+			env["CONDUIT_TRUSTED_PROXIES"] = a.VpcCIDR
 		} else if a.WebTLSSecretArn != "" {
 			env["CONDUIT_WEB_ADDR"] = "0.0.0.0:443"
 			env["CONDUIT_TLS_SECRET_ARN"] = a.WebTLSSecretArn

@@ -47,6 +47,7 @@ func appGraph(t *testing.T, args compute.AppArgs, build ...string) *plan.Graph {
 		args.Release, args.Region = rel, "us-east-1"
 		args.PublicSubnetIDs = pulumi.ToStringArray([]string{"subnet-public-1", "subnet-public-2"})
 		args.PrivateSubnetIDs = pulumi.ToStringArray([]string{"subnet-private-1", "subnet-private-2"})
+		args.VpcCIDR = "10.0.0.0/16"
 		args.DBHost, args.DBPort = pulumi.String("db.cluster-x.us-east-1.docdb.amazonaws.com"), pulumi.Int(27017)
 		args.DBSecretArn = pulumi.String("arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-x-AbCdEf")
 		args.JWTSecretArn = pulumi.String("arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt-AbCdEf")
@@ -58,7 +59,7 @@ func appGraph(t *testing.T, args compute.AppArgs, build ...string) *plan.Graph {
 			ta.InstanceProfileName = pulumi.String("profile-" + tier)
 		}
 		if lb := args.LoadBalancer; lb != nil {
-			lb.VpcID, lb.VpcCIDR = pulumi.String("vpc-1"), "10.0.0.0/16"
+			lb.VpcID = pulumi.String("vpc-1")
 			lb.PublicSecurityGroupID, lb.InternalSecurityGroupID = pulumi.String("sg-public-alb"), pulumi.String("sg-internal-alb")
 		}
 		_, err = compute.NewApp(ctx, "app", &args)

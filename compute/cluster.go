@@ -20,10 +20,6 @@ const TLSPolicy = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 type LoadBalancerArgs struct {
 	// VpcID of the target groups. Required.
 	VpcID pulumi.StringInput
-	// VpcCIDR is the VPC's range: the web tier believes X-Forwarded-Proto
-	// and X-Forwarded-For from peers in it (only the public ALB may reach
-	// the web tier: its security group). Required.
-	VpcCIDR string
 	// PublicSecurityGroupID and InternalSecurityGroupID are the load
 	// balancers' groups. Required.
 	PublicSecurityGroupID, InternalSecurityGroupID pulumi.StringInput
@@ -65,8 +61,8 @@ func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) 
 	if la.CPUTargetPercent == 0 {
 		la.CPUTargetPercent = config.Default[int]("cpuTargetPercent")
 	}
-	if la.VpcID == nil || la.VpcCIDR == "" || la.PublicSecurityGroupID == nil || la.InternalSecurityGroupID == nil {
-		return fmt.Errorf("compute: LoadBalancer needs VpcID, VpcCIDR, PublicSecurityGroupID and InternalSecurityGroupID")
+	if la.VpcID == nil || la.PublicSecurityGroupID == nil || la.InternalSecurityGroupID == nil {
+		return fmt.Errorf("compute: LoadBalancer needs VpcID, PublicSecurityGroupID and InternalSecurityGroupID")
 	}
 	if la.CertificateArn == "" && !la.AllowHTTP {
 		return fmt.Errorf("compute: the public ALB needs CertificateArn, or AllowHTTP set explicitly")

@@ -118,6 +118,11 @@ func (c *client) do(outer context.Context, method, path string, query url.Values
 	if token != "" {
 		req.Header.Set("Authorization", "Token "+token)
 	}
+	// The visitor's address, for the api's sign-in throttle and logs (the
+	// api believes it from the web tier, its trusted proxy).
+	if client := observe.Client(ctx); client != "" {
+		req.Header.Set("X-Forwarded-For", client)
+	}
 	if id := observe.RequestID(ctx); id != "" {
 		req.Header.Set(observe.RequestIDHeader, id)
 	}

@@ -2,7 +2,9 @@ package site
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/http/httptest"
 	"net/url"
 	"sync/atomic"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"webstack/app/observe"
 )
 
 // The tag list is asked for at most once per tagsTTL, and a failure is not
@@ -53,4 +57,28 @@ func TestClientKeepsTheTagListBriefly(t *testing.T) {
 	_, err = c.tags(ctx, "token")
 	require.NoError(t, err)
 	assert.Equal(t, int32(4), calls.Load())
+}
+
+// The api sees the visitor's address, not the web tier's: its sign-in
+// throttle counts per visitor, and its logs name them.
+func TestAPICallsCarryTheVisitorsAddress(t *testing.T) {
+	var got atomic.Value
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("X-Forwarded-For"))
+		_, _ = w.Write([]byte(`{"tags":[]}`))
+	}))
+	t.Cleanup(api.Close)
+	base, err := url.Parse(api.URL)
+	require.NoError(t, err)
+	c := newClient(base, http.DefaultTransport, time.Second)
+	var seen context.Context
+	h := observe.NewMetrics("web").Middleware(slog.New(slog.DiscardHandler), func(*http.Request) string { return "page" },
+		[]netip.Prefix{netip.MustParsePrefix("10.0.0.0/16")}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Context() }))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.1.5:40000" // the ALB
+	r.Header.Set("X-Forwarded-For", "198.51.100.7")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	_, err = c.tags(seen, "")
+	require.NoError(t, err)
+	assert.Equal(t, "198.51.100.7", got.Load())
 }
