@@ -109,6 +109,7 @@ unit:
 
 ## plan: print a stack's resource graph offline (FORMAT=text|json|mermaid|dot|cost), e.g.
 ##   make plan STACK=prod FORMAT=json CONFIG="certificateArn=arn:aws:acm:us-east-1:123456789012:certificate/example"
+##   make plan STACK=dev CONFIG="webTlsSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:webstack/dev/web-tls-AbCdEf"
 plan:
 	@$(MAKE) -s --no-print-directory build >&2
 	@$(GO) run . plan --stack $(STACK) --format $(FORMAT) $(foreach kv,$(CONFIG),-c $(kv))

@@ -135,3 +135,23 @@ func TestTheWebTiersOwnErrorsCarryCSPAndHSTS(t *testing.T) {
 		})
 	}
 }
+
+// Proxied over HTTPS, an api answer carries HSTS once.
+func TestHSTSIsSentOnce(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+		_, _ = io.WriteString(w, `{"tags":[]}`)
+	}))
+	t.Cleanup(api.Close)
+	u, _ := url.Parse(api.URL)
+	w, err := waf.New(waf.On, 1<<20)
+	require.NoError(t, err)
+	h, err := web.New(w, slog.New(slog.DiscardHandler), web.Options{Upstream: u, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	require.NoError(t, err)
+	r := httptest.NewRequest("GET", "/api/tags", nil)
+	r.RemoteAddr = "10.0.3.7:41000"
+	r.Header.Set("X-Forwarded-Proto", "https")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	assert.Len(t, rec.Header().Values("Strict-Transport-Security"), 1)
+}

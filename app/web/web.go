@@ -85,10 +85,11 @@ func New(w *waf.WAF, log *slog.Logger, opts Options) (*Handler, error) {
 			pr.Out.Header.Set(observe.RequestIDHeader, observe.RequestID(pr.In.Context()))
 		},
 		Transport: opts.Transport,
-		// The api's own request id header would repeat the one the web
-		// tier has already set.
+		// The api's own request id and HSTS headers would repeat the ones
+		// the web tier has already set.
 		ModifyResponse: func(resp *http.Response) error {
 			resp.Header.Del(observe.RequestIDHeader)
+			resp.Header.Del("Strict-Transport-Security") // this tier sets its own, once
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
