@@ -13,39 +13,49 @@ import (
 // may be an attempt at request smuggling; a server that answers it must
 // close the connection. Go's server lets Transfer-Encoding win and drops
 // Content-Length before any handler sees the request, so the raw header
-// block is kept for the check: FramingGuard wraps the listener (recording
-// the last bytes each connection read) and the handler (refusing such a
-// request with 400 and closing the connection).
+// block is kept for the check: FramingGuard wraps the listener (each
+// connection records what it reads between requests) and the handler
+// (refusing such a request with 400 and closing the connection). A
+// request pipelined in the same read as the one before it is not seen
+// raw; Go's own handling (Transfer-Encoding wins) then applies.
 
-// tapWindow is how many of a connection's latest bytes are kept: a header
-// block (the server's MaxHeaderBytes is 64 KiB) plus read-ahead.
-const tapWindow = 80 << 10
+// tapLimit bounds what a connection records: a header block (the server's
+// MaxHeaderBytes is 64 KiB) and the server's read-ahead.
+const tapLimit = 72 << 10
 
+// tapConn records what the server reads between requests: from the end of
+// one handler to the start of the next, that is the next request's header
+// block (and a little read-ahead). Bodies are not recorded, so it stays
+// small whatever the connection carries.
 type tapConn struct {
 	net.Conn
-	mu   sync.Mutex
-	seen []byte
+	mu        sync.Mutex
+	recording bool
+	seen      []byte
 }
 
 func (c *tapConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.mu.Lock()
-		c.seen = append(c.seen, p[:n]...)
-		if over := len(c.seen) - tapWindow; over > 0 {
-			c.seen = append(c.seen[:0], c.seen[over:]...)
+		if c.recording {
+			if len(c.seen)+n > tapLimit {
+				c.recording, c.seen = false, nil // too much for one header block: give up on it
+			} else {
+				c.seen = append(c.seen, p[:n]...)
+			}
 		}
 		c.mu.Unlock()
 	}
 	return n, err
 }
 
-// headerBlock returns the raw header block of the latest request read whose
-// request line is line, or nil.
+// headerBlock returns the raw header block of the request whose request
+// line is line, from what was recorded since the last request, or nil.
 func (c *tapConn) headerBlock(line []byte) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i := bytes.LastIndex(c.seen, line)
+	i := bytes.Index(c.seen, line)
 	if i < 0 {
 		return nil
 	}
@@ -56,6 +66,20 @@ func (c *tapConn) headerBlock(line []byte) []byte {
 	return bytes.Clone(block)
 }
 
+// pause stops recording (a handler runs: its body is not wanted); resume
+// starts afresh for the next request.
+func (c *tapConn) pause() {
+	c.mu.Lock()
+	c.recording, c.seen = false, nil
+	c.mu.Unlock()
+}
+
+func (c *tapConn) resume() {
+	c.mu.Lock()
+	c.recording, c.seen = true, c.seen[:0]
+	c.mu.Unlock()
+}
+
 type tapListener struct{ net.Listener }
 
 func (l tapListener) Accept() (net.Conn, error) {
@@ -63,7 +87,7 @@ func (l tapListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tapConn{Conn: c}, nil
+	return &tapConn{Conn: c, recording: true}, nil
 }
 
 type tapKey struct{}
@@ -92,7 +116,12 @@ func FramingGuard(srv *http.Server, ln net.Listener) net.Listener {
 				r.TLS = &cs
 			}
 		}
-		if ambiguousFraming(r) {
+		ambiguous := ambiguousFraming(r)
+		if tc, ok := r.Context().Value(tapKey{}).(*tapConn); ok {
+			tc.pause()
+			defer tc.resume()
+		}
+		if ambiguous {
 			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusBadRequest, "a request may not carry both Transfer-Encoding and Content-Length")
 			return

@@ -65,6 +65,20 @@ func TestARequestWithBothFramingsIsRefusedAndTheConnectionClosed(t *testing.T) {
 	resp, err = http.ReadResponse(br, nil)
 	require.NoError(t, err, "and the connection stays usable")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	_, _ = io.ReadAll(resp.Body)
+	for range 50 { // a long-lived connection: the check still sees each request's own headers
+		_, err = io.WriteString(c, "POST /api/users HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+		require.NoError(t, err)
+		resp, err = http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		_, _ = io.ReadAll(resp.Body)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	_, err = io.WriteString(c, "POST /api/users HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	require.NoError(t, err)
+	resp, err = http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "late in a connection too")
 	resp, _, _ = send("POST /api/users HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "Content-Length alone is fine")
 }
