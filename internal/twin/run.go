@@ -2,7 +2,9 @@ package twin
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -237,7 +239,7 @@ func (m *Model) BootAll(state State, exe string, out io.Writer) error {
 				errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
 				return
 			}
-			fmt.Fprintf(out, "boot %-8s user data complete, service healthy in %.1f s (%s)\n", h.Name, time.Since(start).Seconds(), state.path("logs", h.Name+"-boot.log"))
+			fmt.Fprintf(out, "boot %-8s user data complete, release sha256 %.12s installed, service healthy in %.1f s (%s)\n", h.Name, m.AWS.Release.SHA256, time.Since(start).Seconds(), state.path("logs", h.Name+"-boot.log"))
 		})
 	}
 	wg.Wait()
@@ -272,6 +274,14 @@ func (m *Model) boot(state State, exe string, h Host, ca []byte) error {
 	}
 	if err != nil {
 		return fmt.Errorf("user data failed: %w (see %s)", err, log.Name())
+	}
+	// What the instance runs is the release the plan names, byte for byte.
+	installed, err := os.ReadFile(filepath.Join(root, "fs", "usr", "local", "upper", "bin", "conduit"))
+	if err != nil {
+		return fmt.Errorf("no conduit installed: %w (see %s)", err, log.Name())
+	}
+	if sum := sha256.Sum256(installed); hex.EncodeToString(sum[:]) != m.AWS.Release.SHA256 {
+		return fmt.Errorf("installed conduit is not the release %s", m.AWS.Release.SHA256)
 	}
 	return m.waitHealthy(h, 3*time.Minute)
 }
