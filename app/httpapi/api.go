@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"webstack/app/conduit"
+	"webstack/app/observe"
 )
 
 // Store is the persistence the API needs. A viewer is the signed-in user
@@ -151,7 +152,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", ContentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
-	if a.https(r) {
+	if observe.HTTPS(r, a.opts.TrustedProxies) {
 		h.Set("Strict-Transport-Security", HSTS)
 	}
 	if origin := r.Header.Get("Origin"); origin != "" && a.originAllowed(origin) {
@@ -178,27 +179,6 @@ const ContentSecurityPolicy = "default-src 'none'; frame-ancestors 'none'"
 
 // HSTS is the Strict-Transport-Security of answers over HTTPS (a year).
 const HSTS = "max-age=31536000; includeSubDomains"
-
-// https reports whether r reached the edge over HTTPS: this server's own
-// TLS, or a trusted proxy's X-Forwarded-Proto.
-func (a *API) https(r *http.Request) bool {
-	if r.TLS != nil {
-		return true
-	}
-	if r.Header.Get("X-Forwarded-Proto") != "https" {
-		return false
-	}
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	for _, p := range a.opts.TrustedProxies {
-		if p.Contains(peer.Addr().Unmap()) {
-			return true
-		}
-	}
-	return false
-}
 
 func (a *API) originAllowed(origin string) bool {
 	for _, o := range a.opts.AllowedOrigins {

@@ -53,6 +53,29 @@ func Client(ctx context.Context) string {
 	return ri.client
 }
 
+// trusts reports whether a is one of the trusted proxies.
+func trusts(trusted []netip.Prefix, a netip.Addr) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// FromTrustedProxy reports whether r's peer is one of the trusted proxies
+// (whose X-Forwarded-* headers are believed).
+func FromTrustedProxy(r *http.Request, trusted []netip.Prefix) bool {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && trusts(trusted, peer.Addr().Unmap())
+}
+
+// HTTPS reports whether r reached the edge over HTTPS: this server's own
+// TLS, or a trusted proxy's X-Forwarded-Proto.
+func HTTPS(r *http.Request, trusted []netip.Prefix) bool {
+	return r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" && FromTrustedProxy(r, trusted)
+}
+
 // ClientIP is the address of the client behind r: its peer, unless the
 // peer is a trusted proxy, then the rightmost X-Forwarded-For hop that is
 // not a trusted proxy (each proxy appends the peer it saw, so hops to the
@@ -63,15 +86,7 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 		return r.RemoteAddr
 	}
 	addr := peer.Addr().Unmap()
-	trust := func(a netip.Addr) bool {
-		for _, p := range trusted {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
-	if !trust(addr) {
+	if !trusts(trusted, addr) {
 		return addr.String()
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
@@ -81,7 +96,7 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 			break // a malformed hop: stop believing the header here
 		}
 		addr = a.Unmap()
-		if !trust(addr) {
+		if !trusts(trusted, addr) {
 			break
 		}
 	}

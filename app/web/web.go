@@ -104,28 +104,13 @@ func New(w *waf.WAF, log *slog.Logger, opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// https reports whether the visitor reached the site over HTTPS: this
-// server's own TLS, or the load balancer's, which it says in
-// X-Forwarded-Proto and which is believed only from a trusted peer.
-func (o Options) https(r *http.Request) bool {
-	if r.TLS != nil {
-		return true
-	}
-	return o.trusted(r) && r.Header.Get("X-Forwarded-Proto") == "https"
-}
+// https reports whether the visitor reached the site over HTTPS (this
+// server's TLS, or the load balancer's X-Forwarded-Proto from a trusted
+// peer).
+func (o Options) https(r *http.Request) bool { return observe.HTTPS(r, o.TrustedProxies) }
 
-func (o Options) trusted(r *http.Request) bool {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	for _, p := range o.TrustedProxies {
-		if p.Contains(ap.Addr().Unmap()) {
-			return true
-		}
-	}
-	return false
-}
+// trusted reports whether r's peer is the load balancer.
+func (o Options) trusted(r *http.Request) bool { return observe.FromTrustedProxy(r, o.TrustedProxies) }
 
 // Route names a request's route for metrics and logs: /healthz, the api
 // proxy, or the site's page pattern.
