@@ -17,7 +17,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -119,7 +118,8 @@ func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slo
 
 	var ferret *exec.Cmd
 	if db, ok := m.hostOfTier(DB); ok {
-		if ferret, err = startFerret(ctx, conduit, state, log); err != nil {
+		var ferretAddr string
+		if ferret, ferretAddr, err = startFerret(ctx, conduit, state, log); err != nil {
 			return err
 		}
 		defer func() { _ = ferret.Process.Signal(syscall.SIGTERM); _ = ferret.Wait() }()
@@ -132,7 +132,7 @@ func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slo
 			return err
 		}
 		defer ln.Close()
-		c := &cluster{upstream: ferretAddr(ferret), aws: aws, cert: cert, log: log}
+		c := &cluster{upstream: ferretAddr, aws: aws, cert: cert, log: log}
 		go c.serve(ln)
 	}
 
@@ -169,23 +169,22 @@ const rotationWindow = 10 * time.Second
 
 // startFerret runs FerretDB (as `conduit local` embeds it) on a free
 // loopback port of this machine, with its data under state/db.
-func startFerret(ctx context.Context, conduit string, state State, log *slog.Logger) (*exec.Cmd, error) {
+func startFerret(ctx context.Context, conduit string, state State, log *slog.Logger) (*exec.Cmd, string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	addr := l.Addr().String()
 	l.Close()
 	out, err := os.Create(state.path("logs", "ferretdb.log"))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	cmd := exec.Command(conduit, "local", "--mongo-addr", addr, "--web-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0",
 		"--admin-addr", "127.0.0.1:0", "--data-dir", state.path("db"))
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = append(os.Environ(), "TWIN_FERRET_ADDR="+addr)
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s local (FerretDB): %w", conduit, err)
+		return nil, "", fmt.Errorf("start %s local (FerretDB): %w", conduit, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -193,23 +192,14 @@ func startFerret(ctx context.Context, conduit string, state State, log *slog.Log
 		if err == nil {
 			c.Close()
 			log.Info("FerretDB up", "addr", addr)
-			return cmd, nil
+			return cmd, addr, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			_ = cmd.Process.Kill()
-			return nil, fmt.Errorf("FerretDB did not listen on %s (see %s)", addr, out.Name())
+			return nil, "", fmt.Errorf("FerretDB did not listen on %s (see %s)", addr, out.Name())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func ferretAddr(cmd *exec.Cmd) string {
-	for _, e := range cmd.Env {
-		if a, ok := strings.CutPrefix(e, "TWIN_FERRET_ADDR="); ok {
-			return a
-		}
-	}
-	return ""
 }
 
 // BootAll boots every instance from its own user data, at once, each in
