@@ -254,16 +254,14 @@ func overridesOf(args []string) []string {
 // keepLogs: what check leaves to read).
 func down(m *twin.Model, state twin.State, keepLogs bool) error {
 	if pid, err := servePID(state); err == nil && pid > 1 {
-		{
-			_ = syscall.Kill(-pid, syscall.SIGTERM)
-			for range 50 {
-				if syscall.Kill(pid, 0) != nil {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		for range 50 {
+			if syscall.Kill(pid, 0) != nil {
+				break
 			}
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			time.Sleep(100 * time.Millisecond)
 		}
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	if err := m.Down(); err != nil {
 		return err
@@ -272,11 +270,12 @@ func down(m *twin.Model, state twin.State, keepLogs bool) error {
 		return os.RemoveAll(string(state))
 	}
 	// Each instance's journal (its service's output) joins the logs.
-	journals, _ := filepath.Glob(filepath.Join(string(state), "hosts", "*", "fs", "var", "upper", "log", "journal", "*.log"))
-	for _, j := range journals {
-		host := filepath.Base(filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(j)))))))
-		if b, err := os.ReadFile(j); err == nil {
-			_ = os.WriteFile(filepath.Join(state.Logs(), host+"-journal.log"), b, 0o644)
+	for _, h := range m.Hosts {
+		journals, _ := filepath.Glob(filepath.Join(string(state), "hosts", h.Name, "fs", "var", "upper", "log", "journal", "*.log"))
+		for _, j := range journals {
+			if b, err := os.ReadFile(j); err == nil {
+				_ = os.WriteFile(filepath.Join(state.Logs(), h.Name+"-journal.log"), b, 0o644)
+			}
 		}
 	}
 	entries, _ := os.ReadDir(string(state))
