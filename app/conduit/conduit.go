@@ -5,12 +5,10 @@ package conduit
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
-// User is a registered account, with whom they follow and what they
-// favorited: what a viewer's requests need to flag lists and articles.
+// User is a registered account.
 type User struct {
 	ID           string
 	Username     string
@@ -20,16 +18,11 @@ type User struct {
 	Image        string
 	// Cred is the credential version: it changes with the password, and
 	// tokens carry the one they were issued for.
-	Cred      int
-	Following []string // user ids
-	Favorites []string // article ids
+	Cred int
+	// LastWrite is when the user last changed anything (or began to): for
+	// a while after it, what they read must show what they wrote.
+	LastWrite time.Time
 }
-
-// Follows reports whether u follows the user id.
-func (u *User) Follows(id string) bool { return u != nil && slices.Contains(u.Following, id) }
-
-// Favors reports whether u favorited the article id.
-func (u *User) Favors(id string) bool { return u != nil && slices.Contains(u.Favorites, id) }
 
 // Profile is u as seen by someone who does not follow them.
 func (u *User) Profile() Profile { return Profile{Username: u.Username, Bio: u.Bio, Image: u.Image} }

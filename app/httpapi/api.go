@@ -16,23 +16,26 @@ import (
 )
 
 // Store is the persistence the API needs. A viewer is the signed-in user
-// (nil when nobody is): stores flag articles and profiles from the viewer's
-// own following and favorites lists, with no further reads.
+// (nil when nobody is): stores flag articles and profiles as the viewer
+// sees them, and show a viewer their own writes.
 type Store interface {
 	Ping(ctx context.Context) error
 	CreateUser(ctx context.Context, u *conduit.User) error
 	UserByEmail(ctx context.Context, email string) (*conduit.User, error)
-	UserByUsername(ctx context.Context, username string) (*conduit.User, error)
-	// User reads the user with their latest relations: a viewer's reads
-	// must reflect the viewer's own writes, on any instance.
+	UserByUsername(ctx context.Context, viewer *conduit.User, username string) (*conduit.User, error)
+	// User reads the signed-in user as they are now, on any instance:
+	// their credential version, their last write.
 	User(ctx context.Context, id string) (*conduit.User, error)
+	// Wrote records, before a viewer's write, that they are writing: their
+	// next reads must show it, whichever instance serves them.
+	Wrote(ctx context.Context, viewer *conduit.User) error
 	UpdateUser(ctx context.Context, old, u *conduit.User) error
 	Follow(ctx context.Context, follower, followee string) error
 	Unfollow(ctx context.Context, follower, followee string) error
-	Profile(viewer, u *conduit.User) conduit.Profile
+	Profile(ctx context.Context, viewer, u *conduit.User) (conduit.Profile, error)
 	CreateArticle(ctx context.Context, a *conduit.Article) error
 	ArticleBySlug(ctx context.Context, viewer *conduit.User, slug string) (*conduit.Article, error)
-	UpdateArticle(ctx context.Context, oldSlug string, a *conduit.Article) error
+	UpdateArticle(ctx context.Context, a *conduit.Article) error
 	DeleteArticle(ctx context.Context, a *conduit.Article) error
 	Favorite(ctx context.Context, user string, a *conduit.Article) error
 	Unfavorite(ctx context.Context, user string, a *conduit.Article) error
@@ -236,6 +239,9 @@ func (a *API) handle(h handlerFunc, mode authMode) http.Handler {
 			me, token, err = a.authenticate(r, mode)
 			if token != "" {
 				r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, token))
+			}
+			if err == nil && me != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+				err = a.store.Wrote(r.Context(), me) // before the write, and before the reads it makes
 			}
 		}
 		if err == nil {

@@ -188,10 +188,9 @@ func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 		art.Body = *in.Body
 	}
 	art.UpdatedAt = time.Now().UTC()
-	oldSlug := art.Slug
 	save := func(slug string) error {
 		art.Slug = slug
-		return a.store.UpdateArticle(r.Context(), oldSlug, art)
+		return a.store.UpdateArticle(r.Context(), art)
 	}
 	if in.Title != nil && *in.Title != art.Title {
 		if err := conduit.Line("title", *in.Title, conduit.MaxTitle); err != nil {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -165,12 +166,12 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	return a.userResponse(w, http.StatusOK, &u, token)
 }
 
-func (a *API) profileUser(r *http.Request) (*conduit.User, error) {
+func (a *API) profileUser(r *http.Request, me *conduit.User) (*conduit.User, error) {
 	name := r.PathValue("username")
 	if err := conduit.ValidUsername(name); err != nil {
 		return nil, conduit.Errorf(conduit.CodeNotFound, "profile not found")
 	}
-	u, err := a.store.UserByUsername(r.Context(), name)
+	u, err := a.store.UserByUsername(r.Context(), me, name)
 	if conduit.CodeOf(err) == conduit.CodeNotFound {
 		return nil, conduit.Errorf(conduit.CodeNotFound, "profile not found")
 	}
@@ -178,11 +179,15 @@ func (a *API) profileUser(r *http.Request) (*conduit.User, error) {
 }
 
 func (a *API) profile(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
-	u, err := a.profileUser(r)
+	u, err := a.profileUser(r, me)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]profileJSON{"profile": toProfile(a.store.Profile(me, u))})
+	p, err := a.store.Profile(r.Context(), me, u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]profileJSON{"profile": toProfile(p)})
 	return nil
 }
 
@@ -195,7 +200,7 @@ func (a *API) unfollow(w http.ResponseWriter, r *http.Request, me *conduit.User)
 }
 
 func (a *API) setFollow(w http.ResponseWriter, r *http.Request, me *conduit.User, op func(ctx context.Context, follower, followee string) error) error {
-	u, err := a.profileUser(r)
+	u, err := a.profileUser(r, me)
 	if err != nil {
 		return err
 	}
@@ -211,9 +216,11 @@ func (a *API) setFollow(w http.ResponseWriter, r *http.Request, me *conduit.User
 	return nil
 }
 
-// takenIfConflict names what a unique-index conflict on a user means.
+// takenIfConflict names what a unique-index conflict on a user means: the
+// store says which of the values the person chose is taken.
 func takenIfConflict(err error) error {
-	if conduit.CodeOf(err) == conduit.CodeConflict {
+	var e *conduit.Error
+	if errors.As(err, &e) && e.Code == conduit.CodeConflict && e.Message == "already exists" {
 		return conduit.Errorf(conduit.CodeConflict, "email or username has already been taken")
 	}
 	return err

@@ -138,6 +138,7 @@ type Metrics struct {
 	requests   *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	db         *prometheus.HistogramVec
+	dbCommands *prometheus.CounterVec
 	wafBlocked *prometheus.CounterVec
 	canceled   prometheus.Counter
 	// For CloudWatch (its agent keeps counters and summaries and drops
@@ -169,6 +170,10 @@ func NewMetrics(role string) *Metrics {
 			Name: "conduit_db_operation_duration_seconds", ConstLabels: prometheus.Labels{"role": role}, Help: "Database operation latency by operation.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .02, .05, .1, .25, 1},
 		}, []string{"op"}),
+		dbCommands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "conduit_db_commands_total", ConstLabels: prometheus.Labels{"role": role},
+			Help: "Commands sent to the database, as the driver puts them on the wire, by command (known ones, else other).",
+		}, []string{"command"}),
 		wafBlocked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "conduit_waf_blocked_total", ConstLabels: prometheus.Labels{"role": role}, Help: "Requests the WAF blocked, by rule id.",
 		}, []string{"rule"}),
@@ -187,7 +192,7 @@ func NewMetrics(role string) *Metrics {
 	m.dbErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "conduit_db_errors_total", ConstLabels: prometheus.Labels{"role": role}, Help: "Database operations that failed (unavailable, timed out, refused, internal).",
 	})
-	m.Registry.MustRegister(m.requests, m.latency, m.db, m.wafBlocked, m.canceled, m.serverErrors, m.quantiles, m.dbErrors)
+	m.Registry.MustRegister(m.requests, m.latency, m.db, m.dbCommands, m.wafBlocked, m.canceled, m.serverErrors, m.quantiles, m.dbErrors)
 	return m
 }
 
@@ -202,6 +207,20 @@ func ProcessRegistry() *prometheus.Registry {
 // ObserveDB records one database operation.
 func (m *Metrics) ObserveDB(op string, d time.Duration) {
 	m.db.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// dbCommandNames are the database commands metrics name; any other is
+// "other" (a closed set, like every label here).
+var dbCommandNames = map[string]bool{"find": true, "getMore": true, "insert": true, "update": true, "delete": true,
+	"findAndModify": true, "aggregate": true, "count": true, "ping": true, "createIndexes": true, "listIndexes": true,
+	"listCollections": true, "create": true, "killCursors": true, "endSessions": true}
+
+// DBCommand counts one command sent to the database.
+func (m *Metrics) DBCommand(name string) {
+	if !dbCommandNames[name] {
+		name = "other"
+	}
+	m.dbCommands.WithLabelValues(name).Inc()
 }
 
 // DBError counts one failed database operation.

@@ -3,7 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
+	"strconv"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -12,62 +13,46 @@ import (
 	"webstack/app/conduit"
 )
 
-// An article's comments live in one thread document, {_id: aid, comments:
-// [...]}: listing them is one read by _id. Threads are spread over
-// threadShards collections (threads_00 … threads_ff, by a hash of the
-// article id), because FerretDB 1.x on SQLite finds the document to update
-// by scanning its collection: a comment then costs in proportion to one
-// shard, not to every thread there is. On MongoDB and DocumentDB the shards
-// are just 256 small collections, each read and updated by _id.
-const threadShards = 256
-
-// DefaultMaxComments is how many comments an article holds unless
-// Options say otherwise.
-const DefaultMaxComments = 5000
-
-// maxThreadBytes bounds the comment text of one article, whatever the
-// count: its thread stays well under the 16 MB a document may hold.
-var maxThreadBytes = 8 << 20 // a variable for tests
-
-type threadDoc struct {
-	AID      string       `bson:"_id"`
-	N        int          `bson:"n"`     // len(Comments), kept by each update
-	Bytes    int          `bson:"bytes"` // their bodies' total length, likewise
-	Comments []commentDoc `bson:"comments"`
-}
-
+// A comment is a document of its own: adding one is an insert and its
+// index entries, whatever the article already has; there is no bound per
+// article but the collection's.
 type commentDoc struct {
-	ID        int64     `bson:"id"`
+	ID        string    `bson:"_id"` // commentKey of its integer id
+	AID       string    `bson:"aid"`
 	AuthorID  string    `bson:"authorId"`
 	Body      string    `bson:"body"`
 	CreatedAt time.Time `bson:"createdAt"`
 	UpdatedAt time.Time `bson:"updatedAt"`
 }
 
-func (d commentDoc) comment(aid string, author conduit.Profile) conduit.Comment {
-	return conduit.Comment{ID: d.ID, ArticleID: aid, AuthorID: d.AuthorID, Body: d.Body, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Author: author}
+// commentKey is the _id of the comment id: 16 hex digits, so that the
+// string order is the numeric one.
+func commentKey(id int64) string { return fmt.Sprintf("%016x", id) }
+
+func (d commentDoc) comment(author conduit.Profile) conduit.Comment {
+	id, _ := strconv.ParseInt(d.ID, 16, 64)
+	return conduit.Comment{ID: id, ArticleID: d.AID, AuthorID: d.AuthorID, Body: d.Body, CreatedAt: d.CreatedAt,
+		UpdatedAt: d.UpdatedAt, Author: author}
 }
 
-// threads is the shard collection of the article aid.
-func (s *Store) threads(aid string, fresh bool) collection {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(aid))
-	return s.listColl(fmt.Sprintf("threads_%02x", h.Sum32()%threadShards), fresh)
+// commentIDs hands out comment ids from a block this process reserved.
+type commentIDs struct {
+	mu        sync.Mutex
+	next, end int64
 }
 
 // idBlock is how many comment ids a process reserves at a time.
 const idBlock = 64
 
 // nextCommentID hands out comment ids from a block this process reserved
-// from a counter in meta (one small document): one counter write per 64
-// comments. $inc in findAndModify is atomic on MongoDB and DocumentDB, so
-// instances get disjoint blocks; FerretDB 1.x reads and writes the counter
-// separately, so this process's callers take turns. Ids are unique, not
-// ordered across instances (a thread keeps its comments in the order they
-// were added); a restart leaves the rest of a block unused.
+// from a counter in meta: one counter write per 64 comments. $inc in
+// findAndModify is atomic, so instances get disjoint blocks; one sent
+// again after a lost reply reserves another block, and the first is a gap.
+// Ids are unique, not ordered across instances (comments are listed by
+// time); a restart leaves the rest of a block unused.
 func (s *Store) nextCommentID(ctx context.Context) (int64, error) {
-	s.seqMu.Lock()
-	defer s.seqMu.Unlock()
+	s.ids.mu.Lock()
+	defer s.ids.mu.Unlock()
 	if s.ids.next < s.ids.end {
 		s.ids.next++
 		return s.ids.next - 1, nil
@@ -75,7 +60,7 @@ func (s *Store) nextCommentID(ctx context.Context) (int64, error) {
 	var c struct {
 		Seq int64 `bson:"seq"`
 	}
-	err := s.coll("meta").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: "commentSeq"}},
+	err := s.coll("meta").FindOneAndUpdate(ctx, byID("commentSeq"),
 		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(idBlock)}}}}, &c,
 		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After))
 	if err != nil {
@@ -86,155 +71,98 @@ func (s *Store) nextCommentID(ctx context.Context) (int64, error) {
 }
 
 // AddComment stores a comment on the article slug with a new integer id:
-// the id, then one update of the thread. A crash in between leaves an
-// unused id, nothing else.
+// one insert carrying its own _id (sent again after a lost reply, it finds
+// itself). The article is read again after: a comment that arrived after
+// its article's deletion had removed the others goes too.
 func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment) error {
 	defer s.observe("comments.insert", time.Now())
-	aid, err := s.aidOf(ctx, true, slug)
-	if err != nil {
-		return err
+	var a articleDoc
+	if err := s.findOne(ctx, s.coll("articles"), "articles.find", bson.D{{Key: "slug", Value: slug}}, &a,
+		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})); err != nil {
+		return notFoundAs(err, "article not found")
 	}
 	id, err := s.nextCommentID(ctx)
 	if err != nil {
 		return err
 	}
-	doc := commentDoc{ID: id, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
-	// One update found by _id alone (a filter FerretDB hands to SQLite's
-	// index; any other filter makes it decode the whole shard), which also
-	// counts the thread's comments. A thread pushed past Options.MaxComments takes
-	// the comment back out and refuses it. The thread comes back whole
-	// (FerretDB 1.x has no projection on findAndModify): its size is what
-	// the update rewrites anyway, bounded by Options.MaxComments.
-	threads := s.threads(aid, true)
-	var t struct {
-		N     int `bson:"n"`
-		Bytes int `bson:"bytes"`
+	doc := commentDoc{ID: commentKey(id), AID: a.ID, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+	if err := s.insertNew(ctx, "comments", "insert comment", doc.ID, doc); err != nil {
+		return err
 	}
-	err = threads.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: aid}},
-		bson.D{{Key: "$push", Value: bson.D{{Key: "comments", Value: doc}}}, {Key: "$inc", Value: bson.D{{Key: "n", Value: 1}, {Key: "bytes", Value: len(doc.Body)}}}}, &t,
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After))
-	if err != nil {
-		return s.wrap("insert comment", err)
+	if err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &a,
+		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})); errNotFound(err) {
+		_, _ = s.coll("comments").DeleteOne(ctx, byID(doc.ID))
+		return conduit.Errorf(conduit.CodeNotFound, "article not found")
 	}
-	if t.N > s.opts.MaxComments || t.Bytes > maxThreadBytes {
-		if err := s.pullComment(context.WithoutCancel(ctx), aid, doc); err != nil {
-			return err
-		}
-		return conduit.Errorf(conduit.CodeInvalid, "this article holds no more comments (%d at most, %d MiB of text)", s.opts.MaxComments, maxThreadBytes>>20)
-	}
-	c.ID, c.ArticleID = id, aid
+	c.ID, c.ArticleID = id, a.ID
 	return nil
 }
 
-// aidOf returns the id of the article slug: cached while the articles'
-// generation holds (a rename or a deletion moves it on), else read by _id.
-func (s *Store) aidOf(ctx context.Context, fresh bool, slug string) (string, error) {
-	g, err := s.gensOf(ctx, fresh)
-	if err != nil {
-		return "", err
-	}
-	key := fmt.Sprintf("%v|%s", fresh, slug)
-	if aid, ok := s.cache.slugs.get(key, g.Articles); ok {
-		return aid, nil
-	}
-	a, err := s.articleDoc(ctx, fresh, slug)
-	if err != nil {
-		return "", err
-	}
-	s.cache.slugs.put(key, g.Articles, a.AID)
-	return a.AID, nil
-}
-
-// thread reads the comments of the article slug, oldest first: its thread
-// by _id (from the primary for a signed-in viewer), after the article's id
-// (cached).
-func (s *Store) thread(ctx context.Context, fresh bool, slug string) (string, []commentDoc, error) {
-	aid, err := s.aidOf(ctx, fresh, slug)
-	if err != nil {
-		return "", nil, err
-	}
-	var t threadDoc
-	err = s.findOne(ctx, s.threads(aid, fresh), "comments.find", aid, &t)
+// notFoundAs names a not-found error.
+func notFoundAs(err error, msg string) error {
 	if errNotFound(err) {
-		return aid, nil, nil
+		return conduit.Errorf(conduit.CodeNotFound, "%s", msg)
 	}
-	return aid, t.Comments, err
+	return err
 }
 
 // Comments lists an article's comments, oldest first, as viewer sees them.
 func (s *Store) Comments(ctx context.Context, viewer *conduit.User, slug string) ([]conduit.Comment, error) {
-	aid, docs, err := s.thread(ctx, viewer != nil, slug)
+	a, err := s.article(ctx, viewer, slug)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(docs))
-	for i, d := range docs {
-		ids[i] = d.AuthorID
+	fresh := s.fresh(viewer)
+	load := func(ctx context.Context) ([]commentDoc, error) {
+		return findAll[commentDoc](ctx, s, s.reader(fresh, "comments"), "comments.find", bson.D{{Key: "aid", Value: a.ID}},
+			options.Find().SetSort(bson.D{asc("createdAt"), asc("_id")}))
 	}
-	profiles, err := s.profilesOf(ctx, viewer, ids)
+	var docs []commentDoc
+	if fresh {
+		docs, err = load(ctx)
+	} else {
+		docs, err = s.cache.comments.fill(ctx, a.ID, load)
+	}
+	if err != nil {
+		return nil, err
+	}
+	authors := make([]string, len(docs))
+	for i, d := range docs {
+		authors[i] = d.AuthorID
+	}
+	profiles, err := s.profilesOf(ctx, viewer, authors)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]conduit.Comment, len(docs))
 	for i, d := range docs {
-		out[i] = d.comment(aid, profiles[d.AuthorID])
+		out[i] = d.comment(profiles[d.AuthorID])
 	}
 	return out, nil
 }
 
-// Comment loads one comment of the article slug.
+// Comment loads one comment of the article slug, from the primary.
 func (s *Store) Comment(ctx context.Context, slug string, id int64) (*conduit.Comment, error) {
-	aid, docs, err := s.thread(ctx, true, slug)
-	if err != nil {
-		return nil, err
+	var a articleDoc
+	if err := s.findOne(ctx, s.coll("articles"), "articles.find", bson.D{{Key: "slug", Value: slug}}, &a,
+		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})); err != nil {
+		return nil, notFoundAs(err, "article not found")
 	}
-	for _, d := range docs {
-		if d.ID == id {
-			c := d.comment(aid, conduit.Profile{})
-			return &c, nil
-		}
+	var d commentDoc
+	if err := s.findOne(ctx, s.coll("comments"), "comments.find", byID(commentKey(id)), &d); err != nil {
+		return nil, notFoundAs(err, "comment not found")
 	}
-	return nil, conduit.Errorf(conduit.CodeNotFound, "comment not found")
+	if d.AID != a.ID {
+		return nil, conduit.Errorf(conduit.CodeNotFound, "comment not found")
+	}
+	c := d.comment(conduit.Profile{})
+	return &c, nil
 }
 
-// DeleteComment removes one comment of the article slug.
+// DeleteComment removes one comment (Comment found it on the article
+// slug): a delete by _id, twice is once.
 func (s *Store) DeleteComment(ctx context.Context, slug string, id int64) error {
 	defer s.observe("comments.delete", time.Now())
-	aid, err := s.aidOf(ctx, true, slug)
-	if err != nil {
-		return err
-	}
-	var t threadDoc
-	if err := s.findOne(ctx, s.threads(aid, true), "comments.find", aid, &t); err != nil {
-		if errNotFound(err) {
-			return nil
-		}
-		return err
-	}
-	for _, c := range t.Comments {
-		if c.ID == id {
-			return s.pullComment(ctx, aid, c)
-		}
-	}
-	return nil
-}
-
-// pullComment removes comment c from the thread of aid and counts it out,
-// only when it is there (so twice is once).
-func (s *Store) pullComment(ctx context.Context, aid string, c commentDoc) error {
-	// $pull is given the comment whole, not a condition on its id:
-	// FerretDB 1.x's $pull removes only elements equal to the value
-	// (MongoDB and DocumentDB treat a document as a condition, which the
-	// whole comment also is). The filter on its id makes the count move
-	// only when the comment is there.
-	_, err := s.threads(aid, true).UpdateOne(ctx, bson.D{{Key: "_id", Value: aid}, {Key: "comments.id", Value: c.ID}},
-		bson.D{{Key: "$pull", Value: bson.D{{Key: "comments", Value: c}}},
-			{Key: "$inc", Value: bson.D{{Key: "n", Value: -1}, {Key: "bytes", Value: -len(c.Body)}}}})
+	_, err := s.coll("comments").DeleteOne(ctx, byID(commentKey(id)))
 	return s.wrap("delete comment", err)
-}
-
-// deleteThread removes an article's thread.
-func (s *Store) deleteThread(ctx context.Context, aid string) error {
-	_, err := s.threads(aid, true).DeleteOne(ctx, bson.D{{Key: "_id", Value: aid}})
-	return s.wrap("delete comments", err)
 }

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/auth"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 )
 
 // URIFunc returns the connection string to use. rejected is the one the
@@ -44,13 +45,19 @@ type conn struct {
 // errRetired is why operations on a replaced connection stop.
 var errRetired = errors.New("database connection replaced after a credential rotation")
 
-func dial(uri, database string) (*conn, error) {
+// atomicConn is the connection in use.
+type atomicConn = atomic.Pointer[conn]
+
+func dial(uri, database string, monitor *event.CommandMonitor) (*conn, error) {
 	opts := options.Client().ApplyURI(uri)
 	single := opts.ReplicaSet == nil || *opts.ReplicaSet == ""
 	opts = opts.
 		SetServerSelectionTimeout(2 * time.Second).
 		SetConnectTimeout(2 * time.Second).
 		SetRetryWrites(false) // DocumentDB does not support retryable writes
+	if monitor != nil {
+		opts = opts.SetMonitor(monitor)
+	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
@@ -120,7 +127,7 @@ func (s *Store) refresh(ctx context.Context, rejected *conn) error {
 		if uri == refused || uri == rejected.uri {
 			return errors.New("refresh database credentials: the database refuses the current ones and there are no others")
 		}
-		if c, err = dial(uri, rejected.db.Name()); err != nil {
+		if c, err = dial(uri, rejected.db.Name(), s.commandMonitor()); err != nil {
 			return err
 		}
 		if err := c.client.Ping(ctx, readpref.Primary()); !isAuthError(err) {
@@ -145,46 +152,59 @@ func (s *Store) refresh(ctx context.Context, rejected *conn) error {
 	return nil
 }
 
-// retry runs read f on the current connection and runs it again when
-// that is safe: once on a refreshed connection if the database refused
-// the credentials, or if a rotation replaced the connection while f ran
-// (a read may always run twice; waiting on the replaced connection — for
-// a server, a pooled connection, a handshake its old password cannot
-// pass — stops at once); and with a growing pause while the database
-// answers "busy" (the operation did not happen), up to about half a second.
+// retry runs f (a read, or a write made safe to send twice: every write
+// the store sends is, see the package comment) on the current connection,
+// and again:
+//   - once on a refreshed connection if the database refused the
+//     credentials (refused before anything was sent);
+//   - on the new connection if a rotation replaced the one f ran on (a
+//     read waiting on the replaced connection stops at once);
+//   - with a growing pause while the error is transient (a failover, a
+//     network error, no primary selected, the local engine busy), until
+//     ctx ends: DocumentDB elects a new primary in about 30 s, the api's
+//     requests last 1.5 s, so a request during a failover is answered 503
+//     with Retry-After and its client tries again.
 func retry[T any](ctx context.Context, s *Store, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
 	return run(ctx, s, true, f)
 }
 
-// run is retry for reads (idempotent) and writes. A write is never cut
-// short by a rotation (it may be on the wire), and runs again only when
-// it provably was not sent.
-func run[T any](ctx context.Context, s *Store, idempotent bool, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
-	c := s.cur.Load()
-	v, err := attempt(ctx, c, idempotent, f)
-	switch {
-	case isAuthError(err):
-		if rerr := s.refresh(ctx, c); rerr != nil {
-			return v, errors.Join(err, rerr)
+// pauses are the waits between attempts; the last repeats.
+var pauses = []time.Duration{10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	200 * time.Millisecond, 400 * time.Millisecond}
+
+// run is retry; read says whether a rotation may cut f short.
+func run[T any](ctx context.Context, s *Store, read bool, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
+	refreshed := false
+	for i := 0; ; i++ {
+		c := s.cur.Load()
+		v, err := attempt(ctx, c, read, f)
+		switch {
+		case err == nil:
+			return v, nil
+		case isAuthError(err) && !refreshed:
+			refreshed = true
+			if rerr := s.refresh(ctx, c); rerr != nil {
+				return v, errors.Join(err, rerr)
+			}
+			continue
+		case !transient(err) || ctx.Err() != nil:
+			return v, err
 		}
-		v, err = attempt(ctx, s.cur.Load(), idempotent, f)
-	case err != nil && ctx.Err() == nil && c.retired.Err() != nil && (idempotent || unsent(err)):
-		v, err = attempt(ctx, s.cur.Load(), idempotent, f)
-	}
-	for pause := 5 * time.Millisecond; isBusy(err) && pause <= 160*time.Millisecond; pause *= 2 {
+		pause := pauses[min(i, len(pauses)-1)]
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < pause {
+			return v, err // no time for another attempt: the caller answers 503
+		}
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():
 			return v, err
 		}
-		v, err = attempt(ctx, s.cur.Load(), idempotent, f)
 	}
-	return v, err
 }
 
 // attempt runs f on c; a read's context also ends when c is retired.
-func attempt[T any](ctx context.Context, c *conn, idempotent bool, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
-	if !idempotent {
+func attempt[T any](ctx context.Context, c *conn, read bool, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
+	if !read {
 		return f(ctx, c)
 	}
 	opCtx, cancel := context.WithCancelCause(ctx)
@@ -194,17 +214,8 @@ func attempt[T any](ctx context.Context, c *conn, idempotent bool, f func(ctx co
 	return f(opCtx, c)
 }
 
-// unsent reports whether err means the operation never reached the
-// database: no server was selected, no pooled connection was had, or the
-// connection's handshake did not complete.
-func unsent(err error) bool {
-	var sel topology.ServerSelectionError
-	var wq topology.WaitQueueTimeoutError
-	return errors.As(err, &sel) || errors.As(err, &wq) || isAuthError(err) ||
-		strings.Contains(err.Error(), "during connection handshake") || strings.Contains(err.Error(), "connection pool for")
-}
-
-// writing is retry for a write: it also takes a writer slot (MaxWriters).
+// writing is retry for a write: it also takes a writer slot (MaxWriters),
+// and a rotation never cuts it short (it may be on the wire).
 func writing[T any](ctx context.Context, s *Store, f func(ctx context.Context, c *conn) (T, error)) (T, error) {
 	release, err := s.write(ctx)
 	if err != nil {
@@ -213,6 +224,15 @@ func writing[T any](ctx context.Context, s *Store, f func(ctx context.Context, c
 	}
 	defer release()
 	return run(ctx, s, false, f)
+}
+
+// commandMonitor reports each command the driver sends to OnCommand.
+func (s *Store) commandMonitor() *event.CommandMonitor {
+	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if s.OnCommand != nil {
+			s.OnCommand(e.CommandName)
+		}
+	}}
 }
 
 // collection is a collection of the current connection whose operations

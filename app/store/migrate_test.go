@@ -7,60 +7,90 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"webstack/app/localdb"
 )
 
-// Migrate makes every index the queries need, with the keys they sort on,
-// drops what earlier versions made and no query uses, and may run again.
-func TestMigrateMakesTheIndexesTheListsSortOn(t *testing.T) {
+// newLocal starts an embedded database and opens a store on it.
+func newLocal(t *testing.T, opts Options) (*Store, *localdb.DB) {
+	t.Helper()
 	ctx := context.Background()
 	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Stop(context.Background()) })
-	st, err := Connect(ctx, db.URI, "conduit")
+	st, err := Open(ctx, "conduit", func(context.Context, string) (string, error) { return db.URI, nil }, opts)
 	require.NoError(t, err)
-	_, err = st.coll("articles").Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: -1}}, Options: options.Index().SetName("recent")})
-	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st, db
+}
 
+// Migrate makes every collection and index the queries need, with the
+// keys they sort on, records the layout, and may run again.
+func TestMigrateMakesEveryIndexAndRecordsTheLayout(t *testing.T) {
+	ctx := context.Background()
+	st, _ := newLocal(t, Options{})
 	require.NoError(t, st.Migrate(ctx))
 	require.NoError(t, st.Migrate(ctx), "a second run changes nothing")
 
-	keys := func(coll string) map[string]bson.D {
-		cur, err := st.coll(coll).Indexes().List(ctx)
+	db := st.cur.Load().db
+	names, err := db.ListCollectionNames(ctx, bson.D{})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, collections(), names, "every collection exists before the first request (none is made under load)")
+	for _, ix := range indexes() {
+		cur, err := db.Collection(ix.coll).Indexes().List(ctx)
 		require.NoError(t, err)
 		var specs []struct {
-			Name string `bson:"name"`
-			Key  bson.D `bson:"key"`
+			Name   string `bson:"name"`
+			Key    bson.D `bson:"key"`
+			Unique bool   `bson:"unique"`
 		}
 		require.NoError(t, cur.All(ctx, &specs))
-		out := map[string]bson.D{}
-		for _, s := range specs {
-			out[s.Name] = s.Key
+		found := false
+		for _, sp := range specs {
+			if sp.Name != ix.name {
+				continue
+			}
+			found = true
+			require.Len(t, sp.Key, len(ix.keys), "%s.%s", ix.coll, ix.name)
+			for i, k := range ix.keys {
+				assert.Equal(t, k.Key, sp.Key[i].Key, "%s.%s key %d", ix.coll, ix.name, i)
+				assert.EqualValues(t, k.Value, sp.Key[i].Value, "%s.%s direction of %s", ix.coll, ix.name, k.Key)
+			}
+			assert.Equal(t, ix.unique, sp.Unique, "%s.%s unique", ix.coll, ix.name)
 		}
-		return out
+		assert.True(t, found, "index %s.%s exists", ix.coll, ix.name)
 	}
-	articles := keys("articles")
-	assert.NotContains(t, articles, "recent", "the obsolete index is dropped")
-	var sort bson.D // the lists' order, as the server reports index keys
-	for _, e := range listSort {
-		sort = append(sort, bson.E{Key: e.Key, Value: int32(e.Value.(int))})
+	var layout struct {
+		Version int `bson:"version"`
 	}
-	for name, prefix := range map[string]bson.D{
-		"list_recent":    nil,
-		"list_by_author": {{Key: "authorId", Value: int32(1)}},
-		"list_by_tag":    {{Key: "tagList", Value: int32(1)}},
-	} {
-		assert.Equal(t, append(prefix, sort...), articles[name], "%s: its filter key, then the lists' whole sort", name)
-	}
-	assert.Contains(t, keys("tags"), "used")
+	require.NoError(t, db.Collection("meta").FindOne(ctx, byID("layout")).Decode(&layout))
+	assert.Equal(t, Layout, layout.Version)
+}
 
-	// Every collection exists before the first request (none is made under
-	// load), thread shards included.
-	names, err := st.cur.Load().db.ListCollectionNames(ctx, bson.D{})
-	require.NoError(t, err)
-	assert.Subset(t, names, []string{"users", "usernames", "emails", "articles", "tags", "meta", "threads_00", "threads_ff"})
-	assert.Len(t, names, 6+threadShards)
+// A database written in another layout is refused at start with a message
+// that says what to do; nothing in it is changed.
+func TestMigrateRefusesAnotherLayout(t *testing.T) {
+	ctx := context.Background()
+	for name, prepare := range map[string]func(st *Store){
+		"layout 1 (key collections, thread shards)": func(st *Store) {
+			require.NoError(t, st.cur.Load().db.CreateCollection(ctx, "usernames"))
+		},
+		"a later layout": func(st *Store) {
+			_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: Layout + 1}})
+			require.NoError(t, err)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st, _ := newLocal(t, Options{})
+			prepare(st)
+			before, err := st.cur.Load().db.ListCollectionNames(ctx, bson.D{})
+			require.NoError(t, err)
+			err = st.Migrate(ctx)
+			require.ErrorIs(t, err, ErrLayout)
+			assert.Contains(t, err.Error(), "empty database")
+			after, err := st.cur.Load().db.ListCollectionNames(ctx, bson.D{})
+			require.NoError(t, err)
+			assert.ElementsMatch(t, before, after, "nothing was made")
+		})
+	}
 }

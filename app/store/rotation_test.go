@@ -220,7 +220,7 @@ func TestCredentialRotationCostsNoRequest(t *testing.T) {
 					failed.Add(1)
 					t.Errorf("write %d during rotation: %v", n, err)
 				}
-				if _, err := st.UserByUsername(ctx, fmt.Sprintf("u%d", n)); err != nil {
+				if _, err := st.UserByUsername(ctx, nil, fmt.Sprintf("u%d", n)); err != nil {
 					failed.Add(1)
 					t.Errorf("read %d during rotation: %v", n, err)
 				}
@@ -256,7 +256,7 @@ func TestAStoreTwoRotationsBehindFindsThePendingPassword(t *testing.T) {
 	var failed atomic.Int64
 	for i := range 16 {
 		wg.Go(func() {
-			if _, err := st.UserByUsername(ctx, fmt.Sprintf("nobody%d", i)); err != nil && conduit.CodeOf(err) != conduit.CodeNotFound {
+			if _, err := st.UserByUsername(ctx, nil, fmt.Sprintf("nobody%d", i)); err != nil && conduit.CodeOf(err) != conduit.CodeNotFound {
 				failed.Add(1)
 				t.Errorf("read during the rotation: %v", err)
 			}

@@ -1,92 +1,165 @@
-// Package store keeps Conduit's data in MongoDB or a compatible database
-// (Amazon DocumentDB, FerretDB). It uses no multi-document transactions and
-// no $lookup.
+// Package store keeps Conduit's data in Amazon DocumentDB 5.0, the database
+// it runs on in production, or in any MongoDB-compatible database (MongoDB;
+// FerretDB locally, see "The local engine" below). It uses no multi-document
+// transactions, no $lookup and no retryable writes (DocumentDB has none:
+// the connection string says retryWrites=false).
 //
-//	users     {_id: user id, username, email, passwordHash, bio, image, cred,
-//	           following: [user id], favorites: [article id]}
-//	usernames {_id: lower-case username, uid}   unique usernames, by key
-//	emails    {_id: lower-case email, uid}      unique emails, by key
-//	articles  {_id: slug, aid, title, description, body, tagList, authorId,
-//	           createdAt, updatedAt, favoritesCount}
-//	threads_xx {_id: aid, comments: [{id, authorId, body, createdAt, updatedAt}]}
-//	tags      {_id: tag, count}
-//	meta      {_id: "gens", articles, users, count}
-//	          {_id: "commentSeq", seq}
+// # Layout (version 2, recorded in meta "layout")
 //
-// Every read on a hot path is by _id, the one query FerretDB 1.x on SQLite
-// answers in constant time (measured: 0.4 ms whether the collection holds
-// 100 or 10,000 documents). Lists, tags and users are served from process
-// caches validated, on every request, by the data generations in meta (one
-// read by _id of one small document; see gens): a request whose data has
-// not changed since a process last read it costs that read, whatever the
-// data size, and a request after a write (on any instance) reads the
-// database again. A viewer's own user document carries who they follow and
-// what they favorited, so one read (or cache hit) flags any number of
-// articles and authors.
+//	users     {_id: user id, username, usernameKey: lower-case username,
+//	           email: lower-case, passwordHash, bio, image, cred, lastWrite,
+//	           createdAt}
+//	          unique usernameKey, unique email
+//	follows   {_id: follower "/" followee, follower, followee, at}
+//	          by_follower {follower, followee}
+//	favorites {_id: user "/" article, uid, aid, articleCreatedAt, at}
+//	          by_user {uid, articleCreatedAt -1, aid -1}; by_article {aid}
+//	articles  {_id: article id, slug, title, description, body, tagList,
+//	           authorId, createdAt, updatedAt, favoritesCount, favVer}
+//	          unique slug; list_recent {createdAt -1, _id -1};
+//	          list_by_author {authorId, createdAt -1, _id -1};
+//	          list_by_tag {tagList, createdAt -1, _id -1}
+//	comments  {_id: 16 hex digits of the comment id, aid, authorId, body,
+//	           createdAt, updatedAt}
+//	          by_article {aid, createdAt, _id}
+//	tags      {_id: tag, n: articles using it, ver}
+//	          by_use {n -1, _id}
+//	intents   {_id, kind, aid, tags, at}        multi-step writes under way
+//	          by_age {at}
+//	meta      {_id: "layout", version}, {_id: "commentSeq", seq}
 //
-// FerretDB on SQLite finds a document to update or delete by scanning its
-// collection (measured: an update costs 2 ms among 1,000 documents of 1 KB,
-// 136 ms among 10,000), so the writes readers wait on are inserts or
-// updates of small collections: comments go to one of 256 thread
-// collections, counters to meta.
+// Every document is bounded: a user's follows and favorites, an article's
+// comments and favorites are documents of their own, so adding the
+// 100,000th comment or favorite costs what adding the first did (an insert
+// and its index entries). Every query the store sends is served by one of
+// the indexes Migrate makes (indexes() lists them with the queries they
+// serve; TestEveryQueryIsServedByAnIndex checks the queries seen on the
+// wire against that list).
 //
-// Multi-document invariants are kept by ordering (a document is written
-// before what points to it, generations move last) and by idempotent
-// steps; what a crash between steps leaves behind is said where it can
-// happen.
+// # Writes that survive a failover
+//
+// DocumentDB fails over on every patch and instance loss (about 30 s): a
+// write may be dropped before it reaches the primary, applied with its
+// reply lost, or refused with "not primary". Without retryable writes the
+// store makes every write safe to send again instead, and sends it again
+// (with a growing pause, within the request's deadline) after any error
+// that leaves its outcome unknown:
+//
+//   - single-document writes wherever an invariant allows: an account is
+//     one insert (the unique indexes on usernameKey and email make a taken
+//     name a refused insert, not an orphan key); a rename, an email or
+//     password change is one update; an article keeps its id when renamed
+//     (the unique slug index makes the rename one update);
+//   - inserts carry their own _id, so an insert sent twice finds its first
+//     copy ("duplicate key" on _id is then success); follows and favorites
+//     have an _id made of who and what, so toggling is idempotent;
+//   - updates set values ($set), never add to them, except counters, which
+//     are recounted (recount: count what they count, then set the result
+//     if nothing else set it meanwhile);
+//   - a write of several documents (deleting an article; a favorite and its
+//     count; an article and its tags' counts) first records its intent in
+//     intents, then runs steps that are each idempotent, then deletes the
+//     intent. An intent older than Options.IntentGrace is an interrupted
+//     write: Repair (every api instance runs it in the background) runs its
+//     steps again. So after a lost reply, a crash between steps or a
+//     client's retry, the data converges with no operator.
+//
+// Errors that mean "the database is failing over or unreachable" (not
+// primary, node recovering, network errors, server selection and pool
+// timeouts) are retried, then reported as conduit.CodeUnavailable: 503 with
+// Retry-After, never 500. A duplicate key is "taken" only when a read
+// shows the value the person chose held by someone else.
+//
+// # Reads and caches
+//
+// A person sees their own writes: the signed-in viewer's own document is
+// read on the primary on every request (so a password change or a sign-out
+// voids tokens at once on every instance), and for Options.ReadYourWrites
+// after their last write (users.lastWrite, set before any write they make)
+// everything they read comes from the primary, uncached. Every other read
+// (anonymous visitors, and signed-in ones who have not written lately)
+// goes to a replica where there is one, through process caches that keep
+// what they read for Options.LagTolerance: as stale as a replica may be
+// anyway, with no shared document to check. There is no global hot
+// document: nothing every request reads, nothing every write updates.
+//
+// # The local engine
+//
+// FerretDB 1.24 on SQLite (conduit local, tests) answers the same queries
+// but plans none of them: it pushes only {_id: v} down to SQLite and
+// filters everything else in Go after reading the whole collection. localdb
+// puts a planner in front of it that answers the store's index-served
+// shapes from SQLite's copies of these same indexes (see localdb), so the
+// local engine uses the production indexes instead of the store being
+// shaped around it. What it still does differently: updates and deletes
+// whose filter is more than an _id (recount's compare-and-set, deleting an
+// article's comments) scan the collection in FerretDB, and it has one
+// writer (Options.MaxWriters 1).
 package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"slices"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
 	"webstack/app/conduit"
 )
 
-// Options tune a Store.
+// Options tune a Store. Zero values take the defaults named.
 type Options struct {
 	// MaxWriters bounds concurrent writes. FerretDB on SQLite has one
 	// writer and answers "database is locked" to the others; conduit local
-	// sets 1. Defaults to 0: unbounded (DocumentDB).
+	// sets 1. Default 0: unbounded (DocumentDB).
 	MaxWriters int
-	// MaxComments is how many comments an article holds: its comments are
-	// one document, which a database keeps under 16 MB. Defaults to
-	// DefaultMaxComments.
-	MaxComments int
-	// LagTolerance is how stale reads for nobody in particular (anonymous
-	// lists, articles, comments, tags) may be: the generations they are
-	// checked against are re-read this often, not on every request, like
-	// a replica that lags. Signed-in viewers always read fresh. Defaults to
-	// DefaultLagTolerance; negative: none (every read checks).
+	// LagTolerance is how long reads for nobody in particular (anonymous
+	// visitors, signed-in ones who have not written lately) are kept in
+	// the process caches: about what a replica lags. Default
+	// DefaultLagTolerance; negative: no caching.
 	LagTolerance time.Duration
+	// ReadYourWrites is how long after their last write a person's reads
+	// all go to the primary, uncached. It must exceed LagTolerance plus
+	// the replicas' worst lag. Default DefaultReadYourWrites.
+	ReadYourWrites time.Duration
+	// IntentGrace is how old an intent must be before Repair treats its
+	// write as interrupted and finishes it: longer than any request.
+	// Default DefaultIntentGrace.
+	IntentGrace time.Duration
 }
 
-// DefaultLagTolerance is Options.LagTolerance's default: about what a
-// DocumentDB replica lags under load.
-const DefaultLagTolerance = time.Second
+// Defaults of Options.
+const (
+	DefaultLagTolerance   = time.Second
+	DefaultReadYourWrites = 10 * time.Second
+	DefaultIntentGrace    = 30 * time.Second
+)
 
-// Store is the MongoDB implementation of Conduit's persistence.
+func (o Options) withDefaults() Options {
+	if o.LagTolerance == 0 {
+		o.LagTolerance = DefaultLagTolerance
+	}
+	if o.ReadYourWrites == 0 {
+		o.ReadYourWrites = DefaultReadYourWrites
+	}
+	if o.IntentGrace == 0 {
+		o.IntentGrace = DefaultIntentGrace
+	}
+	return o
+}
+
+// Store is the MongoDB-protocol implementation of Conduit's persistence.
 type Store struct {
-	cur  atomic.Pointer[conn]
+	cur  atomicConn
 	uri  URIFunc
 	rot  rotation
 	opts Options
-	// Observe, when set, receives the latency of every database operation.
+	// Observe, when set, receives the latency of every store operation.
 	Observe func(op string, d time.Duration)
 	// OnError, when set, is told of every operation that failed for a
 	// reason other than the data (not found, conflict, invalid): the
@@ -95,12 +168,14 @@ type Store struct {
 	// OnRotate, when set, is called after the store has reconnected with
 	// rotated credentials.
 	OnRotate func()
+	// OnCommand, when set, is told of every command sent to the database
+	// (its name: find, insert, update, …), as the driver puts it on the
+	// wire. Set it before the first operation.
+	OnCommand func(name string)
 
 	writers chan struct{} // nil: unbounded
 	cache   caches
-	lag     lagGens    // see gensOf
-	seqMu   sync.Mutex // comment ids: see nextCommentID
-	ids     struct{ next, end int64 }
+	ids     commentIDs
 }
 
 // Connect opens a client for a fixed uri. The driver connects lazily and
@@ -119,17 +194,12 @@ func Open(ctx context.Context, database string, uri URIFunc, opts Options) (*Sto
 	if err != nil {
 		return nil, fmt.Errorf("database connection string: %w", err)
 	}
-	c, err := dial(u, database)
+	s := &Store{uri: uri, opts: opts.withDefaults()}
+	s.cache = newCaches(s.opts.LagTolerance)
+	c, err := dial(u, database, s.commandMonitor())
 	if err != nil {
 		return nil, err
 	}
-	if opts.MaxComments == 0 {
-		opts.MaxComments = DefaultMaxComments
-	}
-	if opts.LagTolerance == 0 {
-		opts.LagTolerance = DefaultLagTolerance
-	}
-	s := &Store{uri: uri, opts: opts, cache: newCaches()}
 	if opts.MaxWriters > 0 {
 		s.writers = make(chan struct{}, opts.MaxWriters)
 	}
@@ -145,7 +215,7 @@ func (s *Store) Close(ctx context.Context) error {
 	return nil
 }
 
-// Ping checks that the database answers.
+// Ping checks that the primary answers.
 func (s *Store) Ping(ctx context.Context) error {
 	defer s.observe("ping", time.Now())
 	_, err := retry(ctx, s, func(ctx context.Context, c *conn) (struct{}, error) {
@@ -156,6 +226,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// WithRequest marks ctx as one request's. The store keeps nothing per
+// request today; the hook stays so that callers need not change if it does.
+func (s *Store) WithRequest(ctx context.Context) context.Context { return ctx }
 
 // write takes a writer slot for the duration of a write.
 func (s *Store) write(ctx context.Context) (release func(), err error) {
@@ -170,184 +244,10 @@ func (s *Store) write(ctx context.Context) (release func(), err error) {
 	}
 }
 
-// index is one index the store needs.
-type index struct {
-	coll, name string
-	keys       bson.D
-	unique     bool
-}
-
-// indexes serve, on DocumentDB and MongoDB, the queries that are not by
-// _id (each is named where it is made; they run on cache misses). Lists
-// sort on {createdAt: -1, aid: -1} (aid breaks ties, so pages are stable),
-// and each list index ends with both keys, so the index walk is the order
-// and a page reads offset+limit entries, not every match:
-//
-//	articles.list_recent     global list
-//	articles.list_by_author  author filter, and the feed ({authorId: {$in}},
-//	                         merged per author)
-//	articles.list_by_tag     tag filter (multikey on tagList)
-//	articles.by_aid          favorited-by lists ({aid: {$in}}, then sorted:
-//	                         as many as the user favorited); not unique: a
-//	                         renamed article has two documents for a moment
-//	tags.used                the tag list ({count: {$gt: 0}})
-//
-// Everything else is a lookup by _id. FerretDB on SQLite uses none of
-// them (it filters in Go; localdb indexes its _id lookups), which is why
-// reads go through the caches.
-func indexes() []index {
-	return []index{
-		{"articles", "list_recent", listSort, false},
-		{"articles", "list_by_author", append(bson.D{{Key: "authorId", Value: 1}}, listSort...), false},
-		{"articles", "list_by_tag", append(bson.D{{Key: "tagList", Value: 1}}, listSort...), false},
-		{"articles", "by_aid", bson.D{{Key: "aid", Value: 1}}, false},
-		{"tags", "used", bson.D{{Key: "count", Value: 1}}, false},
-	}
-}
-
-// obsoleteIndexes were made by earlier versions and serve nothing now
-// (their keys did not cover the lists' tie-breaking sort); Migrate drops
-// them, since every index costs every write.
-var obsoleteIndexes = []struct{ coll, name string }{
-	{"articles", "recent"}, {"articles", "by_author"}, {"articles", "by_tag"},
-}
-
-// Migrate creates the missing indexes; it is idempotent. Existing indexes
-// are listed first and left alone: re-creating them is a no-op on MongoDB
-// and DocumentDB, but crashes FerretDB 1.24's SQLite handler.
-func (s *Store) Migrate(ctx context.Context) error {
-	if err := s.createCollections(ctx); err != nil {
-		return err
-	}
-	existing := map[string]map[string]bool{}
-	for _, ix := range indexes() {
-		names, ok := existing[ix.coll]
-		if !ok {
-			var err error
-			if names, err = s.indexNames(ctx, ix.coll); err != nil {
-				return err
-			}
-			existing[ix.coll] = names
-		}
-		if names[ix.name] {
-			continue
-		}
-		model := mongo.IndexModel{Keys: ix.keys, Options: options.Index().SetName(ix.name).SetUnique(ix.unique)}
-		if _, err := s.coll(ix.coll).Indexes().CreateOne(ctx, model); err != nil {
-			return fmt.Errorf("create index %s.%s: %w", ix.coll, ix.name, s.classify(err))
-		}
-	}
-	for _, ix := range obsoleteIndexes {
-		if !existing[ix.coll][ix.name] {
-			continue
-		}
-		if err := s.coll(ix.coll).Indexes().DropOne(ctx, ix.name); err != nil {
-			return fmt.Errorf("drop obsolete index %s.%s: %w", ix.coll, ix.name, s.classify(err))
-		}
-	}
-	return nil
-}
-
-// collections are every collection the store uses, thread shards included.
-func collections() []string {
-	names := []string{"users", "usernames", "emails", "articles", "tags", "meta"}
-	for i := range threadShards {
-		names = append(names, fmt.Sprintf("threads_%02x", i))
-	}
-	return names
-}
-
-// createCollections makes the collections that do not exist yet, so that
-// none is created under load (FerretDB then changes its SQLite schema while
-// other statements run).
-func (s *Store) createCollections(ctx context.Context) error {
-	db := s.cur.Load().db
-	have, err := db.ListCollectionNames(ctx, bson.D{})
-	if err != nil {
-		return fmt.Errorf("list collections: %w", s.classify(err))
-	}
-	for _, name := range collections() {
-		if slices.Contains(have, name) {
-			continue
-		}
-		if err := db.CreateCollection(ctx, name); err != nil && !isNamespaceExists(err) {
-			return fmt.Errorf("create collection %s: %w", name, s.classify(err))
-		}
-	}
-	return nil
-}
-
-// isNamespaceExists reports a collection another instance created first.
-func isNamespaceExists(err error) bool {
-	var ce mongo.CommandError
-	return errors.As(err, &ce) && ce.Code == 48
-}
-
-func (s *Store) indexNames(ctx context.Context, coll string) (map[string]bool, error) {
-	cur, err := s.coll(coll).Indexes().List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list indexes on %s: %w", coll, s.classify(err))
-	}
-	var specs []struct {
-		Name string `bson:"name"`
-	}
-	if err := cur.All(ctx, &specs); err != nil {
-		return nil, fmt.Errorf("list indexes on %s: %w", coll, s.classify(err))
-	}
-	names := map[string]bool{}
-	for _, sp := range specs {
-		names[sp.Name] = true
-	}
-	return names, nil
-}
-
 func (s *Store) observe(op string, start time.Time) {
 	if s.Observe != nil {
 		s.Observe(op, time.Since(start))
 	}
-}
-
-// isBusy reports a database that was too busy to take the operation, which
-// did not happen and may be retried: FerretDB passes SQLite's "database is
-// locked" through as an InternalError.
-//
-// "database schema has changed" is SQLite's answer to a statement prepared
-// before a table or index was created: the statement did not run, and runs
-// when tried again (localdb indexes new collections in the background).
-func isBusy(err error) bool {
-	if err == nil {
-		return false
-	}
-	msg := err.Error()
-	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY") ||
-		strings.Contains(msg, "database schema has changed")
-}
-
-// classify turns driver errors into domain errors where the client should
-// see something other than a 500: a busy, slow or unreachable database is
-// "unavailable" (503, retry later), never an internal error.
-func (s *Store) classify(err error) error {
-	var sel topology.ServerSelectionError
-	var ce mongo.CommandError
-	switch {
-	case err == nil:
-		return nil
-	case conduit.CodeOf(err) != 0:
-		return err
-	case errors.Is(err, mongo.ErrNoDocuments):
-		return conduit.Errorf(conduit.CodeNotFound, "not found")
-	case mongo.IsDuplicateKeyError(err), strings.Contains(err.Error(), "UNIQUE constraint failed"):
-		// FerretDB 1.x on SQLite reports a unique-index violation by an
-		// update as an InternalError carrying SQLite's message, not as the
-		// 11000 write error the driver recognises (inserts are fine).
-		return &conduit.Error{Code: conduit.CodeConflict, Message: "already exists", Err: err}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		mongo.IsTimeout(err), mongo.IsNetworkError(err), errors.As(err, &sel),
-		errors.Is(err, mongo.ErrClientDisconnected), isBusy(err), isAuthError(err),
-		errors.As(err, &ce) && ce.Code == 50: // MaxTimeMSExpired
-		return conduit.Unavailable(err)
-	}
-	return err
 }
 
 // wrap classifies err and adds the operation's name.
@@ -355,7 +255,7 @@ func (s *Store) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	err = s.classify(err)
+	err = classify(err)
 	if code := conduit.CodeOf(err); (code == 0 || code == conduit.CodeUnavailable) && s.OnError != nil {
 		s.OnError(op, err)
 	}
@@ -371,28 +271,44 @@ func errNotFound(err error) bool { return conduit.CodeOf(err) == conduit.CodeNot
 // findAll runs a query and decodes every document into a []T, timed as op.
 func findAll[T any](ctx context.Context, s *Store, coll collection, op string, filter any, opts ...options.Lister[options.FindOptions]) ([]T, error) {
 	defer s.observe(op, time.Now())
-	cur, err := coll.Find(ctx, filter, opts...)
+	docs, err := retry(ctx, s, func(ctx context.Context, cn *conn) ([]T, error) {
+		cur, err := coll.of(cn).Find(ctx, filter, opts...)
+		if err != nil {
+			return nil, err
+		}
+		var docs []T
+		return docs, cur.All(ctx, &docs)
+	})
 	if err != nil {
-		return nil, s.wrap(op, err)
-	}
-	var docs []T
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, s.wrap(op, err)
 	}
 	return docs, nil
 }
 
-// findOne finds the document _id id in coll (the primary, or the
-// lag-tolerant handle) into dst, timed as op.
-func (s *Store) findOne(ctx context.Context, coll collection, op string, id any, dst any, opts ...options.Lister[options.FindOneOptions]) error {
+// findOne decodes the document matching filter in coll into dst, timed
+// as op; none is CodeNotFound.
+func (s *Store) findOne(ctx context.Context, coll collection, op string, filter, dst any, opts ...options.Lister[options.FindOneOptions]) error {
 	defer s.observe(op, time.Now())
-	return s.wrap(op, coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, dst, opts...))
+	return s.wrap(op, coll.FindOne(ctx, filter, dst, opts...))
 }
+
+// count counts the documents matching filter, timed as op.
+func (s *Store) count(ctx context.Context, coll collection, op string, filter any) (int, error) {
+	defer s.observe(op, time.Now())
+	n, err := coll.CountDocuments(ctx, filter)
+	return int(n), s.wrap(op, err)
+}
+
+// byID is the filter {_id: id}.
+func byID(id any) bson.D { return bson.D{{Key: "_id", Value: id}} }
 
 // in is the filter {field: {$in: values}}.
 func in[T any](field string, values []T) bson.D {
 	return bson.D{{Key: field, Value: bson.D{{Key: "$in", Value: values}}}}
 }
+
+// set is the update {$set: fields}.
+func set(fields ...bson.E) bson.D { return bson.D{{Key: "$set", Value: bson.D(fields)}} }
 
 // DocumentDBURI is the connection string for an Amazon DocumentDB cluster:
 // TLS verified against caFile (AWS's global bundle), the replica set every

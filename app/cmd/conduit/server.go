@@ -237,6 +237,7 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 	}
 	st.Observe = metrics.ObserveDB
 	st.OnError = metrics.DBError
+	st.OnCommand = metrics.DBCommand
 	st.OnRotate = func() { s.log.Info("database credentials rotated: reconnected") }
 	*stops = append(*stops, component{"database client", st.Close})
 	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -251,6 +252,18 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 			return nil, "", fmt.Errorf("prepare database: %w", err)
 		}
 	}
+	// Writes a crash or a failover interrupted are finished in the
+	// background (see store.Repair); every instance runs it, and claims
+	// each interrupted write before finishing it.
+	rctx, stopRepair := context.WithCancel(context.WithoutCancel(ctx))
+	go st.RepairEvery(rctx, store.DefaultIntentGrace/2, func(n int, err error) {
+		if err != nil {
+			s.log.Warn("finish interrupted writes", "error", err, "finished", n)
+			return
+		}
+		s.log.Info("finished interrupted writes", "count", n)
+	})
+	*stops = append(*stops, component{"interrupted-write repair", func(context.Context) error { stopRepair(); return nil }})
 	// The api's proxies: the configured ones (the web tier's subnets, the
 	// internal load balancer's); in local mode also the web tier in front
 	// of it on loopback.
