@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +130,7 @@ func TestConduitEndpoints(t *testing.T) {
 	annaSlug := body["article"].(map[string]any)["slug"].(string)
 	assert.NotEqual(t, "how-to-train-your-dragon", annaSlug)
 
+	commentID := "" // the comment's, once made
 	tests := []struct {
 		name   string
 		c      *client
@@ -204,19 +206,23 @@ func TestConduitEndpoints(t *testing.T) {
 		{"create article without auth", anon, "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"b"}}`, 401, nil},
 		{"create article missing body", jake, "POST", "/api/articles", `{"article":{"title":"t","description":"d"}}`, 422, nil},
 		{"comment", anna, "POST", "/api/articles/did-you-train-your-dragon/comments", `{"comment":{"body":"Nice"}}`, 200, func(t *testing.T, b map[string]any) {
-			assert.Equal(t, float64(1), b["comment"].(map[string]any)["id"])
+			id, ok := b["comment"].(map[string]any)["id"].(float64)
+			require.True(t, ok, "an integer id")
+			assert.Positive(t, id)
+			assert.Less(t, id, float64(1<<53), "exact in JavaScript")
+			commentID = strconv.FormatFloat(id, 'f', -1, 64)
 		}},
 		{"comments", anon, "GET", "/api/articles/did-you-train-your-dragon/comments", "", 200, func(t *testing.T, b map[string]any) {
 			assert.Len(t, b["comments"], 1)
 		}},
-		{"delete others' comment", jake, "DELETE", "/api/articles/did-you-train-your-dragon/comments/1", "", 403, nil},
+		{"delete others' comment", jake, "DELETE", "/api/articles/did-you-train-your-dragon/comments/{cid}", "", 403, nil},
 		{"delete comment bad id", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/abc", "", 422, nil},
 		{"delete missing comment", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/99", "", 404, nil},
-		{"delete own comment", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/1", "", 204, nil},
+		{"delete own comment", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/{cid}", "", 204, nil},
 		{"deleted comment is gone", anon, "GET", "/api/articles/did-you-train-your-dragon/comments", "", 200, func(t *testing.T, b map[string]any) {
 			assert.Empty(t, b["comments"])
 		}},
-		{"delete deleted comment", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/1", "", 404, nil},
+		{"delete deleted comment", anna, "DELETE", "/api/articles/did-you-train-your-dragon/comments/{cid}", "", 404, nil},
 		{"tags", anon, "GET", "/api/tags", "", 200, func(t *testing.T, b map[string]any) {
 			assert.Equal(t, []any{"dragons", "training"}, b["tags"])
 		}},
@@ -231,6 +237,7 @@ func TestConduitEndpoints(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
+		tt.path = strings.ReplaceAll(tt.path, "{cid}", commentID)
 		st, body := tt.c.do(tt.method, tt.path, tt.body)
 		if !assert.Equal(t, tt.status, st, "%s: %s %s = %d, want %d (%v)", tt.name, tt.method, tt.path, st, tt.status, body) {
 			continue

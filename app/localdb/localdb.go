@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,10 +23,11 @@ import (
 // DB is a running embedded database.
 type DB struct {
 	// URI is the mongodb:// URI clients connect to.
-	URI    string
-	cancel context.CancelFunc
-	done   chan error
-	ids    *idIndexer
+	URI     string
+	cancel  context.CancelFunc
+	done    chan error
+	ids     *idIndexer
+	planner *planner
 }
 
 // SocketName is the embedded database's Unix socket, in the data directory.
@@ -48,11 +50,21 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	if err := os.Chmod(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("restrict database directory: %w", err)
 	}
-	listener := ferretdb.ListenerConfig{TCP: addr}
-	sock := filepath.Join(abs, SocketName)
+	// FerretDB listens on a socket of its own in dir; clients reach it
+	// through the planner (see planner), on the socket or address asked
+	// for.
+	inner := filepath.Join(abs, innerSocket)
+	_ = os.Remove(inner) // a previous run's
+	var ln net.Listener
 	if addr == "" {
-		_ = os.Remove(sock) // a previous run's
-		listener = ferretdb.ListenerConfig{Unix: sock}
+		sock := filepath.Join(abs, SocketName)
+		_ = os.Remove(sock)
+		ln, err = net.Listen("unix", sock)
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen for the embedded database: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -60,32 +72,46 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	// FerretDB logs wire messages (documents: emails, password hashes) at
 	// debug level and start-up chatter at warn: only its errors are kept,
 	// whatever conduit's own level.
-	log = slog.New(minLevel{log.Handler(), slog.LevelError})
+	flog := slog.New(minLevel{log.Handler(), slog.LevelError})
 	// WAL with synchronous=NORMAL: a commit is not fsynced, only the WAL
 	// at checkpoints. A crash of conduit loses nothing it acknowledged; a
 	// crash of the machine may lose the last commits. That is local mode's
 	// trade for writes an order of magnitude faster (DocumentDB on AWS
 	// keeps its own durability).
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  listener,
+		Listener:  ferretdb.ListenerConfig{Unix: inner},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/?_pragma=journal_mode(wal)&_pragma=synchronous(normal)",
-		Logger:    log,
+		Logger:    flog,
 	})
 	if err != nil {
+		_ = ln.Close()
 		return nil, fmt.Errorf("start embedded database: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	db := &DB{cancel: cancel, done: make(chan error, 1), ids: &idIndexer{dir: abs, log: log, dbs: map[string]*sql.DB{}}}
+	db := &DB{cancel: cancel, done: make(chan error, 1), ids: &idIndexer{dir: abs, log: flog, dbs: map[string]*sql.DB{}}}
+	db.planner = newPlanner(abs, inner, ln, flog)
+	db.planner.mirrored = db.ids.sweep
 	go func() { db.done <- f.Run(runCtx) }()
 	go db.ids.run(runCtx)
-	db.URI = f.MongoDBURI()
+	go db.planner.serve(runCtx)
 	if addr == "" {
 		// The driver takes a socket path percent-encoded as the host.
-		db.URI = "mongodb://" + url.QueryEscape(sock) + "/"
+		db.URI = "mongodb://" + url.QueryEscape(ln.Addr().String()) + "/"
+	} else {
+		db.URI = "mongodb://" + ln.Addr().String() + "/"
 	}
 	return db, nil
 }
+
+// innerSocket is FerretDB's own socket, in the data directory: only the
+// planner connects to it.
+const innerSocket = "ferretdb.sock"
+
+// Planned and Relayed count the queries the planner answered from SQLite
+// and the commands it relayed to FerretDB.
+func (db *DB) Planned() int64 { return db.planner.answered.Load() }
+func (db *DB) Relayed() int64 { return db.planner.relayed.Load() }
 
 // IndexIDs gives every collection there is now the index that serves
 // FerretDB's own lookups by _id (see idIndexer). Start does this every
@@ -153,35 +179,61 @@ func (x *idIndexer) sweep(ctx context.Context) error {
 			db.SetMaxOpenConns(1)
 			x.dbs[f] = db
 		}
-		// The tables FerretDB keeps documents in (not its own metadata)
-		// that do not have the index yet.
-		rows, err := db.QueryContext(ctx, `SELECT t.name FROM sqlite_master t
-			WHERE t.type = 'table' AND t.name NOT LIKE '\_ferretdb\_%' ESCAPE '\' AND t.sql LIKE '%_ferretdb_sjson%'`+
-			` AND NOT EXISTS (SELECT 1 FROM sqlite_master i WHERE i.type = 'index' AND i.name = t.name || '`+idIndexSuffix+`')`)
+		stmts, err := missingIndexes(ctx, db)
 		if err != nil {
-			return fmt.Errorf("list tables of %s: %w", f, err)
+			return fmt.Errorf("%s: %w", f, err)
 		}
-		var tables []string
-		for rows.Next() {
-			var t string
-			if err := rows.Scan(&t); err != nil {
-				rows.Close()
-				return err
-			}
-			tables = append(tables, t)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, t := range tables {
-			q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %q ON %q (%s)`, t+idIndexSuffix, t, idExpr)
+		for _, q := range stmts {
 			if _, err := db.ExecContext(ctx, q); err != nil {
-				return fmt.Errorf("index %s: %w", t, err)
+				return fmt.Errorf("%s: %w", q, err)
 			}
 		}
 	}
 	return nil
+}
+
+// missingIndexes are the CREATE INDEX statements the tables FerretDB keeps
+// documents in lack: the _id lookup index, and the planner's mirrors of
+// their MongoDB indexes.
+func missingIndexes(ctx context.Context, db *sql.DB) ([]string, error) {
+	have := map[string]bool{}
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'index'`)
+	if err != nil {
+		return nil, fmt.Errorf("list indexes: %w", err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		have[n] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = db.QueryContext(ctx, `SELECT table_name, settings FROM _ferretdb_collections`)
+	if err != nil {
+		return nil, fmt.Errorf("list collections: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var table, settings string
+		if err := rows.Scan(&table, &settings); err != nil {
+			return nil, err
+		}
+		if !have[table+idIndexSuffix] {
+			out = append(out, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %q ON %q (%s)`, table+idIndexSuffix, table, idExpr))
+		}
+		mirrors, err := mirrorStatements(table, settings, have)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, mirrors...)
+	}
+	return out, rows.Err()
 }
 
 func (x *idIndexer) close() {

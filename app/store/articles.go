@@ -52,7 +52,7 @@ func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	if err != nil {
 		return err
 	}
-	if err := s.insertNew(ctx, "articles", "insert article", d.ID, d); err != nil {
+	if err := s.insertNew(ctx, "articles", "insert article", d.ID, d, sameDoc(d)); err != nil {
 		s.done(ctx, intent) // nothing was written: nothing to recount
 		return err
 	}
@@ -137,15 +137,17 @@ func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) e
 	}
 	doc := bson.D{{Key: "_id", Value: pair(user, a.ID)}, {Key: "uid", Value: user}, {Key: "aid", Value: a.ID},
 		{Key: "articleCreatedAt", Value: a.CreatedAt}, {Key: "at", Value: time.Now().UTC()}}
-	if err := s.insertNew(ctx, "favorites", "favorite", pair(user, a.ID), doc); err != nil {
+	if err := s.insertNew(ctx, "favorites", "favorite", pair(user, a.ID), doc, nil); err != nil {
 		return err // the intent stays: Repair recounts (nothing changed, or the insert did)
 	}
 	n, err := s.recountFavorites(ctx, a.ID)
 	if errNotFound(err) {
 		// Deleted meanwhile: its deletion may have removed its favorites
-		// before this one came; this one goes too.
-		_, _ = s.coll("favorites").DeleteOne(ctx, byID(pair(user, a.ID)))
-		s.done(ctx, intent)
+		// before this one came; this one goes too (or the intent stays,
+		// and Repair removes it).
+		if s.dropFavorites(ctx, a.ID) == nil {
+			s.done(ctx, intent)
+		}
 		return conduit.Errorf(conduit.CodeNotFound, "article not found")
 	}
 	if err != nil {

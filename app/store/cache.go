@@ -101,12 +101,12 @@ func (c *ttlCache[V]) putLocked(key string, at time.Time, v V) {
 
 // caches are a store's, for reads that tolerate lag (see ttlCache).
 type caches struct {
-	articles *ttlCache[articleDoc]       // by slug
-	lists    *ttlCache[listPage]         // by filter and page
-	comments *ttlCache[[]commentDoc]     // by article id
-	users    *ttlCache[userDoc]          // by id
-	names    *ttlCache[userDoc]          // by usernameKey
-	tags     *ttlCache[[]string]         // one key
+	articles *ttlCache[articleDoc]         // by slug
+	lists    *ttlCache[listPage]           // by filter and page
+	comments *ttlCache[[]commentDoc]       // by article id
+	users    *ttlCache[userDoc]            // by id
+	names    *ttlCache[userDoc]            // by usernameKey
+	tags     *ttlCache[[]string]           // one key
 	batches  *ttlCache[map[string]userDoc] // users read together, by their ids joined
 }
 

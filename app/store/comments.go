@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -35,45 +37,37 @@ func (d commentDoc) comment(author conduit.Profile) conduit.Comment {
 		UpdatedAt: d.UpdatedAt, Author: author}
 }
 
-// commentIDs hands out comment ids from a block this process reserved.
+// commentIDs hands out comment ids: integers that JavaScript clients read
+// exactly (at most 2^53), increasing with time, and unique without a
+// counter that every instance would write (a global hot document): the
+// milliseconds since 2024 shifted left 12 bits, plus 12 random bits. One
+// process never hands out the same id twice; two instances pick the same
+// one in the same millisecond once in 4,096 times, and the unique _id
+// index refuses the second, which picks again (see AddComment).
 type commentIDs struct {
-	mu        sync.Mutex
-	next, end int64
+	mu   sync.Mutex
+	last int64
 }
 
-// idBlock is how many comment ids a process reserves at a time.
-const idBlock = 64
+// commentEpoch is where comment ids' milliseconds start.
+var commentEpoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// nextCommentID hands out comment ids from a block this process reserved
-// from a counter in meta: one counter write per 64 comments. $inc in
-// findAndModify is atomic, so instances get disjoint blocks; one sent
-// again after a lost reply reserves another block, and the first is a gap.
-// Ids are unique, not ordered across instances (comments are listed by
-// time); a restart leaves the rest of a block unused.
-func (s *Store) nextCommentID(ctx context.Context) (int64, error) {
-	s.ids.mu.Lock()
-	defer s.ids.mu.Unlock()
-	if s.ids.next < s.ids.end {
-		s.ids.next++
-		return s.ids.next - 1, nil
+func (c *commentIDs) next() int64 {
+	id := time.Since(commentEpoch).Milliseconds()<<12 | rand.Int64N(1<<12)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id <= c.last {
+		id = c.last + 1
 	}
-	var c struct {
-		Seq int64 `bson:"seq"`
-	}
-	err := s.coll("meta").FindOneAndUpdate(ctx, byID("commentSeq"),
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(idBlock)}}}}, &c,
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After))
-	if err != nil {
-		return 0, s.wrap("reserve comment ids", err)
-	}
-	s.ids.next, s.ids.end = c.Seq-idBlock+2, c.Seq+1
-	return c.Seq - idBlock + 1, nil
+	c.last = id
+	return id
 }
 
 // AddComment stores a comment on the article slug with a new integer id:
 // one insert carrying its own _id (sent again after a lost reply, it finds
-// itself). The article is read again after: a comment that arrived after
-// its article's deletion had removed the others goes too.
+// itself; an _id another instance took meanwhile is picked again). The
+// article is read again after: a comment that arrived after its article's
+// deletion had removed the others goes too.
 func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment) error {
 	defer s.observe("comments.insert", time.Now())
 	var a articleDoc
@@ -81,13 +75,18 @@ func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment)
 		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})); err != nil {
 		return notFoundAs(err, "article not found")
 	}
-	id, err := s.nextCommentID(ctx)
-	if err != nil {
-		return err
-	}
-	doc := commentDoc{ID: commentKey(id), AID: a.ID, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
-	if err := s.insertNew(ctx, "comments", "insert comment", doc.ID, doc); err != nil {
-		return err
+	var id int64
+	var doc commentDoc
+	for attempt := 0; ; attempt++ {
+		id = s.ids.next()
+		doc = commentDoc{ID: commentKey(id), AID: a.ID, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		err := s.insertNew(ctx, "comments", "insert comment", doc.ID, doc, sameDoc(doc))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errIDTaken) || attempt == 3 {
+			return s.wrap("insert comment", err)
+		}
 	}
 	if err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &a,
 		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})); errNotFound(err) {

@@ -50,6 +50,9 @@ func (s *Store) recount(ctx context.Context, c counter) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		if s.afterCount != nil {
+			s.afterCount()
+		}
 		filter := append(byID(c.id), bson.E{Key: c.ver, Value: ver})
 		if ver == 0 {
 			// A document made before it had a version (or not made yet):

@@ -36,7 +36,7 @@ func (s *Store) begin(ctx context.Context, d intentDoc) (intentDoc, error) {
 		return intentDoc{}, nil
 	}
 	d.ID, d.At = newID(), time.Now().UTC()
-	if err := s.insertNew(ctx, "intents", "record intent", d.ID, d); err != nil {
+	if err := s.insertNew(ctx, "intents", "record intent", d.ID, d, sameDoc(d)); err != nil {
 		return intentDoc{}, err
 	}
 	return d, nil
@@ -74,21 +74,30 @@ func (s *Store) apply(ctx context.Context, d intentDoc) error {
 	case intentRecountFavorites:
 		_, err := s.recountFavorites(ctx, d.AID)
 		if errNotFound(err) {
-			return nil // deleted: nothing to count
+			// Deleted: a favorite that came after its deletion removed the
+			// others goes too.
+			return s.dropFavorites(ctx, d.AID)
 		}
 		return err
 	case intentDeleteArticle:
 		if _, err := s.coll("articles").DeleteOne(ctx, byID(d.AID)); err != nil { // none when an earlier run got this far
 			return s.wrap("delete article", err)
 		}
-		for _, coll := range []string{"comments", "favorites"} {
-			if _, err := s.coll(coll).DeleteMany(ctx, bson.D{{Key: "aid", Value: d.AID}}); err != nil {
-				return s.wrap("delete the article's "+coll, err)
-			}
+		if _, err := s.coll("comments").DeleteMany(ctx, bson.D{{Key: "aid", Value: d.AID}}); err != nil {
+			return s.wrap("delete the article's comments", err)
+		}
+		if err := s.dropFavorites(ctx, d.AID); err != nil {
+			return err
 		}
 		return s.recountTags(ctx, d.Tags)
 	}
 	return fmt.Errorf("intent %s: unknown kind %q", d.ID, d.Kind)
+}
+
+// dropFavorites removes the favorites of the deleted article aid.
+func (s *Store) dropFavorites(ctx context.Context, aid string) error {
+	_, err := s.coll("favorites").DeleteMany(ctx, bson.D{{Key: "aid", Value: aid}})
+	return s.wrap("delete the article's favorites", err)
 }
 
 // Repair finishes the writes that were interrupted: each intent older than

@@ -3,10 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -20,6 +17,7 @@ import (
 
 	"webstack/app/conduit"
 	"webstack/app/localdb"
+	"webstack/internal/mongowire"
 )
 
 // authGate stands between the driver and FerretDB and authenticates like a
@@ -63,7 +61,7 @@ func (g *authGate) serve(client net.Conn, upstream string) {
 	var wmu sync.Mutex // replies from the gate and from FerretDB do not interleave
 	go func() {
 		for {
-			msg, err := readMessage(server)
+			msg, err := mongowire.Read(server)
 			if err != nil {
 				client.Close()
 				return
@@ -77,12 +75,12 @@ func (g *authGate) serve(client net.Conn, upstream string) {
 		}
 	}()
 	for {
-		msg, err := readMessage(client)
+		msg, err := mongowire.Read(client)
 		if err != nil {
 			return
 		}
-		if cmd, ok := opMsgBody(msg); ok && cmd.Lookup("saslStart").Type != 0 {
-			requestID := binary.LittleEndian.Uint32(msg[4:8])
+		if cmd, ok := mongowire.Body(msg); ok && cmd.Lookup("saslStart").Type != 0 {
+			requestID := mongowire.RequestID(msg)
 			payload := cmd.Lookup("payload")
 			_, data, _ := payload.BinaryOK()
 			parts := bytes.Split(data, []byte{0})
@@ -94,7 +92,7 @@ func (g *authGate) serve(client net.Conn, upstream string) {
 				reply = bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "Authentication failed."}, {Key: "code", Value: int32(18)}, {Key: "codeName", Value: "AuthenticationFailed"}}
 			}
 			wmu.Lock()
-			_, err = client.Write(opMsg(requestID, reply))
+			_, err = client.Write(mongowire.Msg(requestID, mongowire.Doc(reply)))
 			wmu.Unlock()
 			if err != nil {
 				return
@@ -105,50 +103,6 @@ func (g *authGate) serve(client net.Conn, upstream string) {
 			return
 		}
 	}
-}
-
-func readMessage(r io.Reader) ([]byte, error) {
-	head := make([]byte, 16)
-	if _, err := io.ReadFull(r, head); err != nil {
-		return nil, err
-	}
-	n := int(binary.LittleEndian.Uint32(head))
-	if n < 16 || n > 48<<20 {
-		return nil, errors.New("bad message length")
-	}
-	msg := make([]byte, n)
-	copy(msg, head)
-	_, err := io.ReadFull(r, msg[16:])
-	return msg, err
-}
-
-// opMsgBody returns the body section of an OP_MSG (opcode 2013).
-func opMsgBody(msg []byte) (bson.Raw, bool) {
-	if binary.LittleEndian.Uint32(msg[12:16]) != 2013 || len(msg) < 21 || msg[20] != 0 {
-		return nil, false
-	}
-	doc := bson.Raw(msg[21:])
-	if len(doc) < 4 {
-		return nil, false
-	}
-	n := int(binary.LittleEndian.Uint32(doc))
-	if n > len(doc) {
-		return nil, false
-	}
-	return doc[:n], true
-}
-
-func opMsg(responseTo uint32, doc bson.D) []byte {
-	body, _ := bson.Marshal(doc)
-	n := 16 + 4 + 1 + len(body)
-	msg := make([]byte, 0, n)
-	msg = binary.LittleEndian.AppendUint32(msg, uint32(n))
-	msg = binary.LittleEndian.AppendUint32(msg, responseTo+1000000)
-	msg = binary.LittleEndian.AppendUint32(msg, responseTo)
-	msg = binary.LittleEndian.AppendUint32(msg, 2013)
-	msg = binary.LittleEndian.AppendUint32(msg, 0)
-	msg = append(msg, 0)
-	return append(msg, body...)
 }
 
 // rotatingSecret is the managed secret as the URIFunc reads it.

@@ -19,14 +19,14 @@
 //	          unique slug; list_recent {createdAt -1, _id -1};
 //	          list_by_author {authorId, createdAt -1, _id -1};
 //	          list_by_tag {tagList, createdAt -1, _id -1}
-//	comments  {_id: 16 hex digits of the comment id, aid, authorId, body,
-//	           createdAt, updatedAt}
+//	comments  {_id: 16 hex digits of the comment id (time-ordered, see
+//	           commentIDs), aid, authorId, body, createdAt, updatedAt}
 //	          by_article {aid, createdAt, _id}
 //	tags      {_id: tag, n: articles using it, ver}
 //	          by_use {n -1, _id}
 //	intents   {_id, kind, aid, tags, at}        multi-step writes under way
 //	          by_age {at}
-//	meta      {_id: "layout", version}, {_id: "commentSeq", seq}
+//	meta      {_id: "layout", version}
 //
 // Every document is bounded: a user's follows and favorites, an article's
 // comments and favorites are documents of their own, so adding the
@@ -173,9 +173,10 @@ type Store struct {
 	// wire. Set it before the first operation.
 	OnCommand func(name string)
 
-	writers chan struct{} // nil: unbounded
-	cache   caches
-	ids     commentIDs
+	writers    chan struct{} // nil: unbounded
+	afterCount func()        // tests: runs between a recount's count and its set
+	cache      caches
+	ids        commentIDs
 }
 
 // Connect opens a client for a fixed uri. The driver connects lazily and

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -48,7 +49,7 @@ func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 	now := time.Now().UTC()
 	d := userDoc{ID: newID(), Username: u.Username, UsernameKey: usernameKey(u.Username), Email: strings.ToLower(u.Email),
 		PasswordHash: u.PasswordHash, Bio: u.Bio, Image: u.Image, LastWrite: now, CreatedAt: now}
-	err := s.insertNew(ctx, "users", "insert user", d.ID, d)
+	err := s.insertNew(ctx, "users", "insert user", d.ID, d, sameDoc(d))
 	if conduit.CodeOf(err) == conduit.CodeConflict {
 		return s.taken(ctx, d.ID, d.UsernameKey, d.Email)
 	}
@@ -59,26 +60,39 @@ func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 	return nil
 }
 
-// insertNew inserts doc, whose _id id is new (or made of what it relates,
-// for follows and favorites). Sent again after an unknown outcome, it may
-// meet its own first copy: a document with its _id is then success. A
-// duplicate key on another unique index is CodeConflict.
-func (s *Store) insertNew(ctx context.Context, coll, op string, id string, doc any) error {
+// insertNew inserts doc, whose _id id is new, or made of what it relates
+// (follows, favorites). Sent again after an unknown outcome, it may meet
+// its own first copy: the insert is then a success. What is found under
+// its _id is its own copy when same says so (nil: any document under that
+// _id is the same relation); otherwise the _id was taken by another
+// document (errIDTaken). A duplicate key on another unique index is
+// CodeConflict.
+func (s *Store) insertNew(ctx context.Context, coll, op string, id string, doc any, same func(found bson.Raw) bool) error {
 	_, err := s.coll(coll).InsertOne(ctx, doc)
 	if err == nil || !isDuplicate(err) {
 		return s.wrap(op, err)
 	}
-	var got struct {
-		ID string `bson:"_id"`
-	}
-	switch ferr := s.coll(coll).FindOne(ctx, byID(id), &got, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})); {
-	case ferr == nil:
+	var found bson.Raw
+	switch ferr := s.coll(coll).FindOne(ctx, byID(id), &found); {
+	case ferr == nil && (same == nil || same(found)):
 		return nil
+	case ferr == nil:
+		return errIDTaken
 	case errors.Is(ferr, mongo.ErrNoDocuments):
 		return &conduit.Error{Code: conduit.CodeConflict, Message: "already exists", Err: err}
 	default:
 		return s.wrap(op, ferr)
 	}
+}
+
+// errIDTaken is an insert whose new _id another document has.
+var errIDTaken = errors.New("the new document's _id is taken")
+
+// sameDoc says whether found is doc as stored (the same bytes: the same
+// fields, in the same order, with the same values).
+func sameDoc(doc any) func(bson.Raw) bool {
+	want, err := bson.Marshal(doc)
+	return func(found bson.Raw) bool { return err == nil && bytes.Equal(want, found) }
 }
 
 // taken reads, on the primary, which of the values a unique index refused
@@ -239,7 +253,7 @@ func (s *Store) Follow(ctx context.Context, follower, followee string) error {
 	defer s.observe("follows.insert", time.Now())
 	doc := bson.D{{Key: "_id", Value: pair(follower, followee)}, {Key: "follower", Value: follower},
 		{Key: "followee", Value: followee}, {Key: "at", Value: time.Now().UTC()}}
-	return s.insertNew(ctx, "follows", "follow", pair(follower, followee), doc)
+	return s.insertNew(ctx, "follows", "follow", pair(follower, followee), doc, nil)
 }
 
 // Unfollow removes a follow: one delete by _id; twice is once.
@@ -371,4 +385,3 @@ func (s *Store) usersByID(ctx context.Context, fresh bool, ids []string) (map[st
 	}
 	return out, nil
 }
-

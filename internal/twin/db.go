@@ -1,7 +1,6 @@
 package twin
 
 import (
-	"bytes"
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/tls"
@@ -17,13 +16,8 @@ import (
 
 	"github.com/xdg-go/scram"
 	"go.mongodb.org/mongo-driver/v2/bson"
-)
 
-// Wire protocol opcodes the cluster stand-in reads.
-const (
-	opReply = 1
-	opQuery = 2004
-	opMsg   = 2013
+	"webstack/internal/mongowire"
 )
 
 // cluster is the DocumentDB stand-in: TLS with the twin's CA on the
@@ -77,14 +71,14 @@ type dbSession struct {
 
 func (s *dbSession) run() error {
 	for {
-		msg, err := readWire(s.client)
+		msg, err := mongowire.Read(s.client)
 		if err != nil {
 			return err
 		}
-		reqID := binary.LittleEndian.Uint32(msg[4:])
-		switch op := binary.LittleEndian.Uint32(msg[12:]); op {
-		case opQuery:
-			doc, err := queryDoc(msg)
+		reqID := mongowire.RequestID(msg)
+		switch op := mongowire.OpCode(msg); op {
+		case mongowire.OpQuery:
+			doc, err := mongowire.Query(msg)
 			if err != nil {
 				return err
 			}
@@ -98,45 +92,42 @@ func (s *dbSession) run() error {
 			if err != nil {
 				return err
 			}
-			patched, err := s.patchHello(replyDoc(reply), doc)
+			patched, err := s.patchHello(mongowire.ReplyDoc(reply), doc)
 			if err != nil {
 				return err
 			}
-			if _, err := s.client.Write(opReplyMessage(reqID, patched)); err != nil {
+			if _, err := s.client.Write(mongowire.Reply(reqID, patched)); err != nil {
 				return err
 			}
-		case opMsg:
+		case mongowire.OpMsg:
 			flags := binary.LittleEndian.Uint32(msg[16:])
-			doc, ok := msgBody(msg)
+			doc, ok := mongowire.Body(msg)
 			if !ok {
 				return fmt.Errorf("OP_MSG without a body")
 			}
-			cmd := ""
-			if els, err := doc.Elements(); err == nil && len(els) > 0 {
-				cmd = els[0].Key()
-			}
+			cmd := mongowire.Command(doc)
 			switch {
 			case isHello(doc):
 				reply, err := s.roundTrip(msg)
 				if err != nil {
 					return err
 				}
-				body, _ := msgBody(reply)
+				body, _ := mongowire.Body(reply)
 				patched, err := s.patchHello(body, doc)
 				if err != nil {
 					return err
 				}
-				if _, err := s.client.Write(opMsgMessage(reqID, patched)); err != nil {
+				if _, err := s.client.Write(mongowire.Msg(reqID, patched)); err != nil {
 					return err
 				}
 			case cmd == "saslStart" || cmd == "saslContinue":
-				if _, err := s.client.Write(opMsgMessage(reqID, s.sasl(cmd, doc))); err != nil {
+				if _, err := s.client.Write(mongowire.Msg(reqID, s.sasl(cmd, doc))); err != nil {
 					return err
 				}
 			case !s.authed && cmd != "ping" && cmd != "buildInfo" && cmd != "buildinfo" && cmd != "endSessions":
 				refusal := bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "Command " + cmd + " requires authentication"},
 					{Key: "code", Value: int32(13)}, {Key: "codeName", Value: "Unauthorized"}}
-				if _, err := s.client.Write(opMsgMessage(reqID, mustRaw(refusal))); err != nil {
+				if _, err := s.client.Write(mongowire.Msg(reqID, mongowire.Doc(refusal))); err != nil {
 					return err
 				}
 			case flags&2 != 0: // moreToCome: no reply expected
@@ -163,14 +154,14 @@ func (s *dbSession) relay(msg []byte) error {
 		return err
 	}
 	for {
-		reply, err := readWire(s.up)
+		reply, err := mongowire.Read(s.up)
 		if err != nil {
 			return err
 		}
 		if _, err := s.client.Write(reply); err != nil {
 			return err
 		}
-		if binary.LittleEndian.Uint32(reply[12:]) != opMsg || binary.LittleEndian.Uint32(reply[16:])&2 == 0 {
+		if !mongowire.MoreToCome(reply) {
 			return nil
 		}
 	}
@@ -180,7 +171,7 @@ func (s *dbSession) roundTrip(msg []byte) ([]byte, error) {
 	if _, err := s.up.Write(msg); err != nil {
 		return nil, err
 	}
-	return readWire(s.up)
+	return mongowire.Read(s.up)
 }
 
 func isHello(doc bson.Raw) bool {
@@ -230,7 +221,7 @@ func (s *dbSession) patchHello(reply, req bson.Raw) (bson.Raw, error) {
 func (s *dbSession) sasl(cmd string, doc bson.Raw) bson.Raw {
 	fail := func(msg string) bson.Raw {
 		s.c.log.Warn("database stand-in: authentication failed", "conn", s.id, "why", msg)
-		return mustRaw(bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "Authentication failed."},
+		return mongowire.Doc(bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "Authentication failed."},
 			{Key: "code", Value: int32(18)}, {Key: "codeName", Value: "AuthenticationFailed"}})
 	}
 	_, payload, ok := doc.Lookup("payload").BinaryOK()
@@ -276,7 +267,7 @@ func (s *dbSession) sasl(cmd string, doc bson.Raw) bson.Raw {
 		}
 		s.authed = true
 	}
-	return mustRaw(bson.D{{Key: "conversationId", Value: int32(1)}, {Key: "done", Value: s.conv.Done()},
+	return mongowire.Doc(bson.D{{Key: "conversationId", Value: int32(1)}, {Key: "done", Value: s.conv.Done()},
 		{Key: "payload", Value: bson.Binary{Data: []byte(resp)}}, {Key: "ok", Value: 1.0}})
 }
 
@@ -284,109 +275,4 @@ func (s *dbSession) sasl(cmd string, doc bson.Raw) bson.Raw {
 func mongoPasswordDigest(user, password string) string {
 	sum := md5.Sum([]byte(user + ":mongo:" + password))
 	return hex.EncodeToString(sum[:])
-}
-
-func mustRaw(d bson.D) bson.Raw {
-	b, err := bson.Marshal(d)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-// readWire reads one wire-protocol message.
-func readWire(r io.Reader) ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.LittleEndian.Uint32(hdr[:])
-	if n < 16 || n > 48<<20 {
-		return nil, fmt.Errorf("message of %d bytes", n)
-	}
-	msg := make([]byte, n)
-	copy(msg, hdr[:])
-	_, err := io.ReadFull(r, msg[4:])
-	return msg, err
-}
-
-// msgBody is the kind-0 section of an OP_MSG.
-func msgBody(msg []byte) (bson.Raw, bool) {
-	i := 20
-	for i < len(msg) {
-		kind := msg[i]
-		i++
-		if i+4 > len(msg) {
-			return nil, false
-		}
-		n := int(binary.LittleEndian.Uint32(msg[i:]))
-		if kind == 0 {
-			if i+n > len(msg) {
-				return nil, false
-			}
-			return bson.Raw(msg[i : i+n]), true
-		}
-		i += n
-	}
-	return nil, false
-}
-
-// queryDoc is the query document of an OP_QUERY.
-func queryDoc(msg []byte) (bson.Raw, error) {
-	i := 20
-	end := bytes.IndexByte(msg[i:], 0)
-	if end < 0 {
-		return nil, fmt.Errorf("OP_QUERY without a collection name")
-	}
-	i += end + 1 + 8
-	if i+4 > len(msg) {
-		return nil, fmt.Errorf("short OP_QUERY")
-	}
-	n := int(binary.LittleEndian.Uint32(msg[i:]))
-	if i+n > len(msg) {
-		return nil, fmt.Errorf("short OP_QUERY")
-	}
-	return bson.Raw(msg[i : i+n]), nil
-}
-
-// replyDoc is the first document of an OP_REPLY.
-func replyDoc(msg []byte) bson.Raw {
-	i := 16 + 4 + 8 + 4 + 4
-	if i+4 > len(msg) {
-		return nil
-	}
-	n := int(binary.LittleEndian.Uint32(msg[i:]))
-	if i+n > len(msg) {
-		return nil
-	}
-	return bson.Raw(msg[i : i+n])
-}
-
-var nextReply atomic.Uint32
-
-func header(length, responseTo, op uint32) []byte {
-	h := make([]byte, 16, length)
-	binary.LittleEndian.PutUint32(h[0:], length)
-	binary.LittleEndian.PutUint32(h[4:], nextReply.Add(1))
-	binary.LittleEndian.PutUint32(h[8:], responseTo)
-	binary.LittleEndian.PutUint32(h[12:], op)
-	return h
-}
-
-func opMsgMessage(responseTo uint32, doc bson.Raw) []byte {
-	n := uint32(16 + 4 + 1 + len(doc))
-	b := header(n, responseTo, opMsg)
-	b = binary.LittleEndian.AppendUint32(b, 0)
-	b = append(b, 0)
-	return append(b, doc...)
-}
-
-func opReplyMessage(responseTo uint32, doc bson.Raw) []byte {
-	n := uint32(16 + 4 + 8 + 4 + 4 + len(doc))
-	b := header(n, responseTo, opReply)
-	b = binary.LittleEndian.AppendUint32(b, 8) // AwaitCapable
-	b = binary.LittleEndian.AppendUint64(b, 0)
-	b = binary.LittleEndian.AppendUint32(b, 0)
-	b = binary.LittleEndian.AppendUint32(b, 1)
-	return append(b, doc...)
 }

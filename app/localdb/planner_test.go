@@ -1,0 +1,177 @@
+package localdb
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// The planner answers the shapes it plans exactly as FerretDB does, from
+// SQLite's indexes, and relays the rest: each query below runs through the
+// planner and straight against FerretDB, and the answers must be equal.
+func TestPlannerAnswersAsFerretDBDoes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Start(ctx, "127.0.0.1:0", dir, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	planned := connect(t, db.URI)
+	direct := connect(t, "mongodb://"+url.QueryEscape(filepath.Join(dir, innerSocket))+"/")
+
+	coll := planned.Database("conduit").Collection("things")
+	_, err = coll.Indexes().CreateMany(ctx, []mongo.IndexModel{
+		{Keys: bson.D{{Key: "kind", Value: 1}, {Key: "at", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("by_kind")},
+		{Keys: bson.D{{Key: "tags", Value: 1}, {Key: "at", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("by_tag")},
+		{Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetName("email").SetUnique(true)},
+		{Keys: bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("recent")},
+	})
+	require.NoError(t, err)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var docs []any
+	for i := range 60 {
+		d := bson.D{{Key: "_id", Value: fmt.Sprintf("id%03d", i)}, {Key: "kind", Value: []string{"a", "b", "c"}[i%3]},
+			{Key: "email", Value: fmt.Sprintf("p%d@example.com", i)}, {Key: "at", Value: base.Add(time.Duration(i%20) * time.Hour)},
+			{Key: "tags", Value: bson.A{"t" + fmt.Sprint(i%4), "all"}}, {Key: "n", Value: int64(i)},
+			{Key: "nested", Value: bson.D{{Key: "x", Value: int32(i)}, {Key: "y", Value: "<&>"}}}, {Key: "body", Value: "text ü <b>"}}
+		if i == 7 {
+			d = append(d, bson.E{Key: "oid", Value: bson.NewObjectID()})
+		}
+		docs = append(docs, d)
+	}
+	// A document whose kind is an ObjectID's hex as an ObjectID, not a
+	// string: a string filter must not match it.
+	oid, _ := bson.ObjectIDFromHex("0123456789abcdef01234567")
+	docs = append(docs, bson.D{{Key: "_id", Value: "odd"}, {Key: "kind", Value: oid}, {Key: "email", Value: "odd@example.com"},
+		{Key: "at", Value: base}, {Key: "tags", Value: bson.A{"all"}}})
+	_, err = coll.InsertMany(ctx, docs)
+	require.NoError(t, err)
+
+	type q struct {
+		name   string
+		filter bson.D
+		opts   *options.FindOptionsBuilder
+		plan   bool // the planner answers it
+	}
+	sortRecent := bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}}
+	queries := []q{
+		{"by _id", bson.D{{Key: "_id", Value: "id005"}}, options.Find(), true},
+		{"_id $in", bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{"id001", "id009", "nope", "odd"}}}}}, options.Find(), true},
+		{"unique field", bson.D{{Key: "email", Value: "p12@example.com"}}, options.Find(), true},
+		{"kind, sorted, paged", bson.D{{Key: "kind", Value: "b"}}, options.Find().SetSort(sortRecent).SetSkip(3).SetLimit(5), true},
+		{"string never matches an ObjectID", bson.D{{Key: "kind", Value: bson.D{{Key: "$in", Value: bson.A{"0123456789abcdef01234567", "a"}}}}}, options.Find(), true},
+		{"multikey element", bson.D{{Key: "tags", Value: "t2"}}, options.Find().SetSort(sortRecent).SetLimit(7), true},
+		{"global list without a field", bson.D{}, options.Find().SetSort(sortRecent).SetSkip(10).SetLimit(10).SetProjection(bson.D{{Key: "body", Value: 0}}), true},
+		{"inclusion projection", bson.D{{Key: "kind", Value: "a"}}, options.Find().SetProjection(bson.D{{Key: "email", Value: 1}}), true},
+		{"unindexed field is relayed", bson.D{{Key: "body", Value: "text ü <b>"}}, options.Find(), false},
+		{"operators are relayed", bson.D{{Key: "n", Value: bson.D{{Key: "$gt", Value: 50}}}}, options.Find(), false},
+		{"dotted fields are relayed", bson.D{{Key: "nested.y", Value: "<&>"}}, options.Find(), false},
+	}
+	for _, tc := range queries {
+		t.Run(tc.name, func(t *testing.T) {
+			run := func(c *mongo.Client) []bson.D {
+				cur, err := c.Database("conduit").Collection("things").Find(ctx, tc.filter, tc.opts)
+				require.NoError(t, err)
+				var out []bson.D
+				require.NoError(t, cur.All(ctx, &out))
+				return out
+			}
+			before := db.Planned()
+			got := run(planned)
+			assert.Equal(t, tc.plan, db.Planned() > before, "planned")
+			want := run(direct)
+			require.NotEmpty(t, want, "the query finds something")
+			if sorted(tc.opts) {
+				assert.Equal(t, want, got, "the same documents in the same order")
+			} else {
+				assert.ElementsMatch(t, want, got)
+			}
+		})
+	}
+
+	for _, f := range []bson.D{{}, {{Key: "kind", Value: "c"}}, {{Key: "tags", Value: "all"}}, {{Key: "email", Value: "none"}}} {
+		before := db.Planned()
+		n, err := coll.CountDocuments(ctx, f)
+		require.NoError(t, err)
+		assert.Greater(t, db.Planned(), before, "count %v planned", f)
+		want, err := direct.Database("conduit").Collection("things").CountDocuments(ctx, f)
+		require.NoError(t, err)
+		assert.Equal(t, want, n, "count %v", f)
+	}
+}
+
+func sorted(b *options.FindOptionsBuilder) bool {
+	var o options.FindOptions
+	for _, set := range b.Opts {
+		_ = set(&o)
+	}
+	return o.Sort != nil
+}
+
+func connect(t *testing.T, uri string) *mongo.Client {
+	t.Helper()
+	c, err := mongo.Connect(options.Client().ApplyURI(uri))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c
+}
+
+// The SQL the planner runs is served by the mirrors of the collection's
+// MongoDB indexes, as DocumentDB serves the same query by the index
+// itself: no full scan for a lookup, a filter or a sorted page.
+func TestPlannerUsesTheMirroredIndexes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Start(ctx, "127.0.0.1:0", dir, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	c := connect(t, db.URI)
+	coll := c.Database("conduit").Collection("things")
+	_, err = coll.Indexes().CreateMany(ctx, []mongo.IndexModel{
+		{Keys: bson.D{{Key: "kind", Value: 1}, {Key: "at", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("by_kind")},
+		{Keys: bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("recent")},
+	})
+	require.NoError(t, err)
+	_, err = coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "kind", Value: "a"}, {Key: "at", Value: time.Now()}})
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		filter bson.D
+		sort   bson.D
+		index  string
+	}{
+		{bson.D{{Key: "kind", Value: "a"}}, bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}}, "_m_by_kind"},
+		{bson.D{}, bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}}, "_m_recent"},
+		{bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{"x", "y"}}}}}, nil, "_m__id"},
+	} {
+		fb, _ := bson.Marshal(tc.filter)
+		q := query{db: "conduit", coll: "things", filter: fb, sortKeys: tc.sort}
+		require.NoError(t, db.planner.compile(ctx, &q))
+		stmt := fmt.Sprintf(`SELECT _ferretdb_sjson FROM %q%s`, q.table.name, whereSQL(q.where))
+		if len(q.order) > 0 {
+			stmt += " ORDER BY " + strings.Join(q.order, ", ")
+		}
+		rows, err := q.sqldb.QueryContext(ctx, "EXPLAIN QUERY PLAN "+stmt+" LIMIT 20", q.args...)
+		require.NoError(t, err)
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			require.NoError(t, rows.Scan(&id, &parent, &notused, &detail))
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		joined := strings.Join(plan, "; ")
+		assert.Contains(t, joined, q.table.name+tc.index, "%v sorted by %v: %s", tc.filter, tc.sort, joined)
+		assert.NotContains(t, joined, "TEMP B-TREE", "no sort outside the index: %s", joined)
+	}
+}
