@@ -25,6 +25,7 @@ type articleDoc struct {
 	UpdatedAt      time.Time `bson:"updatedAt"`
 	FavoritesCount int       `bson:"favoritesCount"`
 	FavVer         int64     `bson:"favVer"`
+	FavDirty       bool      `bson:"favDirty"`
 }
 
 func (d articleDoc) article() conduit.Article {
@@ -36,11 +37,9 @@ func (d articleDoc) article() conduit.Article {
 		TagList: tags, AuthorID: d.AuthorID, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, FavoritesCount: d.FavoritesCount}
 }
 
-// CreateArticle inserts an article with a new id; a taken slug is a
-// conflict (the caller picks another). Steps: the intent to recount its
-// tags, the insert, the recount, the intent done. Converges: the insert
-// finds itself when sent again; a crash before the recount leaves the
-// intent, and Repair recounts.
+// CreateArticle inserts an article with a new id: one insert, which finds
+// itself when sent again; a taken slug is a conflict (the caller picks
+// another).
 func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.insert", time.Now())
 	d := articleDoc{ID: newID(), Slug: a.Slug, Title: a.Title, Description: a.Description, Body: a.Body,
@@ -48,16 +47,11 @@ func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	if d.TagList == nil {
 		d.TagList = []string{}
 	}
-	intent, err := s.begin(ctx, intentDoc{Kind: intentRecountTags, Tags: d.TagList})
-	if err != nil {
-		return err
-	}
 	if err := s.insertNew(ctx, "articles", "insert article", d.ID, d, sameDoc(d)); err != nil {
-		s.done(ctx, intent) // nothing was written: nothing to recount
 		return err
 	}
 	a.ID = d.ID
-	return s.finish(ctx, intent)
+	return nil
 }
 
 // article reads the article slug as viewer may see it: on the primary
@@ -111,14 +105,14 @@ func (s *Store) UpdateArticle(ctx context.Context, a *conduit.Article) error {
 	return nil
 }
 
-// DeleteArticle removes an article with its comments and favorites, and
-// recounts its tags. Steps: the intent, the article, its comments, its
-// favorites, the recount, the intent done; each step is idempotent, and
-// Repair runs them again for an intent a crash left behind. The article
-// goes first, so a half-done deletion shows nothing of it.
+// DeleteArticle removes an article with its comments and favorites.
+// Steps: the intent, the article, its comments, its favorites, the intent
+// done; each step is idempotent, and Repair runs them again for an intent
+// a crash left behind. The article goes first, so a half-done deletion
+// shows nothing of it.
 func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.delete", time.Now())
-	intent, err := s.begin(ctx, intentDoc{Kind: intentDeleteArticle, AID: a.ID, Tags: a.TagList})
+	intent, err := s.begin(ctx, intentDoc{Kind: intentDeleteArticle, AID: a.ID})
 	if err != nil {
 		return err
 	}
@@ -127,8 +121,8 @@ func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 
 // Favorite marks a as user's favourite and recounts its favorites. Steps:
 // the intent to recount, the favorite (an insert whose _id is the pair:
-// twice is once), the recount, the intent done. a's count and flag are
-// updated.
+// twice is once), the mark and the recount (see recountFavorites), the
+// intent done. a's count and flag are updated.
 func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) error {
 	defer s.observe("favorites.insert", time.Now())
 	intent, err := s.begin(ctx, intentDoc{Kind: intentRecountFavorites, AID: a.ID})
@@ -140,7 +134,7 @@ func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) e
 	if err := s.insertNew(ctx, "favorites", "favorite", pair(user, a.ID), doc, nil); err != nil {
 		return err // the intent stays: Repair recounts (nothing changed, or the insert did)
 	}
-	n, err := s.recountFavorites(ctx, a.ID)
+	n, err := s.markAndRecount(ctx, a.ID)
 	if errNotFound(err) {
 		// Deleted meanwhile: its deletion may have removed its favorites
 		// before this one came; this one goes too (or the intent stays,
@@ -169,7 +163,7 @@ func (s *Store) Unfavorite(ctx context.Context, user string, a *conduit.Article)
 	if _, err := s.coll("favorites").DeleteOne(ctx, byID(pair(user, a.ID))); err != nil {
 		return s.wrap("unfavorite", err)
 	}
-	n, err := s.recountFavorites(ctx, a.ID)
+	n, err := s.markAndRecount(ctx, a.ID)
 	if err != nil && !errNotFound(err) {
 		return err
 	}
@@ -178,11 +172,12 @@ func (s *Store) Unfavorite(ctx context.Context, user string, a *conduit.Article)
 	return nil
 }
 
-// recountFavorites sets the article aid's favoritesCount to the number of
-// its favorites and returns it. See recount.
-func (s *Store) recountFavorites(ctx context.Context, aid string) (int, error) {
-	return s.recount(ctx, counter{coll: "articles", id: aid, n: "favoritesCount", ver: "favVer",
-		source: "favorites", filter: bson.D{{Key: "aid", Value: aid}}})
+// markAndRecount marks the favorites of aid changed and recounts them.
+func (s *Store) markAndRecount(ctx context.Context, aid string) (int, error) {
+	if err := s.markFavorites(ctx, aid); err != nil {
+		return 0, err
+	}
+	return s.recountFavorites(ctx, aid)
 }
 
 // listSort is every list's order: newest first, ties broken by article

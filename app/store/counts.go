@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-	"errors"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -11,111 +11,127 @@ import (
 	"webstack/app/conduit"
 )
 
-// counter is a count kept in a document (coll, id) field n, of the
-// documents of source matching filter, with a version field ver.
-type counter struct {
-	coll, id, n, ver string
-	source           string
-	filter           bson.D
-	upsert           bool // the document is made when missing (tags)
-}
-
-// recount sets a counter to what it counts and returns the count: it reads
-// the counter's version, counts (on the primary, by index), then sets the
-// count and the next version only if the version is unchanged, and starts
-// again otherwise. Counting instead of adding keeps a count right whatever
-// happened to earlier writes (a lost reply, a crash between steps, an
-// update sent twice); the compare-and-set keeps two recounts from
-// committing out of order: a recount commits only if nothing committed
-// since it read the version, so the last commit counted after every
-// change whose recount had begun. Every change to what a counter counts
-// is followed by a recount (or leaves an intent that Repair recounts).
+// An article's favoritesCount is recounted, never added to: adding cannot
+// be made safe to send twice (a lost reply leaves it unknown whether the
+// $inc applied), counting can. After a favorite is added or removed:
 //
-// Its cost is the count: an index range of the counted documents (an
-// article's favorites, a tag's articles).
-func (s *Store) recount(ctx context.Context, c counter) (int, error) {
-	defer s.observe(c.coll+".recount", time.Now())
-	for range 8 {
-		var cur bson.M
-		err := s.findOne(ctx, s.coll(c.coll), c.coll+".find", byID(c.id), &cur,
-			options.FindOne().SetProjection(bson.D{{Key: c.ver, Value: 1}}))
-		switch {
-		case errNotFound(err) && c.upsert:
-			cur = bson.M{}
-		case err != nil:
-			return 0, err
-		}
-		ver := versionOf(cur[c.ver])
-		n, err := s.count(ctx, s.coll(c.source), c.source+".count", c.filter)
-		if err != nil {
-			return 0, err
-		}
-		if s.afterCount != nil {
-			s.afterCount()
-		}
-		filter := append(byID(c.id), bson.E{Key: c.ver, Value: ver})
-		if ver == 0 {
-			// A document made before it had a version (or not made yet):
-			// version 0 is the field's absence.
-			filter = append(byID(c.id), bson.E{Key: c.ver, Value: bson.D{{Key: "$in", Value: bson.A{nil, int64(0)}}}})
-		}
-		res, err := s.coll(c.coll).UpdateOne(ctx, filter,
-			set(bson.E{Key: c.n, Value: n}, bson.E{Key: c.ver, Value: ver + 1}), options.UpdateOne().SetUpsert(c.upsert))
-		switch {
-		case isDuplicate(err): // an upsert that lost to another recount's
-			continue
-		case err != nil:
-			return 0, s.wrap("recount "+c.coll, err)
-		case res.MatchedCount+res.UpsertedCount == 1:
-			return n, nil
-		}
-	}
-	return 0, conduit.Unavailable(errors.New("a count kept changing while it was recounted"))
-}
+//  1. markFavorites sets the article's favDirty and moves its favVer on:
+//     "a change is not counted yet";
+//  2. recountFavorites reads favVer and favDirty, counts the article's
+//     favorites (on the primary, by_article), and sets favoritesCount and
+//     clears favDirty only if favVer has not moved since it read it.
+//
+// A recount whose compare-and-set fails stops there: favVer moved because
+// another change was marked after its read (that change's own recount
+// will count it and ours), or because another recount committed — one
+// that read favVer after our mark, so counted after our change. A recount
+// that finds favDirty clear stops too: a recount that counted after our
+// mark has committed. So recounts never wait for one another (a popular
+// article's concurrent favorites do not livelock), the last commit always
+// counted every change marked before it, and a change whose recount never
+// ran leaves favDirty set and an intent that Repair finishes.
+//
+// The cost is the count: an index range of the article's favorites.
 
-// versionOf reads a version field as the driver decodes it.
-func versionOf(v any) int64 {
-	switch v := v.(type) {
-	case int64:
-		return v
-	case int32:
-		return int64(v)
-	case float64:
-		return int64(v)
+// markFavorites records that the favorites of aid changed and are not
+// counted yet.
+func (s *Store) markFavorites(ctx context.Context, aid string) error {
+	res, err := s.coll("articles").UpdateOne(ctx, byID(aid), bson.D{
+		{Key: "$set", Value: bson.D{{Key: "favDirty", Value: true}}}, {Key: "$inc", Value: bson.D{{Key: "favVer", Value: int64(1)}}}})
+	if err != nil {
+		return s.wrap("mark favorites", err)
 	}
-	return 0
-}
-
-// recountTags recounts the articles of each tag.
-func (s *Store) recountTags(ctx context.Context, tags []string) error {
-	for _, t := range tags {
-		if _, err := s.recount(ctx, counter{coll: "tags", id: t, n: "n", ver: "ver", upsert: true,
-			source: "articles", filter: bson.D{{Key: "tagList", Value: t}}}); err != nil {
-			return err
-		}
+	if res.MatchedCount == 0 {
+		return conduit.Errorf(conduit.CodeNotFound, "article not found")
 	}
 	return nil
+}
+
+// recountFavorites counts the favorites of aid after a change was marked,
+// and sets the count unless a later change or recount makes that needless.
+// It returns the count it made (as of after the caller's change).
+func (s *Store) recountFavorites(ctx context.Context, aid string) (int, error) {
+	defer s.observe("articles.recount", time.Now())
+	var cur struct {
+		Ver   int64 `bson:"favVer"`
+		Dirty bool  `bson:"favDirty"`
+		N     int   `bson:"favoritesCount"`
+	}
+	err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(aid), &cur,
+		options.FindOne().SetProjection(bson.D{{Key: "favVer", Value: 1}, {Key: "favDirty", Value: 1}, {Key: "favoritesCount", Value: 1}}))
+	if err != nil {
+		return 0, notFoundAs(err, "article not found")
+	}
+	if !cur.Dirty {
+		return cur.N, nil // counted after the mark already
+	}
+	n, err := s.count(ctx, s.coll("favorites"), "favorites.count", bson.D{{Key: "aid", Value: aid}})
+	if err != nil {
+		return 0, err
+	}
+	if s.afterCount != nil {
+		s.afterCount()
+	}
+	_, err = s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: aid}, {Key: "favVer", Value: cur.Ver}},
+		set(bson.E{Key: "favoritesCount", Value: n}, bson.E{Key: "favDirty", Value: false}, bson.E{Key: "favVer", Value: cur.Ver + 1}))
+	if err != nil {
+		return 0, s.wrap("recount favorites", err)
+	}
+	return n, nil // committed, or superseded by a later change or recount
 }
 
 // MaxTags is how many tags Tags returns: the most used.
 const MaxTags = 50
 
-// Tags returns the tags used by at least one article, most used first (at
-// most MaxTags), as viewer (nil: nobody) sees them.
+// TagWindow is how many of the newest articles the tag list is drawn
+// from. The list is what recent articles use, counted when it is read: it
+// costs no write (no counter per tag, none to keep right after a lost
+// reply), it reads a bounded number of articles however many there are
+// (an index walk of list_recent), and it always equals what those
+// articles hold.
+const TagWindow = 1000
+
+// Tags returns the tags the newest TagWindow articles use, most used first
+// (then by name), at most MaxTags, as viewer (nil: nobody) sees them.
 func (s *Store) Tags(ctx context.Context, viewer *conduit.User) ([]string, error) {
 	load := func(ctx context.Context, fresh bool) ([]string, error) {
 		docs, err := findAll[struct {
-			ID string `bson:"_id"`
-		}](ctx, s, s.reader(fresh, "tags"), "tags.find", bson.D{{Key: "n", Value: bson.D{{Key: "$gt", Value: 0}}}},
-			options.Find().SetSort(bson.D{desc("n"), asc("_id")}).SetLimit(MaxTags).SetProjection(bson.D{{Key: "_id", Value: 1}}))
-		tags := make([]string, len(docs))
-		for i, d := range docs {
-			tags[i] = d.ID
+			TagList []string `bson:"tagList"`
+		}](ctx, s, s.reader(fresh, "articles"), "articles.tags", bson.D{},
+			options.Find().SetSort(listSort).SetLimit(TagWindow).SetProjection(bson.D{{Key: "tagList", Value: 1}}))
+		if err != nil {
+			return nil, err
 		}
-		return tags, err
+		uses := map[string]int{}
+		for _, d := range docs {
+			for _, t := range d.TagList {
+				uses[t]++
+			}
+		}
+		tags := make([]string, 0, len(uses))
+		for t := range uses {
+			tags = append(tags, t)
+		}
+		slices.SortFunc(tags, func(a, b string) int {
+			if uses[a] != uses[b] {
+				return uses[b] - uses[a]
+			}
+			return compareStrings(a, b)
+		})
+		return tags[:min(len(tags), MaxTags)], nil
 	}
 	if s.fresh(viewer) { // who just tagged an article sees the tag
 		return load(ctx, true)
 	}
 	return s.cache.tags.fill(ctx, "tags", func(ctx context.Context) ([]string, error) { return load(ctx, false) })
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

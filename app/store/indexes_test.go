@@ -306,7 +306,7 @@ func exerciseEveryOperation(t *testing.T, st *Store) {
 	a.Slug, a.Title = "a2", "A2"
 	require.NoError(t, st.UpdateArticle(ctx, a))
 	require.NoError(t, st.DeleteArticle(ctx, b))
-	_, err = st.begin(ctx, intentDoc{Kind: intentRecountTags, Tags: []string{"go"}})
+	_, err = st.begin(ctx, intentDoc{Kind: intentRecountFavorites, AID: a.ID})
 	require.NoError(t, err)
 	time.Sleep(5 * time.Millisecond)
 	_, err = st.Repair(ctx)

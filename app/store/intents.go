@@ -18,23 +18,17 @@ type intentDoc struct {
 	ID   string    `bson:"_id"`
 	Kind string    `bson:"kind"`
 	AID  string    `bson:"aid,omitempty"`
-	Tags []string  `bson:"tags,omitempty"`
 	At   time.Time `bson:"at"`
 }
 
 // The kinds of intents, and the steps each finishes with (apply).
 const (
-	intentRecountTags      = "recount-tags"      // the tags' counts
 	intentRecountFavorites = "recount-favorites" // the article's favorites count
-	intentDeleteArticle    = "delete-article"    // the article, its comments and favorites, its tags' counts
+	intentDeleteArticle    = "delete-article"    // the article, its comments and favorites
 )
 
-// begin records an intent (its first step). A write that has nothing to
-// finish records none: begin returns a zero intent.
+// begin records an intent (its first step).
 func (s *Store) begin(ctx context.Context, d intentDoc) (intentDoc, error) {
-	if d.Kind == intentRecountTags && len(d.Tags) == 0 {
-		return intentDoc{}, nil
-	}
 	d.ID, d.At = newID(), time.Now().UTC()
 	if err := s.insertNew(ctx, "intents", "record intent", d.ID, d, sameDoc(d)); err != nil {
 		return intentDoc{}, err
@@ -69,10 +63,8 @@ func (s *Store) apply(ctx context.Context, d intentDoc) error {
 	switch d.Kind {
 	case "":
 		return nil
-	case intentRecountTags:
-		return s.recountTags(ctx, d.Tags)
 	case intentRecountFavorites:
-		_, err := s.recountFavorites(ctx, d.AID)
+		_, err := s.markAndRecount(ctx, d.AID)
 		if errNotFound(err) {
 			// Deleted: a favorite that came after its deletion removed the
 			// others goes too.
@@ -86,10 +78,7 @@ func (s *Store) apply(ctx context.Context, d intentDoc) error {
 		if _, err := s.coll("comments").DeleteMany(ctx, bson.D{{Key: "aid", Value: d.AID}}); err != nil {
 			return s.wrap("delete the article's comments", err)
 		}
-		if err := s.dropFavorites(ctx, d.AID); err != nil {
-			return err
-		}
-		return s.recountTags(ctx, d.Tags)
+		return s.dropFavorites(ctx, d.AID)
 	}
 	return fmt.Errorf("intent %s: unknown kind %q", d.ID, d.Kind)
 }

@@ -44,23 +44,22 @@ func indexes() []index {
 		{"favorites", "by_user", bson.D{asc("uid"), desc("articleCreatedAt"), desc("aid")}, false, "a person's favorites, newest article first (favorited= lists, paged, and their count)"},
 		{"favorites", "by_article", bson.D{asc("aid")}, false, "an article's favorites: its count recounted, removed with it"},
 		{"articles", "slug", bson.D{asc("slug")}, true, "an article by its slug; unique, so a rename is one update"},
-		{"articles", "list_recent", bson.D{desc("createdAt"), desc("_id")}, false, "the global list"},
+		{"articles", "list_recent", bson.D{desc("createdAt"), desc("_id")}, false, "the global list; the newest articles' tags"},
 		{"articles", "list_by_author", bson.D{asc("authorId"), desc("createdAt"), desc("_id")}, false, "author= lists, the feed ({authorId: {$in}}, merged per author), their counts"},
 		{"articles", "list_by_tag", bson.D{asc("tagList"), desc("createdAt"), desc("_id")}, false, "tag= lists (multikey), their counts, a tag's recount"},
 		{"comments", "by_article", bson.D{asc("aid"), asc("createdAt"), asc("_id")}, false, "an article's comments, oldest first; removed with it"},
-		{"tags", "by_use", bson.D{desc("n"), asc("_id")}, false, "the most used tags"},
 		{"intents", "by_age", bson.D{asc("at")}, false, "interrupted writes, oldest first (Repair)"},
 	}
 }
 
 // collections are every collection the store uses.
 func collections() []string {
-	return []string{"users", "follows", "favorites", "articles", "comments", "tags", "intents", "meta"}
+	return []string{"users", "follows", "favorites", "articles", "comments", "intents", "meta"}
 }
 
 // earlierCollections are collections only layout 1 had: a database that
 // holds one was written by an earlier conduit.
-var earlierCollections = []string{"usernames", "emails", "threads_00"}
+var earlierCollections = []string{"usernames", "emails", "threads_00", "tags"}
 
 // Migrate prepares the database: it refuses one that holds another layout
 // (the project is pre-release: there is no conversion), creates the

@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -48,6 +49,7 @@ type options struct {
 	markdown    bool
 	warmup      time.Duration
 	seedCache   string
+	growth      int
 }
 
 // size is one data set.
@@ -70,6 +72,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.scale, "scale", "both", "data size: small (200 articles, 2,000 comments, 40 users), large (5,000 / 50,000 / 1,000) or both")
 	fs.BoolVar(&o.markdown, "markdown", false, "print markdown tables")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each run (fills caches, opens connections)")
+	fs.IntVar(&o.growth, "growth", 5000, "comments posted on one article, measuring the rate as they grow (0: skip)")
 	fs.StringVar(&o.seedCache, "seed-cache", "", "keep each size's seeded data in `DIR` and reuse it on later runs (delete DIR after changing app/store: the data layout must match)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -197,10 +200,172 @@ func runSize(ctx context.Context, o options, sz size, out io.Writer) ([]row, err
 	if err := printDBLatency(ctx, client, "http://"+admin+"/metrics", out); err != nil {
 		return nil, err
 	}
+	if err := printWire(ctx, client, "http://"+api, "http://"+admin+"/metrics", seed, out, o); err != nil {
+		return nil, fmt.Errorf("commands per request: %w", err)
+	}
+	if o.growth > 0 {
+		if err := printGrowth(ctx, client, "http://"+web, seed.token, o, out); err != nil {
+			return nil, fmt.Errorf("comment growth: %w", err)
+		}
+	}
 	return rows, nil
 }
 
-// dbCalls is the total number of database operations the api has made.
+// printWire runs each RealWorld request once against the api, one after
+// another, and prints the database commands it sent (counted at the
+// wire): the first time (cold caches), and the mean of the next nine
+// (what the process keeps).
+func printWire(ctx context.Context, c *http.Client, base, metrics string, seed *seeded, out io.Writer, o options) error {
+	slug := seed.Slugs[0]
+	var resp struct {
+		User struct{ Token string } `json:"user"`
+	}
+	name := fmt.Sprintf("wire%d", time.Now().UnixNano()%1_000_000)
+	if err := call(ctx, c, "POST", base+"/api/users", "", fmt.Sprintf(`{"user":{"username":%q,"email":"%s@example.com","password":"wire-password-1"}}`, name, name), &resp); err != nil {
+		return err
+	}
+	me := resp.User.Token
+	var art struct {
+		Article struct{ Slug string } `json:"article"`
+	}
+	if err := call(ctx, c, "POST", base+"/api/articles", me, `{"article":{"title":"Wire `+name+`","description":"d","body":"b","tagList":["wire"]}}`, &art); err != nil {
+		return err
+	}
+	mine := art.Article.Slug
+	var comment struct {
+		Comment struct{ ID int64 } `json:"comment"`
+	}
+	steps := []struct {
+		name, method, path, body, token string
+		once                            bool // a write that cannot be repeated as is
+		out                             any
+	}{
+		{name: "POST /api/users (register)", method: "POST", path: "/api/users", once: true,
+			body: fmt.Sprintf(`{"user":{"username":"%sx","email":"%sx@example.com","password":"wire-password-1"}}`, name, name)},
+		{name: "POST /api/users/login", method: "POST", path: "/api/users/login", body: fmt.Sprintf(`{"user":{"email":"%s@example.com","password":"wire-password-1"}}`, name)},
+		{name: "GET /api/user", method: "GET", path: "/api/user", token: me},
+		{name: "PUT /api/user (bio)", method: "PUT", path: "/api/user", token: me, body: `{"user":{"bio":"b"}}`},
+		{name: "GET /api/profiles/:username", method: "GET", path: "/api/profiles/bench1"},
+		{name: "GET /api/profiles/:username (token)", method: "GET", path: "/api/profiles/bench1", token: me},
+		{name: "POST /api/profiles/:username/follow", method: "POST", path: "/api/profiles/bench1/follow", token: me},
+		{name: "GET /api/articles/feed", method: "GET", path: "/api/articles/feed", token: me},
+		{name: "DELETE /api/profiles/:username/follow", method: "DELETE", path: "/api/profiles/bench1/follow", token: me},
+		{name: "GET /api/articles?limit=20", method: "GET", path: "/api/articles?limit=20"},
+		{name: "GET /api/articles?limit=20 (token)", method: "GET", path: "/api/articles?limit=20", token: me},
+		{name: "GET /api/articles?tag=bench", method: "GET", path: "/api/articles?tag=bench"},
+		{name: "GET /api/articles?author=bench1", method: "GET", path: "/api/articles?author=bench1"},
+		{name: "GET /api/articles?favorited=bench0", method: "GET", path: "/api/articles?favorited=bench0"},
+		{name: "POST /api/articles", method: "POST", path: "/api/articles", token: me, once: true,
+			body: `{"article":{"title":"Wire two ` + name + `","description":"d","body":"b","tagList":["wire","two"]}}`},
+		{name: "GET /api/articles/:slug", method: "GET", path: "/api/articles/" + slug},
+		{name: "GET /api/articles/:slug (token)", method: "GET", path: "/api/articles/" + slug, token: me},
+		{name: "PUT /api/articles/:slug (body)", method: "PUT", path: "/api/articles/" + mine, token: me, body: `{"article":{"body":"new"}}`},
+		{name: "POST /api/articles/:slug/favorite", method: "POST", path: "/api/articles/" + slug + "/favorite", token: me},
+		{name: "DELETE /api/articles/:slug/favorite", method: "DELETE", path: "/api/articles/" + slug + "/favorite", token: me},
+		{name: "GET /api/articles/:slug/comments", method: "GET", path: "/api/articles/" + slug + "/comments"},
+		{name: "POST /api/articles/:slug/comments", method: "POST", path: "/api/articles/" + mine + "/comments", token: me,
+			body: `{"comment":{"body":"hi"}}`, once: true, out: &comment},
+		{name: "DELETE /api/articles/:slug/comments/:id", method: "DELETE", token: me, once: true},
+		{name: "GET /api/tags", method: "GET", path: "/api/tags"},
+		{name: "DELETE /api/articles/:slug", method: "DELETE", path: "/api/articles/" + mine, token: me, once: true},
+	}
+	fmt.Fprintln(out, "\ndatabase commands per request (counted at the wire), one request at a time:")
+	var lines [][]string
+	for _, st := range steps {
+		if st.path == "" {
+			st.path = fmt.Sprintf("/api/articles/%s/comments/%d", mine, comment.Comment.ID)
+		}
+		counted := func() (float64, error) {
+			before, err := dbCalls(ctx, c, metrics)
+			if err != nil {
+				return 0, err
+			}
+			if err := call(ctx, c, st.method, base+st.path, st.token, st.body, st.out); err != nil {
+				return 0, err
+			}
+			after, err := dbCalls(ctx, c, metrics)
+			return after - before, err
+		}
+		first, err := counted()
+		if err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
+		again := "–"
+		if !st.once {
+			var sum float64
+			for range 9 {
+				n, err := counted()
+				if err != nil {
+					return fmt.Errorf("%s: %w", st.name, err)
+				}
+				sum += n
+			}
+			again = fmt.Sprintf("%.1f", sum/9)
+		}
+		lines = append(lines, []string{st.name, fmt.Sprintf("%.0f", first), again})
+	}
+	writeTable(out, []string{"request", "first", "next 9 (mean)"}, lines, o.markdown)
+	return nil
+}
+
+// printGrowth posts comments on one new article through the web tier with
+// c clients until it has o.growth of them, and prints the rate in each
+// tenth: adding a comment must cost the same at the last as at the first.
+func printGrowth(ctx context.Context, c *http.Client, web, token string, o options, out io.Writer) error {
+	var art struct {
+		Article struct{ Slug string } `json:"article"`
+	}
+	if err := call(ctx, c, "POST", web+"/api/articles", token, fmt.Sprintf(`{"article":{"title":"Growth %d","description":"d","body":"b"}}`, time.Now().UnixNano()), &art); err != nil {
+		return err
+	}
+	path := web + "/api/articles/" + art.Article.Slug + "/comments"
+	body := `{"comment":{"body":"A comment with some *markdown* and ` + "`code`" + `."}}`
+	var next, done atomic.Int64
+	var errs atomic.Int64
+	tenth := int64(o.growth / 10)
+	marks := make([]time.Time, 11)
+	marks[0] = time.Now()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range o.concurrency {
+		wg.Go(func() {
+			for next.Add(1) <= int64(o.growth) {
+				if err := call(ctx, c, "POST", path, token, body, nil); err != nil {
+					errs.Add(1)
+					continue
+				}
+				if n := done.Add(1); n%tenth == 0 {
+					mu.Lock()
+					marks[n/tenth] = time.Now()
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Fprintf(out, "\nPOST comment on one article through the web tier (WAF on), c=%d, from 0 to %d comments (%d errors):\n", o.concurrency, o.growth, errs.Load())
+	var lines [][]string
+	var rates []float64
+	for i := 1; i <= 10; i++ {
+		if marks[i].IsZero() || marks[i-1].IsZero() {
+			continue
+		}
+		r := float64(tenth) / marks[i].Sub(marks[i-1]).Seconds()
+		rates = append(rates, r)
+		lines = append(lines, []string{fmt.Sprintf("%d–%d", int64(i-1)*tenth, int64(i)*tenth), fmt.Sprintf("%.0f", r)})
+	}
+	writeTable(out, []string{"comments already there", "req/s"}, lines, o.markdown)
+	if len(rates) >= 2 {
+		total := float64(done.Load()) / marks[10].Sub(marks[0]).Seconds()
+		fmt.Fprintf(out, "overall %.0f req/s; the last tenth keeps %.0f%% of the first tenth's rate\n", total, 100*rates[len(rates)-1]/rates[0])
+	}
+	return nil
+}
+
+// dbCalls is the total number of commands the api has sent to the
+// database, counted as the driver puts them on the wire
+// (conduit_db_commands_total); for a build without that metric, the
+// number of store operations.
 func dbCalls(ctx context.Context, c *http.Client, url string) (float64, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	resp, err := c.Do(req)
@@ -210,7 +375,11 @@ func dbCalls(ctx context.Context, c *http.Client, url string) (float64, error) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	var total float64
-	for _, m := range regexp.MustCompile(`conduit_db_operation_duration_seconds_count\{op="[^"]+",role="api"\} (\S+)`).FindAllStringSubmatch(string(b), -1) {
+	re := regexp.MustCompile(`conduit_db_commands_total\{command="[^"]+",role="api"\} (\S+)`)
+	if !re.Match(b) {
+		re = regexp.MustCompile(`conduit_db_operation_duration_seconds_count\{op="[^"]+",role="api"\} (\S+)`)
+	}
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
 		var v float64
 		fmt.Sscan(m[1], &v)
 		total += v
@@ -592,7 +761,7 @@ func printMachine(out io.Writer, o options) {
 }
 
 func printTable(out io.Writer, rows []row, o options) {
-	head := []string{"request", "api req/s", "api p50", "api p99", "db calls", "web req/s", "web p50", "web p99", "web/api", "errors"}
+	head := []string{"request", "api req/s", "api p50", "api p99", "db cmds", "web req/s", "web p50", "web p99", "web/api", "errors"}
 	var lines [][]string
 	for _, r := range rows {
 		api := []string{"–", "–", "–", "–"}

@@ -40,10 +40,10 @@ func (f Fault) String() string {
 	return [...]string{"none", "drop-before-send", "lose-reply", "not-primary", "stall"}[f]
 }
 
-// Faulted are the commands faults are injected into: what reads and
+// faulted are the commands faults are injected into: what reads and
 // writes data. Handshakes and monitoring pass, so the driver keeps
 // finding the database, as it finds the new primary after a failover.
-var Faulted = []string{"find", "getMore", "insert", "update", "delete", "findAndModify", "aggregate", "count"}
+var faulted = []string{"find", "getMore", "insert", "update", "delete", "findAndModify", "aggregate", "count"}
 
 // FaultProxy relays the MongoDB wire protocol between clients and a
 // database, injecting faults into commands when told to.
@@ -154,7 +154,7 @@ func (p *FaultProxy) track(c net.Conn, on bool) {
 func (p *FaultProxy) pick(cmd string) Fault {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.rate <= 0 || len(p.kinds) == 0 || !slices.Contains(Faulted, cmd) || len(p.only) > 0 && !slices.Contains(p.only, cmd) {
+	if p.rate <= 0 || len(p.kinds) == 0 || !slices.Contains(faulted, cmd) || len(p.only) > 0 && !slices.Contains(p.only, cmd) {
 		return None
 	}
 	if p.rng.Float64() >= p.rate {
