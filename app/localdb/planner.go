@@ -136,7 +136,16 @@ func (p *planner) session(ctx context.Context, client net.Conn) {
 		}
 		body, isMsg := mongowire.Body(msg)
 		if isMsg && !mongowire.MoreToCome(msg) {
-			if reply, ok := p.answer(ctx, body); ok {
+			reply, ok := p.answer(ctx, body)
+			if !ok {
+				var send bson.Raw
+				if send, reply, ok = p.rewriteWrite(ctx, msg, body); ok && send != nil {
+					if reply, err = sendRewritten(up, send); err != nil {
+						return
+					}
+				}
+			}
+			if ok {
 				p.answered.Add(1)
 				if _, err := client.Write(mongowire.Msg(mongowire.RequestID(msg), reply)); err != nil {
 					return

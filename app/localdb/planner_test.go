@@ -175,3 +175,52 @@ func TestPlannerUsesTheMirroredIndexes(t *testing.T) {
 		assert.NotContains(t, joined, "TEMP B-TREE", "no sort outside the index: %s", joined)
 	}
 }
+
+// Writes by another filter than {_id} reach FerretDB as writes by _id:
+// a delete removes exactly the documents its filter names, an update with
+// a condition beside the _id applies only when the document meets it.
+func TestPlannerHandsFerretDBWritesByID(t *testing.T) {
+	ctx := context.Background()
+	db, err := Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	coll := connect(t, db.URI).Database("conduit").Collection("things")
+	_, err = coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "kind", Value: 1}}, Options: options.Index().SetName("by_kind")})
+	require.NoError(t, err)
+	var docs []any
+	for i := range 30 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("d%02d", i)}, {Key: "kind", Value: []string{"a", "b", "c"}[i%3]}, {Key: "ver", Value: int64(i)}})
+	}
+	_, err = coll.InsertMany(ctx, docs)
+	require.NoError(t, err)
+
+	before := db.Planned()
+	res, err := coll.DeleteMany(ctx, bson.D{{Key: "kind", Value: "b"}})
+	require.NoError(t, err)
+	assert.EqualValues(t, 10, res.DeletedCount)
+	one, err := coll.DeleteOne(ctx, bson.D{{Key: "kind", Value: "a"}})
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, one.DeletedCount)
+	none, err := coll.DeleteMany(ctx, bson.D{{Key: "kind", Value: "zzz"}})
+	require.NoError(t, err)
+	assert.Zero(t, none.DeletedCount)
+	n, err := coll.CountDocuments(ctx, bson.D{{Key: "kind", Value: "b"}})
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	n, err = coll.CountDocuments(ctx, bson.D{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 19, n)
+
+	up, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "d02"}, {Key: "ver", Value: int64(2)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "ver", Value: int64(100)}}}})
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, up.MatchedCount, "the condition held")
+	stale, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "d02"}, {Key: "ver", Value: int32(2)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "ver", Value: int64(7)}}}})
+	require.NoError(t, err)
+	assert.Zero(t, stale.MatchedCount, "the condition no longer holds")
+	var got struct {
+		Ver int64 `bson:"ver"`
+	}
+	require.NoError(t, coll.FindOne(ctx, bson.D{{Key: "_id", Value: "d02"}}).Decode(&got))
+	assert.EqualValues(t, 100, got.Ver)
+	assert.GreaterOrEqual(t, db.Planned()-before, int64(5), "the writes went through the planner")
+}

@@ -154,3 +154,58 @@ func Doc(d bson.D) bson.Raw {
 	}
 	return b
 }
+
+// Sequences are the kind-1 sections of an OP_MSG: named sequences of
+// documents (the driver sends insert, update and delete statements so).
+func Sequences(msg []byte) (map[string][]bson.Raw, bool) {
+	if len(msg) < 21 || OpCode(msg) != OpMsg {
+		return nil, false
+	}
+	out := map[string][]bson.Raw{}
+	end := len(msg)
+	if binary.LittleEndian.Uint32(msg[16:])&1 != 0 { // checksumPresent
+		end -= 4
+	}
+	i := 20
+	for i < end {
+		kind := msg[i]
+		i++
+		if i+4 > end {
+			return nil, false
+		}
+		n := int(binary.LittleEndian.Uint32(msg[i:]))
+		if n < 4 || i+n > end {
+			return nil, false
+		}
+		if kind == 1 {
+			sec := msg[i+4 : i+n]
+			name := bytes.IndexByte(sec, 0)
+			if name < 0 {
+				return nil, false
+			}
+			id := string(sec[:name])
+			for rest := sec[name+1:]; len(rest) > 0; {
+				if len(rest) < 4 {
+					return nil, false
+				}
+				dn := int(binary.LittleEndian.Uint32(rest))
+				if dn < 5 || dn > len(rest) {
+					return nil, false
+				}
+				out[id] = append(out[id], bson.Raw(rest[:dn]))
+				rest = rest[dn:]
+			}
+		}
+		i += n
+	}
+	return out, true
+}
+
+// Request is an OP_MSG request: doc as its body, no sequences.
+func Request(doc bson.Raw) []byte {
+	n := uint32(16 + 4 + 1 + len(doc))
+	b := header(n, 0, OpMsg)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = append(b, 0)
+	return append(b, doc...)
+}
