@@ -15,15 +15,13 @@
 //	favorites {_id: user "/" article, uid, aid, articleCreatedAt, at}
 //	          by_user {uid, articleCreatedAt -1, aid -1}; by_article {aid}
 //	articles  {_id: article id, slug, title, description, body, tagList,
-//	           authorId, createdAt, updatedAt, favoritesCount, favVer}
+//	           authorId, createdAt, updatedAt, favoritesCount, favVer, favDirty}
 //	          unique slug; list_recent {createdAt -1, _id -1};
 //	          list_by_author {authorId, createdAt -1, _id -1};
 //	          list_by_tag {tagList, createdAt -1, _id -1}
 //	comments  {_id: 16 hex digits of the comment id (time-ordered, see
 //	           commentIDs), aid, authorId, body, createdAt, updatedAt}
 //	          by_article {aid, createdAt, _id}
-//	tags      {_id: tag, n: articles using it, ver}
-//	          by_use {n -1, _id}
 //	intents   {_id, kind, aid, tags, at}        multi-step writes under way
 //	          by_age {at}
 //	meta      {_id: "layout", version}
@@ -53,11 +51,12 @@
 //   - inserts carry their own _id, so an insert sent twice finds its first
 //     copy ("duplicate key" on _id is then success); follows and favorites
 //     have an _id made of who and what, so toggling is idempotent;
-//   - updates set values ($set), never add to them, except counters, which
-//     are recounted (recount: count what they count, then set the result
-//     if nothing else set it meanwhile);
-//   - a write of several documents (deleting an article; a favorite and its
-//     count; an article and its tags' counts) first records its intent in
+//   - updates set values ($set), never add to them; the one counter, an
+//     article's favoritesCount, is recounted (see recountFavorites), and
+//     the tag list is counted from the newest articles when it is read
+//     (see Tags): there are no counters to keep right after a lost reply;
+//   - a write of several documents (deleting an article with its comments
+//     and favorites; a favorite and its count) first records its intent in
 //     intents, then runs steps that are each idempotent, then deletes the
 //     intent. An intent older than Options.IntentGrace is an interrupted
 //     write: Repair (every api instance runs it in the background) runs its
@@ -85,16 +84,17 @@
 //
 // # The local engine
 //
-// FerretDB 1.24 on SQLite (conduit local, tests) answers the same queries
-// but plans none of them: it pushes only {_id: v} down to SQLite and
-// filters everything else in Go after reading the whole collection. localdb
-// puts a planner in front of it that answers the store's index-served
-// shapes from SQLite's copies of these same indexes (see localdb), so the
-// local engine uses the production indexes instead of the store being
-// shaped around it. What it still does differently: updates and deletes
-// whose filter is more than an _id (recount's compare-and-set, deleting an
-// article's comments) scan the collection in FerretDB, and it has one
-// writer (Options.MaxWriters 1).
+// FerretDB 1.24 on SQLite (conduit local, tests, the twin) answers the
+// same queries but plans none of them: it pushes only {_id: v} down to
+// SQLite and filters everything else in Go after reading the whole
+// collection. localdb puts a planner in front of it that answers the
+// store's index-served shapes from SQLite copies of these same indexes and
+// hands FerretDB its writes by _id (see localdb), so the local engine uses
+// the production indexes instead of the store being shaped around it. What
+// it still does differently: one writer (Options.MaxWriters 1; FerretDB's
+// conditional updates read, then write, so two writers could interleave),
+// no replicas (every read is the primary's), and queries the planner does
+// not compile are scans.
 package store
 
 import (

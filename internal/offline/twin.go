@@ -128,12 +128,15 @@ func check(m *twin.Model, state twin.State, conduit, newman, postman string, net
 		if err := suite(); err != nil {
 			return err
 		}
+		pid, err := servePID(state)
+		if err != nil {
+			return err
+		}
+		if err := m.DrillFailover(state, pid, stdout); err != nil {
+			return err
+		}
 		if len(m.TargetGroups) > 0 {
 			if err := m.DrillStopTarget(state, suite, stdout); err != nil {
-				return err
-			}
-			pid, err := servePID(state)
-			if err != nil {
 				return err
 			}
 			if err := m.DrillRotateSecret(state, pid, suite, stdout); err != nil {

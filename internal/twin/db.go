@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/xdg-go/scram"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -32,6 +34,12 @@ type cluster struct {
 	cert     tls.Certificate
 	log      *slog.Logger
 	conns    atomic.Int64
+
+	// A failover: until downUntil (Unix nanoseconds) the cluster has no
+	// primary; the connections open when it began were broken.
+	downUntil atomic.Int64
+	mu        sync.Mutex
+	open      map[net.Conn]struct{}
 }
 
 func (c *cluster) serve(ln net.Listener) {
@@ -41,12 +49,41 @@ func (c *cluster) serve(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		if time.Now().UnixNano() < c.downUntil.Load() {
+			_ = conn.Close() // no primary behind the cluster endpoint yet
+			continue
+		}
 		go c.session(conn)
 	}
 }
 
+// failover models a DocumentDB failover: every open connection breaks
+// (commands in flight are lost before or after they applied, as on the old
+// primary), and for d no connection is accepted (the cluster endpoint has
+// no primary until the new one is promoted).
+func (c *cluster) failover(d time.Duration) {
+	c.downUntil.Store(time.Now().Add(d).UnixNano())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for conn := range c.open {
+		_ = conn.Close()
+	}
+	c.log.Info("database stand-in: failover", "without_primary", d)
+}
+
 // session relays one client connection.
 func (c *cluster) session(client net.Conn) {
+	c.mu.Lock()
+	if c.open == nil {
+		c.open = map[net.Conn]struct{}{}
+	}
+	c.open[client] = struct{}{}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.open, client)
+		c.mu.Unlock()
+	}()
 	defer client.Close()
 	up, err := net.Dial("tcp", c.upstream)
 	if err != nil {

@@ -124,18 +124,28 @@ func (m *Model) DrillRotateSecret(state State, pid int, suite func() error, out 
 	return nil
 }
 
-// burst sends n concurrent GET /api/articles?tag=<distinct> from the
-// internet to the entry URL and counts the answers that are not 200.
-func (m *Model) burst(state State, n int) (int, int, error) {
+// internetClient is an HTTP client in the internet namespace that trusts
+// the twin's CA.
+func (m *Model) internetClient(state State) (*http.Client, error) {
 	ca, err := os.ReadFile(state.path("pki", "ca.pem"))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	c := ClientIn(m.Namespace("internet"))
 	c.Timeout = 30 * time.Second
 	c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
+	return c, nil
+}
+
+// burst sends n concurrent GET /api/articles?tag=<distinct> from the
+// internet to the entry URL and counts the answers that are not 200.
+func (m *Model) burst(state State, n int) (int, int, error) {
+	c, err := m.internetClient(state)
+	if err != nil {
+		return 0, 0, err
+	}
 	var (
 		wg     sync.WaitGroup
 		failed atomic.Int64
@@ -174,4 +184,148 @@ func killIn(ns string) error {
 		}
 	}
 	return nil
+}
+
+// DrillFailover fails the database over (the serve process, pid, breaks
+// every connection and has no primary for failoverWindow) while writers
+// post comments from the internet: no answer may be a 500 (a database
+// failing over is 503 with Retry-After), the site must recover by itself,
+// and every comment acknowledged must be there afterwards.
+func (m *Model) DrillFailover(state State, pid int, out io.Writer) error {
+	c, err := m.internetClient(state)
+	if err != nil {
+		return err
+	}
+	c.Timeout = 10 * time.Second
+	post := func(path, token, body string) (int, http.Header, []byte, error) {
+		req, err := http.NewRequest("POST", m.Entry+path, strings.NewReader(body))
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Token "+token)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, b, nil
+	}
+	name := fmt.Sprintf("failover%d", time.Now().UnixNano()%1_000_000)
+	st, _, b, err := post("/api/users", "", fmt.Sprintf(`{"user":{"username":%q,"email":"%s@example.com","password":"failover-drill-1"}}`, name, name))
+	if err != nil || st != http.StatusCreated {
+		return fmt.Errorf("drill: register: %d %s %v", st, b, err)
+	}
+	token := jsonField(b, "token")
+	st, _, b, err = post("/api/articles", token, `{"article":{"title":"Failover `+name+`","description":"d","body":"b"}}`)
+	if err != nil || st != http.StatusCreated {
+		return fmt.Errorf("drill: create an article: %d %s %v", st, b, err)
+	}
+	slug := jsonField(b, "slug")
+
+	var (
+		mu                   sync.Mutex
+		acked                []string
+		byStatus             = map[int]int{}
+		broken, noRetryAfter int
+		lastFailure          time.Time
+	)
+	stop := time.Now().Add(time.Second + failoverWindow + 8*time.Second)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				st, h, b, err := post("/api/articles/"+slug+"/comments", token, fmt.Sprintf(`{"comment":{"body":"drill %d-%d"}}`, w, i))
+				mu.Lock()
+				switch {
+				case err != nil:
+					broken++
+					lastFailure = time.Now()
+				case st == http.StatusOK:
+					acked = append(acked, jsonNumber(b, "id"))
+				default:
+					byStatus[st]++
+					if st == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+						noRetryAfter++
+					}
+					lastFailure = time.Now()
+				}
+				mu.Unlock()
+				if err != nil || st != http.StatusOK {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		return fmt.Errorf("drill: signal the stand-ins: %w", err)
+	}
+	began := time.Now()
+	wg.Wait()
+
+	for st := range byStatus {
+		if st >= 500 && st != http.StatusServiceUnavailable {
+			return fmt.Errorf("drill: the failover was answered %d (%d times): a database failing over is 503", st, byStatus[st])
+		}
+	}
+	if noRetryAfter > 0 {
+		return fmt.Errorf("drill: %d answers 503 without Retry-After", noRetryAfter)
+	}
+	if byStatus[http.StatusServiceUnavailable]+broken == 0 {
+		return fmt.Errorf("drill: no request met the failover: the drill was void")
+	}
+	if lastFailure.After(stop.Add(-3 * time.Second)) {
+		return fmt.Errorf("drill: still failing %s after the failover ended", time.Until(stop.Add(-failoverWindow)))
+	}
+	req, _ := http.NewRequest("GET", m.Entry+"/api/articles/"+slug+"/comments", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("drill: read the comments back: %w", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	missing := 0
+	for _, id := range acked {
+		if !bytes.Contains(body, []byte(`"id":`+id+`,`)) {
+			missing++
+		}
+	}
+	if missing > 0 {
+		return fmt.Errorf("drill: %d of %d acknowledged comments are missing after the failover", missing, len(acked))
+	}
+	fmt.Fprintf(out, "drill: database failover (%s without a primary, every connection broken): %d comments acknowledged, all there after; %d answers 503 with Retry-After, %d broken connections, 0 × 500; writes resumed %.1f s after it began\n",
+		failoverWindow, len(acked), byStatus[http.StatusServiceUnavailable], broken, lastFailure.Sub(began).Seconds())
+	return nil
+}
+
+// jsonField is the first string value of key in b.
+func jsonField(b []byte, key string) string {
+	i := bytes.Index(b, []byte(`"`+key+`":"`))
+	if i < 0 {
+		return ""
+	}
+	rest := b[i+len(key)+4:]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return string(rest[:j])
+}
+
+// jsonNumber is the first number value of key in b, as written.
+func jsonNumber(b []byte, key string) string {
+	i := bytes.Index(b, []byte(`"`+key+`":`))
+	if i < 0 {
+		return ""
+	}
+	rest := b[i+len(key)+3:]
+	j := 0
+	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+		j++
+	}
+	return string(rest[:j])
 }

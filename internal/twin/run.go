@@ -70,7 +70,8 @@ func ClientIn(ns string) *http.Client {
 // DocumentDB cluster in the database namespace, in front of FerretDB as
 // `conduit local` embeds it (conduit is a build of the app for this
 // machine). It writes the twin's CA to state/pki/ca.pem, then
-// state/serve.ready. SIGUSR1 rotates the database secret.
+// state/serve.ready. SIGUSR1 rotates the database secret; SIGUSR2 fails the
+// database over.
 func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slog.Logger) error {
 	p, err := newPKI()
 	if err != nil {
@@ -117,7 +118,8 @@ func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slo
 	}()
 
 	var ferret *exec.Cmd
-	if db, ok := m.hostOfTier(DB); ok {
+	var db *cluster
+	if host, ok := m.hostOfTier(DB); ok {
 		var ferretAddr string
 		if ferret, ferretAddr, err = startFerret(ctx, conduit, state, log); err != nil {
 			return err
@@ -127,22 +129,24 @@ func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slo
 		if err != nil {
 			return err
 		}
-		ln, err := listenIn(db.Namespace, netip.AddrPortFrom(db.Address, uint16(w.DB.Port)).String())
+		ln, err := listenIn(host.Namespace, netip.AddrPortFrom(host.Address, uint16(w.DB.Port)).String())
 		if err != nil {
 			return err
 		}
 		defer ln.Close()
-		c := &cluster{upstream: ferretAddr, aws: aws, cert: cert, log: log}
-		go c.serve(ln)
+		db = &cluster{upstream: ferretAddr, aws: aws, cert: cert, log: log}
+		go db.serve(ln)
 	}
 
 	if err := m.serveBalancers(ctx, state, p, log); err != nil {
 		return err
 	}
 
-	usr1 := make(chan os.Signal, 1)
+	usr1, usr2 := make(chan os.Signal, 1), make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
+	signal.Notify(usr2, syscall.SIGUSR2)
 	defer signal.Stop(usr1)
+	defer signal.Stop(usr2)
 	if err := os.WriteFile(state.path("serve.ready"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return err
 	}
@@ -156,12 +160,20 @@ func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slo
 			return nil
 		case <-usr1:
 			go aws.rotateDB(rotationWindow)
+		case <-usr2:
+			if db != nil {
+				db.failover(failoverWindow)
+			}
 		}
 	}
 }
 
 // bootLimit is how long an instance's user data may take in the twin.
 const bootLimit = 2 * time.Minute
+
+// failoverWindow is how long the cluster has no primary in the failover
+// drill (DocumentDB's own take about 30 s; the drill keeps the twin quick).
+const failoverWindow = 5 * time.Second
 
 // rotationWindow is how long a rotation keeps the new password pending
 // (between setSecret and finishSecret) in the drill.
