@@ -212,6 +212,8 @@ func (p *planner) answer(ctx context.Context, body bson.Raw) (bson.Raw, bool) {
 		reply, err = p.find(ctx, body)
 	case "aggregate":
 		reply, err = p.count(ctx, body)
+	case "count":
+		reply, err = p.countCommand(ctx, body)
 	default:
 		return nil, false
 	}
@@ -373,6 +375,39 @@ func (p *planner) count(ctx context.Context, body bson.Raw) (bson.D, error) {
 	}
 	return bson.D{{Key: "cursor", Value: bson.D{{Key: "firstBatch", Value: batch}, {Key: "id", Value: int64(0)},
 		{Key: "ns", Value: q.db + "." + q.coll}}}, {Key: "ok", Value: 1.0}}, nil
+}
+
+// countCommand answers the count command (estimatedDocumentCount sends it
+// without a query).
+func (p *planner) countCommand(ctx context.Context, body bson.Raw) (bson.D, error) {
+	q := query{}
+	els, err := body.Elements()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range els {
+		v := e.Value()
+		switch k := e.Key(); k {
+		case "count":
+			q.coll, _ = v.StringValueOK()
+		case "$db":
+			q.db, _ = v.StringValueOK()
+		case "query":
+			q.filter, _ = v.DocumentOK()
+		default:
+			if !slices.Contains(commonKeys, k) {
+				return nil, errFallback
+			}
+		}
+	}
+	if err := p.compile(ctx, &q); err != nil {
+		return nil, err
+	}
+	var n int64
+	if err := q.sqldb.QueryRowContext(ctx, fmt.Sprintf(`SELECT COUNT(*) FROM %q%s`, q.table.name, whereSQL(q.where)), q.args...).Scan(&n); err != nil {
+		return nil, err
+	}
+	return bson.D{{Key: "n", Value: int32(n)}, {Key: "ok", Value: 1.0}}, nil
 }
 
 // isCountGroup reports {_id: 1, n: {$sum: 1}}.

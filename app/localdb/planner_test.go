@@ -107,6 +107,11 @@ func TestPlannerAnswersAsFerretDBDoes(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, n, "count %v", f)
 	}
+	before := db.Planned()
+	all, err := coll.EstimatedDocumentCount(ctx)
+	require.NoError(t, err)
+	assert.Greater(t, db.Planned(), before, "the count command planned")
+	assert.EqualValues(t, 61, all)
 }
 
 func sorted(b *options.FindOptionsBuilder) bool {

@@ -187,7 +187,8 @@ func TestLocalModeMetricsAndEnvTwins(t *testing.T) {
 	m := string(b)
 	assert.Contains(t, m, `conduit_waf_blocked_total{role="web",rule="949110"} 1`)
 	assert.Contains(t, m, `conduit_http_requests_total{method="GET",role="api",route="GET /api/tags",status="2xx"} 1`)
-	assert.Contains(t, m, `conduit_db_operation_duration_seconds_count{op="tags.find",role="api"}`)
+	assert.Contains(t, m, `conduit_db_operation_duration_seconds_count{op="articles.tags",role="api"}`)
+	assert.Regexp(t, `conduit_db_commands_total\{command="find",role="api"\} [1-9]`, m, "commands counted at the wire")
 	assert.Contains(t, m, "go_goroutines")
 }
 
