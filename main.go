@@ -56,6 +56,21 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range cfg.Warnings {
+		_ = ctx.Log.Warn(w, nil)
+	}
+	// A certificate or secret of another account fails late in up: the
+	// caller's account is known before any resource (the default
+	// provider's invoke).
+	if len(cfg.Accounts()) > 0 {
+		caller, err := aws.GetCallerIdentity(ctx, nil)
+		if err != nil {
+			return nil, fmt.Errorf("the deploying account: %w", err)
+		}
+		if err := cfg.CheckAccount(caller.AccountId); err != nil {
+			return nil, err
+		}
+	}
 	build, err := artifact.Open(cfg.ArtifactPath)
 	if err != nil {
 		return nil, err
@@ -119,6 +134,8 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 		LogExports:          cfg.Database.LogExports,
 		DeletionProtection:  cfg.Database.DeletionProtection,
 		SkipFinalSnapshot:   cfg.Database.SkipFinalSnapshot,
+		DeferChanges:        !cfg.Database.ApplyImmediately,
+		LogRetentionDays:    cfg.Ops.LogRetentionDays,
 	}, withAWS)
 	if err != nil {
 		return nil, err
@@ -143,6 +160,7 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 		return nil, err
 	}
 
+	names := ops.NamesFor(cfg.Project, cfg.Stack)
 	var lb *compute.LoadBalancerArgs
 	if ha {
 		lb = &compute.LoadBalancerArgs{
@@ -157,9 +175,9 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 			MinHealthyPercentage:    cfg.MinHealthyPercentage,
 			MaxHealthyPercentage:    cfg.MaxHealthyPercentage,
 			CPUTargetPercent:        cfg.CPUTargetPercent,
+			RefreshAlarms:           map[string][]string{"web": names.RefreshAlarms("web"), "api": names.RefreshAlarms("api")},
 		}
 	}
-	names := ops.NamesFor(cfg.Project, cfg.Stack)
 	app, err := compute.NewApp(ctx, "app", &compute.AppArgs{
 		PublicSubnetIDs:  net.PublicSubnetIDs,
 		PrivateSubnetIDs: net.PrivateSubnetIDs,
@@ -182,6 +200,7 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 		JWTSecretArn:    appSecrets.JWTSecretArn,
 		WebTLSSecretArn: cfg.Edge.WebTLSSecretArn,
 		RootVolumeGiB:   cfg.RootVolumeGiB,
+		CostTags:        map[string]string{"Project": cfg.Project, "Stack": cfg.Stack, "Owner": cfg.Owner},
 		AMIID:           cfg.AMIID,
 		LoadBalancer:    lb,
 		Telemetry: &compute.Telemetry{
@@ -251,8 +270,13 @@ func compose(ctx *pulumi.Context, budget bool) (pulumi.Map, error) {
 		return nil, err
 	}
 
+	url := app.URL
+	if cfg.Edge.Hostname != "" {
+		url = pulumi.Sprintf("https://%s", cfg.Edge.Hostname).ToStringOutput()
+	}
 	outputs := pulumi.Map{
-		"url":               app.URL,
+		"url":               url,
+		"entryAddress":      app.EntryAddress,
 		"vpcId":             net.VpcID,
 		"publicSubnetIds":   net.PublicSubnetIDs,
 		"privateSubnetIds":  net.PrivateSubnetIDs,

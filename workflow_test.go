@@ -14,6 +14,7 @@ import (
 
 type workflow struct {
 	Jobs map[string]struct {
+		If          string            `yaml:"if"`
 		Permissions map[string]string `yaml:"permissions"`
 		Steps       []struct {
 			Uses string            `yaml:"uses"`
@@ -82,4 +83,23 @@ func TestMakeTestInstallsWhatTheTestsNeed(t *testing.T) {
 	for _, tool := range []string{"cloud-init", "shellcheck", "qemu-aarch64", "python3", "curl", "npm", "chromium"} {
 		assert.Regexp(t, `want=\(.*`+regexp.QuoteMeta(tool), string(deps), "deps installs %s", tool)
 	}
+}
+
+// A pull request from a fork gets no secrets, so the preview is not run
+// there (it could only fail), and another job says why; pushes and pull
+// requests from this repository run it.
+func TestCIPreviewIsSkippedOnForksSayingWhy(t *testing.T) {
+	raw, err := os.ReadFile(".github/workflows/ci.yml")
+	require.NoError(t, err)
+	var wf workflow
+	require.NoError(t, yaml.Unmarshal(raw, &wf))
+	guard := "github.event.pull_request.head.repo.full_name == github.repository"
+	assert.Contains(t, wf.Jobs["preview"].If, "github.event_name != 'pull_request'")
+	assert.Contains(t, wf.Jobs["preview"].If, guard)
+	skipped, ok := wf.Jobs["preview-skipped"]
+	require.True(t, ok, "a job says why the preview did not run")
+	assert.Contains(t, skipped.If, strings.ReplaceAll(guard, "==", "!="), "exactly when the preview does not run")
+	require.Len(t, skipped.Steps, 1)
+	assert.Contains(t, skipped.Steps[0].Run, "::notice")
+	assert.Contains(t, skipped.Steps[0].Run, "forks get no repository secrets")
 }

@@ -103,6 +103,12 @@ type AppArgs struct {
 	// Telemetry names where the instances ship their logs and metrics
 	// (the CloudWatch agent). Defaults to nil: they stay on the instances.
 	Telemetry *Telemetry
+	// CostTags are the tags the stack's costs are allocated by (Project,
+	// Stack, Owner): the provider's default tags do not reach the instances
+	// and volumes an Auto Scaling group launches, so the launch templates
+	// carry them, and the budget's Stack filter sees EC2's spend. Defaults
+	// to none.
+	CostTags map[string]string
 	// AMIID pins the AMI. Defaults to "": the latest Amazon Linux 2023 arm64
 	// AMI, read from AMIParameter at each deployment (a newer one is a new
 	// launch template version, rolled out like a new build).
@@ -121,8 +127,12 @@ type AppArgs struct {
 type App struct {
 	pulumi.ResourceState
 
-	// URL is where users reach the app.
+	// URL is where users reach the app (by its address: the Elastic IP or
+	// the public ALB's DNS name).
 	URL pulumi.StringOutput
+	// EntryAddress is that address alone: what the site's hostname
+	// resolves to.
+	EntryAddress pulumi.StringOutput
 	// EntryPointArn is what faces the internet: the public ALB, or the web
 	// Elastic IP allocation. Edge protection attaches to it.
 	EntryPointArn pulumi.StringOutput
@@ -199,7 +209,7 @@ func NewApp(ctx *pulumi.Context, name string, args *AppArgs, opts ...pulumi.Reso
 		return nil, err
 	}
 
-	outs := pulumi.Map{"url": c.URL, "entryPointArn": c.EntryPointArn, "amiId": c.AMIID}
+	outs := pulumi.Map{"url": c.URL, "entryAddress": c.EntryAddress, "entryPointArn": c.EntryPointArn, "amiId": c.AMIID}
 	if c.Instances != nil {
 		outs["webInstanceId"], outs["apiInstanceId"] = c.Instances.WebID, c.Instances.APIID
 	}
@@ -246,8 +256,9 @@ func (c *App) launchTemplate(ctx *pulumi.Context, name, ami string, a *AppArgs, 
 		UpdateDefaultVersion: pulumi.Bool(true),
 		UserData:             userData,
 		TagSpecifications: ec2.LaunchTemplateTagSpecificationArray{
-			ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("instance"), Tags: pulumi.StringMap{"Name": pulumi.String(name)}},
-			ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("volume"), Tags: pulumi.StringMap{"Name": pulumi.String(name)}},
+			ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("instance"), Tags: launchTags(name, a.CostTags)},
+			ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("volume"), Tags: launchTags(name, a.CostTags)},
+			ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("network-interface"), Tags: launchTags(name, a.CostTags)},
 		},
 		Tags: pulumi.StringMap{"Name": pulumi.String(name)},
 	}
@@ -272,6 +283,16 @@ func (c *App) launchTemplate(ctx *pulumi.Context, name, ami string, a *AppArgs, 
 		return nil, fmt.Errorf("compute: launch template %s: %w", name, err)
 	}
 	return lt, nil
+}
+
+// launchTags are what a launched instance, volume or interface is tagged
+// with: its Name and the cost allocation tags.
+func launchTags(name string, cost map[string]string) pulumi.StringMap {
+	tags := pulumi.StringMap{"Name": pulumi.String(name)}
+	for k, v := range cost {
+		tags[k] = pulumi.String(v)
+	}
+	return tags
 }
 
 // bootDependsOn is what an instance of tier must wait for: its release

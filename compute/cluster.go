@@ -43,6 +43,22 @@ type LoadBalancerArgs struct {
 	// CPUTargetPercent is the target tracking goal of both groups.
 	// Defaults to the config table's cpuTargetPercent.
 	CPUTargetPercent int
+	// RefreshAlarms name, by tier ("web", "api"), the CloudWatch alarms
+	// that fail an instance refresh while it runs: Auto Scaling then rolls
+	// the group back to its previous launch template (AutoRollback), and
+	// the refresh ends Failed or RollbackSuccessful for the post-deploy
+	// check to report (scripts/check-refresh.sh). The provider starts a
+	// refresh and returns: without alarms, a refresh whose new instances
+	// never get healthy is noticed by no one. Defaults to none.
+	RefreshAlarms map[string][]string
+}
+
+// refreshAlarms is the alarm specification of a refresh (nil: none).
+func refreshAlarms(names []string) autoscaling.GroupInstanceRefreshPreferencesAlarmSpecificationPtrInput {
+	if len(names) == 0 {
+		return nil
+	}
+	return &autoscaling.GroupInstanceRefreshPreferencesAlarmSpecificationArgs{Alarms: pulumi.ToStringArray(names)}
 }
 
 // cluster builds the load-balanced shape: public ALB → web ASG → internal
@@ -154,6 +170,7 @@ func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) 
 		scheme = "https"
 	}
 	c.URL = pulumi.Sprintf("%s://%s", scheme, publicALB.DnsName)
+	c.EntryAddress = publicALB.DnsName
 	return nil
 }
 
@@ -193,14 +210,19 @@ func (c *App) loadBalancer(ctx *pulumi.Context, name string, a *LoadBalancerArgs
 }
 
 // accessLogBucket is a private bucket that the region's Elastic Load
-// Balancing account may write access logs to, kept 90 days.
+// Balancing account may write access logs to, kept 90 days. It is
+// forceDestroy: the logs expire anyway, and `pulumi destroy` must not stop
+// at a bucket someone has to empty by hand. Destroy deletes the ALB, then
+// the bucket policy that lets ELB write (the ALB depends on it), then the
+// bucket: nothing is delivered while it is emptied.
 func (c *App) accessLogBucket(ctx *pulumi.Context, name string) (*bucket.Private, error) {
 	elbAccount, err := elb.GetServiceAccount(ctx, nil, pulumi.Parent(c))
 	if err != nil {
 		return nil, fmt.Errorf("compute: ELB service account: %w", err)
 	}
 	return bucket.NewPrivate(ctx, name, &bucket.PrivateArgs{
-		ExpireDays: 90,
+		ExpireDays:   90,
+		ForceDestroy: true,
 		Statements: func(arn pulumi.StringOutput) pulumi.Array {
 			return pulumi.Array{pulumi.Map{
 				"Sid":       pulumi.String("ELBAccessLogDelivery"),
@@ -261,6 +283,7 @@ func (c *App) group(ctx *pulumi.Context, name string, a *AppArgs, lba *LoadBalan
 				SkipMatching:         pulumi.Bool(true),
 				InstanceWarmup:       pulumi.String("60"),
 				AutoRollback:         pulumi.Bool(true),
+				AlarmSpecification:   refreshAlarms(lba.RefreshAlarms[tier]),
 			},
 		},
 		EnabledMetrics: pulumi.ToStringArray([]string{"GroupInServiceInstances", "GroupDesiredCapacity"}),

@@ -72,6 +72,7 @@ func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, ami string) e
 		scheme = "https"
 	}
 	c.URL = pulumi.Sprintf("%s://%s", scheme, eip.PublicIp)
+	c.EntryAddress = eip.PublicIp
 	// Shield identifies an Elastic IP by its allocation.
 	c.EntryPointArn = pulumi.Sprintf("arn:%s:ec2:%s:%s:eip-allocation/%s", partition(caller.Arn), region.Name, caller.AccountId, eip.AllocationId)
 	return nil

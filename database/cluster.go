@@ -4,13 +4,13 @@
 package database
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/docdb"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -47,10 +47,16 @@ type ClusterArgs struct {
 	// SkipFinalSnapshot deletes the cluster without a final snapshot (dev
 	// only). Defaults to false: a final snapshot is taken.
 	SkipFinalSnapshot bool
-	// Now dates the final snapshot's name. Defaults to the time of the
-	// run, or SOURCE_DATE_EPOCH when set (the offline plan sets it, so
-	// that its output does not change from run to run).
-	Now func() time.Time
+	// DeferChanges leaves changes DocumentDB applies on its own schedule
+	// (instance class, parameters) for the maintenance window; `pulumi
+	// refresh` then shows them pending until it. Defaults to false: they
+	// apply during `pulumi up` (applyImmediately), so what up reports is
+	// what runs.
+	DeferChanges bool
+	// LogRetentionDays keeps the cluster's exported logs (the log groups
+	// DocumentDB would otherwise make itself, kept forever and left behind
+	// by destroy). Defaults to the config table's logRetentionDays.
+	LogRetentionDays int
 }
 
 // Cluster is the database tier.
@@ -99,8 +105,8 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	if a.MaintenanceWindow == "" {
 		a.MaintenanceWindow = config.Default[string]("dbMaintenanceWindow")
 	}
-	if a.Now == nil {
-		a.Now = now
+	if a.LogRetentionDays == 0 {
+		a.LogRetentionDays = config.Default[int]("logRetentionDays")
 	}
 	if len(a.AvailabilityZones) == 0 || a.SubnetIDs == nil || a.SecurityGroupID == nil {
 		return nil, fmt.Errorf("database: AvailabilityZones, SubnetIDs and SecurityGroupID are required")
@@ -137,7 +143,32 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 		return nil, fmt.Errorf("database: parameter group: %w", err)
 	}
 
+	// The cluster's identifier is set, not left to auto-naming, so that
+	// what is named after it exists before it: the log groups of its
+	// exports (DocumentDB makes them otherwise, kept forever) and its final
+	// snapshot's name. It carries a digest of every input that makes the
+	// provider replace the cluster (terraform-provider-aws, docdb
+	// cluster.go: ForceNew on engine, master_username, storage_encrypted,
+	// port, db_subnet_group_name, …), so a replacement is a new identifier
+	// and a new snapshot name, and a destroyed and re-created stack never
+	// meets its previous snapshot (the subnet group's name is new).
+	identifier := subnets.Name.ApplyT(func(group string) string {
+		return ClusterIdentifier(ctx.Project(), ctx.Stack(), name, "docdb", "conduit", "encrypted", "27017", group)
+	}).(pulumi.StringOutput)
+	var logGroups []pulumi.Resource
+	for _, kind := range a.LogExports {
+		lg, err := cloudwatch.NewLogGroup(ctx, name+"-"+kind, &cloudwatch.LogGroupArgs{
+			Name:            pulumi.Sprintf("/aws/docdb/%s/%s", identifier, kind),
+			RetentionInDays: pulumi.Int(a.LogRetentionDays),
+			Tags:            tags(name + "-" + kind),
+		}, parent)
+		if err != nil {
+			return nil, fmt.Errorf("database: %s log group: %w", kind, err)
+		}
+		logGroups = append(logGroups, lg)
+	}
 	clusterArgs := &docdb.ClusterArgs{
+		ClusterIdentifier:            identifier,
 		Engine:                       pulumi.String("docdb"),
 		EngineVersion:                pulumi.String("5.0.0"),
 		DbSubnetGroupName:            subnets.Name,
@@ -151,20 +182,18 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 		PreferredMaintenanceWindow:   pulumi.String(a.MaintenanceWindow),
 		DeletionProtection:           pulumi.Bool(a.DeletionProtection),
 		SkipFinalSnapshot:            pulumi.Bool(a.SkipFinalSnapshot),
+		ApplyImmediately:             pulumi.Bool(!a.DeferChanges),
 		EnabledCloudwatchLogsExports: pulumi.ToStringArray(a.LogExports),
-		Tags:                         tags(name),
+		// Each cluster's own: see identifier. Set even when
+		// SkipFinalSnapshot is true, so that turning snapshots on later
+		// finds a name.
+		FinalSnapshotIdentifier: pulumi.Sprintf("%s-final", identifier),
+		Tags:                    tags(name),
 		// AvailabilityZones is deliberately not set: the API returns more
 		// zones than given, and the provider then replaces the cluster on
 		// every run. Instances are placed explicitly below instead.
 	}
-	// The final snapshot's name must be new each time a cluster is deleted
-	// (a second delete, or a replacement, would otherwise collide with the
-	// first snapshot): it is dated when the cluster is created and then
-	// kept (ignoreChanges), so each cluster carries its own. It is set even
-	// when SkipFinalSnapshot is true, so that turning snapshots on later
-	// finds a name.
-	clusterArgs.FinalSnapshotIdentifier = pulumi.String(FinalSnapshotIdentifier(ctx.Project(), ctx.Stack(), name, a.Now()))
-	cluster, err := docdb.NewCluster(ctx, name, clusterArgs, parent, pulumi.IgnoreChanges([]string{"finalSnapshotIdentifier"}))
+	cluster, err := docdb.NewCluster(ctx, name, clusterArgs, parent, pulumi.DependsOn(logGroups))
 	if err != nil {
 		return nil, fmt.Errorf("database: cluster: %w", err)
 	}
@@ -178,6 +207,7 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 			PromotionTier:           pulumi.Int(i),
 			AutoMinorVersionUpgrade: pulumi.Bool(true),
 			CaCertIdentifier:        pulumi.String("rds-ca-rsa2048-g1"),
+			ApplyImmediately:        pulumi.Bool(!a.DeferChanges),
 			Tags:                    tags(n),
 		}, pulumi.Parent(cluster))
 		if err != nil {
@@ -216,12 +246,13 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	return c, nil
 }
 
-// FinalSnapshotIdentifier names the snapshot DocumentDB takes when the
-// cluster is deleted: "<project>-<stack>-<name>-final-<UTC time>", made
-// valid for any stack name (DocumentDB allows letters, digits and single
-// hyphens, starting with a letter, at most 255 characters; stack names may
-// also hold '_' and '.').
-func FinalSnapshotIdentifier(project, stack, name string, at time.Time) string {
+// ClusterIdentifier is "<project>-<stack>-<name>-<8 hex digits>": the
+// digits are a digest of generation (the inputs that make a new cluster),
+// and the rest is made valid for DocumentDB (letters, digits and single
+// hyphens, starting with a letter, at most 63 characters).
+func ClusterIdentifier(project, stack, name string, generation ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(generation, "\x00")))
+	suffix := "-" + hex.EncodeToString(sum[:4])
 	raw := fmt.Sprintf("%s-%s-%s", project, stack, name)
 	var b strings.Builder
 	for _, r := range strings.ToLower(raw) {
@@ -235,20 +266,8 @@ func FinalSnapshotIdentifier(project, stack, name string, at time.Time) string {
 	if id == "" || id[0] < 'a' || id[0] > 'z' {
 		id = "db-" + id
 	}
-	suffix := "-final-" + at.UTC().Format("20060102150405")
-	if len(id) > 255-len(suffix) {
-		id = strings.TrimRight(id[:255-len(suffix)], "-")
+	if len(id) > 63-len(suffix) {
+		id = strings.TrimRight(id[:63-len(suffix)], "-")
 	}
 	return id + suffix
-}
-
-// now is the run's clock: SOURCE_DATE_EPOCH (seconds) when set, so that
-// reproducible runs (the offline plan) give the same names.
-func now() time.Time {
-	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
-		if sec, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return time.Unix(sec, 0)
-		}
-	}
-	return time.Now()
 }

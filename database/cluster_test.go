@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
@@ -103,20 +102,55 @@ func TestInstancesSpreadOverTheZonesAndCanFailOver(t *testing.T) {
 }
 
 // DocumentDB refuses a final snapshot name that exists already, and any
-// name with characters other than letters, digits and single hyphens
-// (starting with a letter, at most 255).
-func TestFinalSnapshotNameIsUniqueAndValidForAnyStackName(t *testing.T) {
+// identifier with characters other than letters, digits and single
+// hyphens (starting with a letter, at most 63). A replaced cluster, or a
+// stack destroyed and made again, must not meet its predecessor's
+// snapshot: the identifier (and so the snapshot's name) carries a digest
+// of what makes a new cluster.
+func TestClusterIdentifierAndFinalSnapshotAreEachClustersOwn(t *testing.T) {
 	valid := regexp.MustCompile(`^[a-z](-?[a-z0-9])*$`)
 	for _, stack := range []string{"dev", "my_team.dev", "--x--", "9lives", strings.Repeat("a", 300)} {
-		id := database.FinalSnapshotIdentifier("webstack", stack, "database", time.Unix(0, 0))
+		id := database.ClusterIdentifier("webstack", stack, "database", "docdb", "subnets-1")
 		assert.Regexp(t, valid, id, "stack %q", stack)
-		assert.LessOrEqual(t, len(id), 255)
-		assert.NotEqual(t, id, database.FinalSnapshotIdentifier("webstack", stack, "database", time.Unix(1, 0)), "a later cluster gets another name")
+		assert.LessOrEqual(t, len(id), 63)
+		assert.Equal(t, id, database.ClusterIdentifier("webstack", stack, "database", "docdb", "subnets-1"), "stable while nothing replaces it")
+		assert.NotEqual(t, id, database.ClusterIdentifier("webstack", stack, "database", "docdb", "subnets-2"), "a new subnet group is a new cluster, a new name")
 	}
 	for _, skip := range []bool{false, true} {
-		c := cluster(t, clusterGraph(t, database.ClusterArgs{SkipFinalSnapshot: skip, Now: func() time.Time { return time.Unix(1764000000, 0) }}))
-		assert.Equal(t, "webstack-test-database-final-20251124160000", c.Inputs["finalSnapshotIdentifier"], "named even when skipped, so turning snapshots on later works")
-		assert.Equal(t, []any{"finalSnapshotIdentifier"}, c.Options["ignoreChanges"], "each cluster keeps the name it was created with")
+		g := clusterGraph(t, database.ClusterArgs{SkipFinalSnapshot: skip})
+		c := cluster(t, g)
+		id, _ := c.Inputs["clusterIdentifier"].(string)
+		require.Regexp(t, `^webstack-test-database-[0-9a-f]{8}$`, id)
+		assert.Equal(t, id+"-final", c.Inputs["finalSnapshotIdentifier"], "named even when skipped, so turning snapshots on later works")
+		assert.Empty(t, c.Options["ignoreChanges"], "nothing is kept from an earlier cluster")
 		assert.Equal(t, skip, c.Inputs["skipFinalSnapshot"])
+	}
+}
+
+// DocumentDB makes /aws/docdb/<cluster>/<log> itself when it first
+// exports, never expiring and left behind by destroy; the program makes
+// them first, with the stack's retention.
+func TestExportedLogsGoToLogGroupsTheStackOwns(t *testing.T) {
+	g := clusterGraph(t, database.ClusterArgs{LogExports: []string{"audit", "profiler"}, Audit: true, LogRetentionDays: 14})
+	c := cluster(t, g)
+	id := c.Inputs["clusterIdentifier"].(string)
+	groups := g.OfType("aws:cloudwatch/logGroup:LogGroup")
+	require.Len(t, groups, 2)
+	for _, lg := range groups {
+		assert.Contains(t, []any{"/aws/docdb/" + id + "/audit", "/aws/docdb/" + id + "/profiler"}, lg.Inputs["name"])
+		assert.EqualValues(t, 14, lg.Inputs["retentionInDays"])
+		assert.True(t, g.Waits(c.Key(), lg.Key()), "the cluster waits for %s", lg.Name)
+	}
+}
+
+// Changes apply during up unless the stack defers them to the maintenance
+// window (then a refresh shows them pending until it).
+func TestChangesApplyDuringUpUnlessDeferred(t *testing.T) {
+	for _, deferred := range []bool{false, true} {
+		g := clusterGraph(t, database.ClusterArgs{DeferChanges: deferred})
+		assert.Equal(t, !deferred, cluster(t, g).Inputs["applyImmediately"])
+		for _, i := range g.OfType("aws:docdb/clusterInstance:ClusterInstance") {
+			assert.Equal(t, !deferred, i.Inputs["applyImmediately"])
+		}
 	}
 }

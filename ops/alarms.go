@@ -55,8 +55,14 @@ const (
 	above       = "GreaterThanThreshold"
 	below       = "LessThanThreshold"
 	notBreach   = "notBreaching" // no data: nothing happening (no traffic, no errors)
-	breach      = "breaching"    // no data: the thing that reports is gone
-	missingMiss = "missing"      // no data: keep the state
+	missingMiss = "missing"      // no data: keep the state (INSUFFICIENT_DATA until the resource first reports)
+	// No alarm treats missing data as breaching: every one of them would
+	// be in ALARM, and email, on a fresh stack before its resources first
+	// report. Healthy hosts, instances in service and DocumentDB's
+	// instances report every minute once they exist, so "missing" keeps
+	// the alarm out of ALARM until then and follows the data after; a
+	// resource that stops reporting is seen by the alarms on what it
+	// serves (the ALBs' and the app's 5xx).
 )
 
 // connectionLimits are DocumentDB's connection limits by instance class
@@ -114,7 +120,7 @@ func alarms(a *MonitoringArgs) []spec {
 					metrics: []metric{{"AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", d}}, op: above, threshold: 0, period: 60, periods: 3, missing: notBreach},
 				spec{what: tg.Tier + "-healthy-hosts", column: col, title: tg.Tier + " targets healthy",
 					desc:    fmt.Sprintf("Fewer healthy %s targets than the group's minimum (%d). Check first: the unhealthy-hosts alarm; the ASG's activity history (launch failures, instance refresh); the %s log group.", tg.Tier, tg.MinHealthy, tg.Tier),
-					metrics: []metric{{"AWS/ApplicationELB", "HealthyHostCount", "Minimum", d}}, op: below, threshold: float64(tg.MinHealthy), period: 60, periods: 3, missing: breach},
+					metrics: []metric{{"AWS/ApplicationELB", "HealthyHostCount", "Minimum", d}}, op: below, threshold: float64(tg.MinHealthy), period: 60, periods: 3, missing: missingMiss},
 			)
 		}
 		add(spec{what: "internal-alb-requests", column: colInternal, title: "Internal ALB requests", graphOnly: true,
@@ -123,7 +129,7 @@ func alarms(a *MonitoringArgs) []spec {
 			add(spec{what: g.Tier + "-in-service", column: tierColumn(g.Tier), title: g.Tier + " instances in service",
 				desc:    fmt.Sprintf("The %s Auto Scaling group has fewer instances in service than its minimum (%d). Check first: the group's activity history (capacity, quota, AMI, launch template); the healthy-hosts alarm.", g.Tier, g.Min),
 				metrics: []metric{{"AWS/AutoScaling", "GroupInServiceInstances", "Minimum", []dim{{"AutoScalingGroupName", g.Name}}}},
-				op:      below, threshold: float64(g.Min), period: 60, periods: 5, missing: breach})
+				op:      below, threshold: float64(g.Min), period: 60, periods: 5, missing: missingMiss})
 			add(spec{what: g.Tier + "-cpu", column: tierColumn(g.Tier), title: g.Tier + " CPU %", graphOnly: true,
 				metrics: []metric{{"AWS/EC2", "CPUUtilization", "Average", []dim{{"AutoScalingGroupName", g.Name}}}}, period: 60})
 			if burstable(g.InstanceType) {
@@ -225,13 +231,13 @@ func alarms(a *MonitoringArgs) []spec {
 		add(
 			spec{what: n + "-cpu", column: colDatabase, title: fmt.Sprintf("DocumentDB %d CPU %%", i+1),
 				desc:    "A DocumentDB instance is busy. Check first: the profiler log (slow operations: a query no index serves?); the api's request rate; whether reads can move to replicas.",
-				metrics: []metric{{"AWS/DocDB", "CPUUtilization", "Average", d}}, op: above, threshold: float64(a.Thresholds.DBCPUPercent), period: 300, periods: 3, missing: breach},
+				metrics: []metric{{"AWS/DocDB", "CPUUtilization", "Average", d}}, op: above, threshold: float64(a.Thresholds.DBCPUPercent), period: 300, periods: 3, missing: missingMiss},
 			spec{what: n + "-freeable-memory", column: colDatabase, title: fmt.Sprintf("DocumentDB %d freeable memory (bytes)", i+1),
 				desc:    "A DocumentDB instance is short of memory (its working set no longer fits). Check first: the connections alarm; index sizes; a larger instance class (dbInstanceClass).",
-				metrics: []metric{{"AWS/DocDB", "FreeableMemory", "Minimum", d}}, op: below, threshold: float64(a.Thresholds.DBFreeMemoryMiB) * (1 << 20), period: 300, periods: 3, missing: breach},
+				metrics: []metric{{"AWS/DocDB", "FreeableMemory", "Minimum", d}}, op: below, threshold: float64(a.Thresholds.DBFreeMemoryMiB) * (1 << 20), period: 300, periods: 3, missing: missingMiss},
 			spec{what: n + "-connections", column: colDatabase, title: fmt.Sprintf("DocumentDB %d connections (limit %d)", i+1, limit),
 				desc:    fmt.Sprintf("A DocumentDB instance holds %d%% of the %d connections its class allows. Check first: the number of api instances × their pool size; connection leaks after errors (api log group).", a.Thresholds.DBConnectionsPercent, limit),
-				metrics: []metric{{"AWS/DocDB", "DatabaseConnections", "Maximum", d}}, op: above, threshold: float64(limit * a.Thresholds.DBConnectionsPercent / 100), period: 300, periods: 2, missing: breach},
+				metrics: []metric{{"AWS/DocDB", "DatabaseConnections", "Maximum", d}}, op: above, threshold: float64(limit * a.Thresholds.DBConnectionsPercent / 100), period: 300, periods: 2, missing: missingMiss},
 		)
 		if len(db.InstanceIDs) > 1 {
 			add(spec{what: n + "-replica-lag", column: colDatabase, title: fmt.Sprintf("DocumentDB %d replica lag (ms)", i+1),

@@ -51,11 +51,17 @@ func (c *Monitoring) budget(ctx *pulumi.Context, name string, a *MonitoringArgs,
 // backup backs the DocumentDB cluster up daily with AWS Backup, kept
 // RetentionDays, in a vault of its own (and copied to CopyTo's region when set),
 // besides DocumentDB's own automated backups.
+//
+// The vaults are forceDestroy: AWS Backup refuses to delete a vault that
+// holds recovery points (after the first daily job, always), so without it
+// `pulumi destroy` stops there. Destroying the stack deletes these copies;
+// the cluster's final snapshot (database.Cluster) is what destroy keeps.
 func (c *Monitoring) backup(ctx *pulumi.Context, name string, a *MonitoringArgs) error {
 	parent := pulumi.Parent(c)
 	vault, err := backup.NewVault(ctx, name+"-backup", &backup.VaultArgs{
-		Name: pulumi.String(a.Names.Prefix + "-backup"),
-		Tags: pulumi.StringMap{"Name": pulumi.String(name + "-backup")},
+		Name:         pulumi.String(a.Names.Prefix + "-backup"),
+		ForceDestroy: pulumi.Bool(true),
+		Tags:         pulumi.StringMap{"Name": pulumi.String(name + "-backup")},
 	}, parent)
 	if err != nil {
 		return fmt.Errorf("ops: backup vault: %w", err)
@@ -69,8 +75,9 @@ func (c *Monitoring) backup(ctx *pulumi.Context, name string, a *MonitoringArgs)
 	}
 	if there := a.Backup.CopyTo; there != nil {
 		copyVault, err := backup.NewVault(ctx, name+"-backup-copy", &backup.VaultArgs{
-			Name: pulumi.String(a.Names.Prefix + "-backup-copy"),
-			Tags: pulumi.StringMap{"Name": pulumi.String(name + "-backup-copy")},
+			Name:         pulumi.String(a.Names.Prefix + "-backup-copy"),
+			ForceDestroy: pulumi.Bool(true),
+			Tags:         pulumi.StringMap{"Name": pulumi.String(name + "-backup-copy")},
 		}, parent, pulumi.Provider(there))
 		if err != nil {
 			return fmt.Errorf("ops: backup copy vault: %w", err)

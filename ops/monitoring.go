@@ -39,6 +39,14 @@ func NamesFor(project, stack string) Names {
 	}
 }
 
+// RefreshAlarms are the alarms that fail an instance refresh of tier's
+// Auto Scaling group (compute.LoadBalancerArgs.RefreshAlarms): its targets
+// unhealthy, and its 5xx answers (the app's own count). NewMonitoring makes
+// alarms of exactly these names (TestRefreshAlarmsExist).
+func (n Names) RefreshAlarms(tier string) []string {
+	return []string{n.Prefix + "-" + tier + "-unhealthy-hosts", n.Prefix + "-" + tier + "-app-5xx"}
+}
+
 // MonitoringArgs configures NewMonitoring. What it watches comes from the
 // other tiers' outputs; a shape's parts that are absent are nil or empty.
 type MonitoringArgs struct {

@@ -62,6 +62,10 @@ type Config struct {
 
 	jwtSecretLen int // for validation; the value itself is only in JWTSecret
 
+	// Warnings are choices the configuration accepts but an operator should
+	// know of (the program logs them).
+	Warnings []string
+
 	RootVolumeGiB        int    // Root volume size of every instance, GiB.
 	AMIID                string // Pinned AMI; empty: the latest AL2023 arm64 AMI at each deploy.
 	MinHealthyPercentage int    // Instance refresh minimum healthy percentage.
@@ -96,12 +100,14 @@ type Database struct {
 	Audit               bool
 	DeletionProtection  bool
 	SkipFinalSnapshot   bool
+	ApplyImmediately    bool
 	LogExports          []string
 }
 
 // Edge is what faces the internet: TLS, AWS WAF, Shield, the public ALB.
 type Edge struct {
 	CertificateArn        string
+	Hostname              string // the site's public name (on its certificate); "" for none
 	AllowHTTP             bool
 	WebTLSSecretArn       string   // single: the web instance's certificate and key (Secrets Manager)
 	HTTPIngressCIDRs      []string // single with allowHttp: who may reach plain HTTP
@@ -209,8 +215,10 @@ var keys = []Key{
 	{"dbAudit", Boolean, true, "Enable DocumentDB audit logs (cluster parameter audit_logs).", false, func(c *Config, v any) { c.Database.Audit = v.(bool) }},
 	{"dbDeletionProtection", Boolean, true, "DocumentDB deletion protection.", false, func(c *Config, v any) { c.Database.DeletionProtection = v.(bool) }},
 	{"dbSkipFinalSnapshot", Boolean, false, "Skip the final snapshot when the cluster is deleted (dev only).", false, func(c *Config, v any) { c.Database.SkipFinalSnapshot = v.(bool) }},
+	{"dbApplyImmediately", Boolean, true, "Apply DocumentDB changes (instance class, parameters) during pulumi up; false: in the maintenance window (a refresh shows the pending change until then).", false, func(c *Config, v any) { c.Database.ApplyImmediately = v.(bool) }},
 	{"dbLogExports", Array, []string{"audit", "profiler"}, "DocumentDB log types exported to CloudWatch Logs ('audit', 'profiler').", false, func(c *Config, v any) { c.Database.LogExports = v.([]string) }},
 	{"certificateArn", String, "", "ACM certificate ARN of the public HTTPS listener (ha). Required unless allowHttp is true.", false, func(c *Config, v any) { c.Edge.CertificateArn = v.(string) }},
+	{"hostname", String, "", "The site's public name, the one on its certificate (e.g. conduit.example.com): the url output uses it, and the README's checks resolve it to the stack's address. Empty: the url is the address itself.", false, func(c *Config, v any) { c.Edge.Hostname = v.(string) }},
 	{"allowHttp", Boolean, false, "Explicit opt-out: serve plain HTTP (ha: on the public ALB without certificateArn; single: on the web instance without webTlsSecretArn, open to httpIngressCidrs).", false, func(c *Config, v any) { c.Edge.AllowHTTP = v.(bool) }},
 	{"webTlsSecretArn", String, "", "Secrets Manager secret (JSON {\"certificate\": PEM chain, \"privateKey\": PEM}) the single web instance serves HTTPS on 443 with (80 redirects); only the web role may read it. Required in single unless allowHttp is true.", false, func(c *Config, v any) { c.Edge.WebTLSSecretArn = v.(string) }},
 	{"httpIngressCidrs", Array, []string{}, "With allowHttp in single: the CIDRs plain HTTP is open to (e.g. your office's); required then.", false, func(c *Config, v any) { c.Edge.HTTPIngressCIDRs = v.([]string) }},
@@ -264,6 +272,109 @@ func (m MapSource) Get(key string) (string, bool) { v, ok := m[key]; return v, o
 // Secret implements Source.
 func (m MapSource) Secret(key string) (Secret, bool) { v, ok := m[key]; return Secret(v), ok }
 
+// stackNameRule is the stack names this program supports: they become part
+// of AWS names with stricter rules than Pulumi's (Backup vaults: at most 50
+// characters of letters, digits, '-' and '_'; DocumentDB identifiers:
+// letters, digits and single hyphens, starting with a letter).
+var stackNameRule = regexp.MustCompile(`^[a-z](?:[a-z0-9]|-[a-z0-9])*$`)
+
+// MaxStackName is the longest stack name supported.
+const MaxStackName = 20
+
+// MaxPrefix is the longest "<project>-<stack>": the name of the backup copy
+// vault, "<prefix>-backup-copy", must fit AWS Backup's 50 characters.
+const MaxPrefix = 50 - len("-backup-copy")
+
+// validateNames refuses, up front and by name, the stack (and project)
+// names whose AWS names would break a service's rules.
+func (c *Config) validateNames() []error {
+	var errs []error
+	if !stackNameRule.MatchString(c.Stack) || len(c.Stack) > MaxStackName {
+		errs = append(errs, fmt.Errorf("stack name %q is not supported: use at most 20 lowercase letters, digits and single hyphens, "+
+			"starting with a letter (e.g. %q); it becomes part of AWS names (backup vaults, DocumentDB identifiers, SNS topics) "+
+			"that allow nothing else: create the stack under such a name (`pulumi stack init`)", c.Stack, suggestStack(c.Stack)))
+	}
+	if n := len(c.Project) + 1 + len(c.Stack); n > MaxPrefix {
+		errs = append(errs, fmt.Errorf("project and stack names make %q, %d characters: AWS Backup's vault names allow %d here; "+
+			"use a shorter stack name", c.Project+"-"+c.Stack, n, MaxPrefix))
+	}
+	return errs
+}
+
+// suggestStack is name made to follow stackNameRule.
+func suggestStack(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9' && b.Len() > 0:
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	out := strings.Trim(b.String(), "-")
+	if len(out) > MaxStackName {
+		out = strings.TrimRight(out[:MaxStackName], "-")
+	}
+	if out == "" {
+		return "dev"
+	}
+	return out
+}
+
+// validateARNs refuses a certificate or secret of another region (ACM
+// certificates and Secrets Manager secrets are regional: the ALB or the
+// instances could not use them, and up would fail late) and ARNs of
+// different accounts. The account itself is checked against the caller's
+// when the program runs (CheckAccount).
+func (c *Config) validateARNs() []error {
+	var errs []error
+	accounts := map[string]string{}
+	for _, a := range []struct{ key, arn string }{{"certificateArn", c.Edge.CertificateArn}, {"webTlsSecretArn", c.Edge.WebTLSSecretArn}} {
+		parts := strings.Split(a.arn, ":")
+		if a.arn == "" || len(parts) < 6 {
+			continue
+		}
+		if parts[3] != c.Region {
+			errs = append(errs, fmt.Errorf("%s:%s: %q is in %s, and this stack is in %s: use a %s in %s (they are regional)",
+				Namespace, a.key, a.arn, parts[3], c.Region, map[string]string{"certificateArn": "certificate", "webTlsSecretArn": "secret"}[a.key], c.Region))
+		}
+		accounts[a.key] = parts[4]
+	}
+	if len(accounts) == 2 && accounts["certificateArn"] != accounts["webTlsSecretArn"] {
+		errs = append(errs, fmt.Errorf("%s:certificateArn and %s:webTlsSecretArn are in different accounts (%s, %s)",
+			Namespace, Namespace, accounts["certificateArn"], accounts["webTlsSecretArn"]))
+	}
+	return errs
+}
+
+// Accounts are the AWS accounts the configuration's ARNs name.
+func (c *Config) Accounts() map[string]string {
+	out := map[string]string{}
+	for _, a := range []struct{ key, arn string }{{"certificateArn", c.Edge.CertificateArn}, {"webTlsSecretArn", c.Edge.WebTLSSecretArn}} {
+		if parts := strings.Split(a.arn, ":"); a.arn != "" && len(parts) >= 6 {
+			out[a.key] = parts[4]
+		}
+	}
+	return out
+}
+
+// CheckAccount refuses ARNs of another account than the one the program
+// deploys to (account, the caller's).
+func (c *Config) CheckAccount(account string) error {
+	var errs []error
+	for key, acct := range c.Accounts() {
+		if acct != account {
+			errs = append(errs, fmt.Errorf("%s:%s names account %s, and this stack deploys to account %s: use one of this account's",
+				Namespace, key, acct, account))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration for stack %q:\n%w", c.Stack, errors.Join(errs...))
+	}
+	return nil
+}
+
 // Load reads every key from src (applying defaults), then validates the
 // result. Errors name the key and the fix; all problems are reported at once.
 func Load(src Source, project, stack, region string) (*Config, error) {
@@ -293,6 +404,8 @@ func Load(src Source, project, stack, region string) (*Config, error) {
 	}
 	if len(errs) == 0 {
 		errs = append(errs, c.validate()...)
+		errs = append(errs, c.validateNames()...)
+		errs = append(errs, c.validateARNs()...)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("invalid configuration for stack %q:\n%w", stack, errors.Join(errs...))
@@ -519,8 +632,14 @@ func (c *Config) validate() []error {
 	if slices.Contains(c.Database.LogExports, "audit") && !c.Database.Audit {
 		bad("dbLogExports", "'audit' is exported but dbAudit is false: set dbAudit true or drop 'audit'")
 	}
-	if c.Topology == HA && (!c.Database.DeletionProtection || c.Database.SkipFinalSnapshot) {
-		bad("dbDeletionProtection", "the ha topology keeps its data: set dbDeletionProtection true and dbSkipFinalSnapshot false")
+	if c.Topology == HA && c.Database.SkipFinalSnapshot {
+		bad("dbSkipFinalSnapshot", "the ha topology keeps its data: a deleted cluster leaves its final snapshot; set dbSkipFinalSnapshot false")
+	}
+	if c.Topology == HA && !c.Database.DeletionProtection {
+		// The documented teardown's first step (docs/deploy.md): accepted,
+		// and said out loud.
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s:dbDeletionProtection is false: this stack's DocumentDB cluster can be deleted "+
+			"(the teardown's first step; its final snapshot is kept). Set it back to true unless you are destroying the stack.", Namespace))
 	}
 
 	// Edge.

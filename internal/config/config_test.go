@@ -30,6 +30,15 @@ func TestDefaultsLoad(t *testing.T) {
 	assert.True(t, c.HTTPS())
 }
 
+// validHA is valid with overrides.
+func validHA(over map[string]string) map[string]string {
+	m := map[string]string(valid())
+	for k, v := range over {
+		m[k] = v
+	}
+	return m
+}
+
 // single is a dev-shaped configuration: serving HTTPS from a secret.
 func single() MapSource {
 	return MapSource{"topology": "single", "webPort": "80", "dbInstanceCount": "1", "dbDeletionProtection": "false", "dbSkipFinalSnapshot": "true",
@@ -120,7 +129,8 @@ func TestInvalidConfigNamesTheKeyAndTheFix(t *testing.T) {
 		{"bad backup window", map[string]string{"dbBackupWindow": "3am"}, "", "dbBackupWindow", "hh:mm-hh:mm"},
 		{"bad maintenance window", map[string]string{"dbMaintenanceWindow": "sunday"}, "", "dbMaintenanceWindow", "sun:04:30"},
 		{"unknown log export", map[string]string{"dbLogExports": `["slowlog"]`}, "", "dbLogExports", "'audit'"},
-		{"ha without deletion protection", map[string]string{"dbDeletionProtection": "false"}, "", "dbDeletionProtection", "true"},
+		{"ha without a final snapshot", map[string]string{"dbSkipFinalSnapshot": "true"}, "", "dbSkipFinalSnapshot", "set dbSkipFinalSnapshot false"},
+		{"certificate of another region", map[string]string{"certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/abc"}, "", "certificateArn", "is in eu-west-1, and this stack is in us-east-1"},
 		{"same ports", map[string]string{"apiPort": "8080"}, "", "apiPort", "different ports"},
 		{"single not on 80", map[string]string{"topology": "single", "dbInstanceCount": "1"}, "", "webPort", "webPort 80"},
 		{"rate limit too low", map[string]string{"wafRateLimit": "10"}, "", "wafRateLimit", "100..2000000000"},
@@ -277,4 +287,66 @@ func TestSecretKeysAreReadAsSecretsAndStaySecret(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, res.Secret, "the JWT secret is a secret output from the start")
 	assert.Equal(t, strings.Repeat("s", 32), res.Value)
+}
+
+// The documented teardown of staging/prod starts by turning deletion
+// protection off: the configuration accepts it, and warns.
+func TestTeardownStepIsAcceptedWithAWarning(t *testing.T) {
+	c, err := Load(MapSource(validHA(map[string]string{"dbDeletionProtection": "false"})), "webstack", "prod", "us-east-1")
+	require.NoError(t, err)
+	require.Len(t, c.Warnings, 1)
+	assert.Contains(t, c.Warnings[0], "dbDeletionProtection is false")
+	assert.Contains(t, c.Warnings[0], "final snapshot is kept")
+	on, err := Load(MapSource(validHA(nil)), "webstack", "prod", "us-east-1")
+	require.NoError(t, err)
+	assert.Empty(t, on.Warnings)
+}
+
+// Every stack name the configuration accepts makes AWS names that every
+// service accepts; the others are refused up front, by name, with a
+// suggestion.
+func TestStackNamesAWSRefusesAreRefusedUpFront(t *testing.T) {
+	for _, tc := range []struct {
+		stack string
+		ok    bool
+		hint  string
+	}{
+		{"dev", true, ""},
+		{"eu-prod-2", true, ""},
+		{"abcdefghij-klmnopq9r", true, ""}, // 20 characters
+		{"eu.prod-2", false, `"eu-prod-2"`},
+		{"Prod", false, `"prod"`},
+		{"prod_2", false, `"prod-2"`},
+		{"2prod", false, `"prod"`},
+		{"prod--2", false, ""},
+		{"prod-", false, ""},
+		{"abcdefghij-klmnopq9rs", false, ""}, // 21
+	} {
+		t.Run(tc.stack, func(t *testing.T) {
+			_, err := Load(MapSource(validHA(nil)), "webstack", tc.stack, "us-east-1")
+			if tc.ok {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "stack name \""+tc.stack+"\" is not supported")
+			assert.Contains(t, err.Error(), tc.hint)
+		})
+	}
+	_, err := Load(MapSource(validHA(nil)), "a-much-longer-project-name", "abcdefghij-klmnopq9r", "us-east-1")
+	require.Error(t, err, "a long project name too")
+	assert.Contains(t, err.Error(), "AWS Backup's vault names")
+}
+
+// A certificate or secret of another account is refused when the program
+// learns the caller's account, before any resource.
+func TestARNsOfAnotherAccountAreRefused(t *testing.T) {
+	c, err := Load(MapSource(validHA(nil)), "webstack", "prod", "us-east-1")
+	require.NoError(t, err)
+	acct := c.Accounts()["certificateArn"]
+	require.NotEmpty(t, acct)
+	assert.NoError(t, c.CheckAccount(acct))
+	err = c.CheckAccount("999999999999")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "certificateArn names account "+acct+", and this stack deploys to account 999999999999")
 }

@@ -124,7 +124,15 @@ type Report struct {
 	NotPriced     []string // resources the table cannot price, with the reason
 	Free          int      // resources with no charge of their own
 	Assumptions   Assumptions
+	// ElasticIPs is how many Elastic IPs the stack allocates: one per NAT
+	// gateway (awsx makes them) and one per aws:ec2/eip:Eip. An account
+	// holds 5 per Region by default (EC2 quota L-0263D0A3): more, and up
+	// fails with AddressLimitExceeded.
+	ElasticIPs int
 }
+
+// DefaultEIPQuota is EC2's default Elastic IP quota per Region.
+const DefaultEIPQuota = 5
 
 // Total is the monthly total of the priced lines.
 func (r *Report) Total() float64 {
@@ -216,6 +224,7 @@ func (e *estimator) price(r plan.Resource) error {
 		if plan.Get(in, "natGateways", "strategy") == "OnePerAz" {
 			nats = azs
 		}
+		e.r.ElasticIPs += nats
 		return e.add(r,
 			item{"NAT gateway", "vpc:nat-gateway", float64(nats) * HoursPerMonth, fmt.Sprintf("%d × 730 h", nats)},
 			item{"NAT data processed", "vpc:nat-data", float64(nats) * e.a.NATDataGB, fmt.Sprintf("assumes %g GB per gateway (--nat-gb)", e.a.NATDataGB)},
@@ -234,6 +243,7 @@ func (e *estimator) price(r plan.Resource) error {
 		n := plan.Number(in["minSize"])
 		return e.instances(r, lt, n, fmt.Sprintf("%g instances (minSize; scaling adds more) × 730 h", n))
 	case "aws:ec2/eip:Eip":
+		e.r.ElasticIPs++
 		return e.add(r, item{"public IPv4 address", "vpc:public-ipv4", HoursPerMonth, ""})
 	case "aws:lb/loadBalancer:LoadBalancer":
 		items := []item{
@@ -434,6 +444,7 @@ func Write(w io.Writer, r *Report) {
 		}
 	}
 	fmt.Fprintf(w, "  %-10s %10s\n", "TOTAL", usd(r.Total()))
+	fmt.Fprintf(w, "  Elastic IPs: %d (an account holds %d per Region unless its quota is raised)\n", r.ElasticIPs, DefaultEIPQuota)
 	fmt.Fprintf(w, "  %d resources have no charge of their own (security groups, IAM, listeners, ...)\n", r.Free)
 	if len(r.NotPriced) > 0 {
 		fmt.Fprintf(w, "  not priced (%d):\n", len(r.NotPriced))
@@ -471,6 +482,16 @@ func Compare(w io.Writer, reports []*Report) {
 			fmt.Fprintf(w, " %12s", usd(v))
 		}
 		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "%-10s", "EIPs")
+	total := 0
+	for _, r := range reports {
+		fmt.Fprintf(w, " %12d", r.ElasticIPs)
+		total += r.ElasticIPs
+	}
+	fmt.Fprintln(w)
+	if total > DefaultEIPQuota {
+		fmt.Fprintf(w, "together %d Elastic IPs: more than the default %d per Region of one account; deploy the stacks to separate accounts, or raise the quota first (docs: Deploying for real, step 2)\n", total, DefaultEIPQuota)
 	}
 }
 
