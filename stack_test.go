@@ -410,6 +410,10 @@ func TestInvalidConfigFailsBeforeAnyResource(t *testing.T) {
 		{"bad keys", map[string]string{"webstack:azCount": "1", "webstack:jwtSecret": testJWTSecret}, []string{"webstack:azCount", "webstack:certificateArn"}},
 		{"no JWT secret", map[string]string{"webstack:certificateArn": testCert}, []string{"pulumi config set --secret jwtSecret"}},
 		{"no build", map[string]string{"webstack:certificateArn": testCert, "webstack:jwtSecret": testJWTSecret, "webstack:artifactPath": "dist/missing"}, []string{"run `make build`"}},
+		{"certificate of another region", map[string]string{"webstack:certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x", "webstack:jwtSecret": testJWTSecret},
+			[]string{"is in eu-west-1, and this stack is in us-east-1"}},
+		{"certificate of another account", map[string]string{"webstack:certificateArn": "arn:aws:acm:us-east-1:999999999999:certificate/x", "webstack:jwtSecret": testJWTSecret},
+			[]string{"names account 999999999999, and this stack deploys to account " + plan.Account}},
 	}
 	for _, tt := range tests {
 		cfg, err := plan.StackConfig(".", "prod")

@@ -1,10 +1,15 @@
 package httpapi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -22,11 +27,25 @@ func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 // String implements fmt.Stringer.
 func (Secret) String() string { return "[redacted]" }
 
-// Tokens issues and verifies the API's HS256 JWTs.
+// Tokens issues and verifies the API's HS256 JWTs. Its keys rotate (see
+// Rotate): tokens name the key that signed them (kid), a token of the
+// previous key is accepted for a grace period after the rotation, and a
+// token of a key this process does not know yet (another instance read
+// the new secret first) makes it ask for the keys again once (Refresh).
 type Tokens struct {
-	secret Secret
-	ttl    time.Duration
-	now    func() time.Time
+	mu            sync.RWMutex
+	current       Secret
+	previous      Secret
+	previousUntil time.Time
+	ttl           time.Duration
+	now           func() time.Time
+
+	// Refresh, when set, is called when a token names a key this process
+	// does not know: it reads the keys again (and calls Rotate), at most
+	// once per RefreshEvery. It must not block for long.
+	Refresh      func()
+	RefreshEvery time.Duration
+	lastRefresh  atomic.Int64 // Unix nanoseconds
 }
 
 // NewTokens needs a secret of at least 32 bytes.
@@ -37,7 +56,34 @@ func NewTokens(secret Secret, ttl time.Duration) (*Tokens, error) {
 	if ttl <= 0 {
 		ttl = 72 * time.Hour
 	}
-	return &Tokens{secret: secret, ttl: ttl, now: time.Now}, nil
+	return &Tokens{current: secret, ttl: ttl, now: time.Now, RefreshEvery: 5 * time.Second}, nil
+}
+
+// Rotate makes current the signing key; previous (the key current
+// replaced, may be empty) stays valid for tokens until previousUntil.
+// Rotating to the keys in use changes nothing.
+func (t *Tokens) Rotate(current, previous Secret, previousUntil time.Time) error {
+	if len(current) < 32 {
+		return fmt.Errorf("jwt secret is %d bytes, need at least 32", len(current))
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.current, t.previous, t.previousUntil = current, previous, previousUntil
+	return nil
+}
+
+// CurrentKeyID is the kid of the signing key.
+func (t *Tokens) CurrentKeyID() string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return KeyID(t.current)
+}
+
+// KeyID names a key in tokens' kid header: the first 8 bytes of its
+// SHA-256, which tells keys apart and reveals nothing usable of them.
+func KeyID(k Secret) string {
+	sum := sha256.Sum256(k)
+	return hex.EncodeToString(sum[:8])
 }
 
 const issuer = "conduit"
@@ -51,26 +97,80 @@ type claims struct {
 
 // Issue returns a token for the user id at credential version cred.
 func (t *Tokens) Issue(userID string, cred int) (string, error) {
+	t.mu.RLock()
+	key := t.current
+	t.mu.RUnlock()
 	now := t.now()
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer: issuer, Subject: userID, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
 	}, Cred: cred})
-	s, err := tok.SignedString([]byte(t.secret))
+	tok.Header["kid"] = KeyID(key)
+	s, err := tok.SignedString([]byte(key))
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
 	}
 	return s, nil
 }
 
+// errUnknownKey is a token signed by a key this process does not hold.
+var errUnknownKey = errors.New("unknown signing key")
+
+// key is the key a token names: the current one (also for tokens without
+// a kid, issued before keys had ids), or the previous one in its grace.
+func (t *Tokens) key(tok *jwt.Token) (any, error) {
+	kid, _ := tok.Header["kid"].(string)
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	switch {
+	case kid == "" || kid == KeyID(t.current):
+		return []byte(t.current), nil
+	case len(t.previous) > 0 && kid == KeyID(t.previous):
+		if t.now().After(t.previousUntil) {
+			return nil, errors.New("signed by a retired key")
+		}
+		return []byte(t.previous), nil
+	}
+	return nil, errUnknownKey
+}
+
 // Verify returns the user id and credential version of a valid token.
 func (t *Tokens) Verify(token string) (string, int, error) {
-	var c claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return []byte(t.secret), nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(issuer), jwt.WithExpirationRequired(), jwt.WithTimeFunc(t.now))
-	if err != nil || c.Subject == "" {
+	id, cred, err := t.verify(token)
+	if errors.Is(err, errUnknownKey) && t.refresh() {
+		id, cred, err = t.verify(token)
+	}
+	if err != nil {
 		return "", 0, conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
 	}
+	return id, cred, nil
+}
+
+func (t *Tokens) verify(token string) (string, int, error) {
+	var c claims
+	_, err := jwt.ParseWithClaims(token, &c, t.key,
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(issuer), jwt.WithExpirationRequired(), jwt.WithTimeFunc(t.now))
+	if err != nil {
+		return "", 0, err
+	}
+	if c.Subject == "" {
+		return "", 0, errors.New("no subject")
+	}
 	return c.Subject, c.Cred, nil
+}
+
+// refresh asks for the keys again unless it did within RefreshEvery, and
+// reports whether it did.
+func (t *Tokens) refresh() bool {
+	if t.Refresh == nil {
+		return false
+	}
+	now := t.now().UnixNano()
+	last := t.lastRefresh.Load()
+	if now-last < int64(t.RefreshEvery) || !t.lastRefresh.CompareAndSwap(last, now) {
+		return false
+	}
+	t.Refresh()
+	return true
 }
 
 // authenticate reads "Authorization: Token <jwt>" (Bearer is accepted too).

@@ -1,18 +1,22 @@
-// Package secrets reads the api tier's secrets from AWS Secrets Manager when
-// it starts: the JWT signing key and the DocumentDB credentials that
-// DocumentDB itself manages and rotates. Nothing secret is ever passed in user
+// Package secrets reads the app's secrets from AWS Secrets Manager: the JWT
+// signing key (and its previous version while a rotation's grace lasts),
+// the DocumentDB credentials that DocumentDB itself manages and rotates,
+// and dev's web certificate. Nothing secret is ever passed in user
 // data or the environment; only the secrets' ARNs are.
 package secrets
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 )
 
 // Value is secret material; it never prints or logs.
@@ -58,9 +62,40 @@ func New(ctx context.Context) (*Client, error) {
 // Version stages of a secret: a rotation writes the new value as
 // AWSPENDING, sets it in the database, then promotes it to AWSCURRENT.
 const (
-	Current = "AWSCURRENT"
-	Pending = "AWSPENDING"
+	Current  = "AWSCURRENT"
+	Pending  = "AWSPENDING"
+	Previous = "AWSPREVIOUS"
 )
+
+// Version is a secret's value at a stage, and when that version was made.
+type Version struct {
+	Value   Value
+	Created time.Time
+}
+
+// GetVersion returns the secret arn at a version stage with its creation
+// time: when a new value was put, the old one became AWSPREVIOUS.
+func (c *Client) GetVersion(ctx context.Context, arn, stage string) (Version, error) {
+	out, err := c.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn), VersionStage: aws.String(stage)})
+	if err != nil {
+		return Version{}, fmt.Errorf("read secret %s (%s): %w", arn, stage, err)
+	}
+	if out.SecretString == nil {
+		return Version{}, fmt.Errorf("read secret %s: it has no string value", arn)
+	}
+	v := Version{Value: Value(*out.SecretString)}
+	if out.CreatedDate != nil {
+		v.Created = *out.CreatedDate
+	}
+	return v, nil
+}
+
+// IsNotFound reports a stage the secret does not have (AWSPREVIOUS before
+// the first rotation).
+func IsNotFound(err error) bool {
+	var nf *types.ResourceNotFoundException
+	return errors.As(err, &nf)
+}
 
 // Get returns the current string value of the secret arn.
 func (c *Client) Get(ctx context.Context, arn string) (Value, error) {

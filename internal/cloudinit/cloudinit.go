@@ -260,6 +260,9 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 ExecStart=/usr/local/bin/conduit {{.Role}}
+# systemctl reload: read the rotating secrets again at once (the JWT keys,
+# the web certificate); conduit also does every minute.
+ExecReload=/bin/kill -HUP $MAINPID
 EnvironmentFile=/etc/conduit/conduit.env
 DynamicUser=yes
 NoNewPrivileges=yes

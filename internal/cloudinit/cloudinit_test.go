@@ -194,6 +194,7 @@ func TestUnitRestartsUntilItConverges(t *testing.T) {
 	unit, err := cloudinit.File(doc, cloudinit.UnitFile)
 	require.NoError(t, err)
 	assert.Contains(t, unit, "StartLimitIntervalSec=0\n", "systemd's default start limit would leave the unit dead after early failures")
+	assert.Contains(t, unit, "ExecReload=/bin/kill -HUP $MAINPID\n", "systemctl reload reads the rotating secrets again at once")
 	assert.Contains(t, unit, "Restart=on-failure\n")
 }
 

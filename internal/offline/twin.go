@@ -132,9 +132,9 @@ func check(m *twin.Model, state twin.State, conduit, newman, postman string, net
 		if err != nil {
 			return err
 		}
-		if err := m.DrillFailover(state, pid, stdout); err != nil {
-			return err
-		}
+		// The database secret's drill needs pools that must still open
+		// connections (it checks that new ones authenticate with the pending
+		// password), so it runs before the drills that load the api.
 		if len(m.TargetGroups) > 0 {
 			if err := m.DrillStopTarget(state, suite, stdout); err != nil {
 				return err
@@ -142,6 +142,12 @@ func check(m *twin.Model, state twin.State, conduit, newman, postman string, net
 			if err := m.DrillRotateSecret(state, pid, suite, stdout); err != nil {
 				return err
 			}
+		}
+		if err := m.DrillFailover(state, pid, stdout); err != nil {
+			return err
+		}
+		if err := m.DrillRotateKeys(state, pid, suite, stdout); err != nil {
+			return err
 		}
 	}
 	fmt.Fprintf(stdout, "twin %s: checks done in %.1f s (logs: %s)\n", m.Stack, time.Since(start).Seconds(), state.Logs())

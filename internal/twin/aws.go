@@ -23,8 +23,9 @@ import (
 
 // Stand-in secret version stages (as Secrets Manager names them).
 const (
-	stageCurrent = "AWSCURRENT"
-	stagePending = "AWSPENDING"
+	stageCurrent  = "AWSCURRENT"
+	stagePending  = "AWSPENDING"
+	stagePrevious = "AWSPREVIOUS"
 )
 
 // standIns are the AWS endpoints of the twin: the instance metadata
@@ -49,44 +50,85 @@ type roleKey struct {
 
 // secret is a Secrets Manager secret with its version stages.
 type secret struct {
-	Name   string
-	Stages map[string]string // stage → value
+	Name    string
+	Stages  map[string]string    // stage → value
+	Created map[string]time.Time // stage → when that version was made
+}
+
+func newSecret(name, value string) *secret {
+	return &secret{Name: name, Stages: map[string]string{stageCurrent: value}, Created: map[string]time.Time{stageCurrent: time.Now()}}
+}
+
+// put makes value the current version, as PutSecretValue (and a `pulumi
+// up` with a new value) does: the current one becomes AWSPREVIOUS.
+func (sec *secret) put(value string) {
+	sec.Stages[stagePrevious], sec.Created[stagePrevious] = sec.Stages[stageCurrent], sec.Created[stageCurrent]
+	sec.Stages[stageCurrent], sec.Created[stageCurrent] = value, time.Now()
 }
 
 func newStandIns(m *Model, p *pki, log *slog.Logger) (*standIns, error) {
 	s := &standIns{m: m, pki: p, log: log, tokens: map[string]time.Time{}, keys: map[string]roleKey{}, secrets: map[string]*secret{}}
 	w := m.AWS
-	s.secrets[w.JWTSecretARN] = &secret{Name: "jwt", Stages: map[string]string{stageCurrent: randomString(48)}}
+	s.secrets[w.JWTSecretARN] = newSecret("jwt", randomString(48))
 	if w.DB.SecretARN != "" {
 		cred, _ := json.Marshal(map[string]string{"username": w.DB.Username, "password": randomString(32)})
-		s.secrets[w.DB.SecretARN] = &secret{Name: "database", Stages: map[string]string{stageCurrent: string(cred)}}
+		s.secrets[w.DB.SecretARN] = newSecret("database", string(cred))
 	}
 	// A web instance's certificate, as its operator would store it: for
 	// the address the internet reaches it at, issued by the twin's CA.
 	for _, t := range w.WebTLS {
-		h, ok := m.Host(t.Host)
-		if !ok {
-			return nil, fmt.Errorf("twin: certificate secret of unknown host %s", t.Host)
-		}
-		ips := []net.IP{h.Address.AsSlice()}
-		if h.Public.IsValid() {
-			ips = append(ips, h.Public.AsSlice())
-		}
-		cert, err := p.leafIPs(ips, h.Name+".twin")
+		v, err := s.webCertificate(t.Host)
 		if err != nil {
 			return nil, err
 		}
-		key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-		if err != nil {
-			return nil, err
-		}
-		v, _ := json.Marshal(map[string]string{
-			"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})),
-			"privateKey":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})),
-		})
-		s.secrets[t.SecretARN] = &secret{Name: "web-tls", Stages: map[string]string{stageCurrent: string(v)}}
+		s.secrets[t.SecretARN] = newSecret("web-tls", v)
 	}
 	return s, nil
+}
+
+// webCertificate is a new certificate of host's, as its operator would
+// store it: for the addresses the internet and the VPC reach it at,
+// issued by the twin's CA, with a serial of its own.
+func (s *standIns) webCertificate(host string) (string, error) {
+	h, ok := s.m.Host(host)
+	if !ok {
+		return "", fmt.Errorf("twin: certificate secret of unknown host %s", host)
+	}
+	ips := []net.IP{h.Address.AsSlice()}
+	if h.Public.IsValid() {
+		ips = append(ips, h.Public.AsSlice())
+	}
+	cert, err := s.pki.leafIPs(ips, h.Name+".twin")
+	if err != nil {
+		return "", err
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return "", err
+	}
+	v, _ := json.Marshal(map[string]string{
+		"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})),
+		"privateKey":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})),
+	})
+	return string(v), nil
+}
+
+// rotateKeys puts new versions of the JWT secret (as `pulumi config set
+// --secret jwtSecret` and an up do) and of every web certificate (as a
+// renewal does).
+func (s *standIns) rotateKeys() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secrets[s.m.AWS.JWTSecretARN].put(randomString(48))
+	for _, t := range s.m.AWS.WebTLS {
+		v, err := s.webCertificate(t.Host)
+		if err != nil {
+			s.log.Error("renew a web certificate", "host", t.Host, "error", err)
+			continue
+		}
+		s.secrets[t.SecretARN].put(v)
+	}
+	s.log.Info("JWT secret and web certificates: new versions put (the old ones are AWSPREVIOUS)")
 }
 
 // dbPasswords are the database passwords the stand-in cluster accepts: the
@@ -117,13 +159,14 @@ func (s *standIns) rotateDB(pause time.Duration) {
 	cred, _ := json.Marshal(map[string]string{"username": s.m.AWS.DB.Username, "password": randomString(32)})
 	s.mu.Lock()
 	sec := s.secrets[s.m.AWS.DB.SecretARN]
-	sec.Stages[stagePending] = string(cred)
+	sec.Stages[stagePending], sec.Created[stagePending] = string(cred), time.Now()
 	s.mu.Unlock()
 	s.log.Info("database secret: new password set (AWSPENDING)")
 	time.Sleep(pause)
 	s.mu.Lock()
-	sec.Stages[stageCurrent] = string(cred)
+	sec.Stages[stageCurrent], sec.Created[stageCurrent] = string(cred), sec.Created[stagePending]
 	delete(sec.Stages, stagePending)
+	delete(sec.Created, stagePending)
 	s.mu.Unlock()
 	s.log.Info("database secret: rotation finished (AWSCURRENT)")
 }
@@ -356,8 +399,10 @@ func (s *standIns) secretsManager(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	sec, ok := s.secrets[in.SecretId]
 	var v string
+	var created time.Time
 	if ok {
 		v, ok = sec.Stages[in.VersionStage]
+		created = sec.Created[in.VersionStage]
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -368,7 +413,7 @@ func (s *standIns) secretsManager(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	_ = json.NewEncoder(w).Encode(map[string]any{"ARN": in.SecretId, "Name": sec.Name, "SecretString": v,
 		"VersionId": fmt.Sprintf("%x", sha256.Sum256([]byte(v)))[:32], "VersionStages": []string{in.VersionStage},
-		"CreatedDate": float64(time.Now().Unix())})
+		"CreatedDate": float64(created.Unix())})
 }
 
 // withTTL sets the IP TTL of every connection ln accepts: the IMDS

@@ -2,13 +2,17 @@ package twin
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -328,4 +332,148 @@ func jsonNumber(b []byte, key string) string {
 		j++
 	}
 	return string(rest[:j])
+}
+
+// DrillRotateKeys puts new versions of the JWT secret and of the web
+// certificates in the stand-in (serve process pid), as a `pulumi up` with a
+// new jwtSecret and a certificate renewal do, and makes one api instance
+// read them (SIGHUP, as `systemctl reload` and conduit's own minute do):
+// tokens signed before must keep working everywhere, tokens of the new key
+// must work on the instances that have not read it yet, and the web tier
+// must serve the renewed certificate.
+func (m *Model) DrillRotateKeys(state State, pid int, suite func() error, out io.Writer) error {
+	c, err := m.internetClient(state)
+	if err != nil {
+		return err
+	}
+	call := func(method, path, token, body string) (int, []byte, error) {
+		req, err := http.NewRequest(method, m.Entry+path, strings.NewReader(body))
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Token "+token)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, nil
+	}
+	name := fmt.Sprintf("keys%d", time.Now().UnixNano()%1_000_000)
+	login := fmt.Sprintf(`{"user":{"email":"%s@example.com","password":"rotate-drill-1"}}`, name)
+	st, b, err := call("POST", "/api/users", "", fmt.Sprintf(`{"user":{"username":%q,"email":"%s@example.com","password":"rotate-drill-1"}}`, name, name))
+	if err != nil || st != http.StatusCreated {
+		return fmt.Errorf("drill: register: %d %s %v", st, b, err)
+	}
+	before := jsonField(b, "token")
+	oldKid := tokenKid(before)
+	servedBefore := m.servedSerial(state)
+
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("drill: signal the stand-ins: %w", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	var reloaded []string
+	for _, h := range m.Hosts {
+		// One api instance reads the new key; the others must learn it from
+		// the tokens they meet. Every web instance with a certificate.
+		if h.Tier == API && !slices.ContainsFunc(reloaded, func(n string) bool { return strings.HasPrefix(n, "api") }) ||
+			h.Tier == Web && len(m.AWS.WebTLS) > 0 {
+			if err := reloadConduit(m.Namespace(h.Name)); err != nil {
+				return err
+			}
+			reloaded = append(reloaded, h.Name)
+		}
+	}
+	var after string
+	for range 40 {
+		time.Sleep(250 * time.Millisecond)
+		st, b, err := call("POST", "/api/users/login", "", login)
+		if err == nil && st == http.StatusOK {
+			if tok := jsonField(b, "token"); tokenKid(tok) != oldKid {
+				after = tok
+				break
+			}
+		}
+	}
+	if after == "" {
+		return fmt.Errorf("drill: no instance signed with the new JWT key after %v read it", reloaded)
+	}
+	for _, tok := range []string{before, after} {
+		for i := range 20 {
+			if st, b, err := call("GET", "/api/user", tok, ""); err != nil || st != http.StatusOK {
+				which := map[bool]string{true: "before", false: "after"}[tok == before]
+				return fmt.Errorf("drill: a token signed %s the rotation was refused (request %d): %d %s %v", which, i+1, st, b, err)
+			}
+		}
+	}
+	if err := suite(); err != nil {
+		return fmt.Errorf("drill: after the keys' rotation: %w", err)
+	}
+	renewed := ""
+	if len(m.AWS.WebTLS) > 0 {
+		if servedAfter := m.servedSerial(state); servedAfter == servedBefore || servedAfter == "" {
+			return fmt.Errorf("drill: the web tier still serves certificate %s after its renewal was read", servedBefore)
+		}
+		renewed = "; the renewed web certificate is served"
+	}
+	fmt.Fprintf(out, "drill: JWT secret rotated (kid %s → %s; %v read it at once): tokens of both keys accepted 20 times each by every instance, the suite passed%s\n",
+		oldKid, tokenKid(after), reloaded, renewed)
+	return nil
+}
+
+// tokenKid is the kid of a JWT's header.
+func tokenKid(token string) string {
+	head, _, _ := strings.Cut(token, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return ""
+	}
+	return jsonField(raw, "kid")
+}
+
+// servedSerial is the serial of the certificate the entry serves ("" when
+// it serves none).
+func (m *Model) servedSerial(state State) string {
+	u, err := url.Parse(m.Entry)
+	if err != nil || u.Scheme != "https" {
+		return ""
+	}
+	conn, err := dialIn(context.Background(), m.Namespace("internet"), u.Host+":443")
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true}) // the serial is what is compared, not trust
+	if err := tc.Handshake(); err != nil {
+		return ""
+	}
+	return tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// reloadConduit sends SIGHUP to the conduit server running in namespace ns
+// (what `systemctl reload conduit` sends).
+func reloadConduit(ns string) error {
+	pids, err := exec.Command("ip", "netns", "pids", ns).Output()
+	if err != nil {
+		return fmt.Errorf("ip netns pids %s: %w", ns, err)
+	}
+	for _, f := range bytes.Fields(pids) {
+		pid, err := strconv.Atoi(string(f))
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		for i, a := range argv {
+			if filepath.Base(a) == "conduit" && i+1 < len(argv) && (argv[i+1] == "api" || argv[i+1] == "web") {
+				return syscall.Kill(pid, syscall.SIGHUP)
+			}
+		}
+	}
+	return fmt.Errorf("no conduit server runs in %s", ns)
 }

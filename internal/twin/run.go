@@ -71,7 +71,8 @@ func ClientIn(ns string) *http.Client {
 // `conduit local` embeds it (conduit is a build of the app for this
 // machine). It writes the twin's CA to state/pki/ca.pem, then
 // state/serve.ready. SIGUSR1 rotates the database secret; SIGUSR2 fails the
-// database over.
+// database over; SIGHUP puts new versions of the JWT secret and the web
+// certificates.
 func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slog.Logger) error {
 	p, err := newPKI()
 	if err != nil {
@@ -142,11 +143,13 @@ func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slo
 		return err
 	}
 
-	usr1, usr2 := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	usr1, usr2, hup := make(chan os.Signal, 1), make(chan os.Signal, 1), make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	signal.Notify(usr2, syscall.SIGUSR2)
+	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(usr1)
 	defer signal.Stop(usr2)
+	defer signal.Stop(hup)
 	if err := os.WriteFile(state.path("serve.ready"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return err
 	}
@@ -164,6 +167,8 @@ func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slo
 			if db != nil {
 				db.failover(failoverWindow)
 			}
+		case <-hup:
+			aws.rotateKeys()
 		}
 	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,9 +17,12 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +43,49 @@ type server struct {
 	log     *slog.Logger
 	stdout  io.Writer
 	localDB *localdb.DB // local mode's embedded database
+	// reloaders read again what may change behind a running server (the
+	// JWT keys, the web certificate): every SecretsRefresh, and on SIGHUP.
+	reloaders []func(context.Context)
+}
+
+// SecretsRefresh is how often secrets that rotate under a running server
+// are read again (a Secrets Manager read each: about 44,000 a month per
+// instance and secret, $0.22). SIGHUP reads them at once.
+const SecretsRefresh = time.Minute
+
+// JWTGrace is how long tokens signed with the JWT secret's previous
+// version stay valid after a new one is put (from the new version's
+// creation): rotating the secret signs nobody out at once, and retires the
+// old key for good a day later.
+const JWTGrace = 24 * time.Hour
+
+// reload runs every reloader.
+func (s *server) reload(ctx context.Context) {
+	for _, r := range s.reloaders {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r(rctx)
+		cancel()
+	}
+}
+
+// reloadEvery reloads every interval and on SIGHUP until ctx ends.
+func (s *server) reloadEvery(ctx context.Context, interval time.Duration) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			s.log.Info("SIGHUP: reading secrets again")
+			s.reload(ctx)
+		case <-t.C:
+			s.reload(ctx)
+		}
+	}
 }
 
 // component is something started that must be stopped, in reverse order.
@@ -98,6 +146,11 @@ func (s *server) run(ctx context.Context) (err error) {
 	}
 	if err := s.startAdmin(&stops, errc, gatherers); err != nil {
 		return err
+	}
+	if len(s.reloaders) > 0 {
+		rctx, stopReload := context.WithCancel(ctx)
+		defer stopReload()
+		go s.reloadEvery(rctx, SecretsRefresh)
 	}
 	select {
 	case <-ctx.Done():
@@ -196,6 +249,53 @@ func (s *server) documentDB(client *secrets.Client) store.URIFunc {
 	}
 }
 
+// followJWTSecret keeps tokens' keys those of the JWT secret: its current
+// version signs, the previous one verifies until JWTGrace after the
+// current one was made. The keys are read now, every SecretsRefresh, on
+// SIGHUP, and when a token names a key this instance does not know yet
+// (another instance read the new version first): so a `pulumi up` that
+// puts a new secret signs nobody out and no instance refuses the tokens of
+// another.
+func (s *server) followJWTSecret(ctx context.Context, tokens *httpapi.Tokens) error {
+	client, err := secrets.New(ctx)
+	if err != nil {
+		return err
+	}
+	load := func(ctx context.Context) error {
+		cur, err := client.GetVersion(ctx, s.JWTSecretARN, secrets.Current)
+		if err != nil {
+			return err
+		}
+		prev, err := client.GetVersion(ctx, s.JWTSecretARN, secrets.Previous)
+		if err != nil && !secrets.IsNotFound(err) {
+			return err
+		}
+		before := tokens.CurrentKeyID()
+		if err := tokens.Rotate(httpapi.Secret(cur.Value), httpapi.Secret(prev.Value), cur.Created.Add(JWTGrace)); err != nil {
+			return fmt.Errorf("JWT secret %s: %w", s.JWTSecretARN, err)
+		}
+		if after := tokens.CurrentKeyID(); after != before {
+			s.log.Info("JWT signing key changed", "kid", after, "previous_kid", before, "previous_valid_until", cur.Created.Add(JWTGrace))
+		}
+		return nil
+	}
+	if err := load(ctx); err != nil {
+		return err
+	}
+	reload := func(ctx context.Context) {
+		if err := load(ctx); err != nil {
+			s.log.Warn("read the JWT secret again", "error", err)
+		}
+	}
+	tokens.Refresh = func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		reload(rctx)
+	}
+	s.reloaders = append(s.reloaders, reload)
+	return nil
+}
+
 // localJWTSecret returns the key kept in the data directory, created on
 // first start.
 func localJWTSecret(dataDir string) (httpapi.Secret, error) {
@@ -221,6 +321,11 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 	tokens, err := httpapi.NewTokens(jwt, 72*time.Hour)
 	if err != nil {
 		return nil, "", err
+	}
+	if s.JWTSecretARN != "" {
+		if err := s.followJWTSecret(ctx, tokens); err != nil {
+			return nil, "", err
+		}
 	}
 	metrics := observe.NewMetrics("api")
 	database := s.MongoDB
@@ -293,11 +398,11 @@ func (s *server) startWeb(upstream *url.URL, stops *[]component, errc chan<- err
 		addr, err := s.serve("web", s.WebAddr, handler, stops, errc, nil)
 		return metrics, addr, err
 	}
-	cert, err := s.webCertificate(context.Background())
+	certs, err := s.followWebCertificate(context.Background())
 	if err != nil {
 		return nil, "", err
 	}
-	addr, err := s.serveTLS("web", s.WebAddr, handler, cert, stops, errc)
+	addr, err := s.serveTLS("web", s.WebAddr, handler, certs, stops, errc)
 	if err != nil {
 		return nil, "", err
 	}
@@ -309,18 +414,43 @@ func (s *server) startWeb(upstream *url.URL, stops *[]component, errc chan<- err
 	return metrics, addr, err
 }
 
-// webCertificate reads the web listener's certificate and key from
-// Secrets Manager (the web role's own grant).
-func (s *server) webCertificate(ctx context.Context) (tls.Certificate, error) {
+// followWebCertificate reads the web listener's certificate and key from
+// Secrets Manager (the web role's own grant), and again every
+// SecretsRefresh and on SIGHUP: a certificate renewed in the secret is
+// served from then on, without a restart. A secret that no longer parses
+// leaves the one being served in place (and says so).
+func (s *server) followWebCertificate(ctx context.Context) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
 	client, err := secrets.New(ctx)
 	if err != nil {
-		return tls.Certificate{}, err
+		return nil, err
 	}
-	v, err := client.Get(ctx, s.TLSSecretARN)
-	if err != nil {
-		return tls.Certificate{}, err
+	var current atomic.Pointer[tls.Certificate]
+	load := func(ctx context.Context) error {
+		v, err := client.Get(ctx, s.TLSSecretARN)
+		if err != nil {
+			return err
+		}
+		cert, err := web.ParseCertificateSecret(v)
+		if err != nil {
+			return err
+		}
+		if old := current.Load(); old == nil || !bytes.Equal(old.Certificate[0], cert.Certificate[0]) {
+			current.Store(&cert)
+			if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+				s.log.Info("web certificate loaded", "serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter)
+			}
+		}
+		return nil
 	}
-	return web.ParseCertificateSecret(v)
+	if err := load(ctx); err != nil {
+		return nil, err
+	}
+	s.reloaders = append(s.reloaders, func(ctx context.Context) {
+		if err := load(ctx); err != nil {
+			s.log.Error("read the web certificate again; serving the one loaded before", "error", err)
+		}
+	})
+	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil }, nil
 }
 
 func (s *server) startAdmin(stops *[]component, errc chan<- error, g prometheus.Gatherers) error {
@@ -342,8 +472,8 @@ func (s *server) serve(name, addr string, h http.Handler, stops *[]component, er
 
 // serveTLS is serve over TLS 1.2+ with cert (HTTP/1.1: the framing guard
 // reads the decrypted stream).
-func (s *server) serveTLS(name, addr string, h http.Handler, cert tls.Certificate, stops *[]component, errc chan<- error) (string, error) {
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+func (s *server) serveTLS(name, addr string, h http.Handler, cert func(*tls.ClientHelloInfo) (*tls.Certificate, error), stops *[]component, errc chan<- error) (string, error) {
+	cfg := &tls.Config{GetCertificate: cert, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	return s.listenAndServe(name, addr, h, cfg, stops, errc, nil)
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -22,7 +23,8 @@ import (
 // Server holds secrets by ARN and version stage.
 type Server struct {
 	mu     sync.Mutex
-	values map[string]map[string]string // arn → stage → value
+	values  map[string]map[string]string    // arn → stage → value
+	created map[string]map[string]time.Time // arn → stage → when that version was made
 	// Allow, when set, decides whether a request (its Authorization
 	// header, which names the caller's access key) may read arn.
 	Allow func(authorization, arn string) bool
@@ -30,16 +32,31 @@ type Server struct {
 }
 
 // New returns an empty Server.
-func New() *Server { return &Server{values: map[string]map[string]string{}} }
+func New() *Server {
+	return &Server{values: map[string]map[string]string{}, created: map[string]map[string]time.Time{}}
+}
 
 // Set stores value at a version stage (AWSCURRENT, AWSPENDING).
 func (s *Server) Set(arn, stage, value string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.values[arn] == nil {
-		s.values[arn] = map[string]string{}
+		s.values[arn], s.created[arn] = map[string]string{}, map[string]time.Time{}
 	}
 	s.values[arn][stage] = value
+	s.created[arn][stage] = time.Now()
+}
+
+// Put stores a new current value, as PutSecretValue does: the current one
+// becomes AWSPREVIOUS.
+func (s *Server) Put(arn, value string) {
+	s.mu.Lock()
+	if cur, ok := s.values[arn]["AWSCURRENT"]; ok {
+		s.values[arn]["AWSPREVIOUS"] = cur
+		s.created[arn]["AWSPREVIOUS"] = s.created[arn]["AWSCURRENT"]
+	}
+	s.mu.Unlock()
+	s.Set(arn, "AWSCURRENT", value)
 }
 
 // Promote makes the AWSPENDING value current, as a rotation's last step.
@@ -92,13 +109,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	v, ok := s.values[in.SecretId][in.VersionStage]
+	created := s.created[in.SecretId][in.VersionStage]
 	s.calls++
 	s.mu.Unlock()
 	if !ok {
 		fail(w, http.StatusBadRequest, "ResourceNotFoundException", "Secrets Manager can't find the specified secret value for staging label: "+in.VersionStage)
 		return
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"ARN": in.SecretId, "Name": "n", "SecretString": v, "VersionId": "v-" + in.VersionStage, "VersionStages": []string{in.VersionStage}})
+	_ = json.NewEncoder(w).Encode(map[string]any{"ARN": in.SecretId, "Name": "n", "SecretString": v, "VersionId": "v-" + in.VersionStage,
+		"VersionStages": []string{in.VersionStage}, "CreatedDate": float64(created.UnixMilli()) / 1000})
 }
 
 // Start serves a new Server on loopback for the test's lifetime and
