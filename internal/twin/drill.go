@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -378,16 +379,30 @@ func (m *Model) DrillRotateKeys(state State, pid int, suite func() error, out io
 	}
 	time.Sleep(300 * time.Millisecond)
 	var reloaded []string
+	apiReloaded := false
 	for _, h := range m.Hosts {
-		// One api instance reads the new key; the others must learn it from
+		// One api instance reads the new key (the first that runs: an
+		// earlier drill may have stopped one); the others must learn it from
 		// the tokens they meet. Every web instance with a certificate.
-		if h.Tier == API && !slices.ContainsFunc(reloaded, func(n string) bool { return strings.HasPrefix(n, "api") }) ||
-			h.Tier == Web && len(m.AWS.WebTLS) > 0 {
+		switch {
+		case h.Tier == API && !apiReloaded:
+			if err := reloadConduit(m.Namespace(h.Name)); errors.Is(err, errNoConduit) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			apiReloaded = true
+		case h.Tier == Web && len(m.AWS.WebTLS) > 0:
 			if err := reloadConduit(m.Namespace(h.Name)); err != nil {
 				return err
 			}
-			reloaded = append(reloaded, h.Name)
+		default:
+			continue
 		}
+		reloaded = append(reloaded, h.Name)
+	}
+	if !apiReloaded {
+		return fmt.Errorf("drill: %w in any api instance", errNoConduit)
 	}
 	var after string
 	for range 40 {
@@ -475,5 +490,8 @@ func reloadConduit(ns string) error {
 			}
 		}
 	}
-	return fmt.Errorf("no conduit server runs in %s", ns)
+	return fmt.Errorf("%w in %s", errNoConduit, ns)
 }
+
+// errNoConduit is a namespace without a conduit server (a stopped host).
+var errNoConduit = errors.New("no conduit server runs")
