@@ -22,7 +22,7 @@ import (
 
 // Server holds secrets by ARN and version stage.
 type Server struct {
-	mu     sync.Mutex
+	mu      sync.Mutex
 	values  map[string]map[string]string    // arn → stage → value
 	created map[string]map[string]time.Time // arn → stage → when that version was made
 	// Allow, when set, decides whether a request (its Authorization
