@@ -4,6 +4,9 @@ GO ?= go
 STACK ?= dev
 FORMAT ?= text
 CONFIG ?=
+# Where the RealWorld Postman collection is (see scripts/postman.sh).
+REALWORLD ?= ../shared/realworld
+export REALWORLD
 
 .PHONY: twin twin-test twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
@@ -41,13 +44,13 @@ RELEASE_FLAGS := -trimpath -buildvcs=false -ldflags "-s -w -buildid= -X main.ver
 ## diagrams: docs/architecture.md (Mermaid, all stacks) and an SVG per stack (Graphviz).
 diagrams:
 	@$(MAKE) -s --no-print-directory build >&2
-	$(GO) run . docs --out docs
+	$(GO) run ./internal/cmd/offline docs --out docs
 	for s in dev staging prod; do dot -Tsvg docs/architecture-$$s.dot -o docs/architecture-$$s.svg; done
 
 ## cost: monthly estimate of STACK by resource and tier, and all stacks compared.
 cost:
 	@$(MAKE) -s --no-print-directory build >&2
-	@$(GO) run . plan --stack $(STACK) --format cost $(foreach kv,$(CONFIG),-c $(kv)) $(COSTFLAGS)
+	@$(GO) run ./internal/cmd/offline plan --stack $(STACK) --format cost $(foreach kv,$(CONFIG),-c $(kv)) $(COSTFLAGS)
 
 ## build: the release the stacks deploy, reproducibly: dist/conduit-linux-arm64.
 build:
@@ -75,7 +78,7 @@ screenshots:
 ## Exits non-zero on any failed check. See README "The local twin".
 TWIN_FLAGS = --stack $(STACK) --conduit bin/conduit --newman node_modules/.bin/newman $(foreach kv,$(CONFIG),-c $(kv))
 twin: twin-deps
-	bin/webstack twin check $(TWIN_FLAGS) --postman ../shared/realworld/Conduit.postman_collection.json
+	bin/twin check $(TWIN_FLAGS) --postman "$(wildcard $(REALWORLD)/Conduit.postman_collection.json)"
 
 ## twin-test: the dev twin in make test when this is root; otherwise says why not.
 twin-test:
@@ -84,14 +87,14 @@ twin-test:
 
 ## twin-up / twin-down: leave STACK's twin running (.twin/STACK/hosts.json), remove it.
 twin-up: twin-deps
-	bin/webstack twin up $(TWIN_FLAGS)
+	bin/twin up $(TWIN_FLAGS)
 twin-down:
-	$(GO) build -o bin/webstack .
-	bin/webstack twin down $(TWIN_FLAGS)
+	$(GO) build -o bin/twin ./internal/cmd/twin
+	bin/twin down $(TWIN_FLAGS)
 
 twin-deps: tools build bin/conduit
 	@bash scripts/deps.sh ip nft qemu-aarch64
-	$(GO) build -o bin/webstack .
+	$(GO) build -o bin/twin ./internal/cmd/twin
 
 ## run: the whole path on this machine at http://127.0.0.1:8080/api.
 run:
@@ -112,4 +115,4 @@ unit:
 ##   make plan STACK=dev CONFIG="webTlsSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:webstack/dev/web-tls-AbCdEf"
 plan:
 	@$(MAKE) -s --no-print-directory build >&2
-	@$(GO) run . plan --stack $(STACK) --format $(FORMAT) $(foreach kv,$(CONFIG),-c $(kv))
+	@$(GO) run ./internal/cmd/offline plan --stack $(STACK) --format $(FORMAT) $(foreach kv,$(CONFIG),-c $(kv))

@@ -42,8 +42,9 @@ func goList(t *testing.T, args ...string) []listed {
 var tiers = []string{"webstack/network", "webstack/security", "webstack/database", "webstack/compute"}
 
 // The boundaries of the layout hold by test, not by habit: the app never
-// sees Pulumi; a tier imports no other tier (main composes them); nothing
-// under internal/ imports a tier; test helpers stay out of the program.
+// sees Pulumi; a tier imports no other tier (internal/stack composes them);
+// nothing else under internal/ imports a tier; test helpers stay out of the
+// program.
 func TestPackageBoundaries(t *testing.T) {
 	for _, p := range goList(t, "./...") {
 		path := p.ImportPath
@@ -52,7 +53,9 @@ func TestPackageBoundaries(t *testing.T) {
 			for _, d := range goList(t, "-deps", path) {
 				assert.False(t, strings.HasPrefix(d.ImportPath, "github.com/pulumi/"), "%s depends on %s: the app never imports Pulumi", path, d.ImportPath)
 			}
-		case strings.HasPrefix(path, "webstack/internal/"):
+		case strings.HasPrefix(path, "webstack/internal/") && path != "webstack/internal/stack":
+			// internal/stack is the composition: the one package that
+			// imports the tiers (main.go runs it).
 			for _, imp := range p.Imports {
 				assert.NotContains(t, tiers, imp, "%s imports the tier %s", path, imp)
 			}
@@ -66,6 +69,11 @@ func TestPackageBoundaries(t *testing.T) {
 	for _, d := range goList(t, "-deps", ".") {
 		assert.False(t, strings.HasPrefix(d.ImportPath, "webstack/") && strings.HasSuffix(d.ImportPath, "test"), "the program's build includes the test helper %s", d.ImportPath)
 		assert.False(t, strings.HasPrefix(d.ImportPath, "webstack/app/"), "the program imports the app package %s: it sees only the build", d.ImportPath)
+		// One program, one job: what `pulumi up` runs links no offline tool,
+		// no twin, no MongoDB driver.
+		for _, not := range []string{"webstack/internal/offline", "webstack/internal/twin", "webstack/internal/cmd/", "webstack/internal/mongowire", "go.mongodb.org/"} {
+			assert.False(t, strings.HasPrefix(d.ImportPath, not), "the deployed program links %s", d.ImportPath)
+		}
 	}
 }
 

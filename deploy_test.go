@@ -19,6 +19,7 @@ import (
 
 	"webstack/internal/offline/cost"
 	"webstack/internal/offline/plan"
+	"webstack/internal/stack"
 )
 
 // An instance that boots before its grants exist fails its download or
@@ -122,7 +123,7 @@ func planAs(t *testing.T, stackFile, stackName string, overrides ...string) *pla
 		k, v, _ := strings.Cut(kv, "=")
 		cfg["webstack:"+k] = v
 	}
-	g, err := plan.Run("webstack", stackName, cfg, stack)
+	g, err := plan.Run("webstack", stackName, cfg, stack.Compose)
 	require.NoError(t, err)
 	return g
 }

@@ -20,6 +20,7 @@ import (
 	"webstack/internal/offline/architecture"
 	"webstack/internal/offline/cost"
 	"webstack/internal/offline/plan"
+	"webstack/internal/stack"
 	"webstack/security"
 )
 
@@ -65,7 +66,7 @@ func planOf(t *testing.T, stackName string, overrides ...string) *plan.Graph {
 		}
 		cfg[k] = v
 	}
-	g, err := plan.Run("webstack", stackName, cfg, stack)
+	g, err := plan.Run("webstack", stackName, cfg, stack.Compose)
 	require.NoError(t, err)
 	return g
 }
@@ -421,7 +422,7 @@ func TestInvalidConfigFailsBeforeAnyResource(t *testing.T) {
 		for k, v := range tt.set {
 			cfg[k] = v
 		}
-		g, err := plan.Run("webstack", "prod", cfg, stack)
+		g, err := plan.Run("webstack", "prod", cfg, stack.Compose)
 		require.Error(t, err, tt.name)
 		for _, w := range tt.want {
 			assert.Contains(t, err.Error(), w, tt.name)
@@ -537,7 +538,7 @@ func TestDiagramFollowsTheGraph(t *testing.T) {
 }
 
 func TestCheckedInArchitectureDocsAreCurrent(t *testing.T) {
-	files, err := offline.Docs(".", []string{"artifactPath=" + testArtifact(t)}, stack)
+	files, err := offline.Docs(".", []string{"artifactPath=" + testArtifact(t)}, stack.Compose)
 	require.NoError(t, err)
 	readme, err := os.ReadFile("README.md")
 	require.NoError(t, err)
@@ -546,7 +547,16 @@ func TestCheckedInArchitectureDocsAreCurrent(t *testing.T) {
 	assert.Equal(t, current, string(readme), "README.md's architecture section is stale: run `make diagrams`")
 	delete(files, offline.ReadmeSection)
 	for name, want := range files {
-		got, err := os.ReadFile(filepath.Join("docs", name))
+		path := filepath.Join("docs", name)
+		if s, ok := strings.CutPrefix(name, offline.StackFilePrefix); ok {
+			// The stack file carries the estimate its budget is a share of.
+			path = "Pulumi." + s + ".yaml"
+			got, err := os.ReadFile(path)
+			require.NoError(t, err)
+			assert.Equal(t, want, string(got), "%s's %s is stale: run `make diagrams`", path, offline.EstimateKey)
+			continue
+		}
+		got, err := os.ReadFile(path)
 		require.NoError(t, err, "docs/%s is missing: run `make diagrams`", name)
 		assert.Equal(t, want, string(got), "docs/%s is stale: run `make diagrams`", name)
 		if strings.HasSuffix(name, ".dot") {

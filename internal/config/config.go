@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -126,7 +127,9 @@ type Edge struct {
 type Ops struct {
 	AlarmEmail          string
 	LogRetentionDays    int
-	BudgetPercent       int // budget = the offline estimate × BudgetPercent / 100
+	BudgetPercent       int     // budget = BudgetEstimateUSD × BudgetPercent / 100
+	BudgetEstimateUSD   float64 // the stack's offline estimate (make cost); 0: no budget
+	budgetEstimate      string  // as configured
 	BackupRetentionDays int
 	BackupCopyRegion    string
 	Thresholds          Thresholds
@@ -233,6 +236,9 @@ var keys = []Key{
 	{"alarmEmail", String, "", "Email address subscribed to the stack's alarm topic (AWS sends a confirmation first). Empty: no subscription.", false, func(c *Config, v any) { c.Ops.AlarmEmail = v.(string) }},
 	{"logRetentionDays", Integer, 30, "Retention of the app's log groups (/webstack/<stack>/web, …/api), days.", false, func(c *Config, v any) { c.Ops.LogRetentionDays = v.(int) }},
 	{"budgetPercent", Integer, 125, "Monthly AWS Budgets limit as a percentage of the stack's offline cost estimate (`make cost`); alerts at 80 % actual and 100 % forecast.", false, func(c *Config, v any) { c.Ops.BudgetPercent = v.(int) }},
+	{"budgetEstimateUsd", String, "", "The stack's monthly cost estimate in USD, as `make cost` prints it; `make diagrams` writes it into each Pulumi.<stack>.yaml and a test fails when it is stale. The budget is this × budgetPercent. Empty: no budget.", false, func(c *Config, v any) {
+		c.Ops.budgetEstimate = v.(string)
+	}},
 	{"backupRetentionDays", Integer, 35, "AWS Backup daily backups of the DocumentDB cluster (ha), kept this many days, besides DocumentDB's own retention.", false, func(c *Config, v any) { c.Ops.BackupRetentionDays = v.(int) }},
 	{"backupCopyRegion", String, "", "Copy each AWS Backup recovery point to this region (ha). Empty: no copy.", false, func(c *Config, v any) { c.Ops.BackupCopyRegion = v.(string) }},
 	{"alarmErrorPercent", Integer, 5, "Alarm when 5xx answers exceed this percentage of the public ALB's requests (its own, and its targets').", false, func(c *Config, v any) { c.Ops.Thresholds.ErrorPercent = v.(int) }},
@@ -460,6 +466,13 @@ func (o *Ops) validate() []error {
 	}
 	if o.AlarmEmail != "" && !emailRE.MatchString(o.AlarmEmail) {
 		bad("alarmEmail", "%q is not an email address: use e.g. oncall@example.com, or leave it empty", o.AlarmEmail)
+	}
+	if o.budgetEstimate != "" {
+		v, err := strconv.ParseFloat(o.budgetEstimate, 64)
+		if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+			bad("budgetEstimateUsd", "%q is not an amount of US dollars: run `make diagrams`, which writes the estimate", o.budgetEstimate)
+		}
+		o.BudgetEstimateUSD = v
 	}
 	if !slices.Contains(logRetentions, o.LogRetentionDays) {
 		bad("logRetentionDays", "%d is not a CloudWatch Logs retention: use one of %v", o.LogRetentionDays, logRetentions)

@@ -220,11 +220,42 @@ func Docs(dir string, extra []string, fn plan.StackFunc) (map[string]string, err
 		fmt.Fprintf(&md, "\n## %s\n\nEstimated %s a month (on-demand, `make cost STACK=%s` for the lines and assumptions).\n\n![%s](architecture-%s.svg)\n\n```mermaid\n%s```\n", s, fmt.Sprintf("$%.2f", r.Total()), s, s, s, d.Mermaid())
 		files["architecture-"+s+".dot"] = d.DOT()
 		fmt.Fprintf(&readme, "| %s | $%.2f |\n", s, r.Total())
+		stackFile := filepath.Join(dir, "Pulumi."+s+".yaml")
+		old, err := os.ReadFile(stackFile)
+		if err != nil {
+			return nil, err
+		}
+		files[StackFilePrefix+s] = WithEstimate(string(old), r.Total())
 		fmt.Fprintf(&diagrams, "\n**%s**\n\n```mermaid\n%s```\n", s, d.Mermaid())
 	}
 	files["architecture.md"] = md.String()
 	files[ReadmeSection] = readme.String() + diagrams.String()
 	return files, nil
+}
+
+// StackFilePrefix marks, in Docs' files, the stack files (their name is
+// StackFilePrefix + the stack): written in the project's directory.
+const StackFilePrefix = "stack:"
+
+// EstimateKey is the stack-file key holding the stack's cost estimate, which
+// its budget is a percentage of (the deployed program does not price
+// itself: it reads this).
+const EstimateKey = Project + ":budgetEstimateUsd"
+
+// WithEstimate is a stack file's content with its EstimateKey set to usd:
+// the line replaced where it is, else added at the end of the config map.
+func WithEstimate(content string, usd float64) string {
+	line := fmt.Sprintf("  %s: \"%.2f\"", EstimateKey, usd)
+	lines := strings.Split(strings.TrimRight(content, "\n"), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), EstimateKey+":") {
+			lines[i] = line
+			return strings.Join(lines, "\n") + "\n"
+		}
+	}
+	return strings.Join(append(lines,
+		"  # The offline estimate (make cost) the budget is budgetPercent of: written by `make diagrams`.",
+		line), "\n") + "\n"
 }
 
 func docsCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
@@ -243,6 +274,9 @@ func docsCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 	}
 	for name, content := range files {
 		path := filepath.Join(*out, name)
+		if stack, ok := strings.CutPrefix(name, StackFilePrefix); ok {
+			path = filepath.Join(*dir, "Pulumi."+stack+".yaml")
+		}
 		if name == ReadmeSection {
 			path = filepath.Join(*dir, "README.md")
 			old, err := os.ReadFile(path)
