@@ -8,17 +8,21 @@ CONFIG ?=
 REALWORLD ?= ../shared/realworld
 export REALWORLD
 
-.PHONY: twin twin-test twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
+.PHONY: staticcheck twin twin-test twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
 ## test: everything CI runs — formatting, vet, the workflow lint, unit tests,
 ## the Postman suite, and the arm64 release run under qemu-user. It first
 ## installs what it needs (scripts/deps.sh) or says exactly what to run.
 test: deps
-	@$(MAKE) --no-print-directory check-fmt vet lint-workflows unit postman release-smoke twin-test
+	@$(MAKE) --no-print-directory check-fmt vet staticcheck lint-workflows unit postman release-smoke twin-test
 
 ## deps: the programs the tests need (apt-get as root or with sudo -n).
 deps:
 	@bash scripts/deps.sh test
+
+## staticcheck: honnef.co/go/tools (a Go tool of this module) on every package.
+staticcheck:
+	$(GO) tool staticcheck ./...
 
 ## lint-workflows: actionlint (a Go tool of this module) on .github/workflows.
 lint-workflows:

@@ -323,11 +323,7 @@ func (s *Site) editorPage(w http.ResponseWriter, r *http.Request) {
 
 // tagsOf splits the editor's tag field on commas and spaces.
 func tagsOf(field string) []string {
-	tags := []string{}
-	for _, t := range strings.FieldsFunc(field, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
-		tags = append(tags, t)
-	}
-	return tags
+	return append([]string{}, strings.FieldsFunc(field, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })...)
 }
 
 func (s *Site) publish(w http.ResponseWriter, r *http.Request) {

@@ -129,7 +129,7 @@ func TestRenderRejectsBadReleases(t *testing.T) {
 // aws fails awsFailures times (AccessDenied, as before a grant has
 // propagated), then writes content. It returns the script's error and the
 // shims' log.
-func runInstaller(t *testing.T, b cloudinit.Boot, awsFailures int, content string) (error, string) {
+func runInstaller(t *testing.T, b cloudinit.Boot, awsFailures int, content string) (string, error) {
 	t.Helper()
 	doc, err := cloudinit.Render(b)
 	require.NoError(t, err)
@@ -152,7 +152,7 @@ printf '%s' '`+content+`' > "${@: -1}"; echo "aws $*" >> "`+log+`"`)
 	cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
 	out, err := cmd.CombinedOutput()
 	logged, _ := os.ReadFile(log)
-	return err, string(out) + string(logged)
+	return string(out) + string(logged), err
 }
 
 func TestInstallerWaitsForItsGrantThenStartsTheService(t *testing.T) {
@@ -162,20 +162,20 @@ func TestInstallerWaitsForItsGrantThenStartsTheService(t *testing.T) {
 	b.Release.SHA256 = hex.EncodeToString(sum[:])
 	b.Release.Key = "conduit/" + b.Release.SHA256 + "/conduit-linux-arm64"
 
-	err, log := runInstaller(t, b, 12, content)
+	log, err := runInstaller(t, b, 12, content)
 	require.NoError(t, err, log)
 	assert.Equal(t, 12, strings.Count(log, "sleep "), "one pause per failed fetch: %s", log)
 	assert.Contains(t, log, "install -m 0755 -o root -g root")
 	assert.Contains(t, log, "curl ", "the api fetches the DocumentDB CA bundle")
 	assert.Contains(t, log, "systemctl enable --now conduit.service")
 
-	err, log = runInstaller(t, b, 0, "a tampered build")
+	log, err = runInstaller(t, b, 0, "a tampered build")
 	require.Error(t, err, "a build whose sha256 differs is refused")
 	assert.Contains(t, log, "refusing to start")
 	assert.NotContains(t, log, "systemctl enable")
 	assert.NotContains(t, log, "install -m")
 
-	err, log = runInstaller(t, b, 1000, content)
+	log, err = runInstaller(t, b, 1000, content)
 	require.Error(t, err, "gives up after about half an hour")
 	assert.Equal(t, 59, strings.Count(log, "sleep "))
 	total := 0

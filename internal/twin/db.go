@@ -93,7 +93,7 @@ func (c *cluster) session(client net.Conn) {
 	defer up.Close()
 	id := c.conns.Add(1)
 	s := &dbSession{c: c, client: client, up: up, id: id}
-	if err := s.run(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if err := s.run(); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) { // run ends only with an error
 		c.log.Debug("database stand-in: connection ended", "conn", id, "err", err)
 	}
 }
@@ -280,7 +280,7 @@ func (s *dbSession) sasl(cmd string, doc bson.Raw) bson.Raw {
 			}
 			salt := make([]byte, 16)
 			_, _ = rand.Read(salt)
-			return cl.GetStoredCredentials(scram.KeyFactors{Salt: string(salt), Iters: 4096}), nil
+			return cl.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(salt), Iters: 4096})
 		})
 		if err != nil {
 			return fail(err.Error())

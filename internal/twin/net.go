@@ -43,10 +43,6 @@ func run(name string, args ...string) error {
 	return nil
 }
 
-// inNS runs a command inside namespace ns.
-func inNS(ns string, args ...string) error {
-	return run("ip", append([]string{"netns", "exec", ns}, args...)...)
-}
 
 // nftIn loads ruleset into namespace ns.
 func nftIn(ns, ruleset string) error {

@@ -113,6 +113,7 @@ func awsCLI(args []string, stdout io.Writer) error {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		//lint:ignore ST1005 the words of the tool this shim stands in for
 		return fmt.Errorf("Could not connect to the endpoint URL: %q: %w", url, err)
 	}
 	defer resp.Body.Close()
@@ -125,6 +126,7 @@ func awsCLI(args []string, stdout io.Writer) error {
 			code, _, _ = strings.Cut(rest, "<")
 		}
 		_ = e
+		//lint:ignore ST1005 the words of the tool this shim stands in for
 		return fmt.Errorf("An error occurred (%s) when calling the GetObject operation", code)
 	}
 	f, err := os.Create(fs.Arg(0))
@@ -196,7 +198,7 @@ type unit struct {
 	DynamicUser      bool
 	AmbientCaps      []uintptr
 	RestartOnFailure bool
-	RestartSec       time.Duration
+	RestartDelay     time.Duration
 	LogsDirectory    string
 	LogsMode         os.FileMode
 }
@@ -207,10 +209,11 @@ var capNumbers = map[string]uintptr{"CAP_NET_BIND_SERVICE": 10}
 func loadUnit(name string) (unit, error) {
 	f, err := os.Open(filepath.Join(unitDir, name))
 	if err != nil {
+		//lint:ignore ST1005 the words of the tool this shim stands in for
 		return unit{}, fmt.Errorf("Unit %s not found.", name)
 	}
 	defer f.Close()
-	u := unit{RestartSec: 100 * time.Millisecond, LogsMode: 0o755}
+	u := unit{RestartDelay: 100 * time.Millisecond, LogsMode: 0o755}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
@@ -236,7 +239,7 @@ func loadUnit(name string) (unit, error) {
 			u.RestartOnFailure = v == "on-failure" || v == "always"
 		case "RestartSec":
 			if d, err := time.ParseDuration(v); err == nil {
-				u.RestartSec = d
+				u.RestartDelay = d
 			}
 		case "LogsDirectory":
 			u.LogsDirectory = v
@@ -464,11 +467,11 @@ func serviceRun(args []string) error {
 				fmt.Printf("systemd: %s exited: %v\n", args[0], err)
 				return err
 			}
-			fmt.Printf("systemd: %s failed (%v); restarting in %s\n", args[0], err, u.RestartSec)
+			fmt.Printf("systemd: %s failed (%v); restarting in %s\n", args[0], err, u.RestartDelay)
 			select {
 			case <-term:
 				return nil
-			case <-time.After(u.RestartSec):
+			case <-time.After(u.RestartDelay):
 			}
 		}
 	}
@@ -534,7 +537,8 @@ func dnf(args []string) error {
 			continue
 		}
 		if p != "amazon-cloudwatch-agent" {
-			return fmt.Errorf("No match for argument: %s", p)
+			//lint:ignore ST1005 the words of the tool this shim stands in for
+		return fmt.Errorf("No match for argument: %s", p)
 		}
 		if err := os.MkdirAll(filepath.Dir(agentCtlPath), 0o755); err != nil {
 			return err
