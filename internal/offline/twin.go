@@ -191,7 +191,7 @@ func up(m *twin.Model, state twin.State, conduit string, netOnly bool, stdout io
 		return nil
 	}
 	// The twin's program, where the instances' shims can always find it.
-	exe, err := copySelf(filepath.Join(string(state), "bin", "webstack"))
+	exe, err := copySelf(filepath.Join(state.Instances(), "bin", "twin")) // where the instances see it too
 	if err != nil {
 		return err
 	}
@@ -280,12 +280,13 @@ func down(m *twin.Model, state twin.State, keepLogs bool) error {
 	if err := m.Down(); err != nil {
 		return err
 	}
+	defer os.RemoveAll(state.Instances())
 	if !keepLogs {
 		return os.RemoveAll(string(state))
 	}
 	// Each instance's journal (its service's output) joins the logs.
 	for _, h := range m.Hosts {
-		journals, _ := filepath.Glob(filepath.Join(string(state), "hosts", h.Name, "fs", "var", "upper", "log", "journal", "*.log"))
+		journals, _ := filepath.Glob(filepath.Join(state.Instances(), h.Name, "fs", "var", "upper", "log", "journal", "*.log"))
 		for _, j := range journals {
 			if b, err := os.ReadFile(j); err == nil {
 				_ = os.WriteFile(filepath.Join(state.Logs(), h.Name+"-journal.log"), b, 0o644)

@@ -17,7 +17,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -29,6 +31,26 @@ func (s State) path(p ...string) string { return filepath.Join(append([]string{s
 
 // Logs is the directory of boot and stand-in logs.
 func (s State) Logs() string { return s.path("logs") }
+
+// Instances is where the instances' own files live (their user data, their
+// shims, the upper layers of their /etc, /usr/local, /var and /opt): under
+// /run/webstack-twin, not beside the clone. An instance overlays the
+// machine's /var and /opt and mounts a fresh /tmp, so files of its own under
+// any of those (a clone in /tmp or /var/tmp) would be hidden from it, or
+// refused as an overlay inside its own lower layer. One directory per
+// clone and stack (a digest of the state's path), so twins of two clones
+// do not meet.
+func (s State) Instances() string {
+	abs, err := filepath.Abs(string(s))
+	if err != nil {
+		abs = string(s)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(instancesRoot, filepath.Base(abs)+"-"+hex.EncodeToString(sum[:4]))
+}
+
+// instancesRoot holds every twin's instances' files (root only, as the twin).
+const instancesRoot = "/run/webstack-twin"
 
 // listenIn opens a TCP listener inside namespace ns. The socket lives in
 // ns; serving it needs no thread of ns.
@@ -173,6 +195,25 @@ func (m *Model) Serve(ctx context.Context, state State, conduit string, log *slo
 	}
 }
 
+// hopeless are what a boot log says when the instance cannot boot here
+// whatever it retries: a program it needs is not on its PATH, or a file the
+// twin put there is not there.
+var hopeless = []string{"command not found", "No such file or directory", "Permission denied"}
+
+// hopelessLine is the first line of the log at path saying the boot cannot
+// finish ("" when none does).
+func hopelessLine(path string) string {
+	b, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, h := range hopeless {
+			if strings.Contains(line, h) {
+				return strings.TrimSpace(line)
+			}
+		}
+	}
+	return ""
+}
+
 // bootLimit is how long an instance's user data may take in the twin.
 const bootLimit = 2 * time.Minute
 
@@ -254,7 +295,7 @@ func (m *Model) BootAll(state State, exe string, out io.Writer) error {
 }
 
 func (m *Model) boot(state State, exe string, h Host, ca []byte) error {
-	root, err := filepath.Abs(state.path("hosts", h.Name))
+	root, err := filepath.Abs(filepath.Join(state.Instances(), h.Name))
 	if err != nil {
 		return err
 	}
@@ -273,9 +314,34 @@ func (m *Model) boot(state State, exe string, h Host, ca []byte) error {
 		return err
 	}
 	// The install script retries for half an hour, as it should on EC2;
-	// the twin has no propagation delays to wait for.
+	// the twin has no propagation delays to wait for. A boot that cannot
+	// finish here at all (a tool missing from the instance's PATH) is said
+	// within seconds, with the line that says why, not after bootLimit.
 	timer := time.AfterFunc(bootLimit, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	done := make(chan struct{})
+	var hopeless atomic.Value // string
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if line := hopelessLine(log.Name()); line != "" {
+					hopeless.Store(line)
+					_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+					return
+				}
+			}
+		}
+	}()
 	err = cmd.Wait()
+	close(done)
+	if line, _ := hopeless.Load().(string); line != "" {
+		timer.Stop()
+		return fmt.Errorf("the instance cannot boot in this twin: %q (see %s)", line, log.Name())
+	}
 	if !timer.Stop() {
 		return fmt.Errorf("user data not complete after %s (see %s)", bootLimit, log.Name())
 	}
