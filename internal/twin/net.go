@@ -43,7 +43,6 @@ func run(name string, args ...string) error {
 	return nil
 }
 
-
 // nftIn loads ruleset into namespace ns.
 func nftIn(ns, ruleset string) error {
 	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")

@@ -538,7 +538,7 @@ func dnf(args []string) error {
 		}
 		if p != "amazon-cloudwatch-agent" {
 			//lint:ignore ST1005 the words of the tool this shim stands in for
-		return fmt.Errorf("No match for argument: %s", p)
+			return fmt.Errorf("No match for argument: %s", p)
 		}
 		if err := os.MkdirAll(filepath.Dir(agentCtlPath), 0o755); err != nil {
 			return err
