@@ -100,9 +100,13 @@ twin-deps: tools build bin/conduit
 	@bash scripts/deps.sh ip nft qemu-aarch64
 	$(GO) build -o bin/twin ./internal/cmd/twin
 
-## run: the whole path on this machine at http://127.0.0.1:8080/api.
+## run: the whole path on this machine at http://127.0.0.1:8080/ (the site) and
+## /api (the API). The first build takes a couple of minutes and says so.
 run:
-	$(GO) run ./app/cmd/conduit local
+	@test -x bin/conduit-local || echo "make run: building conduit (the first build compiles every dependency: about two minutes)…"
+	@$(GO) build -o bin/conduit-local ./app/cmd/conduit
+	@echo "make run: starting conduit local (Ctrl-C stops it; --web-addr/--admin-addr move its ports: make run ARGS='--web-addr 127.0.0.1:8090')"
+	@bin/conduit-local local $(ARGS)
 
 check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -79,11 +79,10 @@ func planCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 		return err
 	}
 	given := overrides
-	if *format == "cost" {
-		// An estimate needs no real certificate: price with the example
-		// one unless the command line names another.
-		overrides = append(docsOverrides(*dir, *stack), overrides...)
-	}
+	// A plan needs no real certificate: draw it with the example one (or
+	// the example certificate secret, dev) unless the command line names
+	// another, so that `make plan STACK=dev` works as printed.
+	overrides = append(docsOverrides(*dir, *stack), overrides...)
 	g, err := Graph(*dir, *stack, overrides, fn)
 	if err != nil {
 		return err

@@ -134,18 +134,20 @@ func (s *server) run(ctx context.Context) (err error) {
 		gatherers = append(gatherers, metrics.Registry)
 		upstream = &url.URL{Scheme: "http", Host: addr}
 	}
+	webAddr := ""
 	if s.Role == "web" || s.Role == "local" {
 		metrics, addr, err := s.startWeb(upstream, &stops, errc)
 		if err != nil {
 			return err
 		}
 		gatherers = append(gatherers, metrics.Registry)
-		if s.Role == "local" {
-			fmt.Fprintf(s.stdout, "conduit local: serving http://%s/ (WAF %s)\n", addr, s.WAF)
-		}
+		webAddr = addr
 	}
 	if err := s.startAdmin(&stops, errc, gatherers); err != nil {
 		return err
+	}
+	if s.Role == "local" { // once everything listens
+		fmt.Fprintf(s.stdout, "conduit local: serving http://%s/ (WAF %s)\n", webAddr, s.WAF)
 	}
 	if len(s.reloaders) > 0 {
 		rctx, stopReload := context.WithCancel(ctx)
@@ -477,9 +479,20 @@ func (s *server) serveTLS(name, addr string, h http.Handler, cert func(*tls.Clie
 	return s.listenAndServe(name, addr, h, cfg, stops, errc, nil)
 }
 
+// envName is a flag's CONDUIT_* twin.
+func envName(flag string) string {
+	return "CONDUIT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// listenFlags name the flag that moves each listener.
+var listenFlags = map[string]string{"web": "web-addr", "api": "api-addr", "admin": "admin-addr", "redirect": "redirect-addr"}
+
 func (s *server) listenAndServe(name, addr string, h http.Handler, tlsCfg *tls.Config, stops *[]component, errc chan<- error, drain func()) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		if flag, ok := listenFlags[name]; ok {
+			return "", fmt.Errorf("%s listen on %s: %w: move it with --%s (%s)", name, addr, err, flag, envName(flag))
+		}
 		return "", fmt.Errorf("%s listen on %s: %w", name, addr, err)
 	}
 	scheme := "http"
