@@ -79,7 +79,7 @@ screenshots:
 ## its security groups as nftables, AWS as stand-ins, every instance booted from
 ## its own user data (the arm64 release under qemu-user); then the reachability
 ## matrix and the RealWorld suite from the "internet", and everything torn down.
-## Exits non-zero on any failed check. See README "The local twin".
+## Exits non-zero on any failed check. See docs/twin.md.
 TWIN_FLAGS = --stack $(STACK) --conduit bin/conduit --newman node_modules/.bin/newman $(foreach kv,$(CONFIG),-c $(kv))
 twin: twin-deps
 	bin/twin check $(TWIN_FLAGS) --postman "$(wildcard $(REALWORLD)/Conduit.postman_collection.json)"

@@ -169,7 +169,7 @@ func TestEveryPhysicalNameFitsItsServiceForTheLongestStackName(t *testing.T) {
 	}
 }
 
-// The README's teardown of staging/prod — deletion protection off, up,
+// docs/deploy.md's teardown of staging/prod — deletion protection off, up,
 // then destroy — runs unattended: nothing in the plan is protected, and
 // every store AWS refuses to delete while it holds something is emptied
 // by destroy itself (buckets, backup vaults), or keeps what it must under
@@ -273,13 +273,13 @@ func TestNoAlarmFiresBeforeItsResourceReports(t *testing.T) {
 	}
 }
 
-// The default quota is 5 Elastic IPs per Region and account: the README
-// states each stack's count, and it is the plan's.
-func TestReadmeStatesEachStacksElasticIPs(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+// The default quota is 5 Elastic IPs per Region and account: the deploy
+// guide states each stack's count, and it is the plan's.
+func TestDeployGuideStatesEachStacksElasticIPs(t *testing.T) {
+	readme, err := os.ReadFile("docs/deploy.md")
 	require.NoError(t, err)
 	m := regexp.MustCompile(`dev uses (\d+) Elastic IPs, staging (\d+), prod (\d+)`).FindStringSubmatch(string(readme))
-	require.NotNil(t, m, "README states the Elastic IPs per stack")
+	require.NotNil(t, m, "docs/deploy.md states the Elastic IPs per stack")
 	total := 0
 	for i, s := range allStacks {
 		r, err := cost.Estimate(planOf(t, s), cost.DefaultTable(), cost.DefaultAssumptions())
@@ -287,6 +287,6 @@ func TestReadmeStatesEachStacksElasticIPs(t *testing.T) {
 		assert.Equal(t, m[i+1], strconv.Itoa(r.ElasticIPs), "%s's Elastic IPs", s)
 		total += r.ElasticIPs
 	}
-	assert.Greater(t, total, cost.DefaultEIPQuota, "the README's warning holds: together they exceed the default quota")
+	assert.Greater(t, total, cost.DefaultEIPQuota, "the guide's warning holds: together they exceed the default quota")
 	assert.Contains(t, string(readme), "L-0263D0A3")
 }

@@ -14,7 +14,7 @@ import (
 // StackTagFilter is the cost filter that keeps one stack's spend: the
 // provider's default tag Stack=<stack>. AWS counts it only once "Stack" is
 // activated as a cost allocation tag (Billing → Cost allocation tags);
-// until then the budget sees nothing (README, "Deploying for real").
+// until then the budget sees nothing (docs/deploy.md).
 func StackTagFilter(stack string) string { return "user:Stack$" + stack }
 
 // budget is the stack's monthly cost budget: alerts at 80 % of the limit

@@ -173,8 +173,9 @@ func costCmd(dir string, g *plan.Graph, overrides []string, a cost.Assumptions, 
 	return nil
 }
 
-// ReadmeSection names, among Docs' files, the text that goes between the
-// README's diagram markers rather than into a file of its own.
+// ReadmeSection names, among Docs' files, the text (the stacks' estimated
+// costs) that goes between the README's markers rather than into a file of
+// its own.
 const ReadmeSection = "README.md#architecture"
 
 // Readme markers around the generated section.
@@ -202,7 +203,6 @@ func Docs(dir string, extra []string, fn plan.StackFunc) (map[string]string, err
 	files := map[string]string{}
 	var readme strings.Builder
 	readme.WriteString("| stack | estimated monthly cost (on-demand, default assumptions) |\n|---|---|\n")
-	var diagrams strings.Builder
 	for _, s := range Stacks() {
 		g, err := Graph(dir, s, append(docsOverrides(dir, s), extra...), fn)
 		if err != nil {
@@ -225,10 +225,9 @@ func Docs(dir string, extra []string, fn plan.StackFunc) (map[string]string, err
 			return nil, err
 		}
 		files[StackFilePrefix+s] = WithEstimate(string(old), r.Total())
-		fmt.Fprintf(&diagrams, "\n**%s**\n\n```mermaid\n%s```\n", s, d.Mermaid())
 	}
 	files["architecture.md"] = md.String()
-	files[ReadmeSection] = readme.String() + diagrams.String()
+	files[ReadmeSection] = readme.String() + "\nEach stack's diagram: [docs/architecture.md](docs/architecture.md).\n"
 	return files, nil
 }
 

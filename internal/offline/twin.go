@@ -23,7 +23,7 @@ import (
 
 const twinUsage = "usage: twin up|down|check --stack <stack> [--conduit bin/conduit] [--newman node_modules/.bin/newman --postman <collection>]"
 
-// twinCmd runs the local twin of a stack (README "The local twin").
+// twinCmd runs the local twin of a stack (docs/twin.md).
 //
 //	up     network, stand-ins, instances booted from their user data; left running
 //	down   removes everything up made; safe twice, or after a crash
