@@ -202,7 +202,13 @@ func TestConduitEndpoints(t *testing.T) {
 		{"delete others' article", anna, "DELETE", "/api/articles/how-to-train-your-dragon", "", 403, nil},
 		{"update own article title changes slug", jake, "PUT", "/api/articles/how-to-train-your-dragon", `{"article":{"title":"Did you train your dragon?"}}`, 200, func(t *testing.T, b map[string]any) {
 			assert.Equal(t, "did-you-train-your-dragon", b["article"].(map[string]any)["slug"])
+			assert.Equal(t, []any{"dragons", "training"}, b["article"].(map[string]any)["tagList"], "an update without tagList keeps the tags")
 		}},
+		{"update replaces the tags when tagList is given", jake, "PUT", "/api/articles/did-you-train-your-dragon", `{"article":{"tagList":["training"," dragons ","wings"]}}`, 200, func(t *testing.T, b map[string]any) {
+			assert.Equal(t, []any{"dragons", "training", "wings"}, b["article"].(map[string]any)["tagList"])
+		}},
+		{"update refuses an empty tag", jake, "PUT", "/api/articles/did-you-train-your-dragon", `{"article":{"tagList":["dragons",""]}}`, 422, nil},
+		{"update back to the first tags", jake, "PUT", "/api/articles/did-you-train-your-dragon", `{"article":{"tagList":["dragons","training"]}}`, 200, nil},
 		{"create article without auth", anon, "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"b"}}`, 401, nil},
 		{"create article missing body", jake, "POST", "/api/articles", `{"article":{"title":"t","description":"d"}}`, 422, nil},
 		{"comment", anna, "POST", "/api/articles/did-you-train-your-dragon/comments", `{"comment":{"body":"Nice"}}`, 200, func(t *testing.T, b map[string]any) {

@@ -166,6 +166,10 @@ func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 			Title       *string `json:"title"`
 			Description *string `json:"description"`
 			Body        *string `json:"body"`
+			// TagList replaces the tags when present: an extension of the
+			// RealWorld spec (which takes none on update); clients that
+			// leave it out keep the tags.
+			TagList *[]string `json:"tagList"`
 		} `json:"article"`
 	}
 	if err := a.decode(w, r, &req); err != nil {
@@ -174,6 +178,13 @@ func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 	in := req.Article
 	if in == nil {
 		return conduit.Errorf(conduit.CodeInvalid, "article can't be empty")
+	}
+	if in.TagList != nil {
+		tags, err := conduit.NormalizeTags(*in.TagList)
+		if err != nil {
+			return err
+		}
+		art.TagList = tags
 	}
 	if in.Description != nil {
 		if err := conduit.Line("description", *in.Description, conduit.MaxDescription); err != nil {

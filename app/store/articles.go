@@ -93,7 +93,7 @@ func (s *Store) UpdateArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.update", time.Now())
 	res, err := s.coll("articles").UpdateOne(ctx, byID(a.ID), set(
 		bson.E{Key: "slug", Value: a.Slug}, bson.E{Key: "title", Value: a.Title}, bson.E{Key: "description", Value: a.Description},
-		bson.E{Key: "body", Value: a.Body}, bson.E{Key: "updatedAt", Value: a.UpdatedAt}))
+		bson.E{Key: "body", Value: a.Body}, bson.E{Key: "tagList", Value: nonNil(a.TagList)}, bson.E{Key: "updatedAt", Value: a.UpdatedAt}))
 	switch {
 	case isDuplicate(err):
 		return conduit.Errorf(conduit.CodeConflict, "slug has already been taken")
@@ -103,6 +103,14 @@ func (s *Store) UpdateArticle(ctx context.Context, a *conduit.Article) error {
 		return conduit.Errorf(conduit.CodeNotFound, "article not found")
 	}
 	return nil
+}
+
+// nonNil stores an empty tag list as [] (as inserts do), never null.
+func nonNil(tags []string) []string {
+	if tags == nil {
+		return []string{}
+	}
+	return tags
 }
 
 // DeleteArticle removes an article with its comments and favorites.
