@@ -32,5 +32,11 @@ func Markdown(src string) template.HTML {
 	if err := md.Convert([]byte(src), &out); err != nil {
 		return template.HTML(template.HTMLEscapeString(src)) // #nosec: escaped
 	}
-	return template.HTML(sanitiser.SanitizeBytes(out.Bytes())) // #nosec: sanitised
+	html := sanitiser.SanitizeBytes(out.Bytes())
+	// Code blocks and tables scroll sideways when wide: a keyboard must be
+	// able to focus them to scroll (WCAG 2.1.1). In sanitised HTML a "<"
+	// of the text is "&lt;", so these are the elements themselves.
+	html = bytes.ReplaceAll(html, []byte("<pre>"), []byte(`<pre tabindex="0">`))
+	html = bytes.ReplaceAll(html, []byte("<table>"), []byte(`<table tabindex="0">`))
+	return template.HTML(html) // #nosec: sanitised
 }

@@ -1,15 +1,18 @@
 package site
 
 import (
-	"context"
+	"cmp"
 	"errors"
 	"html/template"
+	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Views: handlers build one per page; templates only print it.
@@ -26,7 +29,8 @@ type (
 		// HTML is the preview already rendered (anonymous visitors).
 		HTML template.HTML
 	}
-	// viewer is who a list is shown to, shared by its previews.
+	// viewer is who a list is shown to, shared by its previews; Next is
+	// the list's own address, where a favorite made from it returns to.
 	viewer struct {
 		Me, CSRF, Next string
 	}
@@ -36,6 +40,7 @@ type (
 		Current bool
 	}
 	listView struct {
+		Label    string // what the list is, for its pagination's name
 		Articles []previewView
 		Pages    []pageLink
 	}
@@ -45,21 +50,11 @@ type (
 		Tags     []string
 		List     listView
 	}
-	authView struct {
+	formPage struct {
 		base
-		Register        bool
-		Username, Email string
-		Errors          []string
-	}
-	settingsView struct {
-		base
-		Image, Username, Bio, Email string
-		Errors                      []string
-	}
-	editorView struct {
-		base
-		Slug, ArticleTitle, Description, Body, Tags string
-		Errors                                      []string
+		Heading string
+		Links   template.HTML // under the heading (sign in ↔ sign up)
+		Form    formView
 	}
 	articleView struct {
 		base
@@ -67,8 +62,7 @@ type (
 		Mine     bool
 		BodyHTML template.HTML
 		Comments []comment
-		Errors   []string
-		Draft    string
+		Comment  formView
 		MyImage  *string
 	}
 	profileView struct {
@@ -76,6 +70,10 @@ type (
 		P               profile
 		Mine, Favorites bool
 		List            listView
+	}
+	confirmView struct {
+		base
+		Heading, Message, Quote, Action, Submit, Cancel string
 	}
 )
 
@@ -89,10 +87,10 @@ func pageNumber(q url.Values) int {
 }
 
 // listOf builds the list part of a page: previews, and links to at most
-// ten pages around the current one.
-func (s *Site) listOf(v visitor, l articleList, current int, href func(n int) string, here string) listView {
-	out := listView{Articles: make([]previewView, 0, len(l.Articles))}
-	who := &viewer{Me: v.username, CSRF: v.csrf, Next: here}
+// ten pages around the current one. here is the list's own address.
+func (s *Site) listOf(v visitor, l articleList, current int, href func(n int) string, here, label string) listView {
+	out := listView{Label: label, Articles: make([]previewView, 0, len(l.Articles))}
+	who := &viewer{Me: v.username, CSRF: v.formToken, Next: here}
 	for _, a := range l.Articles {
 		p := previewView{
 			Slug: a.Slug, Title: a.Title, Description: a.Description, Author: a.Author.Username, Avatar: s.avatar(a.Author.Image),
@@ -126,10 +124,21 @@ func both(f, g func() error) error {
 	return errors.Join(errF, errG)
 }
 
+// paged is a title for page n of a list (titles differ page to page).
+func paged(title string, n int) string {
+	if n > 1 {
+		return title + ", page " + strconv.Itoa(n)
+	}
+	return title
+}
+
+// home is the article lists: a tag's, the visitor's feed, or everyone's.
+// A signed-in visitor who follows people with articles lands on their feed;
+// "?feed=global" is everyone's.
 func (s *Site) home(w http.ResponseWriter, r *http.Request) {
 	v := s.visitorOf(w, r)
 	q := r.URL.Query()
-	view := homeView{base: base{Nav: "home", Me: v.username, CSRF: v.csrf}, Tab: "global", Tag: q.Get("tag")}
+	view := homeView{base: s.page(w, r, v, "home", "Home"), Tab: "global", Tag: q.Get("tag")}
 	n := pageNumber(q)
 	query := page(n, s.opts.PageSize)
 	link := url.Values{}
@@ -138,20 +147,28 @@ func (s *Site) home(w http.ResponseWriter, r *http.Request) {
 		view.Tab = "tag"
 		query.Set("tag", view.Tag)
 		link.Set("tag", view.Tag)
-	case q.Get("feed") == "your":
+	case q.Get("feed") == "your" || q.Get("feed") == "" && v.signedIn():
 		if !mustSignIn(w, r, v) {
 			return
 		}
 		view.Tab = "your"
 		link.Set("feed", "your")
+	case q.Get("feed") == "global" && v.signedIn():
+		link.Set("feed", "global")
 	}
 	var list articleList
 	err := both(func() (err error) {
 		if view.Tab == "your" {
 			list, err = s.api.feed(r.Context(), v.token, query)
-		} else {
-			list, err = s.api.articles(r.Context(), v.token, query)
+			if err == nil && list.ArticlesCount == 0 && q.Get("feed") == "" {
+				// Nobody followed has written yet: everyone's articles.
+				view.Tab = "global"
+				link.Set("feed", "global")
+				list, err = s.api.articles(r.Context(), v.token, query)
+			}
+			return err
 		}
+		list, err = s.api.articles(r.Context(), v.token, query)
 		return err
 	}, func() (err error) {
 		view.Tags, err = s.api.tags(r.Context(), v.token)
@@ -160,6 +177,14 @@ func (s *Site) home(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	switch view.Tab {
+	case "your":
+		view.Title = paged("Your feed", n)
+	case "tag":
+		view.Title = paged("Articles tagged “"+view.Tag+"”", n)
+	default:
+		view.Title = paged(map[bool]string{true: "Global feed", false: "Home"}[v.signedIn()], n)
 	}
 	href := func(n int) string {
 		l := url.Values{}
@@ -174,7 +199,7 @@ func (s *Site) home(w http.ResponseWriter, r *http.Request) {
 		}
 		return "/?" + l.Encode()
 	}
-	view.List = s.listOf(v, list, n, href, href(n))
+	view.List = s.listOf(v, list, n, href, href(n), "Articles")
 	s.render(w, r, http.StatusOK, "home", view)
 }
 
@@ -190,12 +215,53 @@ func messages(err error) ([]string, bool) {
 	return nil, false
 }
 
+// authForm is the sign-in or sign-up form, with what was typed (never the
+// password).
+func authForm(register bool, username, email, next string) formView {
+	f := formView{Action: "/login", Submit: "Sign in", Next: next}
+	pw := field{ID: "password", Name: "password", API: "password", Label: "Password", Type: "password", Autocomplete: "current-password", Required: true, Large: true}
+	if register {
+		f = formView{Action: "/register", Submit: "Sign up", Next: next, Fields: []field{usernameField(username)}}
+		pw.Autocomplete, pw.Hint = "new-password", passwordHint
+	}
+	f.Fields = append(f.Fields, emailField(email), pw)
+	return f
+}
+
+func (s *Site) authPage(w http.ResponseWriter, r *http.Request, v visitor, register bool, status int, f formView) {
+	title, nav := "Sign in", "login"
+	links := template.HTML(`<a href="/register">Need an account? Sign up</a>`)
+	if register {
+		title, nav = "Sign up", "register"
+		links = `<a href="/login">Have an account? Sign in</a>`
+	}
+	if f.Next != "" && f.Next != "/" {
+		other := map[bool]string{true: "/login", false: "/register"}[register]
+		links = template.HTML(strings.Replace(string(links), `href="`+other+`"`, `href="`+template.HTMLEscapeString(other+"?next="+url.QueryEscape(f.Next))+`"`, 1))
+	}
+	view := formPage{base: s.page(w, r, v, nav, title), Heading: title, Links: links, Form: f}
+	view.Failed = f.Failed()
+	s.render(w, r, status, "form", view)
+}
+
 func (s *Site) loginPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "auth", authView{base: s.base(w, r, "login")})
+	s.authEntry(w, r, false)
 }
 
 func (s *Site) registerPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "auth", authView{base: s.base(w, r, "register"), Register: true})
+	s.authEntry(w, r, true)
+}
+
+// authEntry shows the sign-in or sign-up form; someone already signed in
+// goes where they were going instead.
+func (s *Site) authEntry(w http.ResponseWriter, r *http.Request, register bool) {
+	v := s.visitorOf(w, r)
+	back := safeNext(r.URL.Query().Get("next"))
+	if v.signedIn() {
+		http.Redirect(w, r, cmp.Or(back, "/"), http.StatusSeeOther)
+		return
+	}
+	s.authPage(w, r, v, register, http.StatusOK, authForm(register, "", "", back))
 }
 
 func (s *Site) login(w http.ResponseWriter, r *http.Request) {
@@ -207,7 +273,8 @@ func (s *Site) register(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate signs in or up with the form's fields; a refusal shows the
-// api's message on the form, with what was typed kept (not the password).
+// api's messages on the form, with what was typed kept (not the password).
+// Success goes where the visitor was going.
 func (s *Site) authenticate(w http.ResponseWriter, r *http.Request, register bool) {
 	v, ok := s.form(w, r)
 	if !ok {
@@ -222,11 +289,9 @@ func (s *Site) authenticate(w http.ResponseWriter, r *http.Request, register boo
 	}
 	u, err := s.api.userCall(r.Context(), http.MethodPost, path, "", in)
 	if msgs, ok := messages(err); ok {
-		nav := map[bool]string{true: "register", false: "login"}[register]
-		s.render(w, r, http.StatusUnprocessableEntity, "auth", authView{
-			base: base{Nav: nav, Me: v.username, CSRF: v.csrf}, Register: register,
-			Username: f.Get("username"), Email: f.Get("email"), Errors: msgs,
-		})
+		form := authForm(register, f.Get("username"), f.Get("email"), safeNext(f.Get("next")))
+		form.refuse(msgs)
+		s.authPage(w, r, v, register, http.StatusUnprocessableEntity, form)
 		return
 	}
 	if err != nil {
@@ -234,7 +299,7 @@ func (s *Site) authenticate(w http.ResponseWriter, r *http.Request, register boo
 		return
 	}
 	signIn(w, s.opts.HTTPS(r), u.Token, u.Username)
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	http.Redirect(w, r, next(r, "/"), http.StatusSeeOther)
 }
 
 func (s *Site) logout(w http.ResponseWriter, r *http.Request) {
@@ -242,7 +307,26 @@ func (s *Site) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	clearSession(w, s.opts.HTTPS(r))
+	flash(w, s.opts.HTTPS(r), "signed-out")
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// settingsForm is the settings form with its values.
+func settingsForm(image, username, bio, email string) formView {
+	return formView{Action: "/settings", Submit: "Update settings", Fields: []field{
+		{ID: "image", Name: "image", API: "image", Label: "Profile picture URL", Type: "url", Value: image, Hint: "The https:// address of a picture of you.", MaxLength: 2048},
+		usernameField(username),
+		{ID: "bio", Name: "bio", API: "bio", Label: "Short bio", Value: bio, Rows: 6, MaxLength: 4096},
+		emailField(email),
+		{ID: "password", Name: "password", API: "password", Label: "New password", Type: "password", Autocomplete: "new-password", Hint: passwordHint + " Leave it empty to keep the one you have."},
+		{ID: "currentPassword", Name: "currentPassword", API: "currentPassword", Label: "Current password", Type: "password", Autocomplete: "current-password", Hint: "Needed to change your email or your password."},
+	}}
+}
+
+func (s *Site) settingsView(w http.ResponseWriter, r *http.Request, v visitor, f formView) formPage {
+	view := formPage{base: s.page(w, r, v, "settings", "Settings"), Heading: "Your settings", Form: f}
+	view.Failed = f.Failed()
+	return view
 }
 
 func (s *Site) settingsPage(w http.ResponseWriter, r *http.Request) {
@@ -255,11 +339,11 @@ func (s *Site) settingsPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	view := settingsView{base: base{Title: "Settings", Nav: "settings", Me: v.username, CSRF: v.csrf}, Username: u.Username, Bio: u.Bio, Email: u.Email}
+	image := ""
 	if u.Image != nil {
-		view.Image = *u.Image
+		image = *u.Image
 	}
-	s.render(w, r, http.StatusOK, "settings", view)
+	s.render(w, r, http.StatusOK, "settings", s.settingsView(w, r, v, settingsForm(image, u.Username, u.Bio, u.Email)))
 }
 
 func (s *Site) settings(w http.ResponseWriter, r *http.Request) {
@@ -277,10 +361,9 @@ func (s *Site) settings(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := s.api.userCall(r.Context(), http.MethodPut, "/api/user", v.token, in)
 	if msgs, ok := messages(err); ok && !isUnauthorized(err) {
-		s.render(w, r, http.StatusUnprocessableEntity, "settings", settingsView{
-			base:  base{Title: "Settings", Nav: "settings", Me: v.username, CSRF: v.csrf},
-			Image: f.Get("image"), Username: f.Get("username"), Bio: f.Get("bio"), Email: f.Get("email"), Errors: msgs,
-		})
+		form := settingsForm(f.Get("image"), f.Get("username"), f.Get("bio"), f.Get("email"))
+		form.refuse(msgs)
+		s.render(w, r, http.StatusUnprocessableEntity, "settings", s.settingsView(w, r, v, form))
 		return
 	}
 	if err != nil {
@@ -292,6 +375,7 @@ func (s *Site) settings(w http.ResponseWriter, r *http.Request) {
 		token = v.token
 	}
 	signIn(w, s.opts.HTTPS(r), token, u.Username)
+	flash(w, s.opts.HTTPS(r), "settings-saved")
 	http.Redirect(w, r, "/profile/"+url.PathEscape(u.Username), http.StatusSeeOther)
 }
 
@@ -300,30 +384,55 @@ func isUnauthorized(err error) bool {
 	return errors.As(err, &ae) && ae.Status == http.StatusUnauthorized
 }
 
+// editorForm is the article form with its values; slug is the article
+// edited ("" for a new one).
+func editorForm(slug, title, description, body, tags string) formView {
+	f := formView{Action: "/editor", Submit: "Publish article", Fields: []field{
+		{ID: "title", Name: "title", API: "title", Label: "Title", Type: "text", Value: title, Required: true, Large: true, MaxLength: 256},
+		{ID: "description", Name: "description", API: "description", Label: "Description", Hint: "What's this article about? Lists show it under the title.", Type: "text", Value: description, Required: true, MaxLength: 1024},
+		{ID: "body", Name: "body", API: "body", Label: "Article", Value: body, Hint: markdownHint, Required: true, Rows: 12},
+		{ID: "tags", Name: "tags", API: "tagList tag", Label: "Tags", Value: tags, Hint: tagsHint, Rows: 2, NoSubmit: true},
+	}}
+	if slug != "" {
+		f.Action, f.Submit = "/editor/"+url.PathEscape(slug), "Update article"
+	}
+	return f
+}
+
+func (s *Site) editorView(w http.ResponseWriter, r *http.Request, v visitor, slug, title string, f formView) formPage {
+	pageTitle, heading := "New article", "New article"
+	if slug != "" {
+		pageTitle, heading = "Edit “"+title+"”", "Edit article"
+	}
+	view := formPage{base: s.page(w, r, v, "editor", pageTitle), Heading: heading, Form: f}
+	if slug != "" {
+		view.Nav = ""
+	}
+	view.Failed = f.Failed()
+	return view
+}
+
 func (s *Site) editorPage(w http.ResponseWriter, r *http.Request) {
 	v := s.visitorOf(w, r)
 	if !mustSignIn(w, r, v) {
 		return
 	}
-	view := editorView{base: base{Title: "Editor", Nav: "editor", Me: v.username, CSRF: v.csrf}}
-	if slug := r.PathValue("slug"); slug != "" {
-		a, err := s.api.article(r.Context(), v.token, slug)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		if a.Author.Username != v.username {
-			s.errorPage(w, r, http.StatusForbidden, "Not allowed", "Only its author may edit this article.")
-			return
-		}
-		view.Slug, view.ArticleTitle, view.Description, view.Body, view.Tags = a.Slug, a.Title, a.Description, a.Body, strings.Join(a.TagList, " ")
+	slug := r.PathValue("slug")
+	if slug == "" {
+		s.render(w, r, http.StatusOK, "form", s.editorView(w, r, v, "", "", editorForm("", "", "", "", "")))
+		return
 	}
-	s.render(w, r, http.StatusOK, "editor", view)
-}
-
-// tagsOf splits the editor's tag field on commas and spaces.
-func tagsOf(field string) []string {
-	return append([]string{}, strings.FieldsFunc(field, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })...)
+	a, err := s.api.article(r.Context(), v.token, slug)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if a.Author.Username != v.username {
+		s.errorPage(w, r, http.StatusForbidden, "Not allowed", "Only its author may edit this article.")
+		return
+	}
+	f := editorForm(a.Slug, a.Title, a.Description, a.Body, strings.Join(a.TagList, "\n"))
+	s.render(w, r, http.StatusOK, "form", s.editorView(w, r, v, a.Slug, a.Title, f))
 }
 
 func (s *Site) publish(w http.ResponseWriter, r *http.Request) {
@@ -333,39 +442,47 @@ func (s *Site) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	f := r.PostForm
 	slug := r.PathValue("slug")
-	in := map[string]any{"title": f.Get("title"), "description": f.Get("description"), "body": f.Get("body")}
-	method, path := http.MethodPost, "/api/articles"
+	in := map[string]any{"title": f.Get("title"), "description": f.Get("description"), "body": f.Get("body"), "tagList": tagsOf(f.Get("tags"))}
+	method, path, done := http.MethodPost, "/api/articles", "published"
 	if slug != "" {
-		method, path = http.MethodPut, "/api/articles/"+url.PathEscape(slug)
-	} else {
-		in["tagList"] = tagsOf(f.Get("tags"))
+		method, path, done = http.MethodPut, "/api/articles/"+url.PathEscape(slug), "updated"
 	}
 	a, err := s.api.saveArticle(r.Context(), method, path, v.token, in)
 	if msgs, ok := messages(err); ok && !isUnauthorized(err) {
-		s.render(w, r, http.StatusUnprocessableEntity, "editor", editorView{
-			base: base{Title: "Editor", Nav: "editor", Me: v.username, CSRF: v.csrf}, Slug: slug,
-			ArticleTitle: f.Get("title"), Description: f.Get("description"), Body: f.Get("body"), Tags: f.Get("tags"), Errors: msgs,
-		})
+		form := editorForm(slug, f.Get("title"), f.Get("description"), f.Get("body"), f.Get("tags"))
+		form.refuse(msgs)
+		s.render(w, r, http.StatusUnprocessableEntity, "form", s.editorView(w, r, v, slug, f.Get("title"), form))
 		return
 	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	flash(w, s.opts.HTTPS(r), done)
 	http.Redirect(w, r, "/article/"+url.PathEscape(a.Slug), http.StatusSeeOther)
 }
 
-// articleView loads an article and its comments as v sees them.
-func (s *Site) loadArticle(ctx context.Context, v visitor, slug string) (articleView, error) {
-	view := articleView{base: base{Me: v.username, CSRF: v.csrf}}
+// commentForm is the comment form of the article at slug.
+func commentForm(slug, body string) formView {
+	return formView{Action: "/article/" + url.PathEscape(slug), Submit: "Post comment", Fields: []field{
+		{ID: "comment", Name: "body", API: "body", Label: "Write a comment", Value: body, Required: true, Rows: 3, MaxLength: 16384},
+	}}
+}
+
+// loadArticle loads an article and its comments as v sees them.
+func (s *Site) loadArticle(w http.ResponseWriter, r *http.Request, v visitor, slug string) (articleView, error) {
+	view := articleView{base: s.page(w, r, v, "", ""), Comment: commentForm(slug, "")}
 	err := both(func() (err error) {
-		view.A, err = s.api.article(ctx, v.token, slug)
+		view.A, err = s.api.article(r.Context(), v.token, slug)
 		return err
 	}, func() (err error) {
-		view.Comments, err = s.api.comments(ctx, v.token, slug)
+		view.Comments, err = s.api.comments(r.Context(), v.token, slug)
 		return err
 	})
 	view.Title = view.A.Title
+	if view.A.Description != "" {
+		view.Description = view.A.Description
+	}
 	view.Mine = v.username != "" && view.A.Author.Username == v.username
 	view.BodyHTML = Markdown(view.A.Body)
 	return view, err
@@ -373,7 +490,7 @@ func (s *Site) loadArticle(ctx context.Context, v visitor, slug string) (article
 
 func (s *Site) articlePage(w http.ResponseWriter, r *http.Request) {
 	v := s.visitorOf(w, r)
-	view, err := s.loadArticle(r.Context(), v, r.PathValue("slug"))
+	view, err := s.loadArticle(w, r, v, r.PathValue("slug"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -381,8 +498,9 @@ func (s *Site) articlePage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "article", view)
 }
 
-// act runs a signed-in visitor's form action, then goes to next (or def).
-func (s *Site) act(w http.ResponseWriter, r *http.Request, def string, f func(v visitor) error) {
+// act runs a signed-in visitor's form action, then goes to next (or def)
+// with the flash message done ("" for none).
+func (s *Site) act(w http.ResponseWriter, r *http.Request, def, done string, f func(v visitor) error) {
 	v, ok := s.form(w, r)
 	if !ok || !mustSignIn(w, r, v) {
 		return
@@ -391,12 +509,38 @@ func (s *Site) act(w http.ResponseWriter, r *http.Request, def string, f func(v 
 		s.fail(w, r, err)
 		return
 	}
+	if done != "" {
+		flash(w, s.opts.HTTPS(r), done)
+	}
 	http.Redirect(w, r, next(r, def), http.StatusSeeOther)
+}
+
+// confirmDeleteArticle asks its author before an article is deleted.
+func (s *Site) confirmDeleteArticle(w http.ResponseWriter, r *http.Request) {
+	v := s.visitorOf(w, r)
+	if !mustSignIn(w, r, v) {
+		return
+	}
+	a, err := s.api.article(r.Context(), v.token, r.PathValue("slug"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if a.Author.Username != v.username {
+		s.errorPage(w, r, http.StatusForbidden, "Not allowed", "Only its author may delete this article.")
+		return
+	}
+	here := "/article/" + url.PathEscape(a.Slug)
+	s.render(w, r, http.StatusOK, "confirm", confirmView{base: s.page(w, r, v, "", "Delete “"+a.Title+"”?"),
+		Heading: "Delete this article?", Quote: a.Title,
+		Message: "The article, its comments and its favorites are deleted for good.",
+		Action:  here + "/delete", Submit: "Delete article", Cancel: here})
 }
 
 func (s *Site) deleteArticle(w http.ResponseWriter, r *http.Request) {
 	slug := r.PathValue("slug")
-	s.act(w, r, "/", func(v visitor) error {
+	s.act(w, r, "/", "article-deleted", func(v visitor) error {
+		r.PostForm.Set("next", "/profile/"+url.PathEscape(v.username))
 		return s.api.do(r.Context(), http.MethodDelete, "/api/articles/"+url.PathEscape(slug), nil, v.token, nil, nil)
 	})
 }
@@ -407,7 +551,7 @@ func (s *Site) favorite(w http.ResponseWriter, r *http.Request) {
 	if strings.HasSuffix(r.URL.Path, "/unfavorite") {
 		method = http.MethodDelete
 	}
-	s.act(w, r, "/article/"+url.PathEscape(slug), func(v visitor) error {
+	s.act(w, r, "/article/"+url.PathEscape(slug), "", func(v visitor) error {
 		return s.api.do(r.Context(), method, "/api/articles/"+url.PathEscape(slug)+"/favorite", nil, v.token, nil, nil)
 	})
 }
@@ -418,11 +562,14 @@ func (s *Site) follow(w http.ResponseWriter, r *http.Request) {
 	if strings.HasSuffix(r.URL.Path, "/unfollow") {
 		method = http.MethodDelete
 	}
-	s.act(w, r, "/profile/"+url.PathEscape(name), func(v visitor) error {
+	s.act(w, r, "/profile/"+url.PathEscape(name), "", func(v visitor) error {
 		return s.api.do(r.Context(), method, "/api/profiles/"+url.PathEscape(name)+"/follow", nil, v.token, nil, nil)
 	})
 }
 
+// addComment posts a comment. The form posts to the article's own address,
+// so a refused comment is shown there (with the draft and the message)
+// and that address still opens the article.
 func (s *Site) addComment(w http.ResponseWriter, r *http.Request) {
 	v, ok := s.form(w, r)
 	if !ok || !mustSignIn(w, r, v) {
@@ -433,12 +580,14 @@ func (s *Site) addComment(w http.ResponseWriter, r *http.Request) {
 	err := s.api.do(r.Context(), http.MethodPost, "/api/articles/"+url.PathEscape(slug)+"/comments", nil, v.token,
 		map[string]any{"comment": map[string]any{"body": body}}, nil)
 	if msgs, ok := messages(err); ok && !isUnauthorized(err) {
-		view, lerr := s.loadArticle(r.Context(), v, slug)
+		view, lerr := s.loadArticle(w, r, v, slug)
 		if lerr != nil {
 			s.fail(w, r, lerr)
 			return
 		}
-		view.Errors, view.Draft = msgs, body
+		view.Comment = commentForm(slug, body)
+		view.Comment.refuse(msgs)
+		view.Failed = true
 		s.render(w, r, http.StatusUnprocessableEntity, "article", view)
 		return
 	}
@@ -446,17 +595,60 @@ func (s *Site) addComment(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, "/article/"+url.PathEscape(slug), http.StatusSeeOther)
+	flash(w, s.opts.HTTPS(r), "comment-posted")
+	http.Redirect(w, r, "/article/"+url.PathEscape(slug)+"#comments", http.StatusSeeOther)
 }
 
-func (s *Site) deleteComment(w http.ResponseWriter, r *http.Request) {
-	slug, id := r.PathValue("slug"), r.PathValue("id")
-	if _, err := strconv.ParseInt(id, 10, 64); err != nil {
+// commentID is the {id} of the path, or false (and a 404 page).
+func (s *Site) commentID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		s.errorPage(w, r, http.StatusNotFound, "Not found", "There is no such comment.")
+		return 0, false
+	}
+	return id, true
+}
+
+// confirmDeleteComment asks its author before a comment is deleted.
+func (s *Site) confirmDeleteComment(w http.ResponseWriter, r *http.Request) {
+	v := s.visitorOf(w, r)
+	id, ok := s.commentID(w, r)
+	if !ok || !mustSignIn(w, r, v) {
+		return
+	}
+	slug := r.PathValue("slug")
+	comments, err := s.api.comments(r.Context(), v.token, slug)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	i := slices.IndexFunc(comments, func(c comment) bool { return c.ID == id })
+	if i < 0 {
 		s.errorPage(w, r, http.StatusNotFound, "Not found", "There is no such comment.")
 		return
 	}
-	s.act(w, r, "/article/"+url.PathEscape(slug), func(v visitor) error {
-		return s.api.do(r.Context(), http.MethodDelete, "/api/articles/"+url.PathEscape(slug)+"/comments/"+id, nil, v.token, nil, nil)
+	if comments[i].Author.Username != v.username {
+		s.errorPage(w, r, http.StatusForbidden, "Not allowed", "Only its author may delete this comment.")
+		return
+	}
+	here := "/article/" + url.PathEscape(slug)
+	quote := comments[i].Body
+	if utf8.RuneCountInString(quote) > 200 {
+		quote = string([]rune(quote)[:200]) + "…"
+	}
+	s.render(w, r, http.StatusOK, "confirm", confirmView{base: s.page(w, r, v, "", "Delete your comment?"),
+		Heading: "Delete your comment?", Quote: quote, Message: "The comment is deleted for good.",
+		Action: here + "/comments/" + strconv.FormatInt(id, 10) + "/delete", Submit: "Delete comment", Cancel: here + "#comments"})
+}
+
+func (s *Site) deleteComment(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.commentID(w, r)
+	if !ok {
+		return
+	}
+	slug := r.PathValue("slug")
+	s.act(w, r, "/article/"+url.PathEscape(slug)+"#comments", "comment-deleted", func(v visitor) error {
+		return s.api.do(r.Context(), http.MethodDelete, "/api/articles/"+url.PathEscape(slug)+"/comments/"+strconv.FormatInt(id, 10), nil, v.token, nil, nil)
 	})
 }
 
@@ -471,7 +663,7 @@ func (s *Site) profilePage(w http.ResponseWriter, r *http.Request) {
 	} else {
 		query.Set("author", name)
 	}
-	view := profileView{base: base{Title: name, Me: v.username, CSRF: v.csrf}, Favorites: favorites}
+	view := profileView{base: s.page(w, r, v, "", name), Favorites: favorites}
 	var list articleList
 	err := both(func() (err error) {
 		view.P, err = s.api.profile(r.Context(), v.token, name)
@@ -488,6 +680,16 @@ func (s *Site) profilePage(w http.ResponseWriter, r *http.Request) {
 	if view.Mine {
 		view.Nav = "me"
 	}
+	view.Title = paged(view.P.Username, n)
+	label := "Articles by " + view.P.Username
+	if favorites {
+		view.Title = paged("Articles favorited by "+view.P.Username, n)
+		label = "Articles favorited by " + view.P.Username
+	}
+	view.Description = label + " on Conduit."
+	if view.P.Bio != "" {
+		view.Description = view.P.Bio
+	}
 	here := "/profile/" + url.PathEscape(view.P.Username)
 	if favorites {
 		here += "/favorites"
@@ -498,6 +700,14 @@ func (s *Site) profilePage(w http.ResponseWriter, r *http.Request) {
 		}
 		return here + "?page=" + strconv.Itoa(n)
 	}
-	view.List = s.listOf(v, list, n, href, href(n))
+	view.List = s.listOf(v, list, n, href, href(n), label)
 	s.render(w, r, http.StatusOK, "profile", view)
+}
+
+// robots tells crawlers what is worth indexing: the articles and
+// profiles, not the forms.
+func (s *Site) robots(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	_, _ = io.WriteString(w, "User-agent: *\nDisallow: /editor\nDisallow: /settings\nDisallow: /login\nDisallow: /register\nAllow: /\n")
 }

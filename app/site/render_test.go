@@ -27,7 +27,7 @@ func BenchmarkRenderHome(b *testing.B) {
 	}
 	l.ArticlesCount = 5000
 	v := homeView{Tab: "global", Tags: []string{"bench", "tag0", "tag1", "tag2", "tag3", "tag4", "tag5", "tag6", "tag7", "tag8", "tag9"}}
-	v.List = s.listOf(visitor{}, l, 1, func(n int) string { return fmt.Sprintf("/?page=%d", n) }, "/")
+	v.List = s.listOf(visitor{}, l, 1, func(n int) string { return fmt.Sprintf("/?page=%d", n) }, "/", "Articles")
 	r := httptest.NewRequest("GET", "/", nil)
 	for b.Loop() {
 		w := httptest.NewRecorder()
@@ -45,7 +45,7 @@ func TestPreviewCacheShowsWhatChanged(t *testing.T) {
 	a.Author.Username = "alice"
 	page := func(v visitor, a article) string {
 		view := homeView{Tab: "global"}
-		view.List = s.listOf(v, articleList{Articles: []article{a}, ArticlesCount: 1}, 1, func(int) string { return "/" }, "/")
+		view.List = s.listOf(v, articleList{Articles: []article{a}, ArticlesCount: 1}, 1, func(int) string { return "/" }, "/", "Articles")
 		w := httptest.NewRecorder()
 		s.render(w, httptest.NewRequest("GET", "/", nil), 200, "home", view)
 		return w.Body.String()
@@ -56,11 +56,11 @@ func TestPreviewCacheShowsWhatChanged(t *testing.T) {
 	assert.Len(t, s.previews, 1)
 
 	a.FavoritesCount = 2
-	assert.Contains(t, page(visitor{}, a), "♥ 2")
+	assert.Contains(t, page(visitor{}, a), "♥</span> 2<")
 	a.Title = "New title"
 	assert.Contains(t, page(visitor{}, a), "New title")
 
-	signedIn := page(visitor{username: "bob", csrf: "token-of-bob"}, a)
+	signedIn := page(visitor{username: "bob", formToken: "token-of-bob"}, a)
 	assert.Contains(t, signedIn, "token-of-bob")
 	assert.Len(t, s.previews, 3, "signed-in previews are not kept")
 }

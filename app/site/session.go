@@ -5,7 +5,9 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"webstack/app/observe"
@@ -32,16 +34,32 @@ var (
 // their CSRF token.
 type visitor struct {
 	token, username, csrf string
+	// formToken is csrf masked afresh for this response (what its forms
+	// carry): a compressed page never shows the same bytes for the
+	// secret twice, so its size says nothing about it (BREACH).
+	formToken string
 }
 
 func (v visitor) signedIn() bool { return v.token != "" }
 
 // base is what every page's view carries.
 type base struct {
-	Title string
-	Nav   string // which navigation link is active
-	Me    string // the signed-in username, or ""
-	CSRF  string
+	Title       string
+	Description string
+	Nav         string // which navigation link is active
+	Me          string // the signed-in username, or ""
+	CSRF        string // the masked CSRF token forms carry
+	Here        string // this page's path, where sign-in returns to
+	Flash       string // what the last action did, if it redirected here
+	Failed      bool   // a form on this page was refused
+}
+
+// SignInHref is the navigation's sign-in link: back here afterwards.
+func (b base) SignInHref() string {
+	if b.Nav == "login" || b.Nav == "register" {
+		return "/login"
+	}
+	return loginURL(b.Here)
 }
 
 func cookie(name, value string, secure bool, maxAge time.Duration, sameSite http.SameSite) *http.Cookie {
@@ -66,13 +84,49 @@ func (s *Site) visitorOf(w http.ResponseWriter, r *http.Request) visitor {
 		v.csrf = base64.RawURLEncoding.EncodeToString(b)
 		http.SetCookie(w, cookie(csrfCookie, v.csrf, s.opts.HTTPS(r), 0, http.SameSiteStrictMode))
 	}
+	v.formToken = maskToken(v.csrf)
 	return v
 }
 
-func (s *Site) base(w http.ResponseWriter, r *http.Request, nav string) base {
-	v := s.visitorOf(w, r)
-	return base{Nav: nav, Me: v.username, CSRF: v.csrf}
+// maskToken is tok XORed with a random pad, after the pad: a different
+// string each time for the same token.
+func maskToken(tok string) string {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return ""
+	}
+	out := make([]byte, 2*len(raw))
+	_, _ = rand.Read(out[:len(raw)])
+	for i, b := range raw {
+		out[len(raw)+i] = b ^ out[i]
+	}
+	return base64.RawURLEncoding.EncodeToString(out)
 }
+
+// unmaskToken undoes maskToken; "" when s is not a masked token.
+func unmaskToken(s string) string {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != 64 {
+		return ""
+	}
+	pad, x := b[:32], b[32:]
+	raw := make([]byte, 32)
+	for i := range raw {
+		raw[i] = x[i] ^ pad[i]
+	}
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// page is what every page's view carries, for v: the title (unique per
+// page; "Error: " is added for a refused form), the description search
+// engines show, and the message a redirect left.
+func (s *Site) page(w http.ResponseWriter, r *http.Request, v visitor, nav, title string) base {
+	return base{Title: title, Nav: nav, Me: v.username, CSRF: v.formToken, Here: r.URL.RequestURI(),
+		Flash: takeFlash(w, r, s.opts.HTTPS(r)), Description: defaultDescription}
+}
+
+// defaultDescription is a page's meta description unless it has its own.
+const defaultDescription = "Conduit: a place to share your knowledge. Read articles, follow their authors, write your own."
 
 // signIn keeps the api's token and the username.
 func signIn(w http.ResponseWriter, secure bool, token, username string) {
@@ -93,7 +147,7 @@ func (s *Site) form(w http.ResponseWriter, r *http.Request) (visitor, bool) {
 		s.errorPage(w, r, http.StatusBadRequest, "Bad request", "The form could not be read.")
 		return v, false
 	}
-	sent := r.PostForm.Get("csrf")
+	sent := unmaskToken(r.PostForm.Get("csrf"))
 	if sent == "" || subtle.ConstantTimeCompare([]byte(sent), []byte(v.csrf)) != 1 {
 		s.errorPage(w, r, http.StatusForbidden, "Form expired", "This form is out of date or did not come from this site. Reload the page and try again.")
 		return v, false
@@ -101,25 +155,85 @@ func (s *Site) form(w http.ResponseWriter, r *http.Request) (visitor, bool) {
 	return v, true
 }
 
-// mustSignIn sends a visitor who is not signed in to the sign-in page.
+// mustSignIn sends a visitor who is not signed in to the sign-in page,
+// which sends them back here (a page) or to the page the form was on.
 func mustSignIn(w http.ResponseWriter, r *http.Request, v visitor) bool {
 	if v.signedIn() {
 		return true
 	}
-	http.Redirect(w, r, "/login", http.StatusSeeOther)
+	back := r.URL.RequestURI()
+	if r.Method != http.MethodGet {
+		back = safeNext(r.PostForm.Get("next"))
+	}
+	http.Redirect(w, r, loginURL(back), http.StatusSeeOther)
 	return false
 }
 
-// next is where to go after a form: a local path from the form, or def.
-func next(r *http.Request, def string) string {
-	n := r.PostForm.Get("next")
-	if len(n) > 1 && n[0] == '/' && n[1] != '/' && n[1] != '\\' && len(n) < 512 {
-		return n
+// loginURL is the sign-in page that returns to back (a same-site path).
+func loginURL(back string) string {
+	if back = safeNext(back); back == "" || back == "/" {
+		return "/login"
 	}
-	if n == "/" {
+	return "/login?next=" + url.QueryEscape(back)
+}
+
+// next is where to go after a form: its same-site "next" path, or def.
+func next(r *http.Request, def string) string {
+	if n := safeNext(r.PostForm.Get("next")); n != "" {
 		return n
 	}
 	return def
+}
+
+// safeNext returns n if it is a path on this site, else "". Browsers read
+// "//host", "/\host" and "/\t/host" (they drop tabs and newlines, and
+// treat "\" as "/", per the WHATWG URL standard) as another site's
+// address, so a path must start with one "/" and hold no backslash and
+// no control or space character at all.
+func safeNext(n string) string {
+	if len(n) == 0 || len(n) > 512 || n[0] != '/' || strings.HasPrefix(n, "//") {
+		return ""
+	}
+	for _, c := range n {
+		if c <= ' ' || c == '\\' || c == 0x7f {
+			return ""
+		}
+	}
+	u, err := url.Parse(n)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return ""
+	}
+	return n
+}
+
+// Flash messages: what the page after a redirect tells the visitor
+// happened. The cookie holds a key, never text, so nothing another site
+// sets can put words on the page.
+const flashCookie = "conduit_flash"
+
+var flashes = map[string]string{
+	"article-deleted": "The article was deleted.",
+	"comment-deleted": "The comment was deleted.",
+	"comment-posted":  "Your comment was posted.",
+	"settings-saved":  "Your settings were saved.",
+	"signed-out":      "You are signed out.",
+	"published":       "The article was published.",
+	"updated":         "The article was updated.",
+}
+
+// flash sets the message the next page shows.
+func flash(w http.ResponseWriter, secure bool, key string) {
+	http.SetCookie(w, cookie(flashCookie, key, secure, time.Minute, http.SameSiteLaxMode))
+}
+
+// takeFlash returns the message for r, and clears it.
+func takeFlash(w http.ResponseWriter, r *http.Request, secure bool) string {
+	c, err := r.Cookie(flashCookie)
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(w, cookie(flashCookie, "", secure, -time.Second, http.SameSiteLaxMode))
+	return flashes[c.Value]
 }
 
 func requestID(r *http.Request) string { return observe.RequestID(r.Context()) }

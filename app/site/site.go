@@ -96,8 +96,8 @@ func (s *Site) anonymousPreview(p previewView) (template.HTML, error) {
 }
 
 type asset struct {
-	body        []byte
-	contentType string
+	body, gzipped []byte // gzipped is nil when it would not be smaller
+	contentType   string
 }
 
 // New builds the site.
@@ -148,7 +148,11 @@ func (s *Site) loadAssets() error {
 		ext := path.Ext(name)
 		hashed := "/assets/" + strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:])[:12] + ext
 		ct := map[string]string{".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".js": "text/javascript; charset=utf-8"}[ext]
-		s.assets[hashed] = asset{body: body, contentType: ct}
+		a := asset{body: body, contentType: ct}
+		if z := gzipped(body); len(body) >= minCompress && len(z) < len(body) {
+			a.gzipped = z
+		}
+		s.assets[hashed] = a
 		s.names[name] = hashed
 		return nil
 	})
@@ -180,7 +184,7 @@ func (s *Site) loadTemplates() error {
 		return fmt.Errorf("site: templates: %w", err)
 	}
 	s.pages = map[string]*template.Template{}
-	for _, name := range []string{"home", "auth", "settings", "editor", "article", "profile", "error"} {
+	for _, name := range []string{"home", "form", "settings", "article", "profile", "error", "confirm"} {
 		t, err := template.Must(base.Clone()).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
 			return fmt.Errorf("site: template %s: %w", name, err)
@@ -194,6 +198,7 @@ func (s *Site) routes() {
 	m := s.mux
 	m.HandleFunc("GET /assets/{name}", s.serveAsset)
 	m.HandleFunc("GET /{$}", s.home)
+	m.HandleFunc("GET /robots.txt", s.robots)
 	m.HandleFunc("GET /login", s.loginPage)
 	m.HandleFunc("POST /login", s.login)
 	m.HandleFunc("GET /register", s.registerPage)
@@ -206,10 +211,13 @@ func (s *Site) routes() {
 	m.HandleFunc("GET /editor/{slug}", s.editorPage)
 	m.HandleFunc("POST /editor/{slug}", s.publish)
 	m.HandleFunc("GET /article/{slug}", s.articlePage)
+	m.HandleFunc("POST /article/{slug}", s.addComment)
+	m.HandleFunc("GET /article/{slug}/delete", s.confirmDeleteArticle)
 	m.HandleFunc("POST /article/{slug}/delete", s.deleteArticle)
 	m.HandleFunc("POST /article/{slug}/favorite", s.favorite)
 	m.HandleFunc("POST /article/{slug}/unfavorite", s.favorite)
 	m.HandleFunc("POST /article/{slug}/comments", s.addComment)
+	m.HandleFunc("GET /article/{slug}/comments/{id}/delete", s.confirmDeleteComment)
 	m.HandleFunc("POST /article/{slug}/comments/{id}/delete", s.deleteComment)
 	m.HandleFunc("GET /profile/{username}", s.profilePage)
 	m.HandleFunc("GET /profile/{username}/favorites", s.profilePage)
@@ -260,7 +268,12 @@ func (s *Site) serveAsset(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", a.contentType)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	_, _ = w.Write(a.body)
+	if a.gzipped == nil {
+		w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
+		_, _ = w.Write(a.body)
+		return
+	}
+	writeBody(w, r, http.StatusOK, a.body, a.gzipped)
 }
 
 // render writes a page with its view.
@@ -281,9 +294,7 @@ func (s *Site) render(w http.ResponseWriter, r *http.Request, status int, name s
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	writeBody(w, r, status, buf.Bytes(), nil)
 }
 
 // pagePool recycles the buffers pages are rendered into.
@@ -296,8 +307,7 @@ type errorView struct {
 }
 
 func (s *Site) errorPage(w http.ResponseWriter, r *http.Request, status int, heading, message string) {
-	v := errorView{base: s.base(w, r, ""), Heading: heading, Message: message}
-	v.Title = heading
+	v := errorView{base: s.page(w, r, s.visitorOf(w, r), "", heading), Heading: heading, Message: message}
 	if status >= 500 || status == http.StatusForbidden {
 		v.RequestID = requestID(r)
 	}
@@ -323,7 +333,11 @@ func (s *Site) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	case hasStatus(err, http.StatusUnauthorized):
 		clearSession(w, s.opts.HTTPS(r))
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		back := ""
+		if r.Method == http.MethodGet {
+			back = r.URL.RequestURI()
+		}
+		http.Redirect(w, r, loginURL(back), http.StatusSeeOther)
 	case hasStatus(err, http.StatusNotFound):
 		s.errorPage(w, r, http.StatusNotFound, "Not found", "There is no such article or profile.")
 	case hasStatus(err, http.StatusForbidden):

@@ -162,7 +162,7 @@ func TestValidationErrorsShowOnTheFormWithWhatWasTyped(t *testing.T) {
 	signUp(t, b, "dave")
 	resp, body = b.post("/editor", "/editor", url.Values{"title": {"Kept title"}, "description": {""}, "body": {"kept body"}})
 	assert.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
-	assert.Contains(t, body, "description can&#39;t be empty")
+	assert.Contains(t, body, "Description can&#39;t be empty")
 	assert.Contains(t, body, `value="Kept title"`)
 	assert.Contains(t, body, ">kept body</textarea>")
 }
@@ -171,11 +171,12 @@ func TestAnExpiredOrForgedSessionGoesToSignIn(t *testing.T) {
 	srv := siteServer(t, apiServer(t).URL, false)
 	b := newBrowser(t, srv.URL)
 	u, _ := url.Parse(srv.URL)
-	for _, path := range []string{"/", "/settings", "/article/anything", "/profile/anyone"} {
+	for path, login := range map[string]string{"/": "/login", "/settings": "/login?next=%2Fsettings",
+		"/article/anything": "/login?next=%2Farticle%2Fanything", "/profile/anyone": "/login?next=%2Fprofile%2Fanyone"} {
 		b.c.Jar.SetCookies(u, []*http.Cookie{{Name: "conduit_session", Value: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.forged"}, {Name: "conduit_user", Value: "mallory"}})
 		resp, _ := b.get(path)
 		assert.Equal(t, http.StatusSeeOther, resp.StatusCode, path)
-		assert.Equal(t, "/login", resp.Header.Get("Location"), path)
+		assert.Equal(t, login, resp.Header.Get("Location"), "%s: signing in comes back here", path)
 	}
 	resp, _ := b.get("/")
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "the forged cookie was cleared")
@@ -273,6 +274,7 @@ func TestMarkdownRendersInert(t *testing.T) {
 		{"style", `<p style="background:url(javascript:alert(1))">x</p>`, []string{"style=", "javascript:"}, nil},
 		{"svg", `<svg onload="alert(1)"><script>alert(1)</script></svg>`, []string{"<svg", "onload", "<script"}, nil},
 		{"code block keeps code as text", "```html\n<script>alert(1)</script>\n```", []string{"<script>"}, []string{"&lt;script&gt;"}},
+		{"wide blocks can take the focus", "```\ncode\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n<pre>raw</pre>", []string{"<pre>"}, []string{`<pre tabindex="0">`, `<table tabindex="0">`}},
 		{"plain markdown", "# Title\n\n**bold** and [a link](https://example.com)", nil, []string{"<h1", "<strong>bold</strong>", `href="https://example.com"`, `rel="nofollow noreferrer"`}},
 	}
 	for _, tt := range tests {

@@ -88,18 +88,95 @@ func (p *person) location() string {
 	return s
 }
 
-// shot saves the current screen as docs/screenshots/<name>.png when the
-// test runs for make screenshots.
+// Screen sizes every screen is checked at: a desktop window and a phone
+// (iPhone 14/15: 390 × 844 CSS pixels), and the narrowest WCAG reflow
+// width (320 px) for the layout.
+var (
+	desktop = size{"desktop", 1200, 900, false}
+	phone   = size{"phone", 390, 844, true}
+	narrow  = size{"narrow", 320, 640, true}
+)
+
+type size struct {
+	name          string
+	width, height int64
+	mobile        bool
+}
+
+// at shows the page at z.
+func at(z size) chromedp.Action[chromedp.Void] {
+	if z.mobile {
+		return chromedp.EmulateViewport(z.width, z.height, chromedp.EmulateScale(2), chromedp.EmulateMobile)
+	}
+	return chromedp.EmulateViewport(z.width, z.height)
+}
+
+// shot saves the current screen as docs/screenshots/<name>.png (and
+// <name>-phone.png) when the test runs for make screenshots.
 func (p *person) shot(name string) {
 	p.t.Helper()
 	if *screenshots == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	require.NoError(p.t, err)
-	require.NoError(p.t, os.WriteFile(filepath.Join(*screenshots, name+".png"), png, 0o644))
+	for _, z := range []size{desktop, phone} {
+		file := name
+		if z != desktop {
+			file += "-" + z.name
+		}
+		require.NoError(p.t, chromedp.Do(ctx, at(z)))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		require.NoError(p.t, err)
+		require.NoError(p.t, os.WriteFile(filepath.Join(*screenshots, file+".png"), png, 0o644))
+	}
+	require.NoError(p.t, chromedp.Do(ctx, at(desktop)))
+}
+
+// layoutScript lists what is wrong with the page's layout at the current
+// width: a page wider than the screen, a navigation over two lines or out
+// of line with the logo, a control below the footer's top (floats not
+// cleared), a control wider than the screen.
+const layoutScript = `(() => {
+  const bad = [];
+  const de = document.documentElement;
+  if (de.scrollWidth > de.clientWidth + 1) bad.push("the page scrolls sideways: " + de.scrollWidth + " > " + de.clientWidth);
+  const items = [...document.querySelectorAll("header .nav > li")];
+  if (new Set(items.map(li => Math.round(li.getBoundingClientRect().top))).size > 1) bad.push("the navigation wraps");
+  const brand = document.querySelector("header .brand").getBoundingClientRect();
+  const nav = document.querySelector("header .nav").getBoundingClientRect();
+  if (Math.abs((brand.top + brand.bottom) / 2 - (nav.top + nav.bottom) / 2) > 8) bad.push("the logo is out of line with the navigation");
+  const footer = document.querySelector("footer").getBoundingClientRect();
+  for (const el of document.querySelectorAll("main a, main button, main input, main textarea")) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    if (r.bottom > footer.top + 1) bad.push("overlaps the footer: " + el.outerHTML.slice(0, 80));
+    if (r.right > de.clientWidth + 1) bad.push("past the right edge: " + el.outerHTML.slice(0, 80));
+  }
+  return bad;
+})()`
+
+// check audits the screen p shows, as name, at every size: axe-core's
+// serious and critical violations, and the layout (phone and 320 px).
+func (p *person) check(name string) {
+	p.t.Helper()
+	script := axeScript(p.t)
+	ctx, cancel := context.WithTimeout(p.ctx, 60*time.Second)
+	defer cancel()
+	for _, z := range []size{desktop, phone, narrow} {
+		require.NoError(p.t, chromedp.Do(ctx, at(z)))
+		if z != narrow {
+			for _, v := range p.audit(script) {
+				p.t.Errorf("%s (%s, %s): %s", name, z.name, p.name, v)
+			}
+		}
+		bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](layoutScript))
+		require.NoError(p.t, err)
+		for _, b := range bad {
+			p.t.Errorf("%s (%s, %s): layout: %s", name, z.name, p.name, b)
+		}
+	}
+	require.NoError(p.t, chromedp.Do(ctx, at(desktop)))
 }
 
 func css(s string) chromedp.CSS { return chromedp.CSS(s) }
@@ -113,155 +190,233 @@ func typeInto(sel, value string) chromedp.Action[chromedp.Void] {
 	return chromedp.SendKeys(css(sel), value)
 }
 
+// browserSuite starts conduit local and Chromium; people get their own
+// browser context (own cookies). Scripts the page runs are recorded by
+// the dialogs they open (alert): the site must run none.
+type browserSuite struct {
+	t       *testing.T
+	base    string
+	browser context.Context
+	n       int
+	mu      sync.Mutex
+	dmu     sync.Mutex
+	dialogs []string
+}
+
+func newBrowserSuite(t *testing.T) *browserSuite {
+	t.Helper()
+	exe := chromium(t)
+	inst := start(t, t.TempDir(), nil)
+	if *screenshots != "" {
+		require.NoError(t, os.MkdirAll(*screenshots, 0o755))
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1200, 900))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
+	require.NoError(t, chromedp.Do(browser, chromedp.Navigate("about:blank")), "start Chromium")
+	return &browserSuite{t: t, base: "http://" + inst.web, browser: browser}
+}
+
+func (b *browserSuite) person(name string) *person {
+	t := b.t
+	ctx, cancel := chromedp.NewContext(b.browser, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
+		if d, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			b.dmu.Lock()
+			b.dialogs = append(b.dialogs, name+": "+d.Message)
+			b.dmu.Unlock()
+		}
+	}))
+	return &person{t: t, name: name, ctx: ctx, base: b.base, dir: t.TempDir(), n: &b.n, mu: &b.mu}
+}
+
+// value is the current value of the form field sel.
+func (p *person) value(sel string) string {
+	p.t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Value(css(sel)))
+	require.NoError(p.t, err)
+	return v
+}
+
+// focused describes the element that has the focus.
+func (p *person) focused() string {
+	p.t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`(document.activeElement.id || document.activeElement.className || document.activeElement.tagName)`))
+	require.NoError(p.t, err)
+	return v
+}
+
+func (p *person) title() string {
+	p.t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Title())
+	require.NoError(p.t, err)
+	return v
+}
+
+// signUp registers name through the form.
+func (p *person) signUp(name, password string) {
+	p.t.Helper()
+	p.step("sign up", visit(p.base+"/register"), chromedp.WaitVisible(css("#username")),
+		typeInto("#username", name), typeInto("#email", name+"@example.com"),
+		typeInto("#password", password), chromedp.Click(css(`form button[type="submit"]`)),
+		chromedp.WaitVisible(css(`header a[href="/profile/`+name+`"]`)))
+}
+
+// publish writes an article through the editor; tags go one per line.
+func (p *person) publish(title, description, body string, tags ...string) {
+	p.t.Helper()
+	actions := []chromedp.Action[chromedp.Void]{visit(p.base + "/editor"), chromedp.WaitVisible(css("#title")),
+		typeInto("#title", title), typeInto("#description", description), chromedp.SetValue(css("#body"), body)}
+	for _, tag := range tags {
+		actions = append(actions, typeInto("#tags", tag+"\r"))
+	}
+	actions = append(actions, chromedp.Click(css(`form button[type="submit"]`)), chromedp.WaitVisible(css(".article-page")))
+	p.step("publish "+title, actions...)
+}
+
 // The RealWorld flows, in a real browser against conduit local (web with
 // the WAF → api → FerretDB): two people sign up, one publishes markdown
 // with tags, the other finds it by tag, favorites it, follows the author
 // and comments; the author edits and deletes; settings change the bio and
 // the password, and sign-in works with the new one; an article full of
-// XSS renders inert.
+// XSS renders inert. Every screen is audited on the way (axe-core, the
+// layout at three widths).
 func TestBrowserFlows(t *testing.T) {
-	exe := chromium(t)
-	inst := start(t, t.TempDir(), nil)
-	base := "http://" + inst.web
-	if *screenshots != "" {
-		require.NoError(t, os.MkdirAll(*screenshots, 0o755))
-	}
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1200, 900))
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	require.NoError(t, chromedp.Do(browser, chromedp.Navigate("about:blank")), "start Chromium")
-
-	var dialogs []string
-	var dmu sync.Mutex
-	n := 0
-	var mu sync.Mutex
-	newPerson := func(name string) *person {
-		ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-		t.Cleanup(cancel)
-		require.NoError(t, chromedp.Listen(ctx, func(ev any) {
-			if d, ok := ev.(*page.EventJavascriptDialogOpening); ok {
-				dmu.Lock()
-				dialogs = append(dialogs, name+": "+d.Message)
-				dmu.Unlock()
-			}
-		}))
-		return &person{t: t, name: name, ctx: ctx, base: base, dir: t.TempDir(), n: &n, mu: &mu}
-	}
-	alice, bob := newPerson("alice"), newPerson("bob")
+	b := newBrowserSuite(t)
+	base := b.base
+	alice, bob := b.person("alice"), b.person("bob")
 
 	alice.step("home", visit(base+"/"), chromedp.WaitVisible(css(".home-page")))
 	assert.Contains(t, alice.text(".banner"), "A place to share your knowledge.")
+	alice.check("home, empty")
 	alice.shot("home-empty")
-	alice.step("sign-up page", chromedp.Click(css(`a[href="/register"]`)), chromedp.WaitVisible(css(`input[placeholder="Username"]`)))
+	alice.step("sign-up page", chromedp.Click(css(`header a[href="/register"]`)), chromedp.WaitVisible(css("#username")))
+	assert.Contains(t, alice.text(".form-page"), "At least 12 characters", "the password rule shows before the first submit")
+	alice.check("sign up")
 	alice.shot("register")
-	alice.step("sign up",
-		typeInto(`input[placeholder="Username"]`, "alice"), typeInto(`input[placeholder="Email"]`, "alice@example.com"),
-		typeInto(`input[placeholder="Password"]`, "alice-password-1"), chromedp.Click(css(`button[type="submit"]`)),
-		chromedp.WaitVisible(css(`a[href="/profile/alice"]`)))
-	assert.Contains(t, alice.text(".navbar"), "New Article")
-	assert.Contains(t, alice.text(".navbar"), "Settings")
+	alice.signUp("alice", "alice-password-1")
+	assert.Contains(t, alice.text("header"), "New Article")
+	assert.Contains(t, alice.text("header"), "Settings")
 
-	markdown := "## How it works\n\nDragons need **patience** and `code`:\n\n```go\nfmt.Println(\"<script>not run</script>\")\n```\n"
-	alice.step("editor", chromedp.Click(css(`a[href="/editor"]`)), chromedp.WaitVisible(css(`input[placeholder="Article Title"]`)))
+	markdown := "## How it works\n\nDragons need **patience** and `code`:\n\n```go\nfmt.Println(\"<script>not run</script>\", \"a line long enough to scroll sideways on a phone, and then some more\")\n```\n\n> Wise words\n\n| wing | span |\n|---|---|\n| left | 4 m |\n"
+	alice.step("editor", chromedp.Click(css(`header a[href="/editor"]`)), chromedp.WaitVisible(css("#title")))
+	alice.check("editor")
 	alice.shot("editor")
-	alice.step("publish",
-		typeInto(`input[placeholder="Article Title"]`, "How to train your dragon"),
-		typeInto(`input[placeholder="What's this article about?"]`, "Ever wonder how?"),
-		chromedp.SetValue(css(`textarea[placeholder="Write your article (in markdown)"]`), markdown),
-		typeInto(`input[placeholder="Enter tags"]`, "dragons training"),
-		chromedp.Click(css(`button[type="submit"]`)), chromedp.WaitVisible(css(".article-page")))
+	alice.publish("How to train your dragon", "Ever wonder how?", markdown, "dragons", "training")
 	assert.Equal(t, base+"/article/how-to-train-your-dragon", alice.location())
+	assert.Contains(t, alice.text(".flash"), "published")
 	assert.Contains(t, alice.text(".markdown h2"), "How it works", "markdown is rendered")
 	assert.Contains(t, alice.text(".markdown strong"), "patience")
 	assert.Contains(t, alice.text(".markdown pre"), "<script>not run</script>", "code stays text")
+	assert.Contains(t, alice.text(".article-content .tag-list"), "dragons")
+	assert.Contains(t, alice.text(".article-content .tag-list"), "training")
+	alice.check("article, the author's")
 
-	bob.step("sign up",
-		visit(base+"/register"), typeInto(`input[placeholder="Username"]`, "bob"), typeInto(`input[placeholder="Email"]`, "bob@example.com"),
-		typeInto(`input[placeholder="Password"]`, "bob-password-12"), chromedp.Click(css(`button[type="submit"]`)),
-		chromedp.WaitVisible(css(`a[href="/profile/bob"]`)))
+	bob.signUp("bob", "bob-password-12")
 	bob.step("find by tag", chromedp.Click(css(`.sidebar a[href="/?tag=dragons"]`)), chromedp.WaitVisible(css(`.preview-link`)))
-	assert.Contains(t, bob.text(".feed-toggle"), "# dragons")
-	assert.Contains(t, bob.text(".preview-link h1"), "How to train your dragon")
+	assert.Contains(t, bob.text(".feed-toggle"), "dragons")
+	assert.Contains(t, bob.text(".preview-link h2"), "How to train your dragon")
+	assert.Equal(t, "Articles tagged “dragons” — Conduit", bob.title())
+	bob.check("home, a tag")
 	bob.shot("home-tag")
 	bob.step("open the article", chromedp.Click(css(`.preview-link`)), chromedp.WaitVisible(css(".article-page")))
 	bob.step("favorite", chromedp.Click(css(`.banner form[action$="/favorite"] button`)), chromedp.WaitVisible(css(`.banner form[action$="/unfavorite"]`)))
-	assert.Contains(t, bob.text(".banner form[action$=\"/unfavorite\"] button"), "(1)")
+	assert.Contains(t, bob.text(".banner form[action$=\"/unfavorite\"] button"), "(1")
 	bob.step("follow", chromedp.Click(css(`.banner form[action$="/follow"] button`)), chromedp.WaitVisible(css(`.banner form[action$="/unfollow"]`)))
 	bob.step("comment",
-		typeInto(`textarea[placeholder="Write a comment..."]`, "Great read — try <b>this</b>"),
+		typeInto("#comment", "Great read — try <b>this</b>"),
 		chromedp.Click(css(`.comment-form button`)), chromedp.WaitVisible(css(`.comment .card-text`)))
 	assert.Equal(t, "Great read — try <b>this</b>", bob.text(".comment .card-text"), "comments are text")
 	assert.Contains(t, bob.text(".comment .card-footer"), "Delete", "bob may delete his comment")
+	bob.check("article, a reader's")
 	bob.shot("article")
 	bob.step("your feed", visit(base+"/?feed=your"), chromedp.WaitVisible(css(`.preview-link`)))
-	assert.Contains(t, bob.text(".feed-toggle .active"), "Your Feed")
+	assert.Contains(t, bob.text(`.feed-toggle [aria-current="page"]`), "Your Feed")
+	bob.check("home, your feed")
 	bob.step("favorites", visit(base+"/profile/bob/favorites"), chromedp.WaitVisible(css(`.preview-link`)))
-	assert.Contains(t, bob.text(".articles-toggle .active"), "Favorited Articles")
+	assert.Contains(t, bob.text(`.articles-toggle [aria-current="page"]`), "Favorited Articles")
+	bob.check("profile, favorites")
 	bob.shot("profile-favorites")
 
-	alice.step("sees the comment without its delete button", visit(base+"/article/how-to-train-your-dragon"), chromedp.WaitVisible(css(`.comment .card-text`)))
-	assert.NotContains(t, alice.text(".comments"), "Delete", "only its author sees a comment's delete button")
+	alice.step("sees the comment without its delete link", visit(base+"/article/how-to-train-your-dragon"), chromedp.WaitVisible(css(`.comment .card-text`)))
+	assert.NotContains(t, alice.text(".comments"), "Delete", "only its author sees a comment's delete link")
 	alice.step("edit",
-		chromedp.Click(css(`.banner a[href="/editor/how-to-train-your-dragon"]`)), chromedp.WaitVisible(css(`input[placeholder="Article Title"]`)),
-		chromedp.SetValue(css(`input[placeholder="What's this article about?"]`), "A gentler way"),
-		chromedp.Click(css(`button[type="submit"]`)), chromedp.WaitVisible(css(".article-page")))
+		chromedp.Click(css(`.banner a[href="/editor/how-to-train-your-dragon"]`)), chromedp.WaitVisible(css("#title")),
+		chromedp.SetValue(css("#description"), "A gentler way"))
+	assert.Equal(t, "dragons\ntraining", alice.value("#tags"), "the editor shows the tags, one per line")
+	alice.check("editor, an article")
+	alice.step("change a tag and save",
+		chromedp.SetValue(css("#tags"), "dragons\nflying"),
+		chromedp.Click(css(`form button[type="submit"]`)), chromedp.WaitVisible(css(".article-page")))
+	assert.Contains(t, alice.text(".flash"), "updated")
+	assert.Contains(t, alice.text(".article-content .tag-list"), "flying", "an edit changes the tags")
+	assert.NotContains(t, alice.text(".article-content .tag-list"), "training")
 	alice.step("profile", visit(base+"/profile/alice"), chromedp.WaitVisible(css(".preview-link")))
 	assert.Contains(t, alice.text(".preview-link p"), "A gentler way")
-	assert.Contains(t, alice.text(".articles-toggle .active"), "My Articles")
+	assert.Contains(t, alice.text(`.articles-toggle [aria-current="page"]`), "My Articles")
+	alice.check("profile, one's own")
 	alice.shot("profile")
-	alice.step("delete",
-		visit(base+"/article/how-to-train-your-dragon"), chromedp.WaitVisible(css(".article-page")),
-		chromedp.Click(css(`.banner form[action$="/delete"] button`)), chromedp.WaitVisible(css(".home-page")))
-	alice.step("gone", visit(base+"/article/how-to-train-your-dragon"), chromedp.WaitVisible(css(".error-page")))
-	assert.Contains(t, alice.text(".error-page h1"), "Not found")
 
-	alice.step("settings", visit(base+"/settings"), chromedp.WaitVisible(css(`textarea[placeholder="Short bio about you"]`)))
+	alice.step("settings", visit(base+"/settings"), chromedp.WaitVisible(css("#bio")))
+	alice.check("settings")
 	alice.shot("settings")
 	alice.step("change bio and password",
-		chromedp.SetValue(css(`textarea[placeholder="Short bio about you"]`), "I train dragons."),
-		typeInto(`input[placeholder="New Password"]`, "alice-password-2"),
-		typeInto(`input[placeholder^="Current Password"]`, "alice-password-1"),
-		chromedp.Click(css(`button[type="submit"]`)), chromedp.WaitVisible(css(".profile-page")))
+		chromedp.SetValue(css("#bio"), "I train dragons."),
+		typeInto("#password", "alice-password-2"),
+		typeInto("#currentPassword", "alice-password-1"),
+		chromedp.Click(css(`form[action="/settings"] button[type="submit"]`)), chromedp.WaitVisible(css(".profile-page")))
 	assert.Contains(t, alice.text(".user-info p"), "I train dragons.")
+	assert.Contains(t, alice.text(".flash"), "saved")
 	alice.step("sign out",
 		visit(base+"/settings"), chromedp.WaitVisible(css(`form[action="/logout"] button`)),
-		chromedp.Click(css(`form[action="/logout"] button`)), chromedp.WaitVisible(css(`a[href="/login"]`)))
+		chromedp.Click(css(`form[action="/logout"] button`)), chromedp.WaitVisible(css(`header a[href="/register"]`)))
+	assert.Contains(t, alice.text(".flash"), "signed out")
 	alice.step("old password refused",
-		visit(base+"/login"), typeInto(`input[placeholder="Email"]`, "alice@example.com"), typeInto(`input[placeholder="Password"]`, "alice-password-1"),
-		chromedp.Click(css(`button[type="submit"]`)), chromedp.WaitVisible(css(".error-messages")))
-	assert.Contains(t, alice.text(".error-messages"), "email or password is invalid")
-	assert.Equal(t, "alice@example.com", func() string {
-		v, err := chromedp.Run(alice.ctx, chromedp.Value(css(`input[placeholder="Email"]`)))
-		require.NoError(t, err)
-		return v
-	}(), "what was typed is kept")
+		visit(base+"/login"), chromedp.WaitVisible(css("#email")), typeInto("#email", "alice@example.com"), typeInto("#password", "alice-password-1"),
+		chromedp.Click(css(`form button[type="submit"]`)), chromedp.WaitVisible(css(".error-summary")))
+	assert.Contains(t, alice.text(".error-summary"), "Email or password is invalid")
+	assert.Equal(t, "alice@example.com", alice.value("#email"), "what was typed is kept")
+	assert.Equal(t, "error-summary", alice.focused(), "the focus is on what went wrong")
+	assert.Equal(t, "Error: Sign in — Conduit", alice.title())
+	alice.check("sign in, refused")
 	alice.shot("login")
 	alice.step("new password works",
-		chromedp.SetValue(css(`input[placeholder="Password"]`), "alice-password-2"),
-		chromedp.Click(css(`button[type="submit"]`)), chromedp.WaitVisible(css(`a[href="/profile/alice"]`)))
+		chromedp.SetValue(css("#password"), "alice-password-2"),
+		chromedp.Click(css(`form button[type="submit"]`)), chromedp.WaitVisible(css(`header a[href="/profile/alice"]`)))
 
 	xss := "<script>alert('script')</script>\n\n<img src=x onerror=\"alert('onerror')\">\n\n[click me](javascript:alert('link'))\n\n<svg onload=\"alert('svg')\"></svg>"
-	alice.step("publish XSS",
-		visit(base+"/editor"), chromedp.WaitVisible(css(`input[placeholder="Article Title"]`)),
-		typeInto(`input[placeholder="Article Title"]`, "Hostile markdown"),
-		typeInto(`input[placeholder="What's this article about?"]`, "It should do nothing"),
-		chromedp.SetValue(css(`textarea[placeholder="Write your article (in markdown)"]`), xss),
-		chromedp.Click(css(`button[type="submit"]`)), chromedp.WaitVisible(css(".article-page")))
+	alice.publish("Hostile markdown", "It should do nothing", xss)
 	bob.step("read XSS", visit(base+"/article/hostile-markdown"), chromedp.WaitVisible(css(".markdown")))
-	bob.step("home with the XSS article", visit(base+"/"), chromedp.WaitVisible(css(".preview-link")))
+	bob.step("home with the XSS article", visit(base+"/?feed=global"), chromedp.WaitVisible(css(".preview-link")))
+	bob.check("home, global feed")
 	bob.shot("home")
 	time.Sleep(300 * time.Millisecond)
-	dmu.Lock()
-	assert.Empty(t, dialogs, "no script ran")
-	dmu.Unlock()
+	b.dmu.Lock()
+	assert.Empty(t, b.dialogs, "no script ran")
+	b.dmu.Unlock()
 	html, err := chromedp.Run(bob.ctx, chromedp.OuterHTML(chromedp.CSS("html")))
 	require.NoError(t, err)
 	assert.False(t, regexp.MustCompile(`(?i)onerror|onload|javascript:`).MatchString(html), "no handler or javascript: URL reaches the page")
+
+	alice.step("delete asks first",
+		visit(base+"/article/how-to-train-your-dragon"), chromedp.WaitVisible(css(".article-page")),
+		chromedp.Click(css(`.banner a[href$="/delete"]`)), chromedp.WaitVisible(css(".confirm-page")))
+	assert.Contains(t, alice.text(".confirm-page"), "How to train your dragon")
+	alice.check("delete an article?")
+	alice.step("cancel keeps it", chromedp.Click(css(`.confirm-page a`)), chromedp.WaitVisible(css(".article-page")))
+	alice.step("delete",
+		chromedp.Click(css(`.banner a[href$="/delete"]`)), chromedp.WaitVisible(css(".confirm-page")),
+		chromedp.Click(css(`.confirm-page button`)), chromedp.WaitVisible(css(".profile-page")))
+	assert.Contains(t, alice.text(".flash"), "deleted", "it says it is done")
+	assert.Equal(t, base+"/profile/alice", alice.location())
+	alice.step("gone", visit(base+"/article/how-to-train-your-dragon"), chromedp.WaitVisible(css(".error-page")))
+	assert.Contains(t, alice.text(".error-page h1"), "Not found")
+	alice.check("not found")
 	if errors.Is(context.Cause(bob.ctx), context.Canceled) {
 		t.Fatal("the browser went away")
 	}

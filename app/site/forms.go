@@ -1,0 +1,139 @@
+package site
+
+import (
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// field is one form field as the "field" template prints it: a visible
+// label, the rule as a hint before anyone submits, and after a refusal the
+// message tied to the field (aria-describedby, aria-invalid).
+type field struct {
+	ID, Name, Label string
+	// API is the field's names in the api's messages, space-separated
+	// ("tagList tag"): a message that starts with one belongs to this
+	// field; one that starts with the first is shown starting with Label
+	// instead ("currentPassword is required" → "Current password is
+	// required").
+	API                 string
+	Type                string // input type; "" with Rows > 0 is a textarea
+	Value               string
+	Hint                string
+	Autocomplete        string
+	Required, Large     bool
+	Rows                int
+	MaxLength           int
+	Errors              []string
+	Autofocus, NoSubmit bool
+}
+
+// DescribedBy is the ids of the hint and the error, for aria-describedby.
+func (f field) DescribedBy() string {
+	var ids []string
+	if f.Hint != "" {
+		ids = append(ids, f.ID+"-hint")
+	}
+	if len(f.Errors) > 0 {
+		ids = append(ids, f.ID+"-error")
+	}
+	return strings.Join(ids, " ")
+}
+
+// problem is one line of a refused form's error summary: the message and,
+// when it is about a field, a link to it.
+type problem struct {
+	Message, Href string
+}
+
+// formView is a form: where it goes, its fields, and after a refusal the
+// summary that takes the focus (the page title says "Error:" too).
+type formView struct {
+	Action, Submit, Next string
+	Fields               []field
+	Problems             []problem
+}
+
+// Failed reports whether the form was refused.
+func (f formView) Failed() bool { return len(f.Problems) > 0 }
+
+// refuse ties the api's messages to the fields they are about: each
+// message that starts with a field's api name is shown under that field,
+// spoken as its label ("currentPassword is required" → "Current password
+// is required"); the rest are the form's. All go in the summary.
+func (f *formView) refuse(msgs []string) {
+	for _, m := range msgs {
+		i := f.fieldFor(m)
+		if i < 0 {
+			f.Problems = append(f.Problems, problem{Message: sentence(m)})
+			continue
+		}
+		fl := &f.Fields[i]
+		if api, _, _ := strings.Cut(fl.API, " "); strings.HasPrefix(m, api+" ") {
+			m = fl.Label + strings.TrimPrefix(m, api)
+		} else {
+			m = sentence(m)
+		}
+		fl.Errors = append(fl.Errors, m)
+		f.Problems = append(f.Problems, problem{Message: m, Href: "#" + fl.ID})
+	}
+	if len(f.Problems) == 0 {
+		f.Problems = append(f.Problems, problem{Message: "The form was refused. Check it and try again."})
+	}
+}
+
+// fieldFor is the index of the field m is about, or -1. "email or
+// password is invalid" is about the pair, not the email.
+func (f *formView) fieldFor(m string) int {
+	word, rest, _ := strings.Cut(m, " ")
+	if strings.HasPrefix(rest, "or ") {
+		return -1
+	}
+	for i, fl := range f.Fields {
+		if slices.Contains(strings.Fields(fl.API), word) {
+			return i
+		}
+	}
+	return -1
+}
+
+// sentence starts s with a capital letter.
+func sentence(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
+}
+
+// tagsOf splits the editor's tags field: one tag per line or between
+// commas (Enter in the field starts a new line, never submits the form).
+func tagsOf(text string) []string {
+	var out []string
+	for _, t := range strings.FieldsFunc(text, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Rules as people read them before they submit.
+const (
+	usernameHint = "Letters, digits, “_”, “.” or “-”; at most 64."
+	passwordHint = "At least 12 characters; not a common password."
+	tagsHint     = "Press Enter or type a comma after each tag."
+	markdownHint = "Markdown: **bold**, _italic_, `code`, lists, links, tables."
+)
+
+// Form field constructors: the same field looks and reads the same on
+// every form.
+func usernameField(v string) field {
+	return field{ID: "username", Name: "username", API: "username", Label: "Username", Type: "text", Value: v, Hint: usernameHint,
+		Autocomplete: "username", Required: true, Large: true, MaxLength: 64}
+}
+
+func emailField(v string) field {
+	return field{ID: "email", Name: "email", API: "email", Label: "Email", Type: "email", Value: v, Autocomplete: "email", Required: true, Large: true, MaxLength: 254}
+}
