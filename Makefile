@@ -8,7 +8,7 @@ CONFIG ?=
 REALWORLD ?= ../shared/realworld
 export REALWORLD
 
-.PHONY: staticcheck twin twin-test twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
+.PHONY: lighthouse staticcheck twin twin-test twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
 ## test: everything CI runs — formatting, vet, the workflow lint, unit tests,
 ## the Postman suite, and the arm64 release run under qemu-user. It first
@@ -32,7 +32,7 @@ lint-workflows:
 release-smoke: build
 	bash scripts/release-smoke.sh
 
-## tools: newman (npm) for the Postman suite.
+## tools: newman (the Postman suite) and axe-core (the browser suite's audits), from npm.
 tools: node_modules/.bin/newman
 node_modules/.bin/newman: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -71,9 +71,16 @@ FORCE:
 bench: bin/conduit
 	$(GO) run ./app/cmd/conduit-bench --conduit bin/conduit -c 32 -d 10s $(BENCHFLAGS)
 
-## screenshots: docs/screenshots/*.png, one per screen, from the real browser run.
-screenshots:
+## screenshots: docs/screenshots/*.png, each screen at desktop and phone size
+## (<name>-phone.png), from the real browser run.
+screenshots: tools
 	$(GO) test -count=1 -run TestBrowserFlows ./app/cmd/conduit -args -screenshots=$(CURDIR)/docs/screenshots
+
+## lighthouse: Lighthouse 12 on home, an article, a profile and the forms, mobile
+## and desktop; fails below accessibility/performance/best practices 95, SEO 90.
+## Not in make test (about 3 minutes; installs 200 MB into scripts/lighthouse).
+lighthouse:
+	bash scripts/lighthouse.sh
 
 ## twin: STACK's twin on this machine (root): the plan's network as namespaces,
 ## its security groups as nftables, AWS as stand-ins, every instance booted from
@@ -115,7 +122,8 @@ check-fmt:
 vet:
 	$(GO) vet ./...
 
-unit:
+## unit: every Go test (the browser suite audits each screen with axe-core, from tools).
+unit: tools
 	CI=$${CI:-true} $(GO) test -count=1 ./...
 
 ## plan: print a stack's resource graph offline (FORMAT=text|json|mermaid|dot|cost), e.g.

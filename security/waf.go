@@ -117,7 +117,7 @@ func ContentWrites() []ContentWrite {
 		{"^POST$", "^/api/articles/[a-z0-9-]+/comments$"},
 		{"^PUT$", "^/api/user$"},
 		{"^POST$", "^/editor(/[a-z0-9-]+)?$"},
-		{"^POST$", "^/article/[a-z0-9-]+/comments$"},
+		{"^POST$", "^/article/[a-z0-9-]+(/comments)?$"},
 		{"^POST$", "^/settings$"},
 	}
 }

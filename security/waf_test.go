@@ -241,6 +241,7 @@ func TestWebACLLetsContentWritesThroughAndBlocksTheSameBodiesElsewhere(t *testin
 		{request{"POST", "/editor", code}, "allow"},
 		{request{"POST", "/editor/how-to-train-your-dragon", code}, "allow"},
 		{request{"POST", "/article/how-to-train-your-dragon/comments", code}, "allow"},
+		{request{"POST", "/article/how-to-train-your-dragon", code}, "allow"},
 		{request{"POST", "/settings", []string{"CrossSiteScripting_BODY"}}, "allow"},
 		{request{"POST", "/login", code}, "block by " + security.BodyRuleName},
 		{request{"POST", "/article/x/delete", []string{"SizeRestrictions_BODY"}}, "block by " + security.BodyRuleName},

@@ -704,10 +704,13 @@ func (s *Site) profilePage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "profile", view)
 }
 
-// robots tells crawlers what is worth indexing: the articles and
-// profiles, not the forms.
+// robots tells crawlers they may read the site (articles, profiles, and
+// the sign-in forms people search for), but not the confirmation pages of
+// deletions (signed-out visitors only get the sign-in form there anyway).
 func (s *Site) robots(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=86400")
-	_, _ = io.WriteString(w, "User-agent: *\nDisallow: /editor\nDisallow: /settings\nDisallow: /login\nDisallow: /register\nAllow: /\n")
+	_, _ = io.WriteString(w, robotsTxt)
 }
+
+const robotsTxt = "User-agent: *\nAllow: /\nDisallow: /*/delete\n"

@@ -1,7 +1,9 @@
 package site_test
 
 import (
+	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -285,5 +288,96 @@ func TestMarkdownRendersInert(t *testing.T) {
 		for _, s := range tt.must {
 			assert.Contains(t, out, strings.ToLower(s), "%s: %s", tt.name, out)
 		}
+	}
+}
+
+func TestPagesAndStylesheetAreCompressedWhenTheClientTakesGzip(t *testing.T) {
+	srv := siteServer(t, apiServer(t).URL, false)
+	get := func(path, accept string) *http.Response {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Accept-Encoding", accept)
+		resp, err := http.DefaultTransport.RoundTrip(req) // no transparent decompression
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	tests := []struct {
+		accept string
+		gzip   bool
+	}{
+		{"gzip, deflate, br", true},
+		{"br;q=1, gzip;q=0.5", true},
+		{"*", true},
+		{"gzip;q=0", false},
+		{"identity", false},
+		{"", false},
+	}
+	home := get("/", "")
+	body, _ := io.ReadAll(home.Body)
+	css := regexp.MustCompile(`href="(/assets/site\.[0-9a-f]{12}\.css)"`).FindStringSubmatch(string(body))[1]
+	for _, tt := range tests {
+		for _, path := range []string{"/", css} {
+			resp := get(path, tt.accept)
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.Contains(t, resp.Header.Values("Vary"), "Accept-Encoding", path)
+			if !tt.gzip {
+				assert.Empty(t, resp.Header.Get("Content-Encoding"), "%s with %q", path, tt.accept)
+				continue
+			}
+			assert.Equal(t, "gzip", resp.Header.Get("Content-Encoding"), "%s with %q", path, tt.accept)
+			zr, err := gzip.NewReader(resp.Body)
+			require.NoError(t, err)
+			plain, err := io.ReadAll(zr)
+			require.NoError(t, err)
+			assert.Equal(t, resp.Header.Get("Content-Length"), strconv.Itoa(int(resp.ContentLength)))
+			assert.NotEmpty(t, plain)
+		}
+	}
+}
+
+// The CSRF token a page carries is different in every response (masked
+// with a fresh pad), so a compressed page's length says nothing about it;
+// each masked form is accepted, a tampered one is not.
+func TestTheFormTokenChangesEveryResponseAndEachWorks(t *testing.T) {
+	b := newBrowser(t, siteServer(t, apiServer(t).URL, false).URL)
+	signUp(t, b, "erin")
+	_, one := b.get("/editor")
+	_, two := b.get("/editor")
+	t1, t2 := csrfRE.FindStringSubmatch(one)[1], csrfRE.FindStringSubmatch(two)[1]
+	assert.NotEqual(t, t1, t2)
+	for i, tok := range []string{t1, t2} {
+		resp, _ := b.postRaw("/editor", url.Values{"csrf": {tok}, "title": {fmt.Sprintf("Token %d", i)}, "description": {"d"}, "body": {"b"}}, nil)
+		assert.Equal(t, http.StatusSeeOther, resp.StatusCode, "masked token %d", i)
+	}
+	tampered := []byte(t1)
+	tampered[len(tampered)-2] ^= 1
+	resp, _ := b.postRaw("/editor", url.Values{"csrf": {string(tampered)}, "title": {"Tampered"}, "description": {"d"}, "body": {"b"}}, nil)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
+
+func TestRobotsTxtAndDescriptions(t *testing.T) {
+	api := apiServer(t)
+	b := newBrowser(t, siteServer(t, api.URL, false).URL)
+	resp, body := b.get("/robots.txt")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, resp.Header.Get("Content-Type"), "text/plain")
+	assert.Contains(t, body, "User-agent: *")
+	assert.Contains(t, body, "Disallow: /*/delete")
+	signUp(t, b, "frank")
+	resp, _ = b.post("/editor", "/editor", url.Values{"title": {"Described"}, "description": {"A line about <it>"}, "body": {"b"}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	titles := map[string]bool{}
+	for path, description := range map[string]string{
+		"/":                  "a place to share your knowledge",
+		"/article/described": "A line about &lt;it&gt;",
+		"/profile/frank":     "Articles by frank on Conduit.",
+		"/settings":          "a place to share your knowledge",
+	} {
+		_, page := b.get(path)
+		assert.Contains(t, page, `<meta name="description" content="`, path)
+		assert.Regexp(t, `<meta name="description" content="[^"]*`+regexp.QuoteMeta(description), page, path)
+		title := regexp.MustCompile(`<title>([^<]*)</title>`).FindStringSubmatch(page)[1]
+		assert.False(t, titles[title], "%s shares its title %q", path, title)
+		titles[title] = true
 	}
 }

@@ -51,13 +51,28 @@ var contentEndpoints = []struct {
 	{"^POST$", "^/api/articles/[a-z0-9-]+/comments$", []string{"json.comment.body"}},
 	{"^PUT$", "^/api/user$", []string{"json.user.bio"}},
 	{"^POST$", "^/editor(?:/[a-z0-9-]+)?$", []string{"title", "description", "body"}},
-	{"^POST$", "^/article/[a-z0-9-]+/comments$", []string{"body"}},
+	{"^POST$", "^/article/[a-z0-9-]+(?:/comments)?$", []string{"body"}}, // the comment form posts to its article's address
 	{"^POST$", "^/settings$", []string{"bio"}},
 }
 
 // contentAttackTags are the CRS tags whose rules code samples set off.
 var contentAttackTags = []string{
 	"attack-sqli", "attack-xss", "attack-rce", "attack-injection-php", "attack-injection-generic", "attack-lfi",
+}
+
+// ContentRoute is a request that carries user-written text: a method and
+// a path, regular expressions matched in full.
+type ContentRoute struct{ Methods, Path string }
+
+// ContentRoutes are the routes whose content fields the CRS exclusions
+// cover; the AWS WAF in front (security.ContentWrites) must let the same
+// routes through, and a test holds the two to the same requests.
+func ContentRoutes() []ContentRoute {
+	out := make([]ContentRoute, len(contentEndpoints))
+	for i, e := range contentEndpoints {
+		out[i] = ContentRoute{e.methods, e.path}
+	}
+	return out
 }
 
 // exclusions renders contentEndpoints as SecLang: for each endpoint, a

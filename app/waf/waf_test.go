@@ -105,7 +105,8 @@ func TestCRSPassesContentFormsAndBlocksTheSamePayloadsElsewhere(t *testing.T) {
 	}{
 		{"new article with code", "/editor", url.Values{"csrf": {"x"}, "title": {"SQL <script>"}, "description": {"' OR 1=1 --"}, "body": {code}, "tags": {"sql"}}, false},
 		{"edited article with code", "/editor/sql-tips", url.Values{"csrf": {"x"}, "title": {"t"}, "description": {"d"}, "body": {code}}, false},
-		{"comment with code", "/article/sql-tips/comments", url.Values{"csrf": {"x"}, "body": {code}}, false},
+		{"comment with code", "/article/sql-tips", url.Values{"csrf": {"x"}, "body": {code}}, false},
+		{"comment with code, the old form address", "/article/sql-tips/comments", url.Values{"csrf": {"x"}, "body": {code}}, false},
 		{"bio with code", "/settings", url.Values{"csrf": {"x"}, "bio": {code}, "username": {"jake"}, "email": {"jake@example.com"}}, false},
 		{"payload in tags", "/editor", url.Values{"csrf": {"x"}, "title": {"t"}, "description": {"d"}, "body": {"b"}, "tags": {"<script>alert(1)</script>"}}, true},
 		{"payload in the image URL", "/settings", url.Values{"csrf": {"x"}, "image": {"javascript:alert(document.cookie)<script>alert(1)</script>"}}, true},

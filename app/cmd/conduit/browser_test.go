@@ -126,7 +126,7 @@ func (p *person) shot(name string) {
 			file += "-" + z.name
 		}
 		require.NoError(p.t, chromedp.Do(ctx, at(z)))
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG (below it, JPEG)
 		require.NoError(p.t, err)
 		require.NoError(p.t, os.WriteFile(filepath.Join(*screenshots, file+".png"), png, 0o644))
 	}
@@ -316,6 +316,14 @@ func TestBrowserFlows(t *testing.T) {
 	assert.Contains(t, alice.text(".article-content .tag-list"), "dragons")
 	assert.Contains(t, alice.text(".article-content .tag-list"), "training")
 	alice.check("article, the author's")
+
+	anon := b.person("anonymous")
+	anon.step("article, signed out", visit(base+"/article/how-to-train-your-dragon"), chromedp.WaitVisible(css(".article-page")))
+	anon.check("article, signed out")
+	anon.step("profile, signed out", visit(base+"/profile/alice"), chromedp.WaitVisible(css(".profile-page")))
+	anon.check("profile, signed out")
+	anon.step("sign in", visit(base+"/login"), chromedp.WaitVisible(css("#email")))
+	anon.check("sign in")
 
 	bob.signUp("bob", "bob-password-12")
 	bob.step("find by tag", chromedp.Click(css(`.sidebar a[href="/?tag=dragons"]`)), chromedp.WaitVisible(css(`.preview-link`)))
