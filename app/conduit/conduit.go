@@ -24,6 +24,16 @@ type User struct {
 	LastWrite time.Time
 }
 
+// Session is one sign-in: its token carries ID. It ends when signed out,
+// when Expires passes (the absolute lifetime), or when it has not been
+// used for the idle timeout since Seen.
+type Session struct {
+	ID      string
+	UserID  string
+	Seen    time.Time
+	Expires time.Time
+}
+
 // Profile is u as seen by someone who does not follow them.
 func (u *User) Profile() Profile { return Profile{Username: u.Username, Bio: u.Bio, Image: u.Image} }
 

@@ -49,6 +49,12 @@ type Store interface {
 	// WithRequest marks ctx as one request's (the store may share reads
 	// between its calls).
 	WithRequest(ctx context.Context) context.Context
+	// Sessions (sign-in to sign-out) and quotas (uses per window).
+	StartSession(ctx context.Context, s *conduit.Session) error
+	Session(ctx context.Context, id string) (*conduit.Session, error)
+	TouchSession(ctx context.Context, id string, now time.Time) error
+	EndSession(ctx context.Context, id string) error
+	Take(ctx context.Context, key string, limit int, window time.Duration, now time.Time) (bool, time.Duration, error)
 }
 
 // Options configures the API.
@@ -62,11 +68,18 @@ type Options struct {
 	DBTimeout time.Duration
 	// BcryptCost for password hashes. Defaults to bcrypt.DefaultCost.
 	BcryptCost int
-	// Sign-in throttling (see throttle.go): failed sign-ins allowed per
-	// account and per client address in each window. Defaults: 5, 50,
+	// Password throttling (see throttle.go): failed password checks
+	// allowed per account from one client address, per client address,
+	// and per account from anywhere, in each window. Defaults: 5, 50, 500,
 	// 15 minutes.
-	LoginFailuresPerAccount, LoginFailuresPerClient int
-	LoginWindow                                     time.Duration
+	LoginFailuresPerAccount, LoginFailuresPerClient, LoginFailuresPerAccountAnywhere int
+	LoginWindow                                                                      time.Duration
+	// Quotas bound what one account may write (see quotas.go).
+	Quotas Quotas
+	// SessionIdle is how long a session may go unused before it ends
+	// (ASVS 3.3.2). Defaults to 30 minutes. The absolute lifetime is the
+	// tokens' TTL.
+	SessionIdle time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-Proto is believed
 	// (the web tier, the internal load balancer): HSTS goes on answers to
 	// requests that arrived over HTTPS.
@@ -82,6 +95,7 @@ type API struct {
 	draining atomic.Bool
 	mux      *http.ServeMux
 	throttle *throttle
+	now      func() time.Time
 }
 
 // New builds the API.
@@ -101,11 +115,23 @@ func New(store Store, tokens *Tokens, log *slog.Logger, opts Options) *API {
 	if opts.LoginFailuresPerClient == 0 {
 		opts.LoginFailuresPerClient = 50
 	}
+	if opts.LoginFailuresPerAccountAnywhere == 0 {
+		opts.LoginFailuresPerAccountAnywhere = 500
+	}
+	opts.Quotas = Quotas{
+		Registrations:      opts.Quotas.Registrations.or(DefaultQuotas.Registrations),
+		Articles:           opts.Quotas.Articles.or(DefaultQuotas.Articles),
+		Comments:           opts.Quotas.Comments.or(DefaultQuotas.Comments),
+		CommentsPerArticle: opts.Quotas.CommentsPerArticle.or(DefaultQuotas.CommentsPerArticle),
+	}
+	if opts.SessionIdle == 0 {
+		opts.SessionIdle = 30 * time.Minute
+	}
 	if opts.LoginWindow == 0 {
 		opts.LoginWindow = 15 * time.Minute
 	}
-	a := &API{store: store, tokens: tokens, opts: opts, log: log, mux: http.NewServeMux(),
-		throttle: newThrottle(opts.LoginFailuresPerAccount, opts.LoginFailuresPerClient, opts.LoginWindow)}
+	a := &API{store: store, tokens: tokens, opts: opts, log: log, mux: http.NewServeMux(), now: time.Now,
+		throttle: newThrottle(opts.LoginFailuresPerAccount, opts.LoginFailuresPerClient, opts.LoginFailuresPerAccountAnywhere, opts.LoginWindow)}
 	a.routes()
 	return a
 }
@@ -123,6 +149,7 @@ func (a *API) routes() {
 
 	m.Handle("POST /api/users", a.handle(a.register, public))
 	m.Handle("POST /api/users/login", a.handle(a.login, public))
+	m.Handle("POST /api/users/logout", a.handle(a.signOut, required))
 	m.Handle("GET /api/user", a.handle(a.currentUser, required))
 	m.Handle("PUT /api/user", a.handle(a.updateUser, required))
 

@@ -66,7 +66,7 @@ func newServerWith(t *testing.T, proxied bool, opts httpapi.Options, log *slog.L
 	tokens, err := httpapi.NewTokens(httpapi.Secret(strings.Repeat("k", 32)), time.Hour)
 	require.NoError(t, err)
 	api := httpapi.New(st, tokens, log, opts)
-	srv := httptest.NewServer(observe.NewMetrics("api").Middleware(log, httpapi.Route, nil, api))
+	srv := httptest.NewServer(observe.NewMetrics("api").Middleware(log, httpapi.Route, opts.TrustedProxies, api))
 	t.Cleanup(srv.Close)
 	return srv, proxy
 }
@@ -75,6 +75,7 @@ type client struct {
 	t     *testing.T
 	base  string
 	token string
+	from  string // the client address a trusted proxy says (X-Forwarded-For)
 }
 
 func (c *client) do(method, path, body string) (int, map[string]any) {
@@ -84,6 +85,9 @@ func (c *client) do(method, path, body string) (int, map[string]any) {
 	req.Header.Set("Content-Type", "application/json")
 	if c.token != "" {
 		req.Header.Set("Authorization", "Token "+c.token)
+	}
+	if c.from != "" {
+		req.Header.Set("X-Forwarded-For", c.from)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(c.t, err)

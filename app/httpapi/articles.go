@@ -142,6 +142,9 @@ func (a *API) createArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 	if err != nil {
 		return err
 	}
+	if err := a.take(r.Context(), a.opts.Quotas.Articles, "articles", "articles/"+me.ID); err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	art := &conduit.Article{Title: in.Title, Description: in.Description, Body: in.Body, TagList: tags,
 		AuthorID: me.ID, CreatedAt: now, UpdatedAt: now, Author: me.Profile()}
@@ -295,6 +298,18 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	}
 	if err := conduit.Text("body", req.Comment.Body, conduit.MaxComment); err != nil {
 		return err
+	}
+	art, err := a.store.ArticleBySlug(r.Context(), me, slug)
+	if err != nil {
+		return err
+	}
+	if err := a.take(r.Context(), a.opts.Quotas.Comments, "comments", "comments/"+me.ID); err != nil {
+		return err
+	}
+	if art.AuthorID != me.ID { // an author can always answer under their own article
+		if err := a.take(r.Context(), a.opts.Quotas.CommentsPerArticle, "comments on this article", "comments/"+me.ID+"/"+art.ID); err != nil {
+			return err
+		}
 	}
 	now := time.Now().UTC()
 	c := &conduit.Comment{AuthorID: me.ID, Body: req.Comment.Body, CreatedAt: now, UpdatedAt: now, Author: me.Profile()}

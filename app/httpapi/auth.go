@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -88,22 +90,27 @@ func KeyID(k Secret) string {
 
 const issuer = "conduit"
 
-// claims are a token's: the registered ones and the user's credential
-// version it was issued for.
+// claims are a token's: the registered ones, the user's credential
+// version it was issued for, and its session.
 type claims struct {
 	jwt.RegisteredClaims
-	Cred int `json:"cred"`
+	Cred int    `json:"cred"`
+	Sid  string `json:"sid"`
 }
 
-// Issue returns a token for the user id at credential version cred.
-func (t *Tokens) Issue(userID string, cred int) (string, error) {
+// TTL is how long a token lasts: a session's absolute lifetime.
+func (t *Tokens) TTL() time.Duration { return t.ttl }
+
+// Issue returns a token for the user id at credential version cred, in
+// the session sid.
+func (t *Tokens) Issue(userID string, cred int, sid string) (string, error) {
 	t.mu.RLock()
 	key := t.current
 	t.mu.RUnlock()
 	now := t.now()
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer: issuer, Subject: userID, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
-	}, Cred: cred})
+	}, Cred: cred, Sid: sid})
 	tok.Header["kid"] = KeyID(key)
 	s, err := tok.SignedString([]byte(key))
 	if err != nil {
@@ -133,29 +140,39 @@ func (t *Tokens) key(tok *jwt.Token) (any, error) {
 	return nil, errUnknownKey
 }
 
-// Verify returns the user id and credential version of a valid token.
-func (t *Tokens) Verify(token string) (string, int, error) {
-	id, cred, err := t.verify(token)
-	if errors.Is(err, errUnknownKey) && t.refresh() {
-		id, cred, err = t.verify(token)
-	}
-	if err != nil {
-		return "", 0, conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
-	}
-	return id, cred, nil
+// Verified is what a valid token says: whose it is, at which credential
+// version, in which session.
+type Verified struct {
+	UserID  string
+	Cred    int
+	Session string
 }
 
-func (t *Tokens) verify(token string) (string, int, error) {
+// Verify returns what a valid token says.
+func (t *Tokens) Verify(token string) (Verified, error) {
+	v, err := t.verify(token)
+	if errors.Is(err, errUnknownKey) && t.refresh() {
+		v, err = t.verify(token)
+	}
+	if err != nil {
+		return Verified{}, conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
+	}
+	return v, nil
+}
+
+func (t *Tokens) verify(token string) (Verified, error) {
 	var c claims
 	_, err := jwt.ParseWithClaims(token, &c, t.key,
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(issuer), jwt.WithExpirationRequired(), jwt.WithTimeFunc(t.now))
 	if err != nil {
-		return "", 0, err
+		return Verified{}, err
 	}
-	if c.Subject == "" {
-		return "", 0, errors.New("no subject")
+	if c.Subject == "" || c.Sid == "" {
+		// A token without a session (issued before sessions were kept)
+		// cannot be signed out: sign in again.
+		return Verified{}, errors.New("no subject or session")
 	}
-	return c.Subject, c.Cred, nil
+	return Verified{UserID: c.Subject, Cred: c.Cred, Session: c.Sid}, nil
 }
 
 // refresh asks for the keys again unless it did within RefreshEvery, and
@@ -192,15 +209,58 @@ func (a *API) authenticate(r *http.Request, mode authMode) (*conduit.User, strin
 		return nil, "", conduit.Errorf(conduit.CodeUnauthorized, "authorization header must be 'Token <jwt>'")
 	}
 	token = strings.TrimSpace(token)
-	id, cred, err := a.tokens.Verify(token)
+	v, err := a.tokens.Verify(token)
 	if err != nil {
 		return nil, "", err
 	}
-	u, err := a.store.User(r.Context(), id)
-	if conduit.CodeOf(err) == conduit.CodeNotFound || err == nil && u.Cred != cred {
+	if err := a.liveSession(r.Context(), v); err != nil {
+		return nil, "", err
+	}
+	u, err := a.store.User(r.Context(), v.UserID)
+	if conduit.CodeOf(err) == conduit.CodeNotFound || err == nil && u.Cred != v.Cred {
 		return nil, "", conduit.Errorf(conduit.CodeUnauthorized, "token is invalid or expired")
 	}
 	return u, token, err
+}
+
+// errSessionEnded is a token whose session is over: signed out, idle past
+// the timeout, or past its lifetime.
+var errSessionEnded = conduit.Errorf(conduit.CodeUnauthorized, "the session has ended: sign in again")
+
+// liveSession checks that the token's session is live (read on the
+// primary: a sign-out holds on every instance at once) and marks it used,
+// at most once a minute.
+func (a *API) liveSession(ctx context.Context, v Verified) error {
+	sess, err := a.store.Session(ctx, v.Session)
+	switch {
+	case conduit.CodeOf(err) == conduit.CodeNotFound:
+		return errSessionEnded
+	case err != nil:
+		return err
+	}
+	now := a.now()
+	if sess.UserID != v.UserID || now.After(sess.Expires) || now.Sub(sess.Seen) > a.opts.SessionIdle {
+		return errSessionEnded
+	}
+	if now.Sub(sess.Seen) >= min(sessionTouchEvery, a.opts.SessionIdle/4) {
+		// Best effort: a request is not refused because its session's
+		// clock could not move; the next one tries again.
+		if err := a.store.TouchSession(ctx, sess.ID, now); err != nil && ctx.Err() == nil {
+			a.log.LogAttrs(ctx, slog.LevelDebug, "touch session", slog.Any("error", err))
+		}
+	}
+	return nil
+}
+
+// sessionTouchEvery is how often a session's last use is written: the
+// idle timeout is exact to within it.
+const sessionTouchEvery = time.Minute
+
+// newSessionID is a session's id: 128 random bits.
+func newSessionID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 type tokenKey struct{}

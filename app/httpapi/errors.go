@@ -32,7 +32,8 @@ func status(code conduit.Code) int {
 	return http.StatusInternalServerError
 }
 
-// The HTTP layer's own codes: an oversized body, a throttled sign-in.
+// The HTTP layer's own codes: an oversized body, a throttled sign-in or a
+// write past its quota.
 const (
 	codeTooLarge conduit.Code = 100
 	codeTooMany  conduit.Code = 101
@@ -45,10 +46,14 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	msg := "internal error"
 	var e *conduit.Error
 	var te *throttledError
+	var qe *quotaError
 	switch {
 	case errors.As(err, &te):
 		code, msg = codeTooMany, te.Error()
 		w.Header().Set("Retry-After", strconv.Itoa(te.seconds()))
+	case errors.As(err, &qe):
+		code, msg = codeTooMany, qe.Error()
+		w.Header().Set("Retry-After", strconv.Itoa(qe.seconds()))
 	case errors.As(err, &e):
 		code, msg = e.Code, e.Message
 	}

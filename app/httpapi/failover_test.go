@@ -73,7 +73,7 @@ func newFailoverEnv(t *testing.T, seed uint64) *failoverEnv {
 		t.Cleanup(func() { _ = st.Close(context.Background()) })
 		require.NoError(t, st.Migrate(ctx))
 		log := slog.New(slog.DiscardHandler)
-		api := httpapi.New(st, tokens, log, httpapi.Options{BcryptCost: 4, LoginFailuresPerAccount: 1000, LoginFailuresPerClient: 100000})
+		api := httpapi.New(st, tokens, log, httpapi.Options{BcryptCost: 4, LoginFailuresPerAccount: 1000, LoginFailuresPerClient: 100000, Quotas: noQuotas})
 		srv := httptest.NewServer(observe.NewMetrics("api").Middleware(log, httpapi.Route, nil, api))
 		t.Cleanup(srv.Close)
 		env.stores = append(env.stores, st)
@@ -717,3 +717,8 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
+
+// noQuotas turns the quotas off: the workload signs 40 people up from one
+// address and writes as fast as it can.
+var noQuotas = httpapi.Quotas{Registrations: httpapi.Quota{Limit: -1}, Articles: httpapi.Quota{Limit: -1},
+	Comments: httpapi.Quota{Limit: -1}, CommentsPerArticle: httpapi.Quota{Limit: -1}}

@@ -14,20 +14,34 @@ import (
 	"webstack/app/observe"
 )
 
-// Sign-in throttling. Failed sign-ins are counted per account (the email
-// asked for) and per client address, in fixed windows: past the limit,
-// every sign-in for that account or from that address is refused with 429
-// and Retry-After until the window ends — the right password included,
-// or guessing would simply continue. A success clears the account's count.
+// Password throttling: every check of a password (sign-in, and the
+// current password an account change asks for) is an attempt, counted
+// before the expensive check (bcrypt) in three fixed windows:
+//
+//   - per account and client address (LoginFailuresPerAccount, 5 in 15
+//     minutes): guessing one account from one address stops there;
+//   - per client address (LoginFailuresPerClient, 50): one address guessing
+//     many accounts;
+//   - per account from any address (LoginFailuresPerAccountAnywhere, 500): a
+//     distributed guess at one account.
+//
+// An attempt is counted when it starts (in-flight attempts count), so a
+// burst of concurrent guesses gets exactly the limit checked and the rest
+// refused (ASVS 2.2.1). A success takes its own attempt back and clears
+// the pair's count. Past a limit the attempt is refused with 429 and
+// Retry-After before any check — the right password included on that pair.
+// Someone else's guesses from elsewhere do not lock the owner out: their
+// own address is a pair of its own, until the account-wide limit, which
+// only a guess from a hundred addresses reaches (and AWS WAF's login rate
+// rule, staging/prod, bounds each address before that).
 //
 // Counts live in each api process: with N api instances behind a
 // round-robin load balancer an attacker gets at most N × the limit per
-// window. The edge bounds it independently: AWS WAF's login rate rule
-// (staging/prod) limits POST /api/users/login per client address.
+// window.
 type throttle struct {
-	perAccount, perClient int
-	window                time.Duration
-	now                   func() time.Time
+	perPair, perClient, perAccount int
+	window                         time.Duration
+	now                            func() time.Time
 
 	mu      sync.Mutex
 	entries map[string]*failures
@@ -42,61 +56,71 @@ type failures struct {
 // are swept when it is reached.
 const maxThrottleEntries = 100_000
 
-func newThrottle(perAccount, perClient int, window time.Duration) *throttle {
-	return &throttle{perAccount: perAccount, perClient: perClient, window: window, now: time.Now, entries: map[string]*failures{}}
+func newThrottle(perPair, perClient, perAccount int, window time.Duration) *throttle {
+	return &throttle{perPair: perPair, perClient: perClient, perAccount: perAccount, window: window, now: time.Now, entries: map[string]*failures{}}
 }
 
 func accountKey(email string) string { return "account:" + strings.ToLower(strings.TrimSpace(email)) }
 func clientKey(addr string) string   { return "client:" + addr }
+func pairKey(email, addr string) string {
+	return "pair:" + addr + "\x00" + strings.ToLower(strings.TrimSpace(email))
+}
 
-// blocked returns how long sign-ins for account from client must wait.
-func (t *throttle) blocked(account, client string) time.Duration {
+// attempt counts one password check of account from client, or refuses it:
+// wait > 0 is how long until it may be tried. When it is counted, done
+// must be called with the check's outcome.
+func (t *throttle) attempt(account, client string) (wait time.Duration, done func(ok bool)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	var wait time.Duration
-	for key, limit := range map[string]int{accountKey(account): t.perAccount, clientKey(client): t.perClient} {
+	keys := [3]string{pairKey(account, client), clientKey(client), accountKey(account)}
+	limits := [3]int{t.perPair, t.perClient, t.perAccount}
+	for i, key := range keys {
 		f := t.entries[key]
-		if f == nil || now.Sub(f.since) >= t.window {
-			continue
-		}
-		if f.n >= limit {
+		if f != nil && now.Sub(f.since) < t.window && f.n >= limits[i] {
 			wait = max(wait, f.since.Add(t.window).Sub(now))
 		}
 	}
-	return wait
-}
-
-// fail counts one failed sign-in.
-func (t *throttle) fail(account, client string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	if len(t.entries) >= maxThrottleEntries {
-		for k, f := range t.entries {
-			if now.Sub(f.since) >= t.window {
-				delete(t.entries, k)
-			}
-		}
+	if wait > 0 {
+		return wait, nil
 	}
-	for _, key := range []string{accountKey(account), clientKey(client)} {
+	if len(t.entries) >= maxThrottleEntries-len(keys) {
+		t.sweep(now)
+	}
+	counted := make([]*failures, 0, len(keys))
+	for _, key := range keys {
 		f := t.entries[key]
 		if f == nil || now.Sub(f.since) >= t.window {
 			if len(t.entries) >= maxThrottleEntries {
-				continue // full of live entries: count no new ones
+				// Full of live entries: refuse rather than stop counting.
+				return t.window, nil
 			}
 			f = &failures{since: now}
 			t.entries[key] = f
 		}
 		f.n++
+		counted = append(counted, f)
+	}
+	return 0, func(ok bool) {
+		if !ok {
+			return
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		for _, f := range counted[1:] {
+			f.n = max(0, f.n-1) // a success is not a failure
+		}
+		delete(t.entries, keys[0])
 	}
 }
 
-// succeed clears the account's failures.
-func (t *throttle) succeed(account string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.entries, accountKey(account))
+// sweep drops expired entries.
+func (t *throttle) sweep(now time.Time) {
+	for k, f := range t.entries {
+		if now.Sub(f.since) >= t.window {
+			delete(t.entries, k)
+		}
+	}
 }
 
 // throttledError is a refused sign-in: 429 with Retry-After.

@@ -24,43 +24,44 @@ func TestRotatingTheSigningKeySignsNobodyOut(t *testing.T) {
 	require.NoError(t, err)
 	fresh.now, stale.now = now, now
 
-	before, err := fresh.Issue("u1", 0)
+	before, err := fresh.Issue("u1", 0, "s1")
 	require.NoError(t, err)
 	grace := clock.Add(10 * time.Minute)
 	require.NoError(t, fresh.Rotate(newKey, oldKey, grace))
-	after, err := fresh.Issue("u2", 0)
+	after, err := fresh.Issue("u2", 0, "s2")
 	require.NoError(t, err)
 	assert.NotEqual(t, KeyID(oldKey), fresh.CurrentKeyID())
 
 	// The fresh instance takes both.
 	for _, tok := range []string{before, after} {
-		_, _, err := fresh.Verify(tok)
+		_, err := fresh.Verify(tok)
 		assert.NoError(t, err)
 	}
 	// The stale one reads the keys again when it meets the new one.
 	var refreshes atomic.Int32
 	stale.Refresh = func() { refreshes.Add(1); _ = stale.Rotate(newKey, oldKey, grace) }
-	id, _, err := stale.Verify(after)
+	v, err := stale.Verify(after)
+	id := v.UserID
 	require.NoError(t, err, "a token of the new key, on an instance that had not read it")
 	assert.Equal(t, "u2", id)
 	assert.EqualValues(t, 1, refreshes.Load())
-	_, _, err = stale.Verify(before)
+	_, err = stale.Verify(before)
 	assert.NoError(t, err, "and the old one still, within the grace")
 
 	// A forged key makes it read the keys at most once per RefreshEvery.
 	forger, _ := NewTokens(Secret(strings.Repeat("f", 32)), time.Hour)
 	forger.now = now
-	forged, _ := forger.Issue("u1", 0)
+	forged, _ := forger.Issue("u1", 0, "s1")
 	for range 5 {
-		_, _, err := stale.Verify(forged)
+		_, err := stale.Verify(forged)
 		assert.Error(t, err)
 	}
 	assert.EqualValues(t, 1, refreshes.Load(), "no refresh within RefreshEvery of the last")
 
 	// After the grace, the old key is retired everywhere.
 	clock = grace.Add(time.Second)
-	_, _, err = fresh.Verify(before)
+	_, err = fresh.Verify(before)
 	assert.Error(t, err, "the previous key's tokens expire with the grace")
-	_, _, err = fresh.Verify(after)
+	_, err = fresh.Verify(after)
 	assert.NoError(t, err)
 }

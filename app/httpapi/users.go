@@ -10,14 +10,40 @@ import (
 	"webstack/app/observe"
 )
 
-// userResponse answers with u and token, or a new token when token is "".
-func (a *API) userResponse(w http.ResponseWriter, st int, u *conduit.User, token string) error {
-	if token == "" {
-		var err error
-		if token, err = a.tokens.Issue(u.ID, u.Cred); err != nil {
-			return err
-		}
+// signedIn starts a session for u and answers with u and a token in it.
+// Converges: the session is one insert under a new id; a session whose
+// token never reached the client is never used, and the sweep removes it
+// when its lifetime ends.
+func (a *API) signedIn(w http.ResponseWriter, r *http.Request, st int, u *conduit.User) error {
+	now := a.now()
+	sess := &conduit.Session{ID: newSessionID(), UserID: u.ID, Seen: now, Expires: now.Add(a.tokens.TTL())}
+	if err := a.store.StartSession(r.Context(), sess); err != nil {
+		return err
 	}
+	token, err := a.tokens.Issue(u.ID, u.Cred, sess.ID)
+	if err != nil {
+		return err
+	}
+	return a.userResponse(w, st, u, token)
+}
+
+// signOut ends the session the request's token is in (an extension of
+// the RealWorld spec: POST /api/users/logout). The token is refused from
+// then on, on every instance. Ending an ended session is a success.
+func (a *API) signOut(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
+	v, err := a.tokens.Verify(presented(r))
+	if err != nil {
+		return err
+	}
+	if err := a.store.EndSession(r.Context(), v.Session); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// userResponse answers with u and token.
+func (a *API) userResponse(w http.ResponseWriter, st int, u *conduit.User, token string) error {
 	writeJSON(w, st, map[string]userJSON{"user": {Email: u.Email, Token: token, Username: u.Username, Bio: u.Bio, Image: image(u.Image)}})
 	return nil
 }
@@ -42,6 +68,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *conduit.User) 
 			return err
 		}
 	}
+	if err := a.take(r.Context(), a.opts.Quotas.Registrations, "sign-ups from this address", "register/"+observe.Client(r.Context())); err != nil {
+		return err
+	}
 	hash, err := a.hash(in.Password)
 	if err != nil {
 		return err
@@ -50,7 +79,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *conduit.User) 
 	if err := a.store.CreateUser(r.Context(), u); err != nil {
 		return takenIfConflict(err)
 	}
-	return a.userResponse(w, http.StatusCreated, u, "")
+	return a.signedIn(w, r, http.StatusCreated, u)
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
@@ -66,8 +95,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) err
 	if req.User == nil || req.User.Email == "" || req.User.Password == "" {
 		return conduit.Errorf(conduit.CodeInvalid, "email and password can't be empty")
 	}
-	email, client := req.User.Email, observe.Client(r.Context())
-	if wait := a.throttle.blocked(email, client); wait > 0 {
+	email := req.User.Email
+	wait, done := a.throttle.attempt(email, observe.Client(r.Context()))
+	if wait > 0 {
 		return &throttledError{after: wait}
 	}
 	u, err := a.store.UserByEmail(r.Context(), email)
@@ -75,12 +105,13 @@ func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) err
 	case conduit.CodeOf(err) == conduit.CodeNotFound:
 		checkPassword(string(dummyHash), req.User.Password)
 	case err != nil:
+		done(true) // not a guess: the database did not answer
 		return err
 	case checkPassword(u.PasswordHash, req.User.Password):
-		a.throttle.succeed(email)
-		return a.userResponse(w, http.StatusOK, u, "")
+		done(true)
+		return a.signedIn(w, r, http.StatusOK, u)
 	}
-	a.throttle.fail(email, client)
+	done(false)
 	a.signInFailed(r, "login", email)
 	return conduit.Errorf(conduit.CodeUnauthorized, "email or password is invalid")
 }
@@ -113,7 +144,18 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	}
 	in, u := req.User, *me
 	if in.Password != nil || in.Email != nil && !strings.EqualFold(*in.Email, me.Email) {
-		if in.CurrentPassword == nil || !checkPassword(me.PasswordHash, *in.CurrentPassword) {
+		if in.CurrentPassword == nil {
+			return conduit.Errorf(conduit.CodeForbidden, "currentPassword is required and must be right to change the password or the email")
+		}
+		// The current password is guessed like a sign-in (a stolen token
+		// must not be a free guessing oracle): the same throttle.
+		wait, done := a.throttle.attempt(me.Email, observe.Client(r.Context()))
+		if wait > 0 {
+			return &throttledError{after: wait}
+		}
+		ok := checkPassword(me.PasswordHash, *in.CurrentPassword)
+		done(ok)
+		if !ok {
 			a.signInFailed(r, "update-user", me.Email)
 			return conduit.Errorf(conduit.CodeForbidden, "currentPassword is required and must be right to change the password or the email")
 		}
@@ -161,7 +203,15 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	}
 	token := presented(r)
 	if u.Cred != me.Cred {
-		token = "" // the old one is void: a new one
+		// Every token issued before is void (other sessions end: "sign
+		// out everywhere"); this session goes on with a new one.
+		v, err := a.tokens.Verify(token)
+		if err != nil {
+			return err
+		}
+		if token, err = a.tokens.Issue(u.ID, u.Cred, v.Session); err != nil {
+			return err
+		}
 	}
 	return a.userResponse(w, http.StatusOK, &u, token)
 }

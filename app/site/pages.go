@@ -5,6 +5,7 @@ import (
 	"errors"
 	"html/template"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -298,16 +299,29 @@ func (s *Site) authenticate(w http.ResponseWriter, r *http.Request, register boo
 		s.fail(w, r, err)
 		return
 	}
-	signIn(w, s.opts.HTTPS(r), u.Token, u.Username)
+	s.jar(w, r).signIn(u.Token, u.Username)
 	http.Redirect(w, r, next(r, "/"), http.StatusSeeOther)
 }
 
+// logout ends the session on the server (the token is refused from then
+// on, wherever it was copied), then forgets it here. When the api cannot
+// be told, the browser forgets it anyway and the visitor is told the
+// session ends by itself at its idle timeout.
 func (s *Site) logout(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.form(w, r); !ok {
+	v, ok := s.form(w, r)
+	if !ok {
 		return
 	}
-	clearSession(w, s.opts.HTTPS(r))
-	flash(w, s.opts.HTTPS(r), "signed-out")
+	done := "signed-out"
+	if v.signedIn() {
+		err := s.api.do(r.Context(), http.MethodPost, "/api/users/logout", nil, v.token, nil, nil)
+		if err != nil && !hasStatus(err, http.StatusUnauthorized) {
+			s.opts.Log.LogAttrs(r.Context(), slog.LevelWarn, "sign-out not recorded by the api", slog.String("request_id", requestID(r)), slog.Any("error", err))
+			done = "signed-out-here"
+		}
+	}
+	s.jar(w, r).clearSession()
+	s.jar(w, r).flash(done)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -374,8 +388,8 @@ func (s *Site) settings(w http.ResponseWriter, r *http.Request) {
 	if token == "" {
 		token = v.token
 	}
-	signIn(w, s.opts.HTTPS(r), token, u.Username)
-	flash(w, s.opts.HTTPS(r), "settings-saved")
+	s.jar(w, r).signIn(token, u.Username)
+	s.jar(w, r).flash("settings-saved")
 	http.Redirect(w, r, "/profile/"+url.PathEscape(u.Username), http.StatusSeeOther)
 }
 
@@ -458,7 +472,7 @@ func (s *Site) publish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	flash(w, s.opts.HTTPS(r), done)
+	s.jar(w, r).flash(done)
 	http.Redirect(w, r, "/article/"+url.PathEscape(a.Slug), http.StatusSeeOther)
 }
 
@@ -510,7 +524,7 @@ func (s *Site) act(w http.ResponseWriter, r *http.Request, def, done string, f f
 		return
 	}
 	if done != "" {
-		flash(w, s.opts.HTTPS(r), done)
+		s.jar(w, r).flash(done)
 	}
 	http.Redirect(w, r, next(r, def), http.StatusSeeOther)
 }
@@ -595,7 +609,7 @@ func (s *Site) addComment(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	flash(w, s.opts.HTTPS(r), "comment-posted")
+	s.jar(w, r).flash("comment-posted")
 	http.Redirect(w, r, "/article/"+url.PathEscape(slug)+"#comments", http.StatusSeeOther)
 }
 

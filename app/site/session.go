@@ -2,6 +2,7 @@ package site
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
@@ -14,16 +15,79 @@ import (
 )
 
 // Cookies. The session cookie holds the api's token (HttpOnly: no script
-// can read it; SameSite=Lax: other sites' forms do not carry it; Secure on
-// HTTPS). The user cookie holds the username the navigation shows; it
-// grants nothing (every action is the api's, with the token). The CSRF
-// cookie pairs with a hidden field in every form.
+// can read it; SameSite=Lax: other sites' forms do not carry it). The user
+// cookie holds the username the navigation shows; it grants nothing (every
+// action is the api's, with the token). Over HTTPS every cookie is Secure
+// and named with the __Host- prefix, which browsers accept only from this
+// host over HTTPS with Path=/ and no Domain: a sibling subdomain or a
+// plain-HTTP page cannot plant one.
+//
+// CSRF: a signed-in visitor's forms carry a token derived from their
+// session token (bound to the session: a new one at every sign-in, none
+// after sign-out); a visitor who is not signed in gets a random one in the
+// csrf cookie (the sign-in and sign-up forms), which sign-in and sign-out
+// replace. Either way the field is masked afresh in each response.
 const (
 	sessionCookie = "conduit_session"
 	userCookie    = "conduit_user"
 	csrfCookie    = "conduit_csrf"
-	sessionTTL    = 72 * time.Hour // the api's token lifetime
+	sessionTTL    = 12 * time.Hour // the api's default session lifetime
 )
+
+// jar reads and writes one request's cookies under their names for its
+// scheme.
+type jar struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	secure bool
+}
+
+func (s *Site) jar(w http.ResponseWriter, r *http.Request) jar {
+	return jar{w: w, r: r, secure: s.opts.HTTPS(r)}
+}
+
+func (j jar) name(base string) string {
+	if j.secure {
+		return "__Host-" + base
+	}
+	return base
+}
+
+func (j jar) get(base string) string {
+	c, err := j.r.Cookie(j.name(base))
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+func (j jar) set(base, value string, maxAge time.Duration, sameSite http.SameSite) {
+	http.SetCookie(j.w, &http.Cookie{Name: j.name(base), Value: value, Path: "/", HttpOnly: true, Secure: j.secure,
+		SameSite: sameSite, MaxAge: int(maxAge.Seconds())})
+}
+
+func (j jar) del(base string, sameSite http.SameSite) { j.set(base, "", -time.Second, sameSite) }
+
+// signIn keeps the api's token and the username, and drops the anonymous
+// CSRF token (the session's own takes over).
+func (j jar) signIn(token, username string) {
+	j.set(sessionCookie, token, sessionTTL, http.SameSiteLaxMode)
+	j.set(userCookie, username, sessionTTL, http.SameSiteLaxMode)
+	j.del(csrfCookie, http.SameSiteStrictMode)
+}
+
+// clearSession forgets the session and the CSRF token.
+func (j jar) clearSession() {
+	j.del(sessionCookie, http.SameSiteLaxMode)
+	j.del(userCookie, http.SameSiteLaxMode)
+	j.del(csrfCookie, http.SameSiteStrictMode)
+}
+
+// sessionCSRF is the CSRF token of the session with token.
+func sessionCSRF(token string) string {
+	sum := sha256.Sum256([]byte("conduit-csrf\x00" + token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
 
 var (
 	usernameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -62,27 +126,24 @@ func (b base) SignInHref() string {
 	return loginURL(b.Here)
 }
 
-func cookie(name, value string, secure bool, maxAge time.Duration, sameSite http.SameSite) *http.Cookie {
-	return &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: secure, SameSite: sameSite, MaxAge: int(maxAge.Seconds())}
-}
-
-// visitorOf reads the visitor's cookies and gives them a CSRF token if they
-// have none yet.
+// visitorOf reads the visitor's cookies, and gives a visitor who is not
+// signed in a CSRF token if they have none yet.
 func (s *Site) visitorOf(w http.ResponseWriter, r *http.Request) visitor {
 	var v visitor
-	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
-		v.token = c.Value
-		if u, err := r.Cookie(userCookie); err == nil && usernameRE.MatchString(u.Value) {
-			v.username = u.Value
+	j := s.jar(w, r)
+	if t := j.get(sessionCookie); t != "" {
+		v.token = t
+		if u := j.get(userCookie); usernameRE.MatchString(u) {
+			v.username = u
 		}
-	}
-	if c, err := r.Cookie(csrfCookie); err == nil && csrfRE.MatchString(c.Value) {
-		v.csrf = c.Value
+		v.csrf = sessionCSRF(t)
+	} else if c := j.get(csrfCookie); csrfRE.MatchString(c) {
+		v.csrf = c
 	} else {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		v.csrf = base64.RawURLEncoding.EncodeToString(b)
-		http.SetCookie(w, cookie(csrfCookie, v.csrf, s.opts.HTTPS(r), 0, http.SameSiteStrictMode))
+		j.set(csrfCookie, v.csrf, 0, http.SameSiteStrictMode)
 	}
 	v.formToken = maskToken(v.csrf)
 	return v
@@ -122,22 +183,11 @@ func unmaskToken(s string) string {
 // engines show, and the message a redirect left.
 func (s *Site) page(w http.ResponseWriter, r *http.Request, v visitor, nav, title string) base {
 	return base{Title: title, Nav: nav, Me: v.username, CSRF: v.formToken, Here: r.URL.RequestURI(),
-		Flash: takeFlash(w, r, s.opts.HTTPS(r)), Description: defaultDescription}
+		Flash: s.jar(w, r).takeFlash(), Description: defaultDescription}
 }
 
 // defaultDescription is a page's meta description unless it has its own.
 const defaultDescription = "Conduit: a place to share your knowledge. Read articles, follow their authors, write your own."
-
-// signIn keeps the api's token and the username.
-func signIn(w http.ResponseWriter, secure bool, token, username string) {
-	http.SetCookie(w, cookie(sessionCookie, token, secure, sessionTTL, http.SameSiteLaxMode))
-	http.SetCookie(w, cookie(userCookie, username, secure, sessionTTL, http.SameSiteLaxMode))
-}
-
-func clearSession(w http.ResponseWriter, secure bool) {
-	http.SetCookie(w, cookie(sessionCookie, "", secure, -time.Second, http.SameSiteLaxMode))
-	http.SetCookie(w, cookie(userCookie, "", secure, -time.Second, http.SameSiteLaxMode))
-}
 
 // form parses a POST and checks its CSRF field against the cookie. A
 // mismatch answers 403 and returns false.
@@ -217,23 +267,22 @@ var flashes = map[string]string{
 	"comment-posted":  "Your comment was posted.",
 	"settings-saved":  "Your settings were saved.",
 	"signed-out":      "You are signed out.",
+	"signed-out-here": "You are signed out on this device. The server could not be told just now: the session ends by itself after 30 minutes unused.",
 	"published":       "The article was published.",
 	"updated":         "The article was updated.",
 }
 
 // flash sets the message the next page shows.
-func flash(w http.ResponseWriter, secure bool, key string) {
-	http.SetCookie(w, cookie(flashCookie, key, secure, time.Minute, http.SameSiteLaxMode))
-}
+func (j jar) flash(key string) { j.set(flashCookie, key, time.Minute, http.SameSiteLaxMode) }
 
-// takeFlash returns the message for r, and clears it.
-func takeFlash(w http.ResponseWriter, r *http.Request, secure bool) string {
-	c, err := r.Cookie(flashCookie)
-	if err != nil {
+// takeFlash returns the message for this request, and clears it.
+func (j jar) takeFlash() string {
+	key := j.get(flashCookie)
+	if key == "" {
 		return ""
 	}
-	http.SetCookie(w, cookie(flashCookie, "", secure, -time.Second, http.SameSiteLaxMode))
-	return flashes[c.Value]
+	j.del(flashCookie, http.SameSiteLaxMode)
+	return flashes[key]
 }
 
 func requestID(r *http.Request) string { return observe.RequestID(r.Context()) }

@@ -248,11 +248,31 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.opts.HTTPS(r) {
 		h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 	}
-	if err := s.cop.Check(r); err != nil {
+	if err := s.cop.Check(r); err != nil || !s.sameOrigin(r) {
 		s.errorPage(w, r, http.StatusForbidden, "Request refused", "A form on another site tried to send this request. If it was you, reload the page and try again.")
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// sameOrigin reports whether a form post's Origin, when the browser sends
+// one, is this site's exactly: scheme and host. (http.CrossOriginProtection
+// trusts Sec-Fetch-Site, and without it compares the Origin's host only: a
+// page on http://<this host> could post to https://<this host>.)
+func (s *Site) sameOrigin(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true // not a browser's cross-origin post: the CSRF token decides
+	}
+	scheme := "http"
+	if s.opts.HTTPS(r) {
+		scheme = "https"
+	}
+	return origin == scheme+"://"+r.Host
 }
 
 // ContentSecurityPolicy of every page: nothing but the site's own
@@ -334,7 +354,7 @@ func (s *Site) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return
 	case hasStatus(err, http.StatusUnauthorized):
-		clearSession(w, s.opts.HTTPS(r))
+		s.jar(w, r).clearSession()
 		back := ""
 		if r.Method == http.MethodGet {
 			back = r.URL.RequestURI()

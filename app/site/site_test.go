@@ -115,13 +115,19 @@ func TestSignUpSetsASessionCookieOnlyTheServerReads(t *testing.T) {
 		resp, body := b.post("/register", "/register", url.Values{"username": {"alice"}, "email": {"alice@example.com"}, "password": {"correct-horse-battery"}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
 		assert.Equal(t, "/", resp.Header.Get("Location"))
+		name := "conduit_session"
+		if https {
+			name = "__Host-conduit_session" // only this host, over HTTPS, can set it
+		}
 		var session *http.Cookie
 		for _, c := range resp.Cookies() {
-			if c.Name == "conduit_session" {
+			if c.Name == name {
 				session = c
 			}
 		}
-		require.NotNil(t, session)
+		require.NotNil(t, session, "cookie %s", name)
+		assert.Equal(t, "/", session.Path)
+		assert.Empty(t, session.Domain)
 		assert.True(t, session.HttpOnly, "no script reads the token")
 		assert.Equal(t, http.SameSiteLaxMode, session.SameSite)
 		assert.Equal(t, https, session.Secure, "Secure exactly when the visitor's side is HTTPS")
@@ -380,4 +386,59 @@ func TestRobotsTxtAndDescriptions(t *testing.T) {
 		assert.False(t, titles[title], "%s shares its title %q", path, title)
 		titles[title] = true
 	}
+}
+
+// ASVS 4.2.2 / 3.5: the CSRF token is the session's (a token from before
+// sign-in is refused after it, and one session's token does not work for
+// another); a form post whose Origin is this host on another scheme is
+// refused.
+func TestTheCSRFTokenIsBoundToTheSessionAndTheOriginToTheScheme(t *testing.T) {
+	srv := siteServer(t, apiServer(t).URL, false)
+	b := newBrowser(t, srv.URL)
+	_, page := b.get("/register")
+	before := csrfRE.FindStringSubmatch(page)[1]
+	signUp(t, b, "gina")
+	resp, _ := b.postRaw("/editor", url.Values{"csrf": {before}, "title": {"t"}, "description": {"d"}, "body": {"b"}}, nil)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "the token from before sign-in is void after it")
+
+	other := newBrowser(t, srv.URL)
+	signUp(t, other, "hank")
+	_, page = other.get("/editor")
+	hanks := csrfRE.FindStringSubmatch(page)[1]
+	resp, _ = b.postRaw("/editor", url.Values{"csrf": {hanks}, "title": {"t"}, "description": {"d"}, "body": {"b"}}, nil)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "another session's token")
+
+	_, page = b.get("/editor")
+	mine := csrfRE.FindStringSubmatch(page)[1]
+	host := strings.TrimPrefix(srv.URL, "http://")
+	resp, _ = b.postRaw("/editor", url.Values{"csrf": {mine}, "title": {"Scheme"}, "description": {"d"}, "body": {"b"}}, map[string]string{"Origin": "https://" + host})
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "the same host on another scheme is another origin")
+	resp, _ = b.postRaw("/editor", url.Values{"csrf": {mine}, "title": {"Scheme"}, "description": {"d"}, "body": {"b"}}, map[string]string{"Origin": "http://" + host})
+	assert.Equal(t, http.StatusSeeOther, resp.StatusCode, "this very origin")
+}
+
+// ASVS 3.3.1: signing out on the site ends the session on the server: the
+// old cookie, replayed, no longer opens anything.
+func TestSignOutEndsTheSessionForTheOldCookieToo(t *testing.T) {
+	srv := siteServer(t, apiServer(t).URL, false)
+	b := newBrowser(t, srv.URL)
+	signUp(t, b, "ivan")
+	u, _ := url.Parse(srv.URL)
+	var old []*http.Cookie
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == "conduit_session" || c.Name == "conduit_user" {
+			old = append(old, c)
+		}
+	}
+	require.Len(t, old, 2)
+	resp, _ := b.post("/settings", "/logout", url.Values{})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	_, home := b.get("/")
+	assert.Contains(t, home, "You are signed out.")
+
+	replay := newBrowser(t, srv.URL)
+	replay.c.Jar.SetCookies(u, old)
+	resp, _ = replay.get("/settings")
+	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	assert.Equal(t, "/login?next=%2Fsettings", resp.Header.Get("Location"), "the old cookie opens nothing")
 }

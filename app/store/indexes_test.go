@@ -311,4 +311,16 @@ func exerciseEveryOperation(t *testing.T, st *Store) {
 	time.Sleep(5 * time.Millisecond)
 	_, err = st.Repair(ctx)
 	require.NoError(t, err)
+	sess := &conduit.Session{ID: "s1", UserID: alice.ID, Seen: now, Expires: now.Add(time.Hour)}
+	require.NoError(t, st.StartSession(ctx, sess))
+	_, err = st.Session(ctx, "s1")
+	require.NoError(t, err)
+	require.NoError(t, st.TouchSession(ctx, "s1", now))
+	require.NoError(t, st.EndSession(ctx, "s1"))
+	_, err = st.SweepSessions(ctx, now)
+	require.NoError(t, err)
+	_, _, err = st.Take(ctx, "articles/"+alice.ID, 10, time.Hour, now)
+	require.NoError(t, err)
+	_, err = st.SweepQuotas(ctx, now)
+	require.NoError(t, err)
 }

@@ -132,6 +132,14 @@ func (s *Store) RepairEvery(ctx context.Context, interval time.Duration, report 
 		}
 		rctx, cancel := context.WithTimeout(ctx, interval)
 		n, err := s.Repair(rctx)
+		// Housekeeping on the same beat: sessions and quota windows past
+		// their end (each instance sweeps; a delete twice is one).
+		if err == nil {
+			_, err = s.SweepSessions(rctx, time.Now())
+		}
+		if err == nil {
+			_, err = s.SweepQuotas(rctx, time.Now())
+		}
 		cancel()
 		if (n > 0 || err != nil) && report != nil && ctx.Err() == nil {
 			report(n, err)

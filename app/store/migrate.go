@@ -49,12 +49,14 @@ func indexes() []index {
 		{"articles", "list_by_tag", bson.D{asc("tagList"), desc("createdAt"), desc("_id")}, false, "tag= lists (multikey), their counts, a tag's recount"},
 		{"comments", "by_article", bson.D{asc("aid"), asc("createdAt"), asc("_id")}, false, "an article's comments, oldest first; removed with it"},
 		{"intents", "by_age", bson.D{asc("at")}, false, "interrupted writes, oldest first (Repair)"},
+		{"sessions", "by_exp", bson.D{asc("exp")}, false, "sessions past their lifetime (SweepSessions)"},
+		{"quotas", "by_exp", bson.D{asc("exp")}, false, "quota windows that ended (SweepQuotas)"},
 	}
 }
 
 // collections are every collection the store uses.
 func collections() []string {
-	return []string{"users", "follows", "favorites", "articles", "comments", "intents", "meta"}
+	return []string{"users", "follows", "favorites", "articles", "comments", "intents", "sessions", "quotas", "meta"}
 }
 
 // earlierCollections are collections only layout 1 had: a database that

@@ -219,38 +219,46 @@ func (m *Model) DrillFailover(state State, pid int, out io.Writer) error {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, resp.Header, b, nil
 	}
-	name := fmt.Sprintf("failover%d", time.Now().UnixNano()%1_000_000)
-	st, _, b, err := post("/api/users", "", fmt.Sprintf(`{"user":{"username":%q,"email":"%s@example.com","password":"failover-drill-1"}}`, name, name))
-	if err != nil || st != http.StatusCreated {
-		return fmt.Errorf("drill: register: %d %s %v", st, b, err)
+	// Each writer is its own person commenting under their own article:
+	// the app's quotas (comments per account an hour, sign-ups per address)
+	// stay far off, so every refusal the drill sees is the failover's.
+	const writers = 10
+	tokens, slugs := make([]string, writers), make([]string, writers)
+	base := time.Now().UnixNano() % 1_000_000
+	for w := range writers {
+		name := fmt.Sprintf("failover%d-%d", base, w)
+		st, _, b, err := post("/api/users", "", fmt.Sprintf(`{"user":{"username":%q,"email":"%s@example.com","password":"failover-drill-1"}}`, name, name))
+		if err != nil || st != http.StatusCreated {
+			return fmt.Errorf("drill: register: %d %s %v", st, b, err)
+		}
+		tokens[w] = jsonField(b, "token")
+		st, _, b, err = post("/api/articles", tokens[w], `{"article":{"title":"Failover `+name+`","description":"d","body":"b"}}`)
+		if err != nil || st != http.StatusCreated {
+			return fmt.Errorf("drill: create an article: %d %s %v", st, b, err)
+		}
+		slugs[w] = jsonField(b, "slug")
 	}
-	token := jsonField(b, "token")
-	st, _, b, err = post("/api/articles", token, `{"article":{"title":"Failover `+name+`","description":"d","body":"b"}}`)
-	if err != nil || st != http.StatusCreated {
-		return fmt.Errorf("drill: create an article: %d %s %v", st, b, err)
-	}
-	slug := jsonField(b, "slug")
 
 	var (
 		mu                   sync.Mutex
-		acked                []string
+		acked                = make([][]string, writers)
 		byStatus             = map[int]int{}
 		broken, noRetryAfter int
 		lastFailure          time.Time
 	)
 	stop := time.Now().Add(time.Second + failoverWindow + 8*time.Second)
 	var wg sync.WaitGroup
-	for w := range 16 {
+	for w := range writers {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(stop); i++ {
-				st, h, b, err := post("/api/articles/"+slug+"/comments", token, fmt.Sprintf(`{"comment":{"body":"drill %d-%d"}}`, w, i))
+				st, h, b, err := post("/api/articles/"+slugs[w]+"/comments", tokens[w], fmt.Sprintf(`{"comment":{"body":"drill %d-%d"}}`, w, i))
 				mu.Lock()
 				switch {
 				case err != nil:
 					broken++
 					lastFailure = time.Now()
 				case st == http.StatusOK:
-					acked = append(acked, jsonNumber(b, "id"))
+					acked[w] = append(acked[w], jsonNumber(b, "id"))
 				default:
 					byStatus[st]++
 					if st == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
@@ -286,24 +294,27 @@ func (m *Model) DrillFailover(state State, pid int, out io.Writer) error {
 	if lastFailure.After(stop.Add(-3 * time.Second)) {
 		return fmt.Errorf("drill: still failing %s after the failover ended", time.Until(stop.Add(-failoverWindow)))
 	}
-	req, _ := http.NewRequest("GET", m.Entry+"/api/articles/"+slug+"/comments", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("drill: read the comments back: %w", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	missing := 0
-	for _, id := range acked {
-		if !bytes.Contains(body, []byte(`"id":`+id+`,`)) {
-			missing++
+	missing, total := 0, 0
+	for w := range writers {
+		req, _ := http.NewRequest("GET", m.Entry+"/api/articles/"+slugs[w]+"/comments", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			return fmt.Errorf("drill: read the comments back: %w", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, id := range acked[w] {
+			total++
+			if !bytes.Contains(body, []byte(`"id":`+id+`,`)) {
+				missing++
+			}
 		}
 	}
 	if missing > 0 {
-		return fmt.Errorf("drill: %d of %d acknowledged comments are missing after the failover", missing, len(acked))
+		return fmt.Errorf("drill: %d of %d acknowledged comments are missing after the failover", missing, total)
 	}
 	fmt.Fprintf(out, "drill: database failover (%s without a primary, every connection broken): %d comments acknowledged, all there after; %d answers 503 with Retry-After, %d broken connections, 0 × 500; writes resumed %.1f s after it began\n",
-		failoverWindow, len(acked), byStatus[http.StatusServiceUnavailable], broken, lastFailure.Sub(began).Seconds())
+		failoverWindow, total, byStatus[http.StatusServiceUnavailable], broken, lastFailure.Sub(began).Seconds())
 	return nil
 }
 

@@ -320,7 +320,7 @@ func localJWTSecret(dataDir string) (httpapi.Secret, error) {
 }
 
 func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.URIFunc, stops *[]component, errc chan<- error) (*observe.Metrics, string, error) {
-	tokens, err := httpapi.NewTokens(jwt, 72*time.Hour)
+	tokens, err := httpapi.NewTokens(jwt, s.SessionLifetime)
 	if err != nil {
 		return nil, "", err
 	}
@@ -378,7 +378,8 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 	if s.Role == "local" {
 		trusted = append(slices.Clone(trusted), netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"))
 	}
-	api := httpapi.New(st, tokens, s.log, httpapi.Options{AllowedOrigins: s.CORSOrigins, MaxBodyBytes: s.MaxBodyBytes, TrustedProxies: trusted})
+	api := httpapi.New(st, tokens, s.log, httpapi.Options{AllowedOrigins: s.CORSOrigins, MaxBodyBytes: s.MaxBodyBytes, TrustedProxies: trusted,
+		SessionIdle: s.SessionIdle, Quotas: s.Quotas})
 	handler := metrics.Middleware(s.log, httpapi.Route, trusted, api)
 	addr, err := s.serve("api", s.APIAddr, handler, stops, errc, api.Drain)
 	return metrics, addr, err

@@ -14,7 +14,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"webstack/app/httpapi"
 	"webstack/app/waf"
 )
 
@@ -61,6 +63,14 @@ type Settings struct {
 	DBPort       int
 	DBCAFile     string
 	DBSecretARN  string
+
+	// SessionIdle and SessionLifetime end sessions (api, local).
+	SessionIdle, SessionLifetime time.Duration
+	// Quotas bound what one account (address, for sign-ups) writes.
+	Quotas httpapi.Quotas
+	// AdminPublic lets --admin-addr listen beyond loopback (an explicit,
+	// named opt-out: /metrics and pprof have no login).
+	AdminPublic bool
 
 	// local
 	MongoAddr string
@@ -115,6 +125,32 @@ func settings() []setting {
 			return nil
 		}
 	}
+	duration := func(dst func(*Settings) *time.Duration, lo, hi time.Duration) func(*Settings, string) error {
+		return func(s *Settings, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < lo || d > hi {
+				return fmt.Errorf("%q: use a duration from %s to %s", v, lo, hi)
+			}
+			*dst(s) = d
+			return nil
+		}
+	}
+	quota := func(dst func(*Settings) *httpapi.Quota) func(*Settings, string) error {
+		return func(s *Settings, v string) error {
+			if v == "off" {
+				*dst(s) = httpapi.Quota{Limit: -1}
+				return nil
+			}
+			n, w, ok := strings.Cut(v, "/")
+			limit, err := strconv.Atoi(n)
+			window, werr := time.ParseDuration(w)
+			if !ok || err != nil || werr != nil || limit < 1 || window < time.Minute || window > 31*24*time.Hour {
+				return fmt.Errorf("%q: use N/window, e.g. 30/1h (window 1m to 744h), or off", v)
+			}
+			*dst(s) = httpapi.Quota{Limit: limit, Window: window}
+			return nil
+		}
+	}
 	return []setting{
 		{"log-level", "CONDUIT_LOG_LEVEL", "info", "log level: debug, info, warn, error", rAPI | rWeb | rLocal, func(s *Settings, v string) error {
 			return s.LogLevel.UnmarshalText([]byte(v))
@@ -126,7 +162,17 @@ func settings() []setting {
 			s.LogFile = v
 			return nil
 		}},
-		{"admin-addr", "CONDUIT_ADMIN_ADDR", "127.0.0.1:9090", "admin listener serving /metrics", rAPI | rWeb | rLocal, addr(func(s *Settings) *string { return &s.AdminAddr })},
+		{"admin-addr", "CONDUIT_ADMIN_ADDR", "127.0.0.1:9090", "admin listener serving /metrics and pprof, which have no login: loopback only unless --insecure-admin-public", rAPI | rWeb | rLocal, addr(func(s *Settings) *string { return &s.AdminAddr })},
+		{"insecure-admin-public", "CONDUIT_INSECURE_ADMIN_PUBLIC", "false", "let --admin-addr listen on a non-loopback address (metrics and pprof readable by anyone who reaches it)", rAPI | rWeb | rLocal, func(s *Settings, v string) (err error) {
+			s.AdminPublic, err = strconv.ParseBool(v)
+			return err
+		}},
+		{"session-idle", "CONDUIT_SESSION_IDLE", "30m", "a session unused this long ends (sign in again)", rAPI | rLocal, duration(func(s *Settings) *time.Duration { return &s.SessionIdle }, time.Minute, 24*time.Hour)},
+		{"session-lifetime", "CONDUIT_SESSION_LIFETIME", "12h", "a session ends this long after sign-in, used or not (the token's lifetime)", rAPI | rLocal, duration(func(s *Settings) *time.Duration { return &s.SessionLifetime }, 5*time.Minute, 30*24*time.Hour)},
+		{"quota-registrations", "CONDUIT_QUOTA_REGISTRATIONS", "20/1h", "sign-ups per client address per window (N/window; off: none)", rAPI | rLocal, quota(func(s *Settings) *httpapi.Quota { return &s.Quotas.Registrations })},
+		{"quota-articles", "CONDUIT_QUOTA_ARTICLES", "30/1h", "articles per account per window", rAPI | rLocal, quota(func(s *Settings) *httpapi.Quota { return &s.Quotas.Articles })},
+		{"quota-comments", "CONDUIT_QUOTA_COMMENTS", "120/1h", "comments per account per window", rAPI | rLocal, quota(func(s *Settings) *httpapi.Quota { return &s.Quotas.Comments })},
+		{"quota-comments-per-article", "CONDUIT_QUOTA_COMMENTS_PER_ARTICLE", "50/24h", "comments per account on one article per window (its author: unbounded)", rAPI | rLocal, quota(func(s *Settings) *httpapi.Quota { return &s.Quotas.CommentsPerArticle })},
 		{"max-body-bytes", "CONDUIT_MAX_BODY_BYTES", "1048576", "largest request body accepted, bytes", rAPI | rWeb | rLocal, func(s *Settings, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 1<<10 || n > 64<<20 {
@@ -263,6 +309,19 @@ const usage = `usage: conduit <api|web|local|version> [flags]   (conduit <role> 
 // pairs, as os.Environ). Every problem is reported at once, each with its
 // flag and environment variable; a CONDUIT_* variable that is not a
 // setting of role is an error too (a typo would otherwise go unnoticed).
+// loopbackAddr reports whether addr (host:port) listens on loopback only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 func parseSettings(role string, args, env []string, stderr io.Writer) (*Settings, error) {
 	bit, ok := roleBits[role]
 	if !ok {
@@ -320,6 +379,9 @@ func parseSettings(role string, args, env []string, stderr io.Writer) (*Settings
 		if err := st.set(s, values[st.flag]); err != nil {
 			errs = append(errs, fmt.Errorf("--%s (%s): %w", st.flag, st.env, err))
 		}
+	}
+	if !s.AdminPublic && !loopbackAddr(s.AdminAddr) {
+		errs = append(errs, fmt.Errorf("--admin-addr (CONDUIT_ADMIN_ADDR) %q listens beyond loopback, and /metrics and pprof have no login: use 127.0.0.1:<port>, or say --insecure-admin-public", s.AdminAddr))
 	}
 	if role == "api" {
 		if s.DBHost != "" && s.DBSecretARN == "" {

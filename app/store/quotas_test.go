@@ -1,0 +1,124 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"webstack/app/conduit"
+	"webstack/app/localdb"
+	"webstack/app/store/storetest"
+)
+
+// A quota holds under concurrency: of 40 takes at once with a limit of 10,
+// exactly 10 pass, and the rest are told when the window ends. (FerretDB
+// applies an update as a read and a write: locally the store's one writer,
+// MaxWriters 1 as conduit local runs it, is what makes the take atomic;
+// DocumentDB applies it to the document atomically.)
+func TestQuotaTakesNeverPassTheLimitUnderConcurrency(t *testing.T) {
+	ctx := context.Background()
+	st, _ := newLocal(t, Options{MaxWriters: 1})
+	require.NoError(t, st.Migrate(ctx))
+	now := time.Date(2026, 12, 6, 10, 30, 0, 0, time.UTC)
+	var passed, refused atomic.Int32
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() {
+			ok, retry, err := st.Take(ctx, "comments/u1", 10, time.Hour, now)
+			assert.NoError(t, err)
+			if ok {
+				passed.Add(1)
+				return
+			}
+			refused.Add(1)
+			assert.Equal(t, 30*time.Minute, retry, "until the window ends")
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int32(10), passed.Load())
+	assert.Equal(t, int32(30), refused.Load())
+	ok, _, err := st.Take(ctx, "comments/u1", 10, time.Hour, now.Add(time.Hour))
+	require.NoError(t, err)
+	assert.True(t, ok, "the next window starts again")
+	ok, _, err = st.Take(ctx, "comments/u2", 10, time.Hour, now)
+	require.NoError(t, err)
+	assert.True(t, ok, "another key has its own count")
+	n, err := st.SweepQuotas(ctx, now.Add(2*time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), n, "the ended windows go")
+}
+
+// Through a failover (replies lost after the write, writes dropped, "not
+// primary"), takes err on the strict side: never more than the limit pass.
+func TestQuotaTakesStayWithinTheLimitThroughFaults(t *testing.T) {
+	ctx := context.Background()
+	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	proxy, err := storetest.NewFaultProxy(strings.TrimSuffix(strings.TrimPrefix(db.URI, "mongodb://"), "/"), 7)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	uri := "mongodb://" + proxy.Addr + "/"
+	st, err := Open(ctx, "conduit", func(context.Context, string) (string, error) { return uri, nil }, Options{MaxWriters: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	require.NoError(t, st.Migrate(ctx))
+	proxy.Inject(0.3, []storetest.Fault{storetest.DropBeforeSend, storetest.LoseReply, storetest.NotPrimary}, "update")
+	now := time.Now()
+	passed := 0
+	for range 30 {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		ok, _, err := st.Take(cctx, "articles/u1", 10, time.Hour, now)
+		cancel()
+		if err == nil && ok {
+			passed++
+		}
+		if err != nil {
+			assert.Equal(t, conduit.CodeUnavailable, conduit.CodeOf(err), "a fault is unavailable, not a failure: %v", err)
+		}
+	}
+	proxy.Heal()
+	assert.Positive(t, proxy.Injected())
+	assert.LessOrEqual(t, passed, 10)
+	var d quotaDoc
+	require.NoError(t, st.findOne(ctx, st.coll("quotas"), "quotas.find", byID("articles/u1/"+strconv.FormatInt(now.UTC().Truncate(time.Hour).Unix(), 10)), &d))
+	assert.Equal(t, 10, d.N, "the window is full: lost replies counted, never lost counts")
+}
+
+// Sessions: started, read on the primary, touched, ended; the sweep takes
+// the ones past their lifetime only. Each write converges when sent twice.
+func TestSessionsStartEndAndSweep(t *testing.T) {
+	ctx := context.Background()
+	st, _ := newLocal(t, Options{})
+	require.NoError(t, st.Migrate(ctx))
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	live := &conduit.Session{ID: "live", UserID: "u1", Seen: now, Expires: now.Add(time.Hour)}
+	old := &conduit.Session{ID: "old", UserID: "u1", Seen: now.Add(-2 * time.Hour), Expires: now.Add(-time.Minute)}
+	for _, s := range []*conduit.Session{live, old, live} {
+		require.NoError(t, st.StartSession(ctx, s), "started twice is started once")
+	}
+	got, err := st.Session(ctx, "live")
+	require.NoError(t, err)
+	assert.Equal(t, live, got)
+	require.NoError(t, st.TouchSession(ctx, "live", now.Add(time.Minute)))
+	got, err = st.Session(ctx, "live")
+	require.NoError(t, err)
+	assert.Equal(t, now.Add(time.Minute), got.Seen)
+	n, err := st.SweepSessions(ctx, now)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	require.NoError(t, st.EndSession(ctx, "live"))
+	require.NoError(t, st.EndSession(ctx, "live"), "ended twice is ended once")
+	_, err = st.Session(ctx, "live")
+	assert.Equal(t, conduit.CodeNotFound, conduit.CodeOf(err))
+	require.NoError(t, st.TouchSession(ctx, "live", now), "touching an ended session does not bring it back")
+	_, err = st.Session(ctx, "live")
+	assert.Equal(t, conduit.CodeNotFound, conduit.CodeOf(err))
+}

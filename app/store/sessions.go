@@ -1,0 +1,72 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"webstack/app/conduit"
+)
+
+// Sessions: one document per sign-in, {_id: the session id the token
+// carries, uid, seen, exp}. Each authenticated request reads its session
+// on the primary by _id (a signed-out session must be over on every
+// instance at once); seen moves at most once a minute (TouchSession), so
+// an idle timeout costs one small write per active session per minute.
+// Expired sessions are swept by SweepSessions (index by_exp); DocumentDB's
+// TTL indexes would do it too, but FerretDB refuses expireAfterSeconds,
+// and the sweep is right on both.
+type sessionDoc struct {
+	ID   string    `bson:"_id"`
+	UID  string    `bson:"uid"`
+	Seen time.Time `bson:"seen"`
+	Exp  time.Time `bson:"exp"`
+}
+
+func (d sessionDoc) session() *conduit.Session {
+	return &conduit.Session{ID: d.ID, UserID: d.UID, Seen: d.Seen, Expires: d.Exp}
+}
+
+// StartSession records a new session. Converges: its _id is new and its
+// own, so sent again after a lost reply it finds itself.
+func (s *Store) StartSession(ctx context.Context, sess *conduit.Session) error {
+	defer s.observe("sessions.insert", time.Now())
+	d := sessionDoc{ID: sess.ID, UID: sess.UserID, Seen: sess.Seen.UTC().Truncate(time.Millisecond), Exp: sess.Expires.UTC().Truncate(time.Millisecond)}
+	return s.insertNew(ctx, "sessions", "start session", d.ID, d, sameDoc(d))
+}
+
+// Session reads a session on the primary; CodeNotFound when it ended.
+func (s *Store) Session(ctx context.Context, id string) (*conduit.Session, error) {
+	var d sessionDoc
+	if err := s.findOne(ctx, s.coll("sessions"), "sessions.find", byID(id), &d); err != nil {
+		return nil, err
+	}
+	return d.session(), nil
+}
+
+// TouchSession moves a session's seen to now: one update by _id (sent
+// twice, the same). A session that ended meanwhile stays ended.
+func (s *Store) TouchSession(ctx context.Context, id string, now time.Time) error {
+	defer s.observe("sessions.touch", time.Now())
+	_, err := s.coll("sessions").UpdateOne(ctx, byID(id), set(bson.E{Key: "seen", Value: now.UTC().Truncate(time.Millisecond)}))
+	return s.wrap("touch session", err)
+}
+
+// EndSession signs a session out: one delete by _id (sent twice, the same).
+func (s *Store) EndSession(ctx context.Context, id string) error {
+	defer s.observe("sessions.delete", time.Now())
+	_, err := s.coll("sessions").DeleteOne(ctx, byID(id))
+	return s.wrap("end session", err)
+}
+
+// SweepSessions deletes sessions past their absolute lifetime (idle ones
+// are refused when read, and expire by then).
+func (s *Store) SweepSessions(ctx context.Context, now time.Time) (int64, error) {
+	defer s.observe("sessions.sweep", time.Now())
+	res, err := s.coll("sessions").DeleteMany(ctx, bson.D{{Key: "exp", Value: bson.D{{Key: "$lt", Value: now.UTC()}}}})
+	if err != nil {
+		return 0, s.wrap("sweep sessions", err)
+	}
+	return res.DeletedCount, nil
+}
