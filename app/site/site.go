@@ -240,14 +240,7 @@ func (s *Site) Route(r *http.Request) string {
 // ServeHTTP implements http.Handler: security headers, cross-origin
 // protection for every form post, then the routes.
 func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Security-Policy", ContentSecurityPolicy)
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
-	if s.opts.HTTPS(r) {
-		h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-	}
+	s.secureHeaders(w, r)
 	if err := s.cop.Check(r); err != nil || !s.sameOrigin(r) {
 		s.errorPage(w, r, http.StatusForbidden, "Request refused", "A form on another site tried to send this request. If it was you, reload the page and try again.")
 		return
@@ -339,9 +332,30 @@ func (s *Site) errorPage(w http.ResponseWriter, r *http.Request, status int, hea
 	s.render(w, r, status, "error", v)
 }
 
+// secureHeaders are every page's: no script, no framing, no sniffing, no
+// referrer beyond the site, HTTPS only once seen over HTTPS.
+func (s *Site) secureHeaders(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	if s.opts.HTTPS(r) {
+		h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+	}
+}
+
+// Refused answers a request the web tier refused before inspecting it (too
+// long, a body where none belongs, too deep): a page saying why.
+func (s *Site) Refused(w http.ResponseWriter, r *http.Request, status int, why string) {
+	s.secureHeaders(w, r)
+	s.errorPage(w, r, status, "Request refused", sentence(why)+".")
+}
+
 // Blocked answers a request the web application firewall refused: a
-// readable page with the request id to quote.
+// readable page with the request id to quote, with every page's headers.
 func (s *Site) Blocked(w http.ResponseWriter, r *http.Request, status int) {
+	s.secureHeaders(w, r)
 	s.errorPage(w, r, status, "Request blocked", "The web application firewall refused this request because it looks like an attack. If you think it should have gone through, tell us the request id below.")
 }
 

@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
@@ -74,6 +76,29 @@ func ContentRoutes() []ContentRoute {
 	}
 	return out
 }
+
+// ContentFields are the argument names (as the CRS names them:
+// "json.article.body", or a form field "body") that the exclusions take
+// out of the attack rules for a request with method and path: the fields
+// whose size the WAF does not pay for.
+func ContentFields(method, path string) []string {
+	var out []string
+	for i, re := range compiledEndpoints() {
+		if re[0].MatchString(method) && re[1].MatchString(path) {
+			out = append(out, contentEndpoints[i].fields...)
+		}
+	}
+	return out
+}
+
+// compiledEndpoints are contentEndpoints' method and path expressions.
+var compiledEndpoints = sync.OnceValue(func() [][2]*regexp.Regexp {
+	out := make([][2]*regexp.Regexp, len(contentEndpoints))
+	for i, e := range contentEndpoints {
+		out[i] = [2]*regexp.Regexp{regexp.MustCompile(e.methods), regexp.MustCompile(e.path)}
+	}
+	return out
+})
 
 // exclusions renders contentEndpoints as SecLang: for each endpoint, a
 // chained rule whose ctl actions remove its fields from the tagged rules

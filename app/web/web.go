@@ -38,11 +38,12 @@ type Options struct {
 
 // Handler is the web tier.
 type Handler struct {
-	waf   *waf.WAF
-	proxy *httputil.ReverseProxy
-	site  *site.Site
-	opts  Options
-	log   *slog.Logger
+	waf        *waf.WAF
+	proxy      *httputil.ReverseProxy
+	site       *site.Site
+	opts       Options
+	log        *slog.Logger
+	inspecting *inspections
 }
 
 // New builds the web tier's handler.
@@ -66,7 +67,7 @@ func New(w *waf.WAF, log *slog.Logger, opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{waf: w, opts: opts, log: log, site: st}
+	h := &Handler{waf: w, opts: opts, log: log, site: st, inspecting: newInspections(2)}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(opts.Upstream)
@@ -138,11 +139,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 		return
 	}
-	if r.ContentLength > h.opts.MaxBodyBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", h.opts.MaxBodyBytes))
+	if st, msg := h.refusal(r); st != 0 {
+		h.refuse(w, r, st, msg)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+	release, ok := h.inspecting.acquire(r.Context(), observe.Client(r.Context()))
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		h.refuse(w, r, http.StatusServiceUnavailable, "too many requests are being inspected: try again in a second")
+		return
+	}
+	defer release()
+	if st, msg := h.readBody(w, r); st != 0 {
+		// (readBody also holds what the WAF inspects to MaxInspected.)
+		h.refuse(w, r, st, msg)
+		return
+	}
 	id := observe.RequestID(r.Context())
 	v, err := h.waf.Inspect(r, id)
 	if err != nil {
@@ -174,6 +186,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.site.ServeHTTP(w, r)
+}
+
+// refuse answers a request refused before inspection: JSON under /api/,
+// else a page (the connection is closed: what is left of the request is
+// not read).
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	w.Header().Set("Connection", "close")
+	if isAPI(r) {
+		writeError(w, status, msg)
+		return
+	}
+	h.site.Refused(w, r, status, msg)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

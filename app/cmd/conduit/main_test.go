@@ -116,7 +116,8 @@ var slugRE = regexp.MustCompile(`"slug":"([^"]+)"`)
 
 func TestShutdownLosesNoAcknowledgedWrite(t *testing.T) {
 	dir := t.TempDir()
-	inst := start(t, dir, nil)
+	// One account writes as fast as it can: its article quota is off.
+	inst := start(t, dir, map[string]string{"CONDUIT_QUOTA_ARTICLES": "off"})
 	base := "http://" + inst.web
 	st, body := post(t, base+"/api/users", "", `{"user":{"username":"writer","email":"writer@example.com","password":"correct-horse-1"}}`)
 	require.Equal(t, http.StatusCreated, st, body)
