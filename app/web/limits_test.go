@@ -48,4 +48,3 @@ func TestRequestsAreHeldToWhatTheirRouteNeedsBeforeInspection(t *testing.T) {
 		})
 	}
 }
-
