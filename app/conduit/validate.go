@@ -18,7 +18,7 @@ import (
 const (
 	MaxUsername    = 64
 	MinPassword    = 12
-	MaxPassword    = 72 // bcrypt's limit, in bytes
+	MaxPassword    = 256 // characters (passwords are pre-hashed: bcrypt's 72-byte limit does not apply)
 	MaxTitle       = 256
 	MaxDescription = 1024
 	MaxBody        = 64 << 10
@@ -57,15 +57,20 @@ func ValidEmail(s string) error {
 	return nil
 }
 
-// ValidPassword checks a new password: 12 to 72 bytes, not blank, not
-// one character repeated, and not one of the 30,000 most common passwords
-// (the "passwords" frequency list of zxcvbn, github.com/trustelem/zxcvbn,
-// built from Xato's corpus of 10 million leaked passwords; compared
-// without regard to case), nor one of them with digits or symbols added
-// at the end ("password1234").
-func ValidPassword(s string) error {
-	if len(s) < MinPassword || len(s) > MaxPassword {
-		return Errorf(CodeInvalid, "password must be %d to %d bytes", MinPassword, MaxPassword)
+// ValidPassword checks a new password (NIST SP 800-63B 5.1.1.2, ASVS
+// 2.1): 12 to 256 characters (counted as characters: "пароль" is 6), not
+// blank, and not guessable from a list or a rule: not one of the 30,000
+// most common passwords (zxcvbn's "passwords" list, from Xato's corpus of
+// 10 million leaked ones; any case), nor one of them with digits or symbols
+// added at the end ("password1234"); not a run or a repeat ("abcdefghijkl",
+// "123456789012", "zyxwvutsrqpo", "abcabcabcabc"), nor a keyboard walk
+// ("qwertyqwerty", "1qaz2wsx3edc" is left to the list); not the site's name,
+// the person's username or the name of their email address with a few
+// characters around it ("conduit12345", "alice2026!!").
+func ValidPassword(s string, context ...string) error {
+	n := utf8.RuneCountInString(s)
+	if n < MinPassword || n > MaxPassword {
+		return Errorf(CodeInvalid, "password must be %d to %d characters", MinPassword, MaxPassword)
 	}
 	if strings.TrimSpace(s) == "" || strings.Count(s, s[:1]) == len(s) {
 		return Errorf(CodeInvalid, "password is too easy to guess")
@@ -73,7 +78,114 @@ func ValidPassword(s string) error {
 	if commonPassword(s) {
 		return Errorf(CodeInvalid, "password is one of the most common passwords; choose another")
 	}
+	if patterned(strings.ToLower(s)) {
+		return Errorf(CodeInvalid, "password is a sequence, a repeat or a keyboard pattern; choose another")
+	}
+	if word, ok := aroundContext(strings.ToLower(s), context); ok {
+		return Errorf(CodeInvalid, "password is built on %q; choose one that is not", word)
+	}
 	return nil
+}
+
+// keyboardRows are the rows a keyboard walk follows (QWERTY, forwards;
+// backwards is checked too).
+var keyboardRows = []string{"`1234567890-=", "qwertyuiop[]\\", "asdfghjkl;'", "zxcvbnm,./"}
+
+// patterned reports whether s (lower case) is, once digits and symbols at
+// its end are set aside, one unit said at least twice ("abcabc", "qwerty
+// qwerty"), or once when it is a run of successive characters ("abcdef",
+// "4321") or a stretch of a keyboard row ("qwertyuiop").
+func patterned(s string) bool {
+	core := strings.TrimRightFunc(s, func(r rune) bool { return !unicode.IsLetter(r) })
+	if utf8.RuneCountInString(core) < 6 {
+		core = s // all digits or symbols: the whole of it
+	}
+	r := []rune(core)
+	for period := 1; period <= len(r); period++ {
+		if !repeats(r, period) {
+			continue
+		}
+		unit := string(r[:period])
+		if period <= len(r)/2 || isRun([]rune(unit)) || onKeyboard(unit) {
+			return true // repeated at least twice, or a run or a walk once
+		}
+	}
+	return false
+}
+
+// repeats reports whether r is its first period runes over and over (a
+// last, partial repeat allowed).
+func repeats(r []rune, period int) bool {
+	for i := period; i < len(r); i++ {
+		if r[i] != r[i-period] {
+			return false
+		}
+	}
+	return true
+}
+
+// isRun reports whether r steps by +1 or -1 throughout ("abcd", "9876").
+func isRun(r []rune) bool {
+	if len(r) < 3 {
+		return false
+	}
+	step := r[1] - r[0]
+	if step != 1 && step != -1 {
+		return false
+	}
+	for i := 2; i < len(r); i++ {
+		if r[i]-r[i-1] != step {
+			return false
+		}
+	}
+	return true
+}
+
+// onKeyboard reports whether unit is a stretch of a keyboard row, either
+// way.
+func onKeyboard(unit string) bool {
+	if len(unit) < 3 {
+		return false
+	}
+	for _, row := range keyboardRows {
+		if strings.Contains(row, unit) || strings.Contains(reverse(row), unit) {
+			return true
+		}
+	}
+	return false
+}
+
+func reverse(s string) string {
+	r := []rune(s)
+	slices.Reverse(r)
+	return string(r)
+}
+
+// siteWords are guessed first against any account here.
+var siteWords = []string{"conduit", "realworld"}
+
+// aroundContext reports the word s is built on: the site's name, or one
+// of context (username, email) or its email's name, with at most 5 other
+// characters, or any number of digits and symbols.
+func aroundContext(s string, context []string) (string, bool) {
+	words := slices.Clone(siteWords)
+	for _, c := range context {
+		c = strings.ToLower(c)
+		if name, _, ok := strings.Cut(c, "@"); ok {
+			words = append(words, name)
+		}
+		words = append(words, c)
+	}
+	for _, w := range words {
+		if utf8.RuneCountInString(w) < 4 || !strings.Contains(s, w) {
+			continue
+		}
+		rest := strings.Replace(s, w, "", 1)
+		if utf8.RuneCountInString(rest) <= 5 || strings.IndexFunc(rest, unicode.IsLetter) < 0 {
+			return w, true
+		}
+	}
+	return "", false
 }
 
 var (

@@ -121,3 +121,45 @@ func TestWhatTheAPIRefusesToStore(t *testing.T) {
 		assert.Error(t, err, "tags %q", tags)
 	}
 }
+
+// Passwords (NIST SP 800-63B 5.1.1.2): length in characters, and nothing
+// guessable from a rule — runs, repeats, keyboard walks, the site's name or
+// the person's own names with a little around them.
+func TestPasswordsThatFollowARuleAreRefused(t *testing.T) {
+	tests := []struct {
+		password string
+		context  []string
+		ok       bool
+	}{
+		{"123456789012", nil, false},
+		{"abcdefghijkl", nil, false},
+		{"zyxwvutsrqpo", nil, false},
+		{"qwertyqwerty", nil, false},
+		{"poiuytrewqpo", nil, false},
+		{"abcabcabcabc", nil, false},
+		{"asdfghjkl;'a", nil, false},
+		{"abcdefgh1234", nil, false},
+		{"conduit12345", nil, false},
+		{"12345conduit", nil, false},
+		{"alice2026!!!", []string{"alice", "alice@example.com"}, false},
+		{"wonderland2026", []string{"alice", "wonderland@example.com"}, false},
+		{"这是一个很长的中文密码短语二十五个字符的密码短语呢", nil, true}, // 25 characters: 75 bytes
+		{"correct-horse-battery", []string{"alice", "alice@example.com"}, true},
+		{"alice-in-the-long-grass", []string{"alice", "alice@example.com"}, true},
+		{"Tr0ub4dor&3-plus", nil, true},
+		{strings.Repeat("x", 11) + "y", nil, true},
+		{strings.Repeat("é", 11), nil, false},                    // 11 characters
+		{strings.Repeat("correcthorse", 21), nil, false}, // 255 characters but a repeat
+		{strings.Repeat("abcdefghijklmnopqrstuvwxyz", 10), nil, false},
+		{"x" + strings.Repeat("correct horse battery ", 11), nil, true}, // not a repeat from its first character: 243 characters carry it,
+	}
+	for _, tt := range tests {
+		err := ValidPassword(tt.password, tt.context...)
+		if tt.ok {
+			assert.NoError(t, err, "%q", tt.password)
+		} else {
+			assert.Error(t, err, "%q", tt.password)
+		}
+	}
+	assert.ErrorContains(t, ValidPassword(strings.Repeat("é", 11)), "12 to 256 characters")
+}

@@ -194,3 +194,24 @@ func TestQuotasBoundWhatOneAccountWrites(t *testing.T) {
 		assert.Equal(t, http.StatusOK, st, "an author can always comment on their own article")
 	}
 }
+
+// Passwords are pre-hashed, so length counts in characters and every one of
+// them counts: 25 Chinese characters (75 bytes) are a password, and two
+// long ones that differ only past bcrypt's 72 bytes are two passwords.
+func TestEveryCharacterOfALongPasswordCounts(t *testing.T) {
+	srv := newServer(t)
+	anon := &client{t: t, base: srv.URL}
+	cjk := "这是一个很长的中文密码短语二十五个字符的密码短语呢"
+	st, body := anon.do("POST", "/api/users", `{"user":{"username":"li","email":"li@example.com","password":"`+cjk+`"}}`)
+	require.Equal(t, http.StatusCreated, st, "%v", body)
+	st, _ = loginAs(anon, "li@example.com", cjk)
+	assert.Equal(t, http.StatusOK, st)
+
+	long := strings.Repeat("horse battery staple ", 4) // 84 bytes
+	st, body = anon.do("POST", "/api/users", `{"user":{"username":"lo","email":"lo@example.com","password":"`+long+`end"}}`)
+	require.Equal(t, http.StatusCreated, st, "%v", body)
+	st, _ = loginAs(anon, "lo@example.com", long+"END")
+	assert.Equal(t, http.StatusUnauthorized, st, "a difference past byte 72 is a different password")
+	st, _ = loginAs(anon, "lo@example.com", long+"end")
+	assert.Equal(t, http.StatusOK, st)
+}

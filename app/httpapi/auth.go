@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -271,22 +273,45 @@ func presented(r *http.Request) string {
 	return t
 }
 
+// Passwords are pre-hashed before bcrypt, so that every character counts
+// (bcrypt reads 72 bytes: 24 characters of Chinese) and a long password
+// costs what a short one does: bcrypt(base64(HMAC-SHA256(k, password))),
+// with k this app's fixed label (a plain SHA-256 would let a hash leaked
+// from another site's unsalted SHA-256 be tried against ours, "shucking").
+// Stored as prehashPrefix + the bcrypt hash; a hash without it is from
+// before, of the password itself, and still checks.
+const prehashPrefix = "$ph1$"
+
+var prehashKey = []byte("conduit/password/v1")
+
+func prehash(password string) []byte {
+	mac := hmac.New(sha256.New, prehashKey)
+	mac.Write([]byte(password))
+	return []byte(base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+}
+
 // dummyHash is compared against when a login names no user, so that the
 // response time does not tell which emails are registered.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not-a-real-password"), bcrypt.DefaultCost)
+var dummyHash = func() string {
+	h, _ := bcrypt.GenerateFromPassword(prehash("not-a-real-password"), bcrypt.DefaultCost)
+	return prehashPrefix + string(h)
+}()
 
 func (a *API) hash(password string) (string, error) {
 	cost := a.opts.BcryptCost
 	if cost == 0 {
 		cost = bcrypt.DefaultCost
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	h, err := bcrypt.GenerateFromPassword(prehash(password), cost)
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
-	return string(h), nil
+	return prehashPrefix + string(h), nil
 }
 
 func checkPassword(hash, password string) bool {
+	if h, ok := strings.CutPrefix(hash, prehashPrefix); ok {
+		return bcrypt.CompareHashAndPassword([]byte(h), prehash(password)) == nil
+	}
 	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
 }

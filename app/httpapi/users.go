@@ -63,7 +63,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *conduit.User) 
 		return conduit.Errorf(conduit.CodeInvalid, "user can't be empty")
 	}
 	in := req.User
-	for _, err := range []error{conduit.ValidUsername(in.Username), conduit.ValidEmail(in.Email), conduit.ValidPassword(in.Password)} {
+	for _, err := range []error{conduit.ValidUsername(in.Username), conduit.ValidEmail(in.Email), conduit.ValidPassword(in.Password, in.Username, in.Email)} {
 		if err != nil {
 			return err
 		}
@@ -103,7 +103,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) err
 	u, err := a.store.UserByEmail(r.Context(), email)
 	switch {
 	case conduit.CodeOf(err) == conduit.CodeNotFound:
-		checkPassword(string(dummyHash), req.User.Password)
+		checkPassword(dummyHash, req.User.Password)
 	case err != nil:
 		done(true) // not a guess: the database did not answer
 		return err
@@ -173,7 +173,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 		u.Username = *in.Username
 	}
 	if in.Password != nil {
-		if err := conduit.ValidPassword(*in.Password); err != nil {
+		if err := conduit.ValidPassword(*in.Password, u.Username, u.Email, me.Username, me.Email); err != nil {
 			return err
 		}
 		hash, err := a.hash(*in.Password)

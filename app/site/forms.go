@@ -122,7 +122,7 @@ func tagsOf(text string) []string {
 // Rules as people read them before they submit.
 const (
 	usernameHint = "Letters, digits, “_”, “.” or “-”; at most 64."
-	passwordHint = "At least 12 characters; not a common password."
+	passwordHint = "At least 12 characters; not a common password, a sequence, or your name with a few characters added."
 	tagsHint     = "Press Enter or type a comma after each tag."
 	markdownHint = "Markdown: **bold**, _italic_, `code`, lists, links, tables."
 )
