@@ -9,41 +9,42 @@ import (
 	"sync"
 )
 
-// RFC 9112 §6.3: a request with both Transfer-Encoding and Content-Length
-// may be an attempt at request smuggling; a server that answers it must
-// close the connection. Go's server lets Transfer-Encoding win and drops
-// Content-Length before any handler sees the request, so the raw header
-// block is kept for the check: FramingGuard wraps the listener (each
-// connection records what it reads between requests) and the handler
+// RFC 9112 §6.1 and §6.3: a request with both Transfer-Encoding and
+// Content-Length may be an attempt at request smuggling, and so is an
+// HTTP/1.0 request with Transfer-Encoding at all; a server must treat
+// either as faulty framing and close the connection after answering. Go's
+// server lets Transfer-Encoding win and drops Content-Length before any
+// handler sees the request (and reads an HTTP/1.0 body by Content-Length
+// alone), so the raw header block is kept for the check: FramingGuard
+// wraps the listener (each connection records the last tapLimit bytes it
+// read, and where the last request it checked ended) and the handler
 // (refusing such a request with 400 and closing the connection). A
-// request pipelined in the same read as the one before it is not seen
-// raw; Go's own handling (Transfer-Encoding wins) then applies.
+// request pipelined in the same read as the one before it is found there
+// too. A request with Transfer-Encoding whose header block is not among
+// the recorded bytes (a block over tapLimit) is refused as well: it
+// cannot be shown unambiguous.
 
-// tapLimit bounds what a connection records: a header block (the server's
-// MaxHeaderBytes is 64 KiB) and the server's read-ahead.
-const tapLimit = 72 << 10
+// tapLimit bounds what a connection records: the requests the web tier
+// serves have header blocks well under it (MaxInspected is 8 KiB).
+const tapLimit = 16 << 10
 
-// tapConn records what the server reads between requests: from the end of
-// one handler to the start of the next, that is the next request's header
-// block (and a little read-ahead). Bodies are not recorded, so it stays
-// small whatever the connection carries.
+// tapConn records the last tapLimit bytes the server read from it.
 type tapConn struct {
 	net.Conn
-	mu        sync.Mutex
-	recording bool
-	seen      []byte
+	mu       sync.Mutex
+	seen     []byte
+	base     int64 // the offset in the stream of seen[0]
+	consumed int64 // the offset where the last request found ended
 }
 
 func (c *tapConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.mu.Lock()
-		if c.recording {
-			if len(c.seen)+n > tapLimit {
-				c.recording, c.seen = false, nil // too much for one header block: give up on it
-			} else {
-				c.seen = append(c.seen, p[:n]...)
-			}
+		c.seen = append(c.seen, p[:n]...)
+		if drop := len(c.seen) - tapLimit; drop > 0 {
+			c.seen = append(c.seen[:0], c.seen[drop:]...)
+			c.base += int64(drop)
 		}
 		c.mu.Unlock()
 	}
@@ -51,33 +52,31 @@ func (c *tapConn) Read(p []byte) (int, error) {
 }
 
 // headerBlock returns the raw header block of the request whose request
-// line is line, from what was recorded since the last request, or nil.
+// line is line: its first occurrence after the last request found, or nil.
 func (c *tapConn) headerBlock(line []byte) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i := bytes.Index(c.seen, line)
+	from := max(0, c.consumed-c.base)
+	if from > int64(len(c.seen)) {
+		return nil
+	}
+	i := bytes.Index(c.seen[from:], line)
 	if i < 0 {
 		return nil
 	}
-	block := c.seen[i:]
-	if end := bytes.Index(block, []byte("\r\n\r\n")); end >= 0 {
-		block = block[:end]
+	block := c.seen[from+int64(i):]
+	end := bytes.Index(block, []byte("\r\n\r\n"))
+	if end < 0 {
+		return nil
 	}
-	return bytes.Clone(block)
-}
-
-// pause stops recording (a handler runs: its body is not wanted); resume
-// starts afresh for the next request.
-func (c *tapConn) pause() {
-	c.mu.Lock()
-	c.recording, c.seen = false, nil
-	c.mu.Unlock()
-}
-
-func (c *tapConn) resume() {
-	c.mu.Lock()
-	c.recording, c.seen = true, c.seen[:0]
-	c.mu.Unlock()
+	out := bytes.Clone(block[:end])
+	// Keep only what follows (the body, a pipelined request): an idle
+	// connection holds no more than its last body's tail.
+	cut := from + int64(i) + int64(end) + 4
+	c.seen = append(c.seen[:0], c.seen[cut:]...)
+	c.base += cut
+	c.consumed = c.base
+	return out
 }
 
 type tapListener struct{ net.Listener }
@@ -87,7 +86,7 @@ func (l tapListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tapConn{Conn: c, recording: true}, nil
+	return &tapConn{Conn: c}, nil
 }
 
 type tapKey struct{}
@@ -116,14 +115,9 @@ func FramingGuard(srv *http.Server, ln net.Listener) net.Listener {
 				r.TLS = &cs
 			}
 		}
-		ambiguous := ambiguousFraming(r)
-		if tc, ok := r.Context().Value(tapKey{}).(*tapConn); ok {
-			tc.pause()
-			defer tc.resume()
-		}
-		if ambiguous {
+		if msg := faultyFraming(r); msg != "" {
 			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusBadRequest, "a request may not carry both Transfer-Encoding and Content-Length")
+			writeError(w, http.StatusBadRequest, msg)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -131,20 +125,32 @@ func FramingGuard(srv *http.Server, ln net.Listener) net.Listener {
 	return tapListener{ln}
 }
 
-func ambiguousFraming(r *http.Request) bool {
-	if len(r.TransferEncoding) == 0 || r.ProtoMajor != 1 {
-		return false
-	}
+// faultyFraming says what is wrong with r's framing, or "".
+func faultyFraming(r *http.Request) string {
 	tc, ok := r.Context().Value(tapKey{}).(*tapConn)
-	if !ok {
-		return false
+	if !ok || r.ProtoMajor != 1 {
+		return ""
 	}
 	line := []byte(r.Method + " " + r.RequestURI + " " + r.Proto + "\r\n")
-	for _, h := range bytes.Split(tc.headerBlock(line), []byte("\r\n"))[1:] {
-		name, _, _ := bytes.Cut(h, []byte(":"))
-		if bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")) {
-			return true
+	block := tc.headerBlock(line)
+	if block == nil {
+		if len(r.TransferEncoding) > 0 {
+			return "a request with Transfer-Encoding must show its headers whole"
 		}
+		return ""
 	}
-	return false
+	var te, cl bool
+	for _, h := range bytes.Split(block, []byte("\r\n"))[1:] {
+		name, _, _ := bytes.Cut(h, []byte(":"))
+		name = bytes.TrimSpace(name)
+		te = te || bytes.EqualFold(name, []byte("Transfer-Encoding"))
+		cl = cl || bytes.EqualFold(name, []byte("Content-Length"))
+	}
+	switch {
+	case te && cl:
+		return "a request may not carry both Transfer-Encoding and Content-Length"
+	case te && r.ProtoMinor == 0:
+		return "an HTTP/1.0 request may not carry Transfer-Encoding"
+	}
+	return ""
 }

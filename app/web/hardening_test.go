@@ -169,3 +169,47 @@ func TestHSTSIsSentOnce(t *testing.T) {
 	h.ServeHTTP(rec, r)
 	assert.Len(t, rec.Header().Values("Strict-Transport-Security"), 1)
 }
+
+// RFC 9112 §6.1/§6.3 on the requests the first check missed: one
+// pipelined in the same write as the request before it, and HTTP/1.0 with
+// Transfer-Encoding (with or without Content-Length): refused, and the
+// connection closed.
+func TestFaultyFramingIsRefusedPipelinedAndOnHTTP10(t *testing.T) {
+	addr := serveGuarded(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	tests := []struct {
+		name string
+		raw  string
+		want []int
+	}{
+		{"pipelined CL+TE after a clean request", "GET / HTTP/1.1\r\nHost: a\r\n\r\n" +
+			"POST /api/users HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", []int{200, 400}},
+		{"HTTP/1.0 with both", "POST /api/users HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", []int{400}},
+		{"HTTP/1.0 with Transfer-Encoding", "POST /api/users HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", []int{400}},
+		{"three clean requests in one write", "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", []int{200, 200, 200}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer c.Close()
+			_, err = io.WriteString(c, tt.raw)
+			require.NoError(t, err)
+			br := bufio.NewReader(c)
+			for i, want := range tt.want {
+				resp, err := http.ReadResponse(br, nil)
+				require.NoError(t, err, "answer %d", i)
+				_, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				assert.Equal(t, want, resp.StatusCode, "answer %d", i)
+			}
+			if tt.want[len(tt.want)-1] == http.StatusBadRequest {
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				_, err = br.ReadByte()
+				assert.ErrorIs(t, err, io.EOF, "the connection is closed after the refusal")
+			}
+		})
+	}
+}
