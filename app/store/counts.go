@@ -91,22 +91,34 @@ const MaxTags = 50
 // articles hold.
 const TagWindow = 1000
 
-// Tags returns the tags the newest TagWindow articles use, most used first
-// (then by name), at most MaxTags, as viewer (nil: nobody) sees them.
+// Tags returns the tags the newest TagWindow articles use, used by the
+// most people first (then by name), at most MaxTags, as viewer (nil:
+// nobody) sees them. Counting people, not articles, keeps one account's
+// tag spam from pushing everyone's tags out.
 func (s *Store) Tags(ctx context.Context, viewer *conduit.User) ([]string, error) {
 	load := func(ctx context.Context, fresh bool) ([]string, error) {
 		docs, err := findAll[struct {
-			TagList []string `bson:"tagList"`
+			TagList  []string `bson:"tagList"`
+			AuthorID string   `bson:"authorId"`
 		}](ctx, s, s.reader(fresh, "articles"), "articles.tags", bson.D{},
-			options.Find().SetSort(listSort).SetLimit(TagWindow).SetProjection(bson.D{{Key: "tagList", Value: 1}}))
+			options.Find().SetSort(listSort).SetLimit(TagWindow).SetProjection(bson.D{{Key: "tagList", Value: 1}, {Key: "authorId", Value: 1}}))
 		if err != nil {
 			return nil, err
 		}
-		uses := map[string]int{}
+		// A tag's use is how many people use it: one account's articles
+		// count once, however many it posts with however many tags.
+		users := map[string]map[string]bool{}
 		for _, d := range docs {
 			for _, t := range d.TagList {
-				uses[t]++
+				if users[t] == nil {
+					users[t] = map[string]bool{}
+				}
+				users[t][d.AuthorID] = true
 			}
+		}
+		uses := make(map[string]int, len(users))
+		for t, by := range users {
+			uses[t] = len(by)
 		}
 		tags := make([]string, 0, len(uses))
 		for t := range uses {

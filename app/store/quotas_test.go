@@ -122,3 +122,41 @@ func TestSessionsStartEndAndSweep(t *testing.T) {
 	_, err = st.Session(ctx, "live")
 	assert.Equal(t, conduit.CodeNotFound, conduit.CodeOf(err))
 }
+
+// Tag spam does not bloat every page: the tag list is at most MaxTags,
+// ranked by how many people use a tag, so one account's 250 articles with
+// 20 tags each (ten on all of them, ten new each time) neither grow it nor
+// push out the tags others use.
+func TestOneAccountsTagSpamDoesNotCrowdOutEveryonesTags(t *testing.T) {
+	ctx := context.Background()
+	st, _ := newLocal(t, Options{LagTolerance: -1})
+	require.NoError(t, st.Migrate(ctx))
+	now := time.Now().UTC()
+	people := make([]*conduit.User, 3)
+	for i := range people {
+		people[i] = &conduit.User{Username: "p" + strconv.Itoa(i), Email: "p" + strconv.Itoa(i) + "@example.com", PasswordHash: "x"}
+		require.NoError(t, st.CreateUser(ctx, people[i]))
+	}
+	for i, p := range people[:2] {
+		a := &conduit.Article{Slug: "real-" + strconv.Itoa(i), Title: "t", Description: "d", Body: "b", TagList: []string{"go", "zebra"},
+			AuthorID: p.ID, CreatedAt: now, UpdatedAt: now}
+		require.NoError(t, st.CreateArticle(ctx, a))
+	}
+	spammer := people[2]
+	for i := range 250 {
+		tags := make([]string, 20)
+		for j := range tags {
+			tags[j] = "aaa-spam-" + strconv.Itoa(j) // on every article
+			if j >= 10 {
+				tags[j] = "aaa-new-" + strconv.Itoa(i*20+j) // new each time
+			}
+		}
+		at := now.Add(time.Duration(i+1) * time.Millisecond)
+		require.NoError(t, st.CreateArticle(ctx, &conduit.Article{Slug: "spam-" + strconv.Itoa(i), Title: "t", Description: "d", Body: "b",
+			TagList: tags, AuthorID: spammer.ID, CreatedAt: at, UpdatedAt: at}))
+	}
+	tags, err := st.Tags(ctx, nil)
+	require.NoError(t, err)
+	assert.Len(t, tags, MaxTags, "bounded")
+	assert.Equal(t, []string{"go", "zebra"}, tags[:2], "tags two people use come before any one account's")
+}
