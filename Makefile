@@ -67,9 +67,12 @@ bin/conduit: FORCE
 FORCE:
 
 ## bench: load run (not part of test): four request mixes, c=32, 10 s each,
-## through web (WAF on) and directly against api; prints req/s, p50, p99.
+## through web (WAF on) and directly against api; prints req/s, p50, p99;
+## then the CPU of the costliest single requests (BenchmarkWorstRequests).
 bench: bin/conduit
 	$(GO) run ./app/cmd/conduit-bench --conduit bin/conduit -c 32 -d 10s $(BENCHFLAGS)
+	@echo "The costliest single requests through the web tier (CPU per request, one at a time):"
+	$(GO) test -run '^$$' -bench BenchmarkWorstRequests -benchtime 5x ./app/web
 
 ## screenshots: docs/screenshots/*.png, each screen at desktop and phone size
 ## (<name>-phone.png), from the real browser run.

@@ -148,7 +148,7 @@ func TestPasswordsThatFollowARuleAreRefused(t *testing.T) {
 		{"alice-in-the-long-grass", []string{"alice", "alice@example.com"}, true},
 		{"Tr0ub4dor&3-plus", nil, true},
 		{strings.Repeat("x", 11) + "y", nil, true},
-		{strings.Repeat("é", 11), nil, false},                    // 11 characters
+		{strings.Repeat("é", 11), nil, false},            // 11 characters
 		{strings.Repeat("correcthorse", 21), nil, false}, // 255 characters but a repeat
 		{strings.Repeat("abcdefghijklmnopqrstuvwxyz", 10), nil, false},
 		{"x" + strings.Repeat("correct horse battery ", 11), nil, true}, // not a repeat from its first character: 243 characters carry it,

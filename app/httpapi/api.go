@@ -119,10 +119,10 @@ func New(store Store, tokens *Tokens, log *slog.Logger, opts Options) *API {
 		opts.LoginFailuresPerAccountAnywhere = 500
 	}
 	opts.Quotas = Quotas{
-		Registrations:      opts.Quotas.Registrations.or(DefaultQuotas.Registrations),
-		Articles:           opts.Quotas.Articles.or(DefaultQuotas.Articles),
-		Comments:           opts.Quotas.Comments.or(DefaultQuotas.Comments),
-		CommentsPerArticle: opts.Quotas.CommentsPerArticle.or(DefaultQuotas.CommentsPerArticle),
+		Registrations:      opts.Quotas.Registrations.or(defaultQuotas.Registrations),
+		Articles:           opts.Quotas.Articles.or(defaultQuotas.Articles),
+		Comments:           opts.Quotas.Comments.or(defaultQuotas.Comments),
+		CommentsPerArticle: opts.Quotas.CommentsPerArticle.or(defaultQuotas.CommentsPerArticle),
 	}
 	if opts.SessionIdle == 0 {
 		opts.SessionIdle = 30 * time.Minute

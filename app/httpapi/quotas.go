@@ -32,7 +32,9 @@ type Quotas struct {
 }
 
 // DefaultQuotas are Quotas' defaults.
-var DefaultQuotas = Quotas{
+func DefaultQuotas() Quotas { return defaultQuotas }
+
+var defaultQuotas = Quotas{
 	Registrations:      Quota{20, time.Hour},
 	Articles:           Quota{30, time.Hour},
 	Comments:           Quota{120, time.Hour},
