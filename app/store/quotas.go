@@ -52,10 +52,5 @@ func (s *Store) Take(ctx context.Context, key string, limit int, window time.Dur
 
 // SweepQuotas deletes the windows that ended.
 func (s *Store) SweepQuotas(ctx context.Context, now time.Time) (int64, error) {
-	defer s.observe("quotas.sweep", time.Now())
-	res, err := s.coll("quotas").DeleteMany(ctx, bson.D{{Key: "exp", Value: bson.D{{Key: "$lt", Value: now.UTC()}}}})
-	if err != nil {
-		return 0, s.wrap("sweep quotas", err)
-	}
-	return res.DeletedCount, nil
+	return s.sweep(ctx, "quotas", now)
 }

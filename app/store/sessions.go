@@ -63,10 +63,16 @@ func (s *Store) EndSession(ctx context.Context, id string) error {
 // SweepSessions deletes sessions past their absolute lifetime (idle ones
 // are refused when read, and expire by then).
 func (s *Store) SweepSessions(ctx context.Context, now time.Time) (int64, error) {
-	defer s.observe("sessions.sweep", time.Now())
-	res, err := s.coll("sessions").DeleteMany(ctx, bson.D{{Key: "exp", Value: bson.D{{Key: "$lt", Value: now.UTC()}}}})
+	return s.sweep(ctx, "sessions", now)
+}
+
+// sweep deletes the documents of coll whose exp passed (index by_exp): a
+// delete sent twice deletes once.
+func (s *Store) sweep(ctx context.Context, coll string, now time.Time) (int64, error) {
+	defer s.observe(coll+".sweep", time.Now())
+	res, err := s.coll(coll).DeleteMany(ctx, bson.D{{Key: "exp", Value: bson.D{{Key: "$lt", Value: now.UTC()}}}})
 	if err != nil {
-		return 0, s.wrap("sweep sessions", err)
+		return 0, s.wrap("sweep "+coll, err)
 	}
 	return res.DeletedCount, nil
 }
