@@ -28,6 +28,10 @@ type DB struct {
 	done    chan error
 	ids     *idIndexer
 	planner *planner
+	// bg are the indexer's and the planner's goroutines: Stop waits for
+	// them too, so that none of their SQLite connections (the indexer
+	// writes) outlives the database and locks the files for the next start.
+	bg sync.WaitGroup
 }
 
 // SocketName is the embedded database's Unix socket, in the data directory.
@@ -93,8 +97,8 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	db.planner = newPlanner(abs, inner, ln, flog)
 	db.planner.mirrored = db.ids.sweep
 	go func() { db.done <- f.Run(runCtx) }()
-	go db.ids.run(runCtx)
-	go db.planner.serve(runCtx)
+	db.bg.Go(func() { db.ids.run(runCtx) })
+	db.bg.Go(func() { db.planner.serve(runCtx) })
 	if addr == "" {
 		// The driver takes a socket path percent-encoded as the host.
 		db.URI = "mongodb://" + url.QueryEscape(ln.Addr().String()) + "/"
@@ -248,15 +252,23 @@ func (x *idIndexer) close() {
 // Stop shuts the database down and waits for it, up to ctx.
 func (db *DB) Stop(ctx context.Context) error {
 	db.cancel()
+	bg := make(chan struct{})
+	go func() { db.bg.Wait(); close(bg) }()
+	var runErr error
 	select {
-	case err := <-db.done:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return fmt.Errorf("embedded database: %w", err)
-		}
-		return nil
+	case runErr = <-db.done:
 	case <-ctx.Done():
 		return fmt.Errorf("stop embedded database: %w", ctx.Err())
 	}
+	select {
+	case <-bg:
+	case <-ctx.Done():
+		return fmt.Errorf("stop embedded database: %w", ctx.Err())
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return fmt.Errorf("embedded database: %w", runErr)
+	}
+	return nil
 }
 
 // minLevel drops records below level.

@@ -79,7 +79,16 @@ func newPlanner(dir, upstream string, ln net.Listener, log *slog.Logger) *planne
 }
 
 func (p *planner) serve(ctx context.Context) {
-	defer p.wg.Wait()
+	defer func() {
+		p.wg.Wait()
+		// Sessions that ran past the first close may have opened more.
+		p.mu.Lock()
+		for name, db := range p.dbs {
+			_ = db.Close()
+			delete(p.dbs, name)
+		}
+		p.mu.Unlock()
+	}()
 	go func() {
 		<-ctx.Done()
 		_ = p.ln.Close()
