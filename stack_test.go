@@ -546,6 +546,10 @@ func TestCheckedInArchitectureDocsAreCurrent(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, current, string(readme), "README.md's architecture section is stale: run `make diagrams`")
 	delete(files, offline.ReadmeSection)
+	project, err := os.ReadFile("Pulumi.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, files[offline.ProjectFileName], string(project), "Pulumi.yaml's config block is stale (it is written from internal/config's key table): run `make diagrams`")
+	delete(files, offline.ProjectFileName)
 	for name, want := range files {
 		path := filepath.Join("docs", name)
 		if s, ok := strings.CutPrefix(name, offline.StackFilePrefix); ok {

@@ -186,7 +186,8 @@ type Key struct {
 }
 
 // Keys returns every project key, with its default: the one table of
-// defaults. Pulumi.yaml mirrors it (tested).
+// defaults. Pulumi.yaml's config block is written from it (make diagrams;
+// a test fails when it is stale).
 func Keys() []Key { return slices.Clone(keys) }
 
 var keys = []Key{
@@ -251,7 +252,7 @@ var keys = []Key{
 	{"alarmCpuCreditsMin", Integer, 20, "Alarm when a burstable (t4g) instance's CPU credit balance falls below this.", false, func(c *Config, v any) { c.Ops.Thresholds.CPUCreditsMin = v.(int) }},
 	{"alarmWafBlockedPer5Min", Integer, 500, "Alarm when AWS WAF blocks (or, in count mode, would block) more than this many requests in 5 minutes (ha).", false, func(c *Config, v any) { c.Ops.Thresholds.WAFBlockedPer5Min = v.(int) }},
 	{"artifactPath", String, "dist/conduit-linux-arm64", "The linux/arm64 conduit build to deploy, relative to the project (built by `make build`).", false, func(c *Config, v any) { c.ArtifactPath = v.(string) }},
-	{"jwtSecret", String, nil, "Secret that signs the API's tokens (32+ characters); stored in Secrets Manager, read by the api at start.", true, func(c *Config, v any) {
+	{"jwtSecret", String, nil, "Secret that signs the API's tokens (32+ characters); stored in Secrets Manager, read by the api at start. Set with: pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"", true, func(c *Config, v any) {
 		if v, ok := v.(Secret); ok {
 			c.jwtSecretLen = len(v)
 			c.JWTSecret = pulumi.ToSecret(pulumi.String(string(v))).(pulumi.StringOutput)

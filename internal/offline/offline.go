@@ -9,6 +9,7 @@ package offline
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"webstack/internal/config"
 	"webstack/internal/offline/architecture"
 	"webstack/internal/offline/cost"
 	"webstack/internal/offline/plan"
@@ -226,6 +228,13 @@ func Docs(dir string, extra []string, fn plan.StackFunc) (map[string]string, err
 		}
 		files[StackFilePrefix+s] = WithEstimate(string(old), r.Total())
 	}
+	project, err := os.ReadFile(filepath.Join(dir, "Pulumi.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if files[ProjectFileName], err = ProjectFile(string(project)); err != nil {
+		return nil, err
+	}
 	files["architecture.md"] = md.String()
 	files[ReadmeSection] = readme.String() + "\nEach stack's diagram: [docs/architecture.md](docs/architecture.md).\n"
 	return files, nil
@@ -275,6 +284,9 @@ func docsCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 		if stack, ok := strings.CutPrefix(name, StackFilePrefix); ok {
 			path = filepath.Join(*dir, "Pulumi."+stack+".yaml")
 		}
+		if name == ProjectFileName {
+			path = filepath.Join(*dir, "Pulumi.yaml")
+		}
 		if name == ReadmeSection {
 			path = filepath.Join(*dir, "README.md")
 			old, err := os.ReadFile(path)
@@ -291,4 +303,50 @@ func docsCmd(args []string, stdout io.Writer, fn plan.StackFunc) error {
 		fmt.Fprintln(stdout, "wrote", path)
 	}
 	return nil
+}
+
+// ProjectFileName names, among Docs' files, Pulumi.yaml: its config block
+// is written from config.Keys (the one table of keys, types, defaults and
+// descriptions), and a test fails when the checked-in file is stale.
+const ProjectFileName = "project:Pulumi.yaml"
+
+// ProjectFile is the project file old (its name, runtime and description
+// kept) with its config block made from config.Keys.
+func ProjectFile(old string) (string, error) {
+	head, _, ok := strings.Cut(old, "\nconfig:\n")
+	if !ok {
+		return "", errors.New("Pulumi.yaml has no config: block")
+	}
+	var b strings.Builder
+	b.WriteString(head + "\nconfig:\n")
+	for _, k := range config.Keys() {
+		fmt.Fprintf(&b, "  %s:\n    type: %s\n", k.Name, k.Kind)
+		if k.Kind == config.Array {
+			b.WriteString("    items:\n      type: string\n")
+		}
+		if k.Secret {
+			b.WriteString("    secret: true\n")
+		}
+		fmt.Fprintf(&b, "    description: %s\n", yamlString(k.Description))
+		switch d := k.Default.(type) {
+		case nil:
+		case string:
+			fmt.Fprintf(&b, "    default: %s\n", yamlString(d))
+		case []string:
+			quoted := make([]string, len(d))
+			for i, s := range d {
+				quoted[i] = yamlString(s)
+			}
+			fmt.Fprintf(&b, "    default: [%s]\n", strings.Join(quoted, ", "))
+		default:
+			fmt.Fprintf(&b, "    default: %v\n", d)
+		}
+	}
+	return b.String(), nil
+}
+
+// yamlString is s as a YAML double-quoted scalar.
+func yamlString(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\t", `\t`)
+	return `"` + r.Replace(s) + `"`
 }
