@@ -207,8 +207,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ContentSecurityPolicy is every API answer's: nothing allowed.
 const ContentSecurityPolicy = "default-src 'none'; frame-ancestors 'none'"
 
-// HSTS is the Strict-Transport-Security of answers over HTTPS (a year).
-const HSTS = "max-age=31536000; includeSubDomains"
+// HSTS is the Strict-Transport-Security of answers over HTTPS (a year):
+// observe.HSTS, every tier's.
+const HSTS = observe.HSTS
 
 func (a *API) originAllowed(origin string) bool {
 	for _, o := range a.opts.AllowedOrigins {

@@ -53,6 +53,10 @@ func Client(ctx context.Context) string {
 	return ri.client
 }
 
+// HSTS is the Strict-Transport-Security every tier sends on answers over
+// HTTPS: a year, subdomains included.
+const HSTS = "max-age=31536000; includeSubDomains"
+
 // trusts reports whether a is one of the trusted proxies.
 func trusts(trusted []netip.Prefix, a netip.Addr) bool {
 	for _, p := range trusted {

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"webstack/app/observe"
 )
 
 //go:embed templates/*.html
@@ -341,7 +343,7 @@ func (s *Site) secureHeaders(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	if s.opts.HTTPS(r) {
-		h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+		h.Set("Strict-Transport-Security", observe.HSTS)
 	}
 }
 
