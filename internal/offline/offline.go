@@ -315,7 +315,7 @@ const ProjectFileName = "project:Pulumi.yaml"
 func ProjectFile(old string) (string, error) {
 	head, _, ok := strings.Cut(old, "\nconfig:\n")
 	if !ok {
-		return "", errors.New("Pulumi.yaml has no config: block")
+		return "", errors.New("the project file (Pulumi.yaml) has no config: block")
 	}
 	var b strings.Builder
 	b.WriteString(head + "\nconfig:\n")
