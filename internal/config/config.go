@@ -520,19 +520,37 @@ var (
 	certificateArnRE = regexp.MustCompile(`^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$`)
 )
 
+// badFunc records a problem with a key: its name and what to do.
+type badFunc func(key, format string, args ...any)
+
+// validate checks every value and how they go together, section by
+// section; each problem names its key and the fix.
 func (c *Config) validate() []error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s:%s: %s", Namespace, key, fmt.Sprintf(format, args...)))
 	}
+	c.validateTopology(bad)
+	c.validateNetwork(bad)
+	c.validateCompute(bad)
+	c.validateDatabase(bad)
+	c.validateEdge(bad)
+	c.validateApp(bad)
+	return append(errs, c.Ops.validate()...)
+}
 
+// validateTopology checks the shape.
+func (c *Config) validateTopology(bad badFunc) {
 	switch c.Topology {
 	case Single, HA:
 	default:
 		bad("topology", "%q is not a topology: use 'single' (dev) or 'ha' (staging, prod)", c.Topology)
 	}
 
-	// Network.
+}
+
+// validateNetwork checks the VPC: its CIDR, zones, NAT and flow logs.
+func (c *Config) validateNetwork(bad badFunc) {
 	if p, err := netip.ParsePrefix(c.Network.CIDR); err != nil || !p.Addr().Is4() {
 		bad("vpcCidr", "%q is not an IPv4 CIDR: use a private range such as 10.0.0.0/16", c.Network.CIDR)
 	} else if p.Bits() < 16 || p.Bits() > 20 {
@@ -571,7 +589,10 @@ func (c *Config) validate() []error {
 		bad("flowLogRetentionDays", "%d is not a CloudWatch Logs retention: use one of %v", c.Network.FlowLogRetentionDays, logRetentions)
 	}
 
-	// Compute.
+}
+
+// validateCompute checks the tiers: instance types, ports, group sizes, refreshes.
+func (c *Config) validateCompute(bad badFunc) {
 	for _, t := range []struct {
 		prefix string
 		tier   Tier
@@ -618,7 +639,10 @@ func (c *Config) validate() []error {
 		bad("cpuTargetPercent", "%d: use 10..90", c.CPUTargetPercent)
 	}
 
-	// Database.
+}
+
+// validateDatabase checks DocumentDB: class, instances, backups, windows, logs, teardown.
+func (c *Config) validateDatabase(bad badFunc) {
 	if !dbClassRE.MatchString(c.Database.InstanceClass) {
 		bad("dbInstanceClass", "%q is not a Graviton DocumentDB class: use e.g. db.t4g.medium or db.r6g.large", c.Database.InstanceClass)
 	}
@@ -656,7 +680,10 @@ func (c *Config) validate() []error {
 			"(the teardown's first step; its final snapshot is kept). Set it back to true unless you are destroying the stack.", Namespace))
 	}
 
-	// Edge.
+}
+
+// validateEdge checks what faces the internet: WAF, TLS, plain HTTP.
+func (c *Config) validateEdge(bad badFunc) {
 	if c.Edge.WAFMode != "block" && c.Edge.WAFMode != "count" {
 		bad("wafMode", "%q is not a WAF mode: use 'block' or 'count'", c.Edge.WAFMode)
 	}
@@ -675,15 +702,6 @@ func (c *Config) validate() []error {
 	if c.Edge.CertificateArn != "" && !certificateArnRE.MatchString(c.Edge.CertificateArn) {
 		bad("certificateArn", "%q is not an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)", c.Edge.CertificateArn)
 	}
-	if c.jwtSecretLen == 0 {
-		bad("jwtSecret", "not set: run `pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"`")
-	} else if c.jwtSecretLen < 32 {
-		bad("jwtSecret", "%d characters: use at least 32, e.g. `pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"`", c.jwtSecretLen)
-	}
-	if c.ArtifactPath == "" {
-		bad("artifactPath", "empty: set it to the build, by default dist/conduit-linux-arm64 (`make build`)")
-	}
-	errs = append(errs, c.Ops.validate()...)
 	if c.Topology == Single {
 		switch {
 		case c.Edge.WebTLSSecretArn != "" && !secretArnRE.MatchString(c.Edge.WebTLSSecretArn):
@@ -705,5 +723,16 @@ func (c *Config) validate() []error {
 	if c.Topology == HA && c.Edge.CertificateArn == "" && !c.Edge.AllowHTTP {
 		bad("certificateArn", "the ha topology terminates TLS at the ALB: run `pulumi config set certificateArn arn:aws:acm:...`, or opt out explicitly with `pulumi config set allowHttp true`")
 	}
-	return errs
+}
+
+// validateApp checks what the app needs: its signing secret and its build.
+func (c *Config) validateApp(bad badFunc) {
+	if c.jwtSecretLen == 0 {
+		bad("jwtSecret", "not set: run `pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"`")
+	} else if c.jwtSecretLen < 32 {
+		bad("jwtSecret", "%d characters: use at least 32, e.g. `pulumi config set --secret jwtSecret \"$(openssl rand -hex 32)\"`", c.jwtSecretLen)
+	}
+	if c.ArtifactPath == "" {
+		bad("artifactPath", "empty: set it to the build, by default dist/conduit-linux-arm64 (`make build`)")
+	}
 }
