@@ -546,7 +546,6 @@ func (c *Config) validateTopology(bad badFunc) {
 	default:
 		bad("topology", "%q is not a topology: use 'single' (dev) or 'ha' (staging, prod)", c.Topology)
 	}
-
 }
 
 // validateNetwork checks the VPC: its CIDR, zones, NAT and flow logs.
@@ -588,7 +587,6 @@ func (c *Config) validateNetwork(bad badFunc) {
 	if !slices.Contains(logRetentions, c.Network.FlowLogRetentionDays) {
 		bad("flowLogRetentionDays", "%d is not a CloudWatch Logs retention: use one of %v", c.Network.FlowLogRetentionDays, logRetentions)
 	}
-
 }
 
 // validateCompute checks the tiers: instance types, ports, group sizes, refreshes.
@@ -638,7 +636,6 @@ func (c *Config) validateCompute(bad badFunc) {
 	if c.CPUTargetPercent < 10 || c.CPUTargetPercent > 90 {
 		bad("cpuTargetPercent", "%d: use 10..90", c.CPUTargetPercent)
 	}
-
 }
 
 // validateDatabase checks DocumentDB: class, instances, backups, windows, logs, teardown.
@@ -679,7 +676,6 @@ func (c *Config) validateDatabase(bad badFunc) {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("%s:dbDeletionProtection is false: this stack's DocumentDB cluster can be deleted "+
 			"(the teardown's first step; its final snapshot is kept). Set it back to true unless you are destroying the stack.", Namespace))
 	}
-
 }
 
 // validateEdge checks what faces the internet: WAF, TLS, plain HTTP.
