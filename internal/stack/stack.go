@@ -203,6 +203,24 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 		return nil, err
 	}
 
+	watch, err := monitoringArgs(ctx, cfg, names, tags, net, sec, db, app)
+	if err != nil {
+		return nil, err
+	}
+	monitoring, err := ops.NewMonitoring(ctx, "ops", watch, withAWS)
+	if err != nil {
+		return nil, err
+	}
+
+	return stackOutputs(cfg, net, db, appSecrets, release, app, edge, monitoring), nil
+}
+
+// monitoringArgs is what the operations tier watches: the tiers as the
+// shape built them (instances, or load balancers and groups), the database,
+// the NAT gateways, the web ACL, the budget and AWS Backup.
+func monitoringArgs(ctx *pulumi.Context, cfg *config.Config, names ops.Names, tags *aws.ProviderDefaultTagsArgs,
+	net *network.VPC, sec *security.Security, db *database.Cluster, app *compute.App) (*ops.MonitoringArgs, error) {
+	var err error
 	watch := &ops.MonitoringArgs{
 		Names: names, Region: cfg.Region, AlarmEmail: cfg.Ops.AlarmEmail,
 		LogRetentionDays: cfg.Ops.LogRetentionDays, Thresholds: cfg.Ops.Thresholds,
@@ -246,11 +264,13 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 		// stale) times budgetPercent.
 		watch.Budget = &ops.Budget{EstimateUSD: estimate, LimitUSD: estimate * float64(cfg.Ops.BudgetPercent) / 100}
 	}
-	monitoring, err := ops.NewMonitoring(ctx, "ops", watch, withAWS)
-	if err != nil {
-		return nil, err
-	}
+	return watch, nil
+}
 
+// stackOutputs are what `pulumi stack output` shows: the address, the
+// network, the database, the secrets, the release, the operations.
+func stackOutputs(cfg *config.Config, net *network.VPC, db *database.Cluster, appSecrets *security.Secrets, release *compute.Release,
+	app *compute.App, edge *security.EdgeProtectionArgs, monitoring *ops.Monitoring) pulumi.Map {
 	url := app.URL
 	if cfg.Edge.Hostname != "" {
 		url = pulumi.Sprintf("https://%s", cfg.Edge.Hostname).ToStringOutput()
@@ -285,7 +305,7 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 		outputs["webInstanceId"] = i.WebID
 		outputs["apiInstanceId"] = i.APIID
 	}
-	return outputs, nil
+	return outputs
 }
 
 // grants are the resources given, leaving out the absent (nil) ones.
