@@ -30,14 +30,14 @@ const AdminAddr = "127.0.0.1:9090"
 
 // TierArgs configures one tier.
 type TierArgs struct {
-	// InstanceType is a Graviton type. Defaults to the webInstanceType /
-	// apiInstanceType default of the config table.
+	// InstanceType is a Graviton type. Defaults to t4g.small (the config
+	// table's webInstanceType and apiInstanceType).
 	InstanceType string
 	// Port the tier listens on. Required.
 	Port int
 	// MinSize and MaxSize bound the tier's Auto Scaling group (with a
-	// LoadBalancer only). Default to the config table's webMinSize/webMaxSize
-	// (apiMinSize/apiMaxSize).
+	// LoadBalancer only). Default to 2 and 4 (the config table's
+	// webMinSize/webMaxSize and apiMinSize/apiMaxSize).
 	MinSize, MaxSize int
 	// SecurityGroupID is the tier's security group. Required.
 	SecurityGroupID pulumi.StringInput
@@ -98,7 +98,7 @@ type AppArgs struct {
 	// JWTSecretArn is the Secrets Manager secret the api signs tokens with. Required.
 	JWTSecretArn pulumi.StringInput
 	// RootVolumeGiB is every instance's encrypted gp3 root volume. Defaults
-	// to the config table's rootVolumeGiB.
+	// to 16 (the config table's rootVolumeGiB).
 	RootVolumeGiB int
 	// Telemetry names where the instances ship their logs and metrics
 	// (the CloudWatch agent). Defaults to nil: they stay on the instances.

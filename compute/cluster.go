@@ -30,7 +30,7 @@ type LoadBalancerArgs struct {
 	// opt-out). Defaults to false: port 80 only redirects to HTTPS.
 	AllowHTTP bool
 	// DesyncMitigationMode of both ALBs: "defensive" or "strictest".
-	// Defaults to the config table's desyncMitigationMode.
+	// Defaults to defensive (the config table's desyncMitigationMode).
 	DesyncMitigationMode string
 	// DeletionProtection on the public ALB. Defaults to false.
 	DeletionProtection bool
@@ -38,10 +38,11 @@ type LoadBalancerArgs struct {
 	AccessLogs bool
 	// MinHealthyPercentage and MaxHealthyPercentage bound an instance
 	// refresh; above 100 the maximum launches replacements before old
-	// instances terminate. Default to the config table's.
+	// instances terminate. Default to 100 and 200 (the config table's
+	// minHealthyPercentage and maxHealthyPercentage).
 	MinHealthyPercentage, MaxHealthyPercentage int
 	// CPUTargetPercent is the target tracking goal of both groups.
-	// Defaults to the config table's cpuTargetPercent.
+	// Defaults to 50 (the config table's cpuTargetPercent).
 	CPUTargetPercent int
 	// RefreshAlarms name, by tier ("web", "api"), the CloudWatch alarms
 	// that fail an instance refresh while it runs: Auto Scaling then rolls

@@ -26,17 +26,17 @@ type ClusterArgs struct {
 	AvailabilityZones []string
 	// SecurityGroupID is the database's security group. Required.
 	SecurityGroupID pulumi.StringInput
-	// InstanceClass of every instance. Defaults to the config table's dbInstanceClass.
+	// InstanceClass of every instance. Defaults to db.r6g.large (the config table's dbInstanceClass).
 	InstanceClass string
 	// InstanceCount is the number of instances (one writer, the rest
-	// readers). Defaults to the config table's dbInstanceCount.
+	// readers). Defaults to 3 (the config table's dbInstanceCount).
 	InstanceCount int
-	// BackupRetentionDays, 7 to 35. Defaults to the config table's dbBackupRetentionDays.
+	// BackupRetentionDays, 7 to 35. Defaults to 14 (the config table's dbBackupRetentionDays).
 	BackupRetentionDays int
-	// BackupWindow is the daily backup window, UTC. Defaults to the config table's dbBackupWindow.
+	// BackupWindow is the daily backup window, UTC. Defaults to 03:00-04:00 (the config table's dbBackupWindow).
 	BackupWindow string
 	// MaintenanceWindow is the weekly maintenance window, UTC. Defaults to
-	// the config table's dbMaintenanceWindow.
+	// sun:04:30-sun:05:30 (the config table's dbMaintenanceWindow).
 	MaintenanceWindow string
 	// Audit turns on the audit_logs cluster parameter. Defaults to false.
 	Audit bool
@@ -55,7 +55,7 @@ type ClusterArgs struct {
 	DeferChanges bool
 	// LogRetentionDays keeps the cluster's exported logs (the log groups
 	// DocumentDB would otherwise make itself, kept forever and left behind
-	// by destroy). Defaults to the config table's logRetentionDays.
+	// by destroy). Defaults to 30 (the config table's logRetentionDays).
 	LogRetentionDays int
 }
 

@@ -31,12 +31,12 @@ type VPCArgs struct {
 	// subnets instead of renumbering them.
 	AvailabilityZones []string
 	// AZCount is how many AZs to use when AvailabilityZones is empty.
-	// Defaults to the config table's azCount.
+	// Defaults to 2 (the config table's azCount).
 	AZCount int
-	// NATStrategy is "Single" or "OnePerAz". Defaults to the config table's natStrategy.
+	// NATStrategy is "Single" or "OnePerAz". Defaults to Single (the config table's natStrategy).
 	NATStrategy string
 	// FlowLogRetentionDays is the flow log group's retention. Defaults to
-	// the config table's flowLogRetentionDays.
+	// 30 (the config table's flowLogRetentionDays).
 	FlowLogRetentionDays int
 	// Region is the AWS region, used for the S3 endpoint's service name. Required.
 	Region string

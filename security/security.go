@@ -31,7 +31,7 @@ type Args struct {
 	// table's webPort.
 	WebPort int
 	// APIPort is the port the api tier (and the internal ALB) listens on.
-	// Defaults to the config table's apiPort.
+	// Defaults to 8081 (the config table's apiPort).
 	APIPort int
 	// LoadBalancer selects the load-balanced chain (internet → public ALB →
 	// web → internal ALB → api → database). Defaults to nil: internet → web

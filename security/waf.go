@@ -13,18 +13,18 @@ import (
 // WebACLArgs configures the AWS WAF web ACL of the public ALB.
 type WebACLArgs struct {
 	// Mode is "block" (rules block) or "count" (rules only count, to observe
-	// before enforcing). Defaults to the config table's wafMode.
+	// before enforcing). Defaults to block (the config table's wafMode).
 	Mode string
 	// RateLimit is the most requests one client IP may send in 5 minutes
-	// before the rate rule acts. Defaults to the config table's wafRateLimit.
+	// before the rate rule acts. Defaults to 2000 (the config table's wafRateLimit).
 	RateLimit int
 	// LoginRateLimit is the most sign-in attempts (POST /api/users/login,
 	// POST /login) one client IP may make in a minute; past it they are
-	// blocked whatever Mode says. Defaults to the config table's
-	// wafLoginRateLimit.
+	// blocked whatever Mode says. Defaults to 20 (the config table's
+	// wafLoginRateLimit).
 	LoginRateLimit int
 	// LogRetentionDays is the retention of the aws-waf-logs-… log group.
-	// Defaults to the config table's wafLogRetentionDays.
+	// Defaults to 90 (the config table's wafLogRetentionDays).
 	LogRetentionDays int
 }
 

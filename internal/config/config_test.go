@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -349,4 +351,50 @@ func TestARNsOfAnotherAccountAreRefused(t *testing.T) {
 	err = c.CheckAccount("999999999999")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "certificateArn names account "+acct+", and this stack deploys to account 999999999999")
+}
+
+// Args docs give their default's value and name the key it comes from
+// ("Defaults to 30 (the config table's logRetentionDays)"): the value must
+// be the table's, or the doc lies.
+func TestArgsDocsStateTheTablesDefaults(t *testing.T) {
+	defaults := map[string]string{}
+	for _, k := range Keys() {
+		defaults[k.Name] = fmt.Sprint(k.Default)
+	}
+	doc := regexp.MustCompile(`(?s)Defaults? to (\S+)(?: and (\S+))?\s+(?://\s*)?\(the config\s+(?://\s*)?table's\s+(?://\s*)?([\w/]+)(?:\s+(?://\s*)?and\s+(?://\s*)?([\w/]+))?\)`)
+	files, err := filepath.Glob("../../*/*.go")
+	require.NoError(t, err)
+	checked := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range doc.FindAllStringSubmatch(string(src), -1) {
+			values, groups := []string{m[1], m[2]}, []string{m[3], m[4]}
+			byPosition := strings.Contains(m[3], "/")
+			for g, keys := range groups {
+				for j, key := range strings.Split(keys, "/") {
+					if key == "" {
+						continue
+					}
+					want, ok := defaults[key]
+					if !assert.True(t, ok, "%s names no key %q", f, key) {
+						continue
+					}
+					value := values[0]
+					switch {
+					case byPosition && values[1] != "":
+						value = values[j]
+					case values[1] != "":
+						value = values[g]
+					}
+					assert.Equal(t, want, value, "%s: the default of %s", f, key)
+					checked++
+				}
+			}
+		}
+	}
+	assert.GreaterOrEqual(t, checked, 20, "the docs were found")
 }
