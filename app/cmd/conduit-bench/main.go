@@ -480,7 +480,9 @@ func startConduit(ctx context.Context, binary, dir string) (web, api, admin stri
 		}
 		if m := adminRE.FindStringSubmatch(sc.Text()); m != nil {
 			admin = m[1]
-			break
+		}
+		if web != "" && api != "" && admin != "" {
+			break // (in whatever order conduit says them)
 		}
 	}
 	if web == "" || api == "" || admin == "" {
