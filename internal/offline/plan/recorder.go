@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 
@@ -43,7 +44,14 @@ type Resource struct {
 	// arnSuffix, name...), for tests that relate resources.
 	Outputs map[string]any `json:"-"`
 	Custom  bool           `json:"-"`
-	URN     string         `json:"-"`
+	// URN is the resource's identity in a stack's state: a resource whose
+	// URN changes is deleted and created again unless an alias names the
+	// old one.
+	URN string `json:"urn"`
+	// Aliases are the URNs the resource was known by before (its aliases,
+	// and those it inherits from its parent's the way the engine derives
+	// them), sorted; empty for most.
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 // Key is "<type>::<name>", the way Parent names a resource.
@@ -56,6 +64,9 @@ type Recorder struct {
 
 	mu        sync.Mutex
 	resources []Resource
+	// aliases are the alias URNs of each registered resource by URN, for
+	// its children to inherit.
+	aliases map[string][]string
 	// subnets are the CIDRs of the mocked VPC's subnets by id (awsx's
 	// layout); placed counts the instances put in each so far.
 	subnets map[string]netip.Prefix
@@ -94,6 +105,7 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		sort.Strings(rec.DependsOn)
 		rec.DependsOn = slices.Compact(rec.DependsOn)
 		rec.Options = lifecycle(req)
+		rec.URN, rec.Aliases = r.identity(req, args.TypeToken, args.Name)
 	}
 	computed := r.computed(args.TypeToken, args.Name, id, rec.Inputs)
 	rec.Outputs = computed
@@ -330,6 +342,56 @@ func service(typ string) string {
 // kind is the type name of a token ("aws:ec2/vpc:Vpc" → "Vpc").
 func kind(typ string) string {
 	return typ[strings.LastIndex(typ, ":")+1:]
+}
+
+// identity is the URN a registration gets and the alias URNs it carries:
+// its own alias specs (with no parent given, an alias keeps the current
+// one) and, for each alias of its parent, the same name under that alias —
+// the engine derives those for a child so that moving a component moves its
+// children with it.
+func (r *Recorder) identity(req *pulumirpc.RegisterResourceRequest, typ, name string) (string, []string) {
+	parent := resource.URN(req.GetParent())
+	parentType := tokens.Type("")
+	if parent != "" {
+		parentType = parent.QualifiedType()
+	}
+	stack, project := parent.Stack(), parent.Project()
+	self := resource.NewURN(stack, project, parentType, tokens.Type(typ), name)
+	var aliases []string
+	for _, a := range req.GetAliases() {
+		if u := a.GetUrn(); u != "" {
+			aliases = append(aliases, u)
+			continue
+		}
+		spec := a.GetSpec()
+		aName, aType, aParentType := name, typ, parentType
+		if n := spec.GetName(); n != "" {
+			aName = n
+		}
+		if t := spec.GetType(); t != "" {
+			aType = t
+		}
+		if p := spec.GetParentUrn(); p != "" {
+			aParentType = resource.URN(p).QualifiedType()
+		} else if spec.GetNoParent() {
+			aParentType = ""
+		}
+		aliases = append(aliases, string(resource.NewURN(stack, project, aParentType, tokens.Type(aType), aName)))
+	}
+	r.mu.Lock()
+	for _, pa := range r.aliases[string(parent)] {
+		aliases = append(aliases, string(resource.NewURN(stack, project, resource.URN(pa).QualifiedType(), tokens.Type(typ), name)))
+	}
+	sort.Strings(aliases)
+	aliases = slices.Compact(aliases)
+	if len(aliases) > 0 {
+		if r.aliases == nil {
+			r.aliases = map[string][]string{}
+		}
+		r.aliases[string(self)] = aliases
+	}
+	r.mu.Unlock()
+	return string(self), aliases
 }
 
 // parentKey turns a parent URN into "<type>::<name>"; the root stack is "".
