@@ -150,7 +150,7 @@ var nameRules = []struct {
 }
 
 // Every physical name the program sets satisfies its service's rule for
-// the longest stack name the configuration accepts, in both shapes (the
+// the longest stack name the configuration accepts, in both topologies (the
 // configuration refuses the others up front: internal/config).
 func TestEveryPhysicalNameFitsItsServiceForTheLongestStackName(t *testing.T) {
 	longest := "abcdefghij-klmnopq9r"

@@ -1,5 +1,5 @@
 // Package compute provides the webstack compute tier: one hardened launch
-// template per tier (web, api) and, by shape, either two instances with an
+// template per tier (web, api) and, by topology, either two instances with an
 // Elastic IP on web (no load balancer: dev) or a public ALB → web Auto
 // Scaling group → internal ALB → api Auto Scaling group (staging, prod).
 package compute
@@ -113,11 +113,11 @@ type AppArgs struct {
 	// AMI, read from AMIParameter at each deployment (a newer one is a new
 	// launch template version, rolled out like a new build).
 	AMIID string
-	// WebTLSSecretArn (single shape only) is the secret the web instance
+	// WebTLSSecretArn (single topology only) is the secret the web instance
 	// reads its certificate and key from: it serves HTTPS on 443 and
 	// redirects on Web.Port. Defaults to "": plain HTTP on Web.Port.
 	WebTLSSecretArn string
-	// LoadBalancer selects the load-balanced shape (public ALB → web group →
+	// LoadBalancer selects the ha topology (public ALB → web group →
 	// internal ALB → api group). Defaults to nil: one web instance with an
 	// Elastic IP and one api instance.
 	LoadBalancer *LoadBalancerArgs
@@ -144,12 +144,12 @@ type App struct {
 	Groups *Groups
 }
 
-// Instances are the single shape's two instances.
+// Instances are the single topology's two instances.
 type Instances struct {
 	WebID, APIID pulumi.StringOutput
 }
 
-// Groups are the load-balanced shape's Auto Scaling groups, the internal
+// Groups are the ha topology's Auto Scaling groups, the internal
 // ALB's URL (the web tier's upstream), and the ARN suffixes CloudWatch
 // names the load balancers and target groups by.
 type Groups struct {

@@ -16,7 +16,7 @@ import (
 // TLSPolicy is the public HTTPS listener's policy: TLS 1.3 and 1.2 only.
 const TLSPolicy = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
-// LoadBalancerArgs configures the load-balanced shape.
+// LoadBalancerArgs configures the ha topology.
 type LoadBalancerArgs struct {
 	// VpcID of the target groups. Required.
 	VpcID pulumi.StringInput
@@ -62,7 +62,7 @@ func refreshAlarms(names []string) autoscaling.GroupInstanceRefreshPreferencesAl
 	return &autoscaling.GroupInstanceRefreshPreferencesAlarmSpecificationArgs{Alarms: pulumi.ToStringArray(names)}
 }
 
-// cluster builds the load-balanced shape: public ALB → web ASG → internal
+// cluster builds the ha topology: public ALB → web ASG → internal
 // ALB → api ASG.
 func (c *App) cluster(ctx *pulumi.Context, name string, a *AppArgs, ami string) error {
 	la := *a.LoadBalancer

@@ -9,7 +9,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// single builds the shape without a load balancer: a web instance in the
+// single builds the single topology, without a load balancer: a web instance in the
 // first public subnet behind an Elastic IP, and an api instance in the
 // first private subnet.
 func (c *App) single(ctx *pulumi.Context, name string, a *AppArgs, ami string) error {

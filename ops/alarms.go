@@ -185,7 +185,7 @@ func alarms(a *MonitoringArgs) []spec {
 		add(
 			// A count, not a share of requests: the share would need a
 			// second custom metric per tier (the ALBs give it in the
-			// load-balanced shape), and at a dev stack's traffic one error
+			// ha topology), and at a dev stack's traffic one error
 			// is a large share.
 			spec{what: tier + "-app-5xx", column: tierColumn(tier), title: tier + " 5xx answers (5 min, app)",
 				desc:    fmt.Sprintf("The %s tier answers 5xx. Check first: Logs Insights \"errors by route\" on the %s log group; the database alarms (a 503 is the database unavailable); the last deployment.", tier, tier),

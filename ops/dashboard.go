@@ -101,7 +101,7 @@ func dashboardBody(a *MonitoringArgs, specs []spec, resolved []any) (string, err
 	if a.LoadBalancer == nil {
 		widgets = append(widgets, map[string]any{
 			"type": "text", "x": 3 * widgetWidth, "y": rows[colInternal], "width": widgetWidth, "height": 3,
-			"properties": map[string]any{"markdown": "This shape has no internal ALB: the web instance calls the api instance directly. " +
+			"properties": map[string]any{"markdown": "The single topology has no internal ALB: the web instance calls the api instance directly. " +
 				"The web tier's own WAF (OWASP CRS) is in the WAF column."},
 		})
 	}

@@ -48,7 +48,7 @@ func (n Names) RefreshAlarms(tier string) []string {
 }
 
 // MonitoringArgs configures NewMonitoring. What it watches comes from the
-// other tiers' outputs; a shape's parts that are absent are nil or empty.
+// other tiers' outputs; a topology's parts that are absent are nil or empty.
 type MonitoringArgs struct {
 	// Names of the stack (NamesFor). Required.
 	Names Names
@@ -65,13 +65,13 @@ type MonitoringArgs struct {
 	// Shippers are the instance roles (by tier: "web", "api") allowed to
 	// write their tier's log group.
 	Shippers map[string]pulumi.StringInput
-	// Instances are the single shape's instances.
+	// Instances are the single topology's instances.
 	Instances []Instance
-	// LoadBalancer is the load-balanced shape's ALBs and groups.
+	// LoadBalancer is the ha topology's ALBs and groups.
 	LoadBalancer *LoadBalancer
 	// Database is the DocumentDB cluster. Required.
 	Database Database
-	// WebACL is the AWS WAF web ACL (load-balanced shape).
+	// WebACL is the AWS WAF web ACL (ha topology).
 	WebACL *WebACL
 	// NATGatewayIDs are the NAT gateways.
 	NATGatewayIDs []pulumi.StringOutput
@@ -88,7 +88,7 @@ type Instance struct {
 	InstanceType string
 }
 
-// LoadBalancer is the load-balanced shape as CloudWatch names it.
+// LoadBalancer is the ha topology as CloudWatch names it.
 type LoadBalancer struct {
 	// Public and Internal are the ALBs' ARN suffixes.
 	Public, Internal pulumi.StringOutput

@@ -1,7 +1,8 @@
 // Package security provides the webstack security tier: the security-group
-// chain between tiers, one least-privilege IAM role per compute tier, the AWS
-// WAF web ACL of the public entry point, and (after compute) its attachment
-// and Shield Advanced protection.
+// chain between tiers, one least-privilege IAM role per compute tier, the
+// application's secrets (NewSecrets), and the edge in front of the entry
+// point (NewEdge, after compute: the AWS WAF web ACL, its association and
+// Shield Advanced).
 package security
 
 import (
@@ -51,9 +52,6 @@ type Args struct {
 type LoadBalancerArgs struct {
 	// PublicHTTPS opens 443 on the public ALB. Defaults to false (only 80).
 	PublicHTTPS bool
-	// WebACL configures AWS WAF for the public ALB; nil creates none.
-	// Defaults to nil.
-	WebACL *WebACLArgs
 }
 
 // Security is the security tier.
@@ -78,13 +76,9 @@ type Security struct {
 }
 
 // LoadBalancerGroups are the load-balanced chain's own: the ALBs' security
-// groups, and the web ACL when there is one.
+// groups.
 type LoadBalancerGroups struct {
 	PublicSecurityGroupID, InternalSecurityGroupID pulumi.StringOutput
-	// WebACLArn is set with a WebACL; WebACLName is its name, which its
-	// CloudWatch metrics are dimensioned by.
-	WebACLArn  *pulumi.StringOutput
-	WebACLName *pulumi.StringOutput
 }
 
 // New creates the security tier.
@@ -133,15 +127,6 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"databaseSecurityGroupId": c.DatabaseSecurityGroupID,
 		"webRoleArn":              c.WebRole.Arn,
 		"apiRoleArn":              c.APIRole.Arn,
-	}
-	if lb := a.LoadBalancer; lb != nil && lb.WebACL != nil {
-		acl, err := newWebACL(ctx, c, name+"-waf", lb.WebACL)
-		if err != nil {
-			return nil, err
-		}
-		c.LoadBalancers.WebACLArn = &acl.Arn
-		c.LoadBalancers.WebACLName = &acl.Name
-		outs["webAclArn"] = acl.Arn
 	}
 	if err := ctx.RegisterResourceOutputs(c, outs); err != nil {
 		return nil, err

@@ -12,6 +12,14 @@ import (
 
 // WebACLArgs configures the AWS WAF web ACL of the public ALB.
 type WebACLArgs struct {
+	// Name is the web ACL's resource name; its log group's name is made of
+	// it, so it cannot change without replacing that log group. Defaults to
+	// "<edge name>-acl".
+	Name string
+	// Aliases are where the web ACL was before (e.g. its former parent
+	// component), so that moving it is not a replacement; its children
+	// (log group, logging configuration) inherit them. Defaults to none.
+	Aliases []pulumi.Alias
 	// Mode is "block" (rules block) or "count" (rules only count, to observe
 	// before enforcing). Defaults to block (the config table's wafMode).
 	Mode string
@@ -132,6 +140,9 @@ const BodyRuleName = "BodyRulesOutsideContent"
 // redacted.
 func newWebACL(ctx *pulumi.Context, parent pulumi.Resource, name string, args *WebACLArgs) (*wafv2.WebAcl, error) {
 	a := *args
+	if a.Name != "" {
+		name = a.Name
+	}
 	if a.Mode == "" {
 		a.Mode = config.Default[string]("wafMode")
 	}
@@ -239,7 +250,7 @@ func newWebACL(ctx *pulumi.Context, parent pulumi.Resource, name string, args *W
 			MetricName:               pulumi.String(name),
 		},
 		Tags: pulumi.StringMap{"Name": pulumi.String(name)},
-	}, pulumi.Parent(parent))
+	}, pulumi.Parent(parent), pulumi.Aliases(a.Aliases))
 	if err != nil {
 		return nil, fmt.Errorf("security: web ACL: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -17,7 +18,15 @@ import (
 
 func webACLGraph(t *testing.T, args security.WebACLArgs) *plan.Graph {
 	t.Helper()
-	return securityGraph(t, security.Args{LoadBalancer: &security.LoadBalancerArgs{PublicHTTPS: true, WebACL: &args}})
+	g, err := plan.Components("us-east-1", func(ctx *pulumi.Context) error {
+		_, err := security.NewEdge(ctx, "edge", &security.EdgeArgs{
+			ResourceArn: pulumi.String("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/public/0123456789abcdef"),
+			WebACL:      &args,
+		})
+		return err
+	})
+	require.NoError(t, err)
+	return g
 }
 
 func webACL(t *testing.T, args security.WebACLArgs) plan.Resource {

@@ -26,14 +26,14 @@ import (
 // Namespace is the Pulumi project name, and so the prefix of every key here.
 const Namespace = "webstack"
 
-// Topology is the shape of a stack.
+// Topology is how a stack is laid out: the one word for it everywhere.
 type Topology string
 
 const (
-	// Single is the dev shape: one web instance with an Elastic IP, one api
+	// Single is the dev topology: one web instance with an Elastic IP, one api
 	// instance, no load balancers.
 	Single Topology = "single"
-	// HA is the staging/prod shape: public ALB with AWS WAF, web ASG, internal
+	// HA is the staging/prod topology: public ALB with AWS WAF, web ASG, internal
 	// ALB, api ASG, all across at least two AZs.
 	HA Topology = "ha"
 )
@@ -539,7 +539,7 @@ func (c *Config) validate() []error {
 	return append(errs, c.Ops.validate()...)
 }
 
-// validateTopology checks the shape.
+// validateTopology checks the topology.
 func (c *Config) validateTopology(bad badFunc) {
 	switch c.Topology {
 	case Single, HA:

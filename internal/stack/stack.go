@@ -88,10 +88,7 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 
 	var lbSec *security.LoadBalancerArgs
 	if ha {
-		lbSec = &security.LoadBalancerArgs{
-			PublicHTTPS: cfg.HTTPS(),
-			WebACL:      &security.WebACLArgs{Mode: cfg.Edge.WAFMode, RateLimit: cfg.Edge.WAFRateLimit, LoginRateLimit: cfg.Edge.WAFLoginRateLimit, LogRetentionDays: cfg.Edge.WAFLogRetentionDays},
-		}
+		lbSec = &security.LoadBalancerArgs{PublicHTTPS: cfg.HTTPS()}
 	}
 	sec, err := security.New(ctx, "security", &security.Args{
 		VpcID:            net.VpcID,
@@ -195,15 +192,23 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 		return nil, err
 	}
 
-	edge := &security.EdgeProtectionArgs{ResourceArn: app.EntryPointArn, ShieldAdvanced: cfg.Edge.ShieldAdvanced}
-	if lbs := sec.LoadBalancers; lbs != nil && lbs.WebACLArn != nil {
-		edge.WebACLArn = *lbs.WebACLArn
+	edgeArgs := &security.EdgeArgs{ResourceArn: app.EntryPointArn, ShieldAdvanced: cfg.Edge.ShieldAdvanced}
+	if ha {
+		edgeArgs.WebACL = &security.WebACLArgs{
+			Mode: cfg.Edge.WAFMode, RateLimit: cfg.Edge.WAFRateLimit, LoginRateLimit: cfg.Edge.WAFLoginRateLimit, LogRetentionDays: cfg.Edge.WAFLogRetentionDays,
+			// Stacks deployed before the edge was one component made the
+			// web ACL inside the security tier: the same name, and an alias
+			// to that parent, keep it (and its log group) from being
+			// replaced (testdata/urns holds every URN).
+			Name: "security-waf", Aliases: []pulumi.Alias{{Parent: sec}},
+		}
 	}
-	if _, err := security.NewEdgeProtection(ctx, "edge", edge, withAWS); err != nil {
+	edge, err := security.NewEdge(ctx, "edge", edgeArgs, withAWS)
+	if err != nil {
 		return nil, err
 	}
 
-	watch, err := monitoringArgs(ctx, cfg, names, tags, net, sec, db, app)
+	watch, err := monitoringArgs(ctx, cfg, names, tags, net, sec, db, app, edge)
 	if err != nil {
 		return nil, err
 	}
@@ -216,10 +221,10 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 }
 
 // monitoringArgs is what the operations tier watches: the tiers as the
-// shape built them (instances, or load balancers and groups), the database,
+// topology built them (instances, or load balancers and groups), the database,
 // the NAT gateways, the web ACL, the budget and AWS Backup.
 func monitoringArgs(ctx *pulumi.Context, cfg *config.Config, names ops.Names, tags *aws.ProviderDefaultTagsArgs,
-	net *network.VPC, sec *security.Security, db *database.Cluster, app *compute.App) (*ops.MonitoringArgs, error) {
+	net *network.VPC, sec *security.Security, db *database.Cluster, app *compute.App, edge *security.Edge) (*ops.MonitoringArgs, error) {
 	var err error
 	watch := &ops.MonitoringArgs{
 		Names: names, Region: cfg.Region, AlarmEmail: cfg.Ops.AlarmEmail,
@@ -255,8 +260,8 @@ func monitoringArgs(ctx *pulumi.Context, cfg *config.Config, names ops.Names, ta
 			}
 		}
 	}
-	if lbs := sec.LoadBalancers; lbs != nil && lbs.WebACLName != nil {
-		watch.WebACL = &ops.WebACL{Name: *lbs.WebACLName, Count: cfg.Edge.WAFMode == "count"}
+	if edge.HasWebACL {
+		watch.WebACL = &ops.WebACL{Name: edge.WebACLName, Count: cfg.Edge.WAFMode == "count"}
 	}
 	if estimate := cfg.Ops.BudgetEstimateUSD; estimate > 0 {
 		// The budget is the stack file's estimate (what `make cost` prints
@@ -270,7 +275,7 @@ func monitoringArgs(ctx *pulumi.Context, cfg *config.Config, names ops.Names, ta
 // stackOutputs are what `pulumi stack output` shows: the address, the
 // network, the database, the secrets, the release, the operations.
 func stackOutputs(cfg *config.Config, net *network.VPC, db *database.Cluster, appSecrets *security.Secrets, release *compute.Release,
-	app *compute.App, edge *security.EdgeProtectionArgs, monitoring *ops.Monitoring) pulumi.Map {
+	app *compute.App, edge *security.Edge, monitoring *ops.Monitoring) pulumi.Map {
 	url := app.URL
 	if cfg.Edge.Hostname != "" {
 		url = pulumi.Sprintf("https://%s", cfg.Edge.Hostname).ToStringOutput()
@@ -294,7 +299,7 @@ func stackOutputs(cfg *config.Config, net *network.VPC, db *database.Cluster, ap
 		"alarmTopicArn":     monitoring.TopicArn,
 		"dashboardName":     monitoring.DashboardName,
 	}
-	if edge.WebACLArn != nil {
+	if edge.HasWebACL {
 		outputs["webAclArn"] = edge.WebACLArn
 	}
 	if g := app.Groups; g != nil {
