@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"gopkg.in/yaml.v3"
@@ -82,6 +83,12 @@ func run(project, stack, region string, fn StackFunc) (*Graph, error) {
 	rec := &Recorder{Region: region}
 	g := &Graph{Project: project, Stack: stack, Outputs: map[string]any{}}
 	var mu sync.Mutex
+	// RunErr waits for what the program registers, but not for an apply on
+	// an output made from a plain value (pulumi.String(…).ToStringOutput()
+	// belongs to no context): such an output's value could arrive after
+	// RunErr returned, and the graph missed it now and then. Each output
+	// says when it has arrived.
+	var arrived sync.WaitGroup
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		outs, err := fn(ctx)
 		if err != nil {
@@ -89,16 +96,26 @@ func run(project, stack, region string, fn StackFunc) (*Graph, error) {
 		}
 		for k, v := range outs {
 			ctx.Export(k, v)
-			k := k
+			arrived.Add(1)
 			pulumi.ToOutput(v).ApplyT(func(x any) (any, error) {
 				mu.Lock()
 				g.Outputs[k] = x
 				mu.Unlock()
+				arrived.Done()
 				return nil, nil
 			})
 		}
 		return nil
 	}, pulumi.WithMocks(project, stack, rec))
+	if err == nil {
+		done := make(chan struct{})
+		go func() { arrived.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			return nil, fmt.Errorf("plan: some stack outputs never resolved")
+		}
+	}
 	// Registration order varies from run to run (outputs resolve
 	// concurrently); a sorted graph diffs cleanly and draws the same.
 	g.Resources = rec.Resources()
