@@ -1,10 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,71 +11,8 @@ import (
 
 	"webstack/internal/offline/cost"
 	"webstack/internal/offline/plan"
+	"webstack/ops/opstest"
 )
-
-// alarm is a metric alarm of the plan, read back: its metrics (one, or a
-// metric-math alarm's inputs) with their dimensions.
-type alarm struct {
-	plan.Resource
-	metrics []alarmMetric
-}
-
-type alarmMetric struct {
-	namespace, name string
-	dims            map[string]string
-}
-
-func alarmsOf(g *plan.Graph) []alarm {
-	var out []alarm
-	for _, r := range g.OfType("aws:cloudwatch/metricAlarm:MetricAlarm") {
-		a := alarm{Resource: r}
-		dimsOf := func(v any) map[string]string {
-			d := map[string]string{}
-			if m, ok := v.(map[string]any); ok {
-				for k, x := range m {
-					d[k] = str(x)
-				}
-			}
-			return d
-		}
-		if q := plan.List(r.Inputs["metricQueries"]); len(q) > 0 {
-			for _, m := range q {
-				if plan.Get(m, "metric") == nil {
-					continue
-				}
-				a.metrics = append(a.metrics, alarmMetric{str(plan.Get(m, "metric", "namespace")), str(plan.Get(m, "metric", "metricName")), dimsOf(plan.Get(m, "metric", "dimensions"))})
-			}
-		} else {
-			a.metrics = append(a.metrics, alarmMetric{str(r.Inputs["namespace"]), str(r.Inputs["metricName"]), dimsOf(r.Inputs["dimensions"])})
-		}
-		out = append(out, a)
-	}
-	return out
-}
-
-// watching returns the alarms with a metric ns/name whose dimensions
-// include want.
-func watching(alarms []alarm, ns, name string, want map[string]string) []alarm {
-	var out []alarm
-	for _, a := range alarms {
-		for _, m := range a.metrics {
-			if m.namespace != ns || m.name != name {
-				continue
-			}
-			ok := true
-			for k, v := range want {
-				if m.dims[k] != v {
-					ok = false
-				}
-			}
-			if ok {
-				out = append(out, a)
-				break
-			}
-		}
-	}
-	return out
-}
 
 // nameOf is a resource's physical name: its name input, else what the
 // provider names it.
@@ -96,12 +30,12 @@ func TestEveryWatchedResourceHasItsAlarms(t *testing.T) {
 	for _, s := range allStacks {
 		t.Run(s, func(t *testing.T) {
 			g := planOf(t, s)
-			alarms := alarmsOf(g)
+			alarms := opstest.Alarms(g)
 			require.NotEmpty(t, alarms)
 			known := map[string]bool{}
 			expect := func(ns, metric string, dims map[string]string, n int, why string) {
 				t.Helper()
-				assert.Len(t, watching(alarms, ns, metric, dims), n, "%s %s %v: %s", ns, metric, dims, why)
+				assert.Len(t, opstest.Watching(alarms, ns, metric, dims), n, "%s %s %v: %s", ns, metric, dims, why)
 				for _, v := range dims {
 					known[v] = true
 				}
@@ -131,7 +65,7 @@ func TestEveryWatchedResourceHasItsAlarms(t *testing.T) {
 				d := map[string]string{"TargetGroup": str(tg.Outputs["arnSuffix"]), "LoadBalancer": behind[str(tg.Outputs["arn"])]}
 				require.NotEmpty(t, d["LoadBalancer"], "%s is behind no listener", tg.Key())
 				expect("AWS/ApplicationELB", "UnHealthyHostCount", d, 1, tg.Key())
-				healthy := watching(alarms, "AWS/ApplicationELB", "HealthyHostCount", d)
+				healthy := opstest.Watching(alarms, "AWS/ApplicationELB", "HealthyHostCount", d)
 				expect("AWS/ApplicationELB", "HealthyHostCount", d, 1, tg.Key())
 				if len(healthy) == 1 {
 					assert.Equal(t, "LessThanThreshold", healthy[0].Inputs["comparisonOperator"])
@@ -139,7 +73,7 @@ func TestEveryWatchedResourceHasItsAlarms(t *testing.T) {
 			}
 			for _, asg := range g.OfType("aws:autoscaling/group:Group") {
 				d := map[string]string{"AutoScalingGroupName": nameOf(asg)}
-				inService := watching(alarms, "AWS/AutoScaling", "GroupInServiceInstances", d)
+				inService := opstest.Watching(alarms, "AWS/AutoScaling", "GroupInServiceInstances", d)
 				expect("AWS/AutoScaling", "GroupInServiceInstances", d, 1, asg.Key())
 				if len(inService) == 1 {
 					assert.Equal(t, plan.Number(asg.Inputs["minSize"]), plan.Number(inService[0].Inputs["threshold"]), "below the group's minimum")
@@ -148,7 +82,7 @@ func TestEveryWatchedResourceHasItsAlarms(t *testing.T) {
 			}
 			for _, in := range g.OfType("aws:ec2/instance:Instance") {
 				d := map[string]string{"InstanceId": in.ID}
-				system := watching(alarms, "AWS/EC2", "StatusCheckFailed_System", d)
+				system := opstest.Watching(alarms, "AWS/EC2", "StatusCheckFailed_System", d)
 				expect("AWS/EC2", "StatusCheckFailed_System", d, 1, in.Key())
 				expect("AWS/EC2", "StatusCheckFailed_Instance", d, 1, in.Key())
 				expect("AWS/EC2", "CPUCreditBalance", d, 1, in.Key()+" is a t4g")
@@ -183,18 +117,18 @@ func TestEveryWatchedResourceHasItsAlarms(t *testing.T) {
 			if s == "prod" {
 				nats = 3 // one per AZ
 			}
-			assert.Len(t, watching(alarms, "AWS/NATGateway", "ErrorPortAllocation", nil), nats)
-			assert.Len(t, watching(alarms, "AWS/NATGateway", "PacketsDropCount", nil), nats)
+			assert.Len(t, opstest.Watching(alarms, "AWS/NATGateway", "ErrorPortAllocation", nil), nats)
+			assert.Len(t, opstest.Watching(alarms, "AWS/NATGateway", "PacketsDropCount", nil), nats)
 
 			// Nothing dangles: every AWS dimension value is something of
 			// this graph (NAT gateways are awsx's children: the mocks' ids).
 			for _, a := range alarms {
-				for _, m := range a.metrics {
-					if !strings.HasPrefix(m.namespace, "AWS/") {
-						assert.Equal(t, "webstack/"+s, m.namespace, a.Key())
+				for _, m := range a.Metrics {
+					if !strings.HasPrefix(m.Namespace, "AWS/") {
+						assert.Equal(t, "webstack/"+s, m.Namespace, a.Key())
 						continue
 					}
-					for k, v := range m.dims {
+					for k, v := range m.Dims {
 						if k == "NatGatewayId" {
 							assert.True(t, strings.HasPrefix(v, "nat-"), a.Key())
 							continue
@@ -207,50 +141,14 @@ func TestEveryWatchedResourceHasItsAlarms(t *testing.T) {
 	}
 }
 
-// Every alarm notifies the stack's topic when it fires and when it clears,
-// is named <project>-<stack>-<what>, says what to look at first, and treats
-// missing data on purpose.
-func TestAlarmsActOnTheStackTopic(t *testing.T) {
-	for _, s := range allStacks {
-		t.Run(s, func(t *testing.T) {
-			g := planOf(t, s)
-			topics := g.OfType("aws:sns/topic:Topic")
-			require.Len(t, topics, 1)
-			topic := str(topics[0].Outputs["arn"])
-			assert.Equal(t, "webstack-"+s+"-alarms", topics[0].Inputs["name"])
-			keys := g.OfType("aws:kms/key:Key")
-			require.Len(t, keys, 1)
-			assert.Equal(t, str(keys[0].Outputs["arn"]), topics[0].Inputs["kmsMasterKeyId"], "encrypted with a key CloudWatch may use")
-			kp := policyDoc(t, keys[0].Inputs["policy"])
-			assert.Contains(t, fmt.Sprint(kp), "cloudwatch.amazonaws.com")
-			for _, a := range alarmsOf(g) {
-				assert.Contains(t, plan.List(a.Inputs["alarmActions"]), topic, a.Key())
-				assert.Equal(t, []any{topic}, plan.List(a.Inputs["okActions"]), a.Key())
-				assert.True(t, strings.HasPrefix(str(a.Inputs["name"]), "webstack-"+s+"-"), a.Key())
-				assert.Contains(t, str(a.Inputs["alarmDescription"]), "Check first", a.Key())
-				assert.Contains(t, []any{"notBreaching", "breaching", "missing"}, a.Inputs["treatMissingData"], a.Key())
-			}
-			pol := g.OfType("aws:sns/topicPolicy:TopicPolicy")
-			require.Len(t, pol, 1)
-			doc := policyDoc(t, pol[0].Inputs["policy"])
-			for _, st := range plan.List(doc["Statement"]) {
-				if plan.Get(st, "Effect") == "Allow" {
-					assert.ElementsMatch(t, []any{"cloudwatch.amazonaws.com", "budgets.amazonaws.com"}, plan.List(plan.Get(st, "Principal", "Service")))
-					assert.Equal(t, "123456789012", plan.Get(st, "Condition", "StringEquals", "aws:SourceAccount"), "this account's alarms and budgets only")
-				}
-			}
-		})
-	}
-}
-
 // Thresholds, retention and the email come from the configuration.
 func TestMonitoringFollowsItsConfiguration(t *testing.T) {
 	g := planOf(t, "staging", "alarmLatencyMs=250", "alarmDbCpuPercent=66", "alarmDbConnectionsPercent=50",
 		"alarmServerErrorsPer5Min=3", "alarmWafBlockedPer5Min=42", "alarmErrorPercent=2", "logRetentionDays=60", "alarmEmail=oncall@example.com")
-	alarms := alarmsOf(g)
+	alarms := opstest.Alarms(g)
 	threshold := func(ns, metric string) []float64 {
 		var out []float64
-		for _, a := range watching(alarms, ns, metric, nil) {
+		for _, a := range opstest.Watching(alarms, ns, metric, nil) {
 			out = append(out, plan.Number(a.Inputs["threshold"]))
 		}
 		return out
@@ -355,49 +253,6 @@ func TestDevStaysWithinItsCostGoal(t *testing.T) {
 	assert.Greater(t, r.ByTier()["ops"], 0.0, "monitoring is priced")
 }
 
-// The dashboard draws the request path left to right and every alarm in
-// its column, with its threshold.
-func TestDashboardIsTheRequestPath(t *testing.T) {
-	for _, s := range allStacks {
-		t.Run(s, func(t *testing.T) {
-			g := planOf(t, s)
-			boards := g.OfType("aws:cloudwatch/dashboard:Dashboard")
-			require.Len(t, boards, 1)
-			var body struct {
-				Widgets []struct {
-					Type       string         `json:"type"`
-					X          int            `json:"x"`
-					Properties map[string]any `json:"properties"`
-				} `json:"widgets"`
-			}
-			require.NoError(t, json.Unmarshal([]byte(str(boards[0].Inputs["dashboardBody"])), &body))
-			var heads []string
-			annotated := map[string]int{}
-			for _, w := range body.Widgets {
-				if w.Type == "text" && strings.HasPrefix(str(w.Properties["markdown"]), "### ") {
-					heads = append(heads, strings.TrimPrefix(str(w.Properties["markdown"]), "### "))
-				}
-				for _, h := range plan.List(plan.Get(w.Properties, "annotations", "horizontal")) {
-					annotated[strings.TrimPrefix(str(plan.Get(h, "label")), "alarm ")] = w.X
-				}
-			}
-			assert.Equal(t, []string{"Entry", "WAF", "Web tier", "Internal ALB", "API tier (and NAT)", "DocumentDB"}, heads)
-			var names []string
-			for _, a := range alarmsOf(g) {
-				names = append(names, str(a.Inputs["name"]))
-			}
-			slices.Sort(names)
-			var drawn []string
-			for n := range annotated {
-				drawn = append(drawn, n)
-			}
-			slices.Sort(drawn)
-			assert.Equal(t, names, drawn, "every alarm has its graph")
-			assert.Equal(t, 5*4, annotated["webstack-"+s+"-docdb-volume-growth"], "database last")
-		})
-	}
-}
-
 // AWS Backup protects the cluster where data matters (ha), kept
 // backupRetentionDays.
 func TestBackupPlanCoversTheCluster(t *testing.T) {
@@ -422,18 +277,3 @@ func TestBackupPlanCoversTheCluster(t *testing.T) {
 	}
 }
 
-// Every alarm links to its row in docs/operations.md, and the row is there.
-func TestEveryAlarmHasARunbook(t *testing.T) {
-	raw, err := os.ReadFile("docs/operations.md")
-	require.NoError(t, err)
-	doc := string(raw)
-	for _, s := range allStacks {
-		for _, a := range alarmsOf(planOf(t, s)) {
-			desc := str(a.Inputs["alarmDescription"])
-			i := strings.Index(desc, "docs/operations.md#")
-			require.GreaterOrEqual(t, i, 0, "%s links its runbook", a.Key())
-			anchor := desc[i+len("docs/operations.md#"):]
-			assert.Contains(t, doc, `<a id="`+anchor+`"></a>`, "%s: docs/operations.md has no row %q", a.Key(), anchor)
-		}
-	}
-}
