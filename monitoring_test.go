@@ -276,4 +276,3 @@ func TestBackupPlanCoversTheCluster(t *testing.T) {
 		}
 	}
 }
-
