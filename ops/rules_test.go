@@ -52,6 +52,13 @@ func topologies() map[string]*ops.MonitoringArgs {
 	return map[string]*ops.MonitoringArgs{"single": single, "ha": ha}
 }
 
+// eachTopology runs test on the monitoring graph of each topology.
+func eachTopology(t *testing.T, test func(t *testing.T, g *plan.Graph)) {
+	for topology, args := range topologies() {
+		t.Run(topology, func(t *testing.T) { test(t, monitoringGraph(t, args)) })
+	}
+}
+
 func policyDoc(t *testing.T, raw any) map[string]any {
 	t.Helper()
 	var doc map[string]any
@@ -64,78 +71,72 @@ func policyDoc(t *testing.T, raw any) map[string]any {
 // missing data on purpose; the topic is encrypted with a key CloudWatch may
 // use, and only this account's alarms and budgets may publish.
 func TestAlarmsActOnTheStackTopic(t *testing.T) {
-	for topology, args := range topologies() {
-		t.Run(topology, func(t *testing.T) {
-			g := monitoringGraph(t, args)
-			topics := g.OfType("aws:sns/topic:Topic")
-			require.Len(t, topics, 1)
-			topic := fmt.Sprint(topics[0].Outputs["arn"])
-			assert.Equal(t, "webstack-test-alarms", topics[0].Inputs["name"])
-			keys := g.OfType("aws:kms/key:Key")
-			require.Len(t, keys, 1)
-			assert.Equal(t, fmt.Sprint(keys[0].Outputs["arn"]), topics[0].Inputs["kmsMasterKeyId"], "encrypted with a key CloudWatch may use")
-			assert.Contains(t, fmt.Sprint(policyDoc(t, keys[0].Inputs["policy"])), "cloudwatch.amazonaws.com")
-			alarms := opstest.Alarms(g)
-			require.NotEmpty(t, alarms)
-			for _, a := range alarms {
-				assert.Contains(t, plan.List(a.Inputs["alarmActions"]), topic, a.Key())
-				assert.Equal(t, []any{topic}, plan.List(a.Inputs["okActions"]), a.Key())
-				assert.True(t, strings.HasPrefix(fmt.Sprint(a.Inputs["name"]), "webstack-test-"), a.Key())
-				assert.Contains(t, fmt.Sprint(a.Inputs["alarmDescription"]), "Check first", a.Key())
-				assert.Contains(t, []any{"notBreaching", "breaching", "missing"}, a.Inputs["treatMissingData"], a.Key())
+	eachTopology(t, func(t *testing.T, g *plan.Graph) {
+		topics := g.OfType("aws:sns/topic:Topic")
+		require.Len(t, topics, 1)
+		topic := fmt.Sprint(topics[0].Outputs["arn"])
+		assert.Equal(t, "webstack-test-alarms", topics[0].Inputs["name"])
+		keys := g.OfType("aws:kms/key:Key")
+		require.Len(t, keys, 1)
+		assert.Equal(t, fmt.Sprint(keys[0].Outputs["arn"]), topics[0].Inputs["kmsMasterKeyId"], "encrypted with a key CloudWatch may use")
+		assert.Contains(t, fmt.Sprint(policyDoc(t, keys[0].Inputs["policy"])), "cloudwatch.amazonaws.com")
+		alarms := opstest.Alarms(g)
+		require.NotEmpty(t, alarms)
+		for _, a := range alarms {
+			assert.Contains(t, plan.List(a.Inputs["alarmActions"]), topic, a.Key())
+			assert.Equal(t, []any{topic}, plan.List(a.Inputs["okActions"]), a.Key())
+			assert.True(t, strings.HasPrefix(fmt.Sprint(a.Inputs["name"]), "webstack-test-"), a.Key())
+			assert.Contains(t, fmt.Sprint(a.Inputs["alarmDescription"]), "Check first", a.Key())
+			assert.Contains(t, []any{"notBreaching", "breaching", "missing"}, a.Inputs["treatMissingData"], a.Key())
+		}
+		pol := g.OfType("aws:sns/topicPolicy:TopicPolicy")
+		require.Len(t, pol, 1)
+		allows := 0
+		for _, st := range plan.List(policyDoc(t, pol[0].Inputs["policy"])["Statement"]) {
+			if plan.Get(st, "Effect") == "Allow" {
+				allows++
+				assert.ElementsMatch(t, []any{"cloudwatch.amazonaws.com", "budgets.amazonaws.com"}, plan.List(plan.Get(st, "Principal", "Service")))
+				assert.Equal(t, plan.Account, plan.Get(st, "Condition", "StringEquals", "aws:SourceAccount"), "this account's alarms and budgets only")
 			}
-			pol := g.OfType("aws:sns/topicPolicy:TopicPolicy")
-			require.Len(t, pol, 1)
-			allows := 0
-			for _, st := range plan.List(policyDoc(t, pol[0].Inputs["policy"])["Statement"]) {
-				if plan.Get(st, "Effect") == "Allow" {
-					allows++
-					assert.ElementsMatch(t, []any{"cloudwatch.amazonaws.com", "budgets.amazonaws.com"}, plan.List(plan.Get(st, "Principal", "Service")))
-					assert.Equal(t, plan.Account, plan.Get(st, "Condition", "StringEquals", "aws:SourceAccount"), "this account's alarms and budgets only")
-				}
-			}
-			assert.Positive(t, allows)
-		})
-	}
+		}
+		assert.Positive(t, allows)
+	})
 }
 
 // The dashboard draws the request path left to right and every alarm in
 // its column, with its threshold; the database last.
 func TestDashboardIsTheRequestPath(t *testing.T) {
-	for topology, args := range topologies() {
-		t.Run(topology, func(t *testing.T) {
-			g := monitoringGraph(t, args)
-			boards := g.OfType("aws:cloudwatch/dashboard:Dashboard")
-			require.Len(t, boards, 1)
-			var body struct {
-				Widgets []struct {
-					Type       string         `json:"type"`
-					X          int            `json:"x"`
-					Properties map[string]any `json:"properties"`
-				} `json:"widgets"`
+	eachTopology(t, func(t *testing.T, g *plan.Graph) {
+		boards := g.OfType("aws:cloudwatch/dashboard:Dashboard")
+		require.Len(t, boards, 1)
+		var body struct {
+			Widgets []struct {
+				Type       string         `json:"type"`
+				X          int            `json:"x"`
+				Properties map[string]any `json:"properties"`
+			} `json:"widgets"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(fmt.Sprint(boards[0].Inputs["dashboardBody"])), &body))
+		var heads []string
+		annotated := map[string]int{}
+		for _, w := range body.Widgets {
+			if md := fmt.Sprint(w.Properties["markdown"]); w.Type == "text" && strings.HasPrefix(md, "### ") {
+				heads = append(heads, strings.TrimPrefix(md, "### "))
 			}
-			require.NoError(t, json.Unmarshal([]byte(fmt.Sprint(boards[0].Inputs["dashboardBody"])), &body))
-			var heads []string
-			annotated := map[string]int{}
-			for _, w := range body.Widgets {
-				if md := fmt.Sprint(w.Properties["markdown"]); w.Type == "text" && strings.HasPrefix(md, "### ") {
-					heads = append(heads, strings.TrimPrefix(md, "### "))
-				}
-				for _, h := range plan.List(plan.Get(w.Properties, "annotations", "horizontal")) {
-					annotated[strings.TrimPrefix(fmt.Sprint(plan.Get(h, "label")), "alarm ")] = w.X
-				}
+			for _, h := range plan.List(plan.Get(w.Properties, "annotations", "horizontal")) {
+				annotated[strings.TrimPrefix(fmt.Sprint(plan.Get(h, "label")), "alarm ")] = w.X
 			}
-			assert.Equal(t, []string{"Entry", "WAF", "Web tier", "Internal ALB", "API tier (and NAT)", "DocumentDB"}, heads)
-			var names []string
-			for _, a := range opstest.Alarms(g) {
-				names = append(names, fmt.Sprint(a.Inputs["name"]))
-			}
-			slices.Sort(names)
-			drawn := slices.Sorted(maps.Keys(annotated))
-			assert.Equal(t, names, drawn, "every alarm has its graph")
-			assert.Equal(t, 5*4, annotated["webstack-test-docdb-volume-growth"], "database last")
-		})
-	}
+		}
+		assert.Equal(t, []string{"Entry", "WAF", "Web tier", "Internal ALB", "API tier (and NAT)", "DocumentDB"}, heads)
+		var names []string
+		for _, a := range opstest.Alarms(g) {
+			names = append(names, fmt.Sprint(a.Inputs["name"]))
+		}
+		slices.Sort(names)
+		drawn := slices.Sorted(maps.Keys(annotated))
+		assert.Equal(t, names, drawn, "every alarm has its graph")
+		assert.Equal(t, 5*4, annotated["webstack-test-docdb-volume-growth"], "database last")
+	})
 }
 
 // Every alarm links to its row in docs/operations.md, and the row is there.
