@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"webstack/compute"
+	"webstack/database"
 	"webstack/internal/cloudinit"
 )
 
@@ -76,4 +80,22 @@ func TestSettingsContractCatchesAMisspeltKey(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "CONDUIT_WAF_MODE is not a setting of conduit web")
+}
+
+// The app's own defaults for what the infrastructure also states are the
+// same values: where the metrics are scraped (compute.AdminAddr, which the
+// CloudWatch agent reads) and DocumentDB's port (database.Port, which the
+// security groups open). The user data sets both explicitly; the defaults
+// are what `make run` and a hand-started server use.
+func TestTheAppsDefaultsAreTheInfrastructures(t *testing.T) {
+	out, err := exec.Command(conduit(t), "api", "--help").CombinedOutput()
+	require.Error(t, err, "--help exits non-zero")
+	help := string(out)
+	defaultOf := func(flag string) string {
+		m := regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(flag) + ` .*\n\s+.*\(default ([^;)]+)`).FindStringSubmatch(help)
+		require.NotNil(t, m, "conduit api --help shows --%s's default:\n%s", flag, help)
+		return m[1]
+	}
+	assert.Equal(t, compute.AdminAddr, defaultOf("admin-addr"))
+	assert.Equal(t, strconv.Itoa(database.Port), defaultOf("db-port"))
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"webstack/internal/awsarn"
+	"webstack/internal/offline"
 	"webstack/internal/offline/cost"
 	"webstack/internal/offline/plan"
 	"webstack/internal/stack"
@@ -289,4 +291,24 @@ func TestDeployGuideStatesEachStacksElasticIPs(t *testing.T) {
 	}
 	assert.Greater(t, total, cost.DefaultEIPQuota, "the guide's warning holds: together they exceed the default quota")
 	assert.Contains(t, string(readme), "L-0263D0A3")
+}
+
+// The example ARNs the docs print are the ones the offline tools fill in
+// when a stack file leaves them out (and which the config accepts), so a
+// command copied from the docs plans the same graph as `make plan` alone.
+func TestTheDocsExampleARNsAreTheOfflineTools(t *testing.T) {
+	want := map[string]string{"certificateArn": offline.ExampleCertificate, "webTlsSecretArn": offline.ExampleWebTLSSecret}
+	seen := map[string]int{}
+	for _, f := range []string{"README.md", "Makefile", "docs/deploy.md", "docs/twin.md", "docs/app.md"} {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range regexp.MustCompile(`(certificateArn|webTlsSecretArn)=(arn:[^"\s]+)`).FindAllStringSubmatch(string(raw), -1) {
+			assert.Equal(t, want[m[1]], m[2], "%s: %s", f, m[0])
+			seen[m[1]]++
+		}
+	}
+	assert.Positive(t, seen["certificateArn"])
+	assert.Positive(t, seen["webTlsSecretArn"])
+	assert.True(t, awsarn.IsCertificate(offline.ExampleCertificate))
+	assert.True(t, awsarn.IsSecret(offline.ExampleWebTLSSecret))
 }

@@ -25,7 +25,7 @@ import (
 )
 
 const (
-	testCert      = "arn:aws:acm:us-east-1:123456789012:certificate/example"
+	testCert      = offline.ExampleCertificate
 	testJWTSecret = "test-jwt-secret-0123456789abcdef0123456789"
 	// testBuildSHA is the sha256 of testArtifact's content.
 	testBuildSHA = "2bd9a07eddf2828e1f9fdf26fb92161b6ecef4e434d96eb9a9fa9874a073d909"
@@ -42,7 +42,7 @@ func testArtifact(t *testing.T) string {
 // planOf runs the real program for a stack file under mocks, with overrides
 // ("key=value", project namespace implied) applied like `pulumi -c`.
 // testWebTLSSecret is the dev web instance's certificate secret in tests.
-const testWebTLSSecret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:webstack/dev/web-tls-AbCdEf"
+const testWebTLSSecret = offline.ExampleWebTLSSecret
 
 func planOf(t *testing.T, stackName string, overrides ...string) *plan.Graph {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
@@ -16,6 +17,11 @@ import (
 
 	"webstack/internal/config"
 )
+
+// Port is the port the cluster listens on: DocumentDB's default, which the
+// cluster keeps (it sets no port). The security groups open it and the api
+// is told it (CONDUIT_DB_PORT, from the cluster's port output).
+const Port = 27017
 
 // ClusterArgs configures NewCluster.
 type ClusterArgs struct {
@@ -153,7 +159,7 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	// and a new snapshot name, and a destroyed and re-created stack never
 	// meets its previous snapshot (the subnet group's name is new).
 	identifier := subnets.Name.ApplyT(func(group string) string {
-		return ClusterIdentifier(ctx.Project(), ctx.Stack(), name, "docdb", "conduit", "encrypted", "27017", group)
+		return ClusterIdentifier(ctx.Project(), ctx.Stack(), name, "docdb", "conduit", "encrypted", strconv.Itoa(Port), group)
 	}).(pulumi.StringOutput)
 	var logGroups []pulumi.Resource
 	for _, kind := range a.LogExports {
@@ -224,7 +230,7 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	c.ReaderEndpoint = cluster.ReaderEndpoint
 	c.Port = cluster.Port.ApplyT(func(p *int) int {
 		if p == nil {
-			return 27017
+			return Port
 		}
 		return *p
 	}).(pulumi.IntOutput)

@@ -17,9 +17,6 @@ import (
 	"webstack/internal/iampolicy"
 )
 
-// DocumentDBPort is the port DocumentDB listens on.
-const DocumentDBPort = 27017
-
 // ssmManagedPolicy lets Session Manager reach the instances: the only way in
 // (no SSH, no key pairs).
 const ssmManagedPolicy = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
@@ -34,6 +31,9 @@ type Args struct {
 	// APIPort is the port the api tier (and the internal ALB) listens on.
 	// Defaults to 8081 (the config table's apiPort).
 	APIPort int
+	// DatabasePort is the port the database listens on (database.Port).
+	// Required.
+	DatabasePort int
 	// LoadBalancer selects the load-balanced chain (internet → public ALB →
 	// web → internal ALB → api → database). Defaults to nil: internet → web
 	// → api → database.
@@ -96,6 +96,9 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	}
 	if a.VpcID == nil {
 		return nil, fmt.Errorf("security: VpcID is required")
+	}
+	if a.DatabasePort <= 0 {
+		return nil, fmt.Errorf("security: DatabasePort is required")
 	}
 	if err := c.securityGroups(ctx, name, &a); err != nil {
 		return nil, err
@@ -176,7 +179,7 @@ func (c *Security) securityGroups(ctx *pulumi.Context, name string, a *Args) err
 	}
 	c.WebSecurityGroupID, c.APISecurityGroupID, c.DatabaseSecurityGroupID = web.ID().ToStringOutput(), api.ID().ToStringOutput(), db.ID().ToStringOutput()
 
-	rules := []rule{{name: "api-to-db", to: db, port: DocumentDBPort, fromSG: api}}
+	rules := []rule{{name: "api-to-db", to: db, port: a.DatabasePort, fromSG: api}}
 	if a.LoadBalancer != nil {
 		publicALB, err := newSG("public-alb", "webstack internet-facing ALB")
 		if err != nil {

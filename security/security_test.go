@@ -21,6 +21,9 @@ func securityGraph(t *testing.T, args security.Args) *plan.Graph {
 	if args.VpcID == nil {
 		args.VpcID = pulumi.String("vpc-0123456789abcdef0")
 	}
+	if args.DatabasePort == 0 {
+		args.DatabasePort = 27017
+	}
 	g, err := plan.Components("us-east-1", func(ctx *pulumi.Context) error {
 		_, err := security.New(ctx, "security", &args)
 		return err
@@ -142,9 +145,20 @@ func TestEachTierRoleMayOnlyUseSessionManager(t *testing.T) {
 	assert.Empty(t, g.OfType("aws:iam/rolePolicy:RolePolicy"), "grants come from the tiers that own the resources")
 }
 
-func TestNoWebACLWithoutOne(t *testing.T) {
-	assert.Empty(t, securityGraph(t, security.Args{}).OfType("aws:wafv2/webAcl:WebAcl"))
-	assert.Empty(t, securityGraph(t, security.Args{LoadBalancer: &security.LoadBalancerArgs{}}).OfType("aws:wafv2/webAcl:WebAcl"))
+func TestSecurityNeedsItsVPCAndTheDatabasesPort(t *testing.T) {
+	for _, tc := range []struct {
+		args security.Args
+		want string
+	}{
+		{security.Args{DatabasePort: 27017}, "VpcID is required"},
+		{security.Args{VpcID: pulumi.String("vpc-0123456789abcdef0")}, "DatabasePort is required"},
+	} {
+		_, err := plan.Components("us-east-1", func(ctx *pulumi.Context) error {
+			_, err := security.New(ctx, "security", &tc.args)
+			return err
+		})
+		assert.ErrorContains(t, err, tc.want)
+	}
 }
 
 // The web instance's certificate secret is readable by the web role alone,

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"webstack/internal/awsarn"
 	"webstack/internal/netlayout"
 )
 
@@ -510,14 +511,12 @@ var logRetentions = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 5
 var (
 	// Graviton families put "g" right after the generation digit (t4g, m7g,
 	// c6gn, im4gn, x2gd, g5g); a1 is the first Graviton. g4dn and g5 are x86.
-	instanceTypeRE   = regexp.MustCompile(`^(a1|[a-z]+[0-9]+g[a-z]*)\.[a-z0-9]+$`)
-	dbClassRE        = regexp.MustCompile(`^db\.[a-z]+[0-9]+g[a-z]*\.[a-z0-9]+$`)
-	amiRE            = regexp.MustCompile(`^ami-([0-9a-f]{8}|[0-9a-f]{17})$`)
-	azRE             = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d[a-z]$`)
-	backupWindowRE   = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
-	maintenanceRE    = regexp.MustCompile(`^(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d-(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d$`)
-	secretArnRE      = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@!-]+$`)
-	certificateArnRE = regexp.MustCompile(`^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$`)
+	instanceTypeRE = regexp.MustCompile(`^(a1|[a-z]+[0-9]+g[a-z]*)\.[a-z0-9]+$`)
+	dbClassRE      = regexp.MustCompile(`^db\.[a-z]+[0-9]+g[a-z]*\.[a-z0-9]+$`)
+	amiRE          = regexp.MustCompile(`^ami-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	azRE           = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d[a-z]$`)
+	backupWindowRE = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
+	maintenanceRE  = regexp.MustCompile(`^(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d-(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d$`)
 )
 
 // badFunc records a problem with a key: its name and what to do.
@@ -695,12 +694,12 @@ func (c *Config) validateEdge(bad badFunc) {
 	if c.Edge.DesyncMitigationMode != "defensive" && c.Edge.DesyncMitigationMode != "strictest" {
 		bad("desyncMitigationMode", "%q: use 'defensive' or 'strictest'", c.Edge.DesyncMitigationMode)
 	}
-	if c.Edge.CertificateArn != "" && !certificateArnRE.MatchString(c.Edge.CertificateArn) {
+	if c.Edge.CertificateArn != "" && !awsarn.IsCertificate(c.Edge.CertificateArn) {
 		bad("certificateArn", "%q is not an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)", c.Edge.CertificateArn)
 	}
 	if c.Topology == Single {
 		switch {
-		case c.Edge.WebTLSSecretArn != "" && !secretArnRE.MatchString(c.Edge.WebTLSSecretArn):
+		case c.Edge.WebTLSSecretArn != "" && !awsarn.IsSecret(c.Edge.WebTLSSecretArn):
 			bad("webTlsSecretArn", "%q is not a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)", c.Edge.WebTLSSecretArn)
 		case c.Edge.WebTLSSecretArn == "" && !c.Edge.AllowHTTP:
 			bad("webTlsSecretArn", "the single topology serves the site from the web instance: store its certificate and key in Secrets Manager as JSON {\"certificate\": \"<PEM chain>\", \"privateKey\": \"<PEM>\"} and run `pulumi config set webTlsSecretArn arn:aws:secretsmanager:...`, or opt out explicitly with `pulumi config set allowHttp true` and `pulumi config set --path 'httpIngressCidrs[0]' <CIDR>`")

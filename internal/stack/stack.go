@@ -94,6 +94,7 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 		VpcID:            net.VpcID,
 		WebPort:          cfg.Web.Port,
 		APIPort:          cfg.API.Port,
+		DatabasePort:     database.Port,
 		LoadBalancer:     lbSec,
 		WebTLSSecretArn:  cfg.Edge.WebTLSSecretArn,
 		HTTPIngressCIDRs: cfg.Edge.HTTPIngressCIDRs,

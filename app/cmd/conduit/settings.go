@@ -18,6 +18,7 @@ import (
 
 	"webstack/app/httpapi"
 	"webstack/app/waf"
+	"webstack/internal/awsarn"
 )
 
 // Settings are everything one role of conduit is configured with. Each is a
@@ -93,10 +94,7 @@ type setting struct {
 	set                  func(s *Settings, v string) error
 }
 
-var (
-	arnRE  = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@!-]+$`)
-	hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
-)
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
 
 // settings is the table of every setting; defaults live here only.
 func settings() []setting {
@@ -118,7 +116,7 @@ func settings() []setting {
 	}
 	arn := func(dst func(*Settings) *string) func(*Settings, string) error {
 		return func(s *Settings, v string) error {
-			if v != "" && !arnRE.MatchString(v) {
+			if v != "" && !awsarn.IsSecret(v) {
 				return fmt.Errorf("%q is not a Secrets Manager secret ARN", v)
 			}
 			*dst(s) = v
