@@ -108,8 +108,38 @@ var (
 	publicBase   = netip.MustParseAddr("203.0.113.10")
 )
 
-// From builds the twin's model from a stack's plan.
+// From builds the twin's model from a stack's plan, in the order the
+// addresses are handed out (a host's address must not change between runs):
+// the network, the security groups' rules, the hosts, then what stands
+// around them.
 func From(g *plan.Graph) (*Model, error) {
+	b, err := newBuilder(g)
+	if err != nil {
+		return nil, err
+	}
+	for _, step := range []func() error{b.rules, b.instances, b.elasticIPs, b.groups, b.loadBalancers, b.database, b.surroundings} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return b.m, nil
+}
+
+// builder is From's work in progress: the model, and where each subnet's
+// next address comes from (skipping the addresses the plan itself gave).
+type builder struct {
+	g         *plan.Graph
+	m         *Model
+	subnetOf  map[string]Subnet        // plan subnet id → subnet
+	templates map[string]plan.Resource // launch templates by id
+	next      map[netip.Prefix]int
+	taken     map[netip.Addr]bool
+	publics   int
+}
+
+// newBuilder reads the network: the VPC, its AZs and subnets (awsx's
+// layout, as netlayout computes it).
+func newBuilder(g *plan.Graph) (*builder, error) {
 	vpcs := g.OfType("awsx:ec2:Vpc")
 	if len(vpcs) != 1 {
 		return nil, fmt.Errorf("twin: want one awsx Vpc in the plan, found %d", len(vpcs))
@@ -119,7 +149,9 @@ func From(g *plan.Graph) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("twin: VPC CIDR: %w", err)
 	}
-	m := &Model{Stack: g.Stack, VPC: vpc, GroupNames: map[string]string{}}
+	b := &builder{g: g, m: &Model{Stack: g.Stack, VPC: vpc, GroupNames: map[string]string{}},
+		subnetOf: map[string]Subnet{}, templates: map[string]plan.Resource{}, next: map[netip.Prefix]int{}, taken: map[netip.Addr]bool{}}
+	m := b.m
 	for _, az := range plan.List(in["availabilityZoneNames"]) {
 		m.AZs = append(m.AZs, fmt.Sprint(az))
 	}
@@ -130,139 +162,169 @@ func From(g *plan.Graph) (*Model, error) {
 	for _, s := range layout {
 		m.Subnets = append(m.Subnets, Subnet{Tier: strings.ToLower(string(s.Tier)), AZ: m.AZs[s.AZ], Prefix: s.Prefix})
 	}
-	subnetOf := map[string]Subnet{} // plan subnet id → subnet
 	for _, tier := range []string{"public", "private", "isolated"} {
 		for i, id := range plan.List(g.Outputs[tier+"SubnetIds"]) {
-			subnetOf[fmt.Sprint(id)] = m.subnet(tier, m.AZs[i%len(m.AZs)])
+			b.subnetOf[fmt.Sprint(id)] = m.subnet(tier, m.AZs[i%len(m.AZs)])
 		}
 	}
+	for _, lt := range g.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		b.templates[lt.ID] = lt
+	}
+	return b, nil
+}
 
-	for _, sg := range g.OfType("aws:ec2/securityGroup:SecurityGroup") {
-		m.GroupNames[sg.ID] = sg.Name
+// place is the next free address of subnet s.
+func (b *builder) place(s Subnet) netip.Addr {
+	for {
+		b.next[s.Prefix]++
+		a := s.Prefix.Addr()
+		for range 9 + b.next[s.Prefix] {
+			a = a.Next()
+		}
+		if !b.taken[a] {
+			b.taken[a] = true
+			return a
+		}
+	}
+}
+
+// nextPublic is the next public address the internet reaches.
+func (b *builder) nextPublic() netip.Addr {
+	a := publicBase
+	for range b.publics * 10 {
+		a = a.Next()
+	}
+	b.publics++
+	return a
+}
+
+// rules are the security groups and their ingress and egress rules.
+func (b *builder) rules() error {
+	for _, sg := range b.g.OfType("aws:ec2/securityGroup:SecurityGroup") {
+		b.m.GroupNames[sg.ID] = sg.Name
 	}
 	for _, typ := range []string{"aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"} {
-		for _, r := range g.OfType(typ) {
+		for _, r := range b.g.OfType(typ) {
 			rule := Rule{Name: r.Name, Group: fmt.Sprint(r.Inputs["securityGroupId"]), Ingress: strings.Contains(typ, "Ingress"),
 				Protocol: fmt.Sprint(r.Inputs["ipProtocol"]), From: int(plan.Number(r.Inputs["fromPort"])), To: int(plan.Number(r.Inputs["toPort"]))}
 			if c, ok := r.Inputs["cidrIpv4"].(string); ok {
+				var err error
 				if rule.CIDR, err = netip.ParsePrefix(c); err != nil {
-					return nil, fmt.Errorf("twin: rule %s: %w", r.Name, err)
+					return fmt.Errorf("twin: rule %s: %w", r.Name, err)
 				}
 			} else if ref, ok := r.Inputs["referencedSecurityGroupId"].(string); ok {
 				rule.Ref = ref
 			} else {
-				return nil, fmt.Errorf("twin: rule %s has neither a CIDR nor a group (prefix lists are not modelled)", r.Name)
+				return fmt.Errorf("twin: rule %s has neither a CIDR nor a group (prefix lists are not modelled)", r.Name)
 			}
-			m.Rules = append(m.Rules, rule)
+			b.m.Rules = append(b.m.Rules, rule)
 		}
 	}
+	return nil
+}
 
-	// Where each subnet's next address comes from.
-	// Where each subnet's next address comes from (skipping the instances'
-	// own, placed by the plan).
-	next := map[netip.Prefix]int{}
-	taken := map[netip.Addr]bool{}
-	place := func(s Subnet) netip.Addr {
-		for {
-			next[s.Prefix]++
-			a := s.Prefix.Addr()
-			for range 9 + next[s.Prefix] {
-				a = a.Next()
-			}
-			if !taken[a] {
-				taken[a] = true
-				return a
-			}
-		}
-	}
-	publics := 0
-	nextPublic := func() netip.Addr {
-		a := publicBase
-		for range publics * 10 {
-			a = a.Next()
-		}
-		publics++
-		return a
-	}
-
-	templates := map[string]plan.Resource{}
-	for _, lt := range g.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
-		templates[lt.ID] = lt
-	}
-	// Standalone instances (dev).
-	for _, r := range g.OfType("aws:ec2/instance:Instance") {
+// instances are the single topology's standalone instances, each at the
+// address the program wires (its privateIp), so its peers' settings are
+// true.
+func (b *builder) instances() error {
+	for _, r := range b.g.OfType("aws:ec2/instance:Instance") {
 		tier := tierOf(r.Name)
-		s, ok := subnetOf[fmt.Sprint(r.Inputs["subnetId"])]
+		s, ok := b.subnetOf[fmt.Sprint(r.Inputs["subnetId"])]
 		if !ok {
-			return nil, fmt.Errorf("twin: %s is in no known subnet", r.Key())
+			return fmt.Errorf("twin: %s is in no known subnet", r.Key())
 		}
-		// The address the program wires (the instance's privateIp): the
-		// twin puts the instance there, so its peers' settings are true.
 		addr, err := netip.ParseAddr(fmt.Sprint(r.Outputs["privateIp"]))
 		if err != nil || !s.Prefix.Contains(addr) {
-			return nil, fmt.Errorf("twin: %s has private address %v, outside its subnet %s", r.Key(), r.Outputs["privateIp"], s.Prefix)
+			return fmt.Errorf("twin: %s has private address %v, outside its subnet %s", r.Key(), r.Outputs["privateIp"], s.Prefix)
 		}
-		taken[addr] = true
+		b.taken[addr] = true
 		h := Host{Name: tier, Tier: tier, AZ: s.AZ, Subnet: s.Tier, Address: addr, Groups: strs(r.Inputs["vpcSecurityGroupIds"]), Resource: r.Key()}
-		lt := templates[fmt.Sprint(plan.Get(r.Inputs, "launchTemplate", "id"))]
+		lt := b.templates[fmt.Sprint(plan.Get(r.Inputs, "launchTemplate", "id"))]
 		h.Listens = listens(lt)
-		if err := instance(g, &h, r, lt); err != nil {
-			return nil, err
+		if err := instance(b.g, &h, r, lt); err != nil {
+			return err
 		}
-		m.Hosts = append(m.Hosts, h)
+		b.m.Hosts = append(b.m.Hosts, h)
 	}
-	// Elastic IPs make their instance public.
-	for _, e := range g.OfType("aws:ec2/eip:Eip") {
-		for i := range m.Hosts {
-			if m.Hosts[i].Tier == tierOf(e.Name) {
-				m.Hosts[i].Public = nextPublic()
+	return nil
+}
+
+// elasticIPs make their instance public.
+func (b *builder) elasticIPs() error {
+	for _, e := range b.g.OfType("aws:ec2/eip:Eip") {
+		for i := range b.m.Hosts {
+			if b.m.Hosts[i].Tier == tierOf(e.Name) {
+				b.m.Hosts[i].Public = b.nextPublic()
 			}
 		}
 	}
-	// Auto Scaling groups (ha): minSize instances over the group's subnets.
-	for _, r := range g.OfType("aws:autoscaling/group:Group") {
+	return nil
+}
+
+// groups are the ha topology's Auto Scaling groups: minSize instances over
+// each group's subnets.
+func (b *builder) groups() error {
+	for _, r := range b.g.OfType("aws:autoscaling/group:Group") {
 		tier := tierOf(r.Name)
-		lt := templates[fmt.Sprint(plan.Get(r.Inputs, "launchTemplate", "id"))]
+		lt := b.templates[fmt.Sprint(plan.Get(r.Inputs, "launchTemplate", "id"))]
 		groups := strs(plan.Get(lt.Inputs, "networkInterfaces", 0, "securityGroups"))
 		subnets := strs(r.Inputs["vpcZoneIdentifiers"])
 		for i := range int(plan.Number(r.Inputs["minSize"])) {
-			s := subnetOf[subnets[i%len(subnets)]]
-			h := Host{Name: fmt.Sprintf("%s-%d", tier, i+1), Tier: tier, AZ: s.AZ, Subnet: s.Tier, Address: place(s),
+			s := b.subnetOf[subnets[i%len(subnets)]]
+			h := Host{Name: fmt.Sprintf("%s-%d", tier, i+1), Tier: tier, AZ: s.AZ, Subnet: s.Tier, Address: b.place(s),
 				Groups: groups, Listens: listens(lt), Resource: r.Key()}
-			if err := instance(g, &h, lt, lt); err != nil {
-				return nil, err
+			if err := instance(b.g, &h, lt, lt); err != nil {
+				return err
 			}
-			m.Hosts = append(m.Hosts, h)
+			b.m.Hosts = append(b.m.Hosts, h)
 		}
 	}
-	// Load balancers: one namespace each, in the first of their subnets.
-	for _, r := range g.OfType("aws:lb/loadBalancer:LoadBalancer") {
+	return nil
+}
+
+// loadBalancers: one namespace each, in the first of their subnets,
+// listening on their listeners' ports.
+func (b *builder) loadBalancers() error {
+	for _, r := range b.g.OfType("aws:lb/loadBalancer:LoadBalancer") {
 		subnets := strs(r.Inputs["subnets"])
-		s := subnetOf[subnets[0]]
-		h := Host{Name: "alb", Tier: ALB, AZ: s.AZ, Subnet: s.Tier, Address: place(s), Groups: strs(r.Inputs["securityGroups"]), Resource: r.Key(),
+		s := b.subnetOf[subnets[0]]
+		h := Host{Name: "alb", Tier: ALB, AZ: s.AZ, Subnet: s.Tier, Address: b.place(s), Groups: strs(r.Inputs["securityGroups"]), Resource: r.Key(),
 			DNSName: fmt.Sprint(r.Outputs["dnsName"])}
 		if r.Inputs["internal"] == true {
 			h.Name, h.Tier = "internal-alb", InternalALB
 		} else {
-			h.Public = nextPublic()
+			h.Public = b.nextPublic()
 		}
-		for _, l := range g.OfType("aws:lb/listener:Listener") {
+		for _, l := range b.g.OfType("aws:lb/listener:Listener") {
 			if l.Inputs["loadBalancerArn"] == r.Outputs["arn"] {
 				h.Listens = append(h.Listens, int(plan.Number(l.Inputs["port"])))
 			}
 		}
 		slices.Sort(h.Listens)
-		m.Hosts = append(m.Hosts, h)
+		b.m.Hosts = append(b.m.Hosts, h)
 	}
-	// The database: one namespace in the first isolated subnet.
-	for _, r := range g.OfType("aws:docdb/cluster:Cluster") {
+	return nil
+}
+
+// database: one namespace in the first isolated subnet, on the cluster's
+// port (AWS's default, 27017, when the plan sets none).
+func (b *builder) database() error {
+	for _, r := range b.g.OfType("aws:docdb/cluster:Cluster") {
 		port := 27017
 		if p, ok := r.Inputs["port"]; ok {
 			port = int(plan.Number(p))
 		}
-		s := m.subnet("isolated", m.AZs[0])
-		m.Hosts = append(m.Hosts, Host{Name: "db", Tier: DB, AZ: s.AZ, Subnet: s.Tier, Address: place(s), Groups: strs(r.Inputs["vpcSecurityGroupIds"]), Listens: []int{port}, Resource: r.Key()})
+		s := b.m.subnet("isolated", b.m.AZs[0])
+		b.m.Hosts = append(b.m.Hosts, Host{Name: "db", Tier: DB, AZ: s.AZ, Subnet: s.Tier, Address: b.place(s), Groups: strs(r.Inputs["vpcSecurityGroupIds"]), Listens: []int{port}, Resource: r.Key()})
 	}
+	return nil
+}
+
+// surroundings are what is outside the VPC (the internet, AWS's
+// stand-ins), each host's namespace, the entry point the internet uses,
+// and the load balancers' listeners and target groups.
+func (b *builder) surroundings() error {
+	m := b.m
 	m.Hosts = append(m.Hosts,
 		Host{Name: "internet", Tier: Internet, Address: internetAddr},
 		Host{Name: "aws", Tier: AWS, Address: awsAddr, Listens: []int{80, 443}})
@@ -285,10 +347,11 @@ func From(g *plan.Graph) (*Model, error) {
 		}
 	}
 	if m.Entry == "" {
-		return nil, fmt.Errorf("twin: the plan has no public entry point (Elastic IP or public ALB)")
+		return fmt.Errorf("twin: the plan has no public entry point (Elastic IP or public ALB)")
 	}
-	if m.AWS, err = world(g); err != nil {
-		return nil, err
+	var err error
+	if m.AWS, err = world(b.g); err != nil {
+		return err
 	}
 	for _, h := range m.Hosts {
 		if h.Boot == nil {
@@ -300,10 +363,8 @@ func From(g *plan.Graph) (*Model, error) {
 			}
 		}
 	}
-	if m.Listeners, m.TargetGroups, err = balancers(g, m); err != nil {
-		return nil, err
-	}
-	return m, nil
+	m.Listeners, m.TargetGroups, err = balancers(b.g, m)
+	return err
 }
 
 // Namespace is the network namespace name of host name.
