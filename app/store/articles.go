@@ -275,18 +275,7 @@ func (s *Store) page(ctx context.Context, viewer *conduit.User, key string, filt
 		}
 		return p, err
 	}
-	var p listPage
-	var err error
-	if fresh {
-		p, err = load(ctx)
-	} else {
-		p, err = s.cache.lists.fill(ctx, fmt.Sprintf("%s|%d|%d", key, limit, offset), load)
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	out, err := s.enrich(ctx, viewer, p.docs)
-	return out, p.total, err
+	return s.listed(ctx, viewer, fresh, fmt.Sprintf("%s|%d|%d", key, limit, offset), load)
 }
 
 // favoritedPage is the list of what the user uid favorited, newest
@@ -347,12 +336,18 @@ func (s *Store) favoritedPage(ctx context.Context, viewer *conduit.User, uid str
 		}
 		return p, err
 	}
+	return s.listed(ctx, viewer, fresh, fmt.Sprintf("%s|%d|%d", key, limit, offset), load)
+}
+
+// listed loads a page of a list (from the primary when fresh, else
+// through the lists cache under key) and enriches it for viewer.
+func (s *Store) listed(ctx context.Context, viewer *conduit.User, fresh bool, key string, load func(context.Context) (listPage, error)) ([]conduit.Article, int, error) {
 	var p listPage
 	var err error
 	if fresh {
 		p, err = load(ctx)
 	} else {
-		p, err = s.cache.lists.fill(ctx, fmt.Sprintf("%s|%d|%d", key, limit, offset), load)
+		p, err = s.cache.lists.fill(ctx, key, load)
 	}
 	if err != nil {
 		return nil, 0, err
