@@ -124,16 +124,25 @@ func TestNoExportedMutablePackageVariables(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// README's layout section lists every top-level package directory.
+// README's layout section has an entry (a line of its own) for every
+// package directory down to two levels, and no entry for one that is gone.
 func TestReadmeLayoutMatchesTheTree(t *testing.T) {
 	layout := readmeSection(t, "## Layout")
+	entries := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^    ([a-z][a-z0-9_./-]*?)/?(?:\s|$)`).FindAllStringSubmatch(layout, -1) {
+		entries[m[1]] = true
+	}
 	for _, p := range goList(t, "./...") {
-		dir := strings.TrimPrefix(p.ImportPath, "webstack")
-		dir = strings.TrimPrefix(dir, "/")
+		dir := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, "webstack"), "/")
 		if dir == "" || strings.Count(dir, "/") > 1 {
 			continue
 		}
-		assert.True(t, strings.Contains(layout, dir), "README's layout does not mention %s", dir)
+		assert.True(t, entries[dir], "README's layout has no entry for %s", dir)
+	}
+	for e := range entries {
+		if _, err := os.Stat(e); err != nil {
+			t.Errorf("README's layout lists %s, which is not in the tree", e)
+		}
 	}
 }
 

@@ -81,10 +81,27 @@ func TestSubnetSpecsAreTheCheckedLayout(t *testing.T) {
 	require.Error(t, err, "a layout AWS would refuse is refused before awsx sees it")
 }
 
-func TestNATStrategyIsPassedThrough(t *testing.T) {
-	for _, nat := range []string{"Single", "OnePerAz"} {
-		vpc := only(t, vpcGraph(t, network.VPCArgs{NATStrategy: nat}), "awsx:ec2:Vpc")
-		assert.Equal(t, nat, plan.Get(vpc.Inputs, "natGateways", "strategy"))
+// The NAT gateways the tier reports (which the operations tier alarms on,
+// one pair each) are as many as the strategy makes: one for the VPC by
+// default, else one per AZ.
+func TestNATGatewaysAreAsManyAsTheStrategyMakes(t *testing.T) {
+	for _, tc := range []struct {
+		strategy, sent string
+		azs, want      int
+	}{
+		{"", "Single", 3, 1},
+		{"Single", "Single", 3, 1},
+		{"OnePerAz", "OnePerAz", 3, 3},
+		{"OnePerAz", "OnePerAz", 2, 2},
+	} {
+		var vpc *network.VPC
+		g, err := plan.Components("us-east-1", func(ctx *pulumi.Context) (err error) {
+			vpc, err = network.NewVPC(ctx, "network", &network.VPCArgs{Region: "us-east-1", AZCount: tc.azs, NATStrategy: tc.strategy})
+			return err
+		})
+		require.NoError(t, err)
+		assert.Equal(t, tc.sent, plan.Get(only(t, g, "awsx:ec2:Vpc").Inputs, "natGateways", "strategy"), "%q", tc.strategy)
+		assert.Len(t, vpc.NATGatewayIDs, tc.want, "%q over %d AZs", tc.strategy, tc.azs)
 	}
 }
 
