@@ -166,7 +166,10 @@ func ingressEdges(g *plan.Graph) []string {
 	return edges
 }
 
-func TestSecurityGroupChainAllowsOnlyTheArchitecturePath(t *testing.T) {
+// The chain itself is the security tier's rule (security/); what only the
+// composed stack shows is that each stack's configuration (topology,
+// certificate, allowHttp, httpIngressCidrs, ports) reaches it as asked.
+func TestEachStackOpensTheChainItsConfigurationAsksFor(t *testing.T) {
 	tests := []struct {
 		stack string
 		extra []string
