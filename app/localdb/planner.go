@@ -52,6 +52,11 @@ type planner struct {
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 
+	// writes is held while a write that FerretDB applies as read-then-write
+	// (update, delete, findAndModify) is rewritten, sent and answered: one
+	// at a time, so no other write comes between its read and its write.
+	writes sync.Mutex
+
 	answered, relayed atomic.Int64
 	// mirrored is called after a createIndexes passed through, to make
 	// the mirrors before the client's next command.
@@ -143,48 +148,63 @@ func (p *planner) session(ctx context.Context, client net.Conn) {
 		if err != nil {
 			return
 		}
-		body, isMsg := mongowire.Body(msg)
-		if isMsg && !mongowire.MoreToCome(msg) {
-			reply, ok := p.answer(ctx, body)
-			if !ok {
-				var send bson.Raw
-				if send, reply, ok = p.rewriteWrite(ctx, msg, body); ok && send != nil {
-					if reply, err = sendRewritten(up, send); err != nil {
-						return
-					}
-				}
-			}
-			if ok {
-				p.answered.Add(1)
-				if _, err := client.Write(mongowire.Msg(mongowire.RequestID(msg), reply)); err != nil {
-					return
-				}
-				continue
-			}
-		}
-		p.relayed.Add(1)
-		if _, err := up.Write(msg); err != nil {
+		if !p.exchange(ctx, client, up, msg) {
 			return
 		}
-		if mongowire.MoreToCome(msg) {
-			continue
+	}
+}
+
+// readThenWrite are the commands FerretDB applies by reading, then writing.
+var readThenWrite = []string{"update", "delete", "findAndModify"}
+
+// exchange answers one client message: from SQLite, rewritten, or relayed
+// to FerretDB with its replies relayed back. It reports whether the
+// session goes on.
+func (p *planner) exchange(ctx context.Context, client, up net.Conn, msg []byte) bool {
+	body, isMsg := mongowire.Body(msg)
+	if isMsg && slices.Contains(readThenWrite, mongowire.Command(body)) {
+		p.writes.Lock()
+		defer p.writes.Unlock()
+	}
+	if isMsg && !mongowire.MoreToCome(msg) {
+		reply, ok := p.answer(ctx, body)
+		if !ok {
+			var send bson.Raw
+			var err error
+			if send, reply, ok = p.rewriteWrite(ctx, msg, body); ok && send != nil {
+				if reply, err = sendRewritten(up, send); err != nil {
+					return false
+				}
+			}
 		}
-		for {
-			reply, err := mongowire.Read(up)
-			if err != nil {
-				return
-			}
-			if isMsg && mongowire.Command(body) == "createIndexes" {
-				// The mirrors are made before the client hears that the
-				// index exists, so its next query can use them.
-				p.mirror(ctx)
-			}
-			if _, err := client.Write(reply); err != nil {
-				return
-			}
-			if !mongowire.MoreToCome(reply) {
-				break
-			}
+		if ok {
+			p.answered.Add(1)
+			_, err := client.Write(mongowire.Msg(mongowire.RequestID(msg), reply))
+			return err == nil
+		}
+	}
+	p.relayed.Add(1)
+	if _, err := up.Write(msg); err != nil {
+		return false
+	}
+	if mongowire.MoreToCome(msg) {
+		return true
+	}
+	for {
+		reply, err := mongowire.Read(up)
+		if err != nil {
+			return false
+		}
+		if isMsg && mongowire.Command(body) == "createIndexes" {
+			// The mirrors are made before the client hears that the
+			// index exists, so its next query can use them.
+			p.mirror(ctx)
+		}
+		if _, err := client.Write(reply); err != nil {
+			return false
+		}
+		if !mongowire.MoreToCome(reply) {
+			return true
 		}
 	}
 }

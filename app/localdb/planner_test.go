@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,4 +229,40 @@ func TestPlannerHandsFerretDBWritesByID(t *testing.T) {
 	require.NoError(t, coll.FindOne(ctx, bson.D{{Key: "_id", Value: "d02"}}).Decode(&got))
 	assert.EqualValues(t, 100, got.Ver)
 	assert.GreaterOrEqual(t, db.Planned()-before, int64(5), "the writes went through the planner")
+}
+
+// Two clients updating one document at once both land, as on DocumentDB
+// (single-document writes are atomic): FerretDB applies an update by
+// reading the document and writing it back, so the planner sends such
+// writes one at a time. Each of many writers sets its own field of one
+// document, several times, through its own connection.
+func TestConcurrentUpdatesOfOneDocumentAreNotLost(t *testing.T) {
+	ctx := context.Background()
+	db, err := Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	_, err = connect(t, db.URI).Database("conduit").Collection("docs").InsertOne(ctx, bson.D{{Key: "_id", Value: "one"}})
+	require.NoError(t, err)
+	const writers, rounds = 8, 10
+	errs := make(chan error, writers*rounds)
+	var wg sync.WaitGroup
+	for w := range writers {
+		c := connect(t, db.URI).Database("conduit").Collection("docs")
+		wg.Go(func() {
+			for r := range rounds {
+				_, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "one"}}, bson.D{{Key: "$set", Value: bson.D{{Key: fmt.Sprintf("w%d", w), Value: int32(r)}}}})
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	var got bson.M
+	require.NoError(t, connect(t, db.URI).Database("conduit").Collection("docs").FindOne(ctx, bson.D{{Key: "_id", Value: "one"}}).Decode(&got))
+	for w := range writers {
+		assert.EqualValues(t, rounds-1, got[fmt.Sprintf("w%d", w)], "writer %d's last update holds", w)
+	}
 }

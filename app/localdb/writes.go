@@ -21,8 +21,12 @@ import (
 // writes are otherwise the client's, and FerretDB's answer is relayed.
 //
 // Neither is atomic across its two steps, and FerretDB's own are not
-// either (it reads, then writes by _id); local mode has one writer
-// (store.Options.MaxWriters), so no write comes between them there.
+// either (it reads, then writes by _id): two clients updating one document
+// at once could each write back what it read, and one update would be lost
+// (seen: an acknowledged article rename undone by a favorite's recount
+// under the failover test's two api instances). DocumentDB applies a
+// single-document write atomically, so the stand-in must too: the planner
+// sends such writes one at a time (planner.writes), whoever sends them.
 
 // rewriteWrite returns the command to send instead of body (or a reply to
 // give without sending anything); ok is false when body goes as it is.
