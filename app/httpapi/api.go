@@ -35,13 +35,14 @@ type Store interface {
 	Profile(ctx context.Context, viewer, u *conduit.User) (conduit.Profile, error)
 	CreateArticle(ctx context.Context, a *conduit.Article) error
 	ArticleBySlug(ctx context.Context, viewer *conduit.User, slug string) (*conduit.Article, error)
+	ArticleOwner(ctx context.Context, viewer *conduit.User, slug string) (id, authorID string, err error)
 	UpdateArticle(ctx context.Context, a *conduit.Article) error
 	DeleteArticle(ctx context.Context, a *conduit.Article) error
 	Favorite(ctx context.Context, user string, a *conduit.Article) error
 	Unfavorite(ctx context.Context, user string, a *conduit.Article) error
 	ListArticles(ctx context.Context, viewer *conduit.User, f conduit.ArticleFilter) ([]conduit.Article, int, error)
 	Feed(ctx context.Context, viewer *conduit.User, limit, offset int) ([]conduit.Article, int, error)
-	AddComment(ctx context.Context, slug string, c *conduit.Comment) error
+	AddComment(ctx context.Context, articleID string, c *conduit.Comment) error
 	Comments(ctx context.Context, viewer *conduit.User, slug string) ([]conduit.Comment, error)
 	Comment(ctx context.Context, slug string, id int64) (*conduit.Comment, error)
 	DeleteComment(ctx context.Context, slug string, id int64) error

@@ -299,21 +299,21 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	if err := conduit.Text("body", req.Comment.Body, conduit.MaxComment); err != nil {
 		return err
 	}
-	art, err := a.store.ArticleBySlug(r.Context(), me, slug)
+	artID, authorID, err := a.store.ArticleOwner(r.Context(), me, slug)
 	if err != nil {
 		return err
 	}
 	if err := a.take(r.Context(), a.opts.Quotas.Comments, "comments", "comments/"+me.ID); err != nil {
 		return err
 	}
-	if art.AuthorID != me.ID { // an author can always answer under their own article
-		if err := a.take(r.Context(), a.opts.Quotas.CommentsPerArticle, "comments on this article", "comments/"+me.ID+"/"+art.ID); err != nil {
+	if authorID != me.ID { // an author can always answer under their own article
+		if err := a.take(r.Context(), a.opts.Quotas.CommentsPerArticle, "comments on this article", "comments/"+me.ID+"/"+artID); err != nil {
 			return err
 		}
 	}
 	now := time.Now().UTC()
 	c := &conduit.Comment{AuthorID: me.ID, Body: req.Comment.Body, CreatedAt: now, UpdatedAt: now, Author: me.Profile()}
-	if err := a.store.AddComment(r.Context(), slug, c); err != nil {
+	if err := a.store.AddComment(r.Context(), artID, c); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]commentJSON{"comment": toComment(c)})

@@ -71,6 +71,14 @@ func (s *Store) article(ctx context.Context, viewer *conduit.User, slug string) 
 	return s.cache.articles.fill(ctx, slug, func(ctx context.Context) (articleDoc, error) { return load(ctx, false) })
 }
 
+// ArticleOwner is the id and the author's id of the article slug, as
+// viewer may see it: one read (none from the cache), for a write that only
+// needs to know whose article it is (a comment's quota).
+func (s *Store) ArticleOwner(ctx context.Context, viewer *conduit.User, slug string) (id, authorID string, err error) {
+	d, err := s.article(ctx, viewer, slug)
+	return d.ID, d.AuthorID, err
+}
+
 // ArticleBySlug loads one article with its body, as viewer (nil: nobody)
 // sees it.
 func (s *Store) ArticleBySlug(ctx context.Context, viewer *conduit.User, slug string) (*conduit.Article, error) {

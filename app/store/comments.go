@@ -63,18 +63,16 @@ func (c *commentIDs) next() int64 {
 	return id
 }
 
-// AddComment stores a comment on the article slug with a new integer id:
-// one insert carrying its own _id (sent again after a lost reply, it finds
-// itself; an _id another instance took meanwhile is picked again). The
-// article is read again after: a comment that arrived after its article's
-// deletion had removed the others goes too.
-func (s *Store) AddComment(ctx context.Context, slug string, c *conduit.Comment) error {
+// AddComment stores a comment on the article articleID (ArticleOwner
+// gives it; an id survives a rename) with a new integer id: one insert
+// carrying its own _id (sent again after a lost reply, it finds itself; an
+// _id another instance took meanwhile is picked again). The article is read
+// on the primary after: a comment on an article that is gone (deleted since
+// the caller read it, or its deletion had removed the others meanwhile)
+// goes too, and the answer is "not found".
+func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Comment) error {
 	defer s.observe("comments.insert", time.Now())
-	var a articleDoc
-	if err := s.findOne(ctx, s.coll("articles"), "articles.find", bson.D{{Key: "slug", Value: slug}}, &a,
-		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})); err != nil {
-		return notFoundAs(err, "article not found")
-	}
+	a := articleDoc{ID: articleID}
 	var id int64
 	var doc commentDoc
 	for attempt := 0; ; attempt++ {

@@ -274,7 +274,7 @@ func exerciseEveryOperation(t *testing.T, st *Store) {
 	require.NoError(t, st.Follow(ctx, alice.ID, bob.ID))
 	require.NoError(t, st.Favorite(ctx, alice.ID, a))
 	c := &conduit.Comment{AuthorID: alice.ID, Body: "hi", CreatedAt: now, UpdatedAt: now}
-	require.NoError(t, st.AddComment(ctx, "a", c))
+	require.NoError(t, st.AddComment(ctx, a.ID, c))
 	for _, viewer := range []*conduit.User{nil, alice} {
 		for _, f := range []conduit.ArticleFilter{{}, {Tag: "go"}, {Author: "bob"}, {Favorited: "alice"}, {Favorited: "alice", Tag: "go"}, {Tag: "go", Author: "bob"}} {
 			f.Limit = 20

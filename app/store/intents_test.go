@@ -55,7 +55,7 @@ func TestInterruptedWritesConverge(t *testing.T) {
 		"a deletion that removed the article only": func(t *testing.T, st *Store, alice *conduit.User, art *conduit.Article) {
 			require.NoError(t, st.Favorite(ctx, alice.ID, art))
 			c := &conduit.Comment{AuthorID: alice.ID, Body: "hi", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
-			require.NoError(t, st.AddComment(ctx, "post", c))
+			require.NoError(t, st.AddComment(ctx, art.ID, c))
 			_, err := st.begin(ctx, intentDoc{Kind: intentDeleteArticle, AID: art.ID})
 			require.NoError(t, err)
 			_, err = st.coll("articles").DeleteOne(ctx, byID(art.ID))
@@ -168,4 +168,31 @@ func TestAPopularArticleTakesConcurrentFavorites(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, people, favoritesCount(t, st, nil))
 	st.assertConsistent(t)
+}
+
+// A comment is added by the article's id, which the caller read a moment
+// before (maybe from the cache): an article deleted meanwhile answers "not
+// found" and keeps no comment; a renamed one still takes it.
+func TestACommentOnAnArticleThatIsGoneIsNotKept(t *testing.T) {
+	ctx := context.Background()
+	st, alice, bob, art := fixture(t, Options{})
+	id, author, err := st.ArticleOwner(ctx, alice, "post")
+	require.NoError(t, err)
+	assert.Equal(t, art.ID, id)
+	assert.Equal(t, bob.ID, author)
+
+	art.Slug, art.Title = "post-renamed", "Post renamed"
+	require.NoError(t, st.UpdateArticle(ctx, art))
+	c := &conduit.Comment{AuthorID: alice.ID, Body: "after the rename", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+	require.NoError(t, st.AddComment(ctx, id, c), "the id survives the rename")
+
+	require.NoError(t, st.DeleteArticle(ctx, art))
+	c = &conduit.Comment{AuthorID: alice.ID, Body: "too late", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+	err = st.AddComment(ctx, id, c)
+	var ce *conduit.Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, conduit.CodeNotFound, ce.Code)
+	n, err := st.coll("comments").CountDocuments(ctx, bson.D{{Key: "aid", Value: id}})
+	require.NoError(t, err)
+	assert.Zero(t, n, "no comment stays under a deleted article")
 }

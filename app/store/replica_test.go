@@ -79,7 +79,7 @@ func TestReadersSeeTheirOwnWritesWhenReplicasLag(t *testing.T) {
 	require.Len(t, feed, 1)
 	assert.True(t, feed[0].Author.Following)
 	c := &conduit.Comment{AuthorID: alice.ID, Body: "first", CreatedAt: now, UpdatedAt: now}
-	require.NoError(t, st.AddComment(ctx, "bobs-post", c))
+	require.NoError(t, st.AddComment(ctx, art.ID, c))
 	comments, err := st.Comments(ctx, viewer(alice), "bobs-post")
 	require.NoError(t, err)
 	require.Len(t, comments, 1)
