@@ -419,7 +419,12 @@ func (w *world) favorite(a *actor) {
 			w.favorites[key] = favState{known: false} // never: the answer says what it did
 		}
 	case st == http.StatusNotFound:
-		// renamed or deleted meanwhile: nothing was done
+		// This copy found no article at that slug (renamed or deleted
+		// meanwhile), but call sends a request again after a 503, and an
+		// earlier copy may have favorited it before the rename: unknown.
+		// (Seen: a favorite applied, its answer a 503, the author's rename,
+		// then the copy sent again answered 404.)
+		w.favorites[key] = favState{known: false}
 	default:
 		w.favorites[key] = favState{known: false}
 	}
