@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"webstack/database"
 	"webstack/internal/config"
 	"webstack/internal/offline/plan"
 	"webstack/security"
@@ -22,7 +23,7 @@ func securityGraph(t *testing.T, args security.Args) *plan.Graph {
 		args.VpcID = pulumi.String("vpc-0123456789abcdef0")
 	}
 	if args.DatabasePort == 0 {
-		args.DatabasePort = 27017
+		args.DatabasePort = database.Port
 	}
 	g, err := plan.Components("us-east-1", func(ctx *pulumi.Context) error {
 		_, err := security.New(ctx, "security", &args)
@@ -150,7 +151,7 @@ func TestSecurityNeedsItsVPCAndTheDatabasesPort(t *testing.T) {
 		args security.Args
 		want string
 	}{
-		{security.Args{DatabasePort: 27017}, "VpcID is required"},
+		{security.Args{DatabasePort: database.Port}, "VpcID is required"},
 		{security.Args{VpcID: pulumi.String("vpc-0123456789abcdef0")}, "DatabasePort is required"},
 	} {
 		_, err := plan.Components("us-east-1", func(ctx *pulumi.Context) error {
