@@ -90,15 +90,17 @@ func TestMakeTestInstallsWhatTheTestsNeed(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.Symlink(p, filepath.Join(bare, tool)))
 	}
+	// Font files are looked for under DEPS_ROOT: an empty folder first.
+	fontRoot := t.TempDir()
 	run := func(path string) (string, error) {
 		cmd := exec.Command(filepath.Join(bare, "bash"), "scripts/deps.sh", "test")
-		cmd.Env = []string{"PATH=" + path}
+		cmd.Env = []string{"PATH=" + path, "DEPS_ROOT=" + fontRoot}
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
 	out, err := run(bare)
 	require.Error(t, err, "nothing to install with, so it stops:\n%s", out)
-	want := []string{"cloud-init", "shellcheck", "qemu-user", "python3", "curl", "npm", "chromium"}
+	want := []string{"cloud-init", "shellcheck", "qemu-user", "python3", "curl", "npm", "chromium", "fonts-dejavu-core", "fonts-liberation"}
 	if os.Getuid() == 0 {
 		want = append(want, "iproute2", "nftables") // the dev twin runs in make test as root
 	}
@@ -109,6 +111,10 @@ func TestMakeTestInstallsWhatTheTestsNeed(t *testing.T) {
 	full := t.TempDir()
 	for _, tool := range []string{"cloud-init", "shellcheck", "qemu-aarch64", "python3", "curl", "npm", "chromium", "ip", "nft"} {
 		require.NoError(t, os.WriteFile(filepath.Join(full, tool), []byte("#!/bin/sh\n"), 0o755))
+	}
+	for _, f := range []string{"/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"} {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(fontRoot, f)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(fontRoot, f), nil, 0o644))
 	}
 	out, err = run(bare + ":" + full)
 	assert.NoError(t, err, "everything is here: nothing to do\n%s", out)

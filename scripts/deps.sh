@@ -20,14 +20,28 @@ declare -A pkg=(
   [nft]=nftables
 )
 
+# file → Debian package: the fonts the browser suites draw with (the font
+# sets of app/cmd/conduit/fonts_test.go, which checks this table names them).
+declare -A file=(
+  [/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf]=fonts-dejavu-core
+  [/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf]=fonts-liberation
+)
+# Where those files are looked for (tests point it at a folder of their own).
+root=${DEPS_ROOT:-}
+
 want=("$@")
+files=()
 if [ "${#want[@]}" -eq 0 ] || [ "${want[0]}" = test ]; then
   want=(cloud-init shellcheck qemu-aarch64 python3 curl npm chromium)
+  files=("${!file[@]}")
   # The dev twin (network namespaces) runs in make test when this is root.
   if [ "$(id -u)" -eq 0 ]; then want+=(ip nft); fi
 fi
 
 missing=()
+for f in "${files[@]}"; do
+  [ -e "$root$f" ] || missing+=("${file[$f]}")
+done
 for cmd in "${want[@]}"; do
   if [ "$cmd" = qemu-aarch64 ] && command -v qemu-aarch64-static >/dev/null; then continue; fi
   # The browser tests take Debian's chromium or Google Chrome (hosted runners have Chrome).

@@ -100,17 +100,16 @@ func TestAuditFindsKnownFaults(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = io.WriteString(w, `<!doctype html><html lang="en"><head><title>Faults</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head><body>
-<header><a class="brand" href="/">conduit</a><ul class="nav"><li>Home</li><li style="display:block;width:2000px">Wide</li></ul></header>
+<header><a class="brand" href="/">conduit</a><ul class="nav"><li>Home</li><li style="display:block;width:2000px">Wide</li>
+<li style="margin-top:-1em">Overlapping</li></ul></header>
 <main><p style="color:#ccc">Low contrast text</p><input type="text" name="nolabel">
-<a href="/x"><img src="/x.png"></a><div><button style="float:right;height:120px">Floating</button></div></main>
+<a href="/x"><img src="/x.png"></a><div><button style="float:right;height:120px">Floating</button></div>
+<p style="width:100px;overflow:hidden;white-space:nowrap">A sentence too long for its box is cut off</p>
+<div style="overflow-x:auto;width:100px"><pre>a line of code may scroll inside its own box, as wide as it likes to be</pre></div></main>
 <footer>Footer</footer></body></html>`)
 	}))
 	defer srv.Close()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(alloc)
-	defer cancel()
+	ctx := newBrowser(t, exe, wideFonts)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL)))
 	p := &person{t: t, name: "auditor", ctx: ctx}
 	var ids []string
@@ -120,6 +119,11 @@ func TestAuditFindsKnownFaults(t *testing.T) {
 	assert.Subset(t, ids, []string{"color-contrast", "label", "image-alt", "link-name"})
 	bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](layoutScript))
 	require.NoError(t, err)
-	assert.Contains(t, strings.Join(bad, "\n"), "scrolls sideways")
-	assert.Contains(t, strings.Join(bad, "\n"), "overlaps the footer")
+	all := strings.Join(bad, "\n")
+	assert.Contains(t, all, "scrolls sideways")
+	assert.Contains(t, all, "past the edge: <li style=\"display:block;width:2000px\">")
+	assert.Contains(t, all, "navigation items overlap: Wide / Overlapping")
+	assert.Contains(t, all, "cut off: <p style=\"width:100px;overflow:hidden")
+	assert.Contains(t, all, "overlaps the footer")
+	assert.NotContains(t, all, "<pre>", "code scrolling inside its own box is fine")
 }

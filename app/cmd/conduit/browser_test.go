@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,6 +48,9 @@ type person struct {
 	dir  string // where failing steps leave their evidence
 	n    *int
 	mu   *sync.Mutex
+
+	fonts fontSet     // what ctx's browser draws with
+	other *otherFonts // the second font set's browser, for check (none: only ctx's)
 }
 
 // step runs actions (each bounded to 10 s); a failure saves the page's
@@ -88,13 +93,16 @@ func (p *person) location() string {
 	return s
 }
 
-// Screen sizes every screen is checked at: a desktop window and a phone
-// (iPhone 14/15: 390 × 844 CSS pixels), and the narrowest WCAG reflow
-// width (320 px) for the layout.
+// Screen sizes every screen is checked at: a desktop window, a phone
+// (iPhone 14/15: 390 × 844 CSS pixels), the narrowest width WCAG 2.2's
+// Reflow (SC 1.4.10) asks for (320 px), and a 1280 × 1024 desktop zoomed
+// to 400 % (320 × 256 CSS px, no mobile viewport).
 var (
 	desktop = size{"desktop", 1200, 900, false}
 	phone   = size{"phone", 390, 844, true}
 	narrow  = size{"narrow", 320, 640, true}
+	zoomed  = size{"400% zoom", 320, 256, false}
+	sizes   = []size{desktop, phone, narrow, zoomed}
 )
 
 type size struct {
@@ -134,38 +142,65 @@ func (p *person) shot(name string) {
 }
 
 // layoutScript lists what is wrong with the page's layout at the current
-// width: a page wider than the screen, a navigation over two lines or out
-// of line with the logo, a control below the footer's top (floats not
-// cleared), a control wider than the screen.
+// width (WCAG 2.2 SC 1.4.10, Reflow): a page wider than the screen; any
+// box past the left or right edge that is not inside a box scrolling on
+// its own (code and tables may scroll inside their own box); text cut off
+// by a box that hides what overflows it (form fields scroll their value);
+// navigation items drawn over one another or over the logo (the
+// navigation may wrap); a control below the footer's top (floats not
+// cleared).
 const layoutScript = `(() => {
   const bad = [];
   const de = document.documentElement;
-  if (de.scrollWidth > de.clientWidth + 1) bad.push("the page scrolls sideways: " + de.scrollWidth + " > " + de.clientWidth);
-  const items = [...document.querySelectorAll("header .nav > li")];
-  if (new Set(items.map(li => Math.round(li.getBoundingClientRect().top))).size > 1) bad.push("the navigation wraps");
-  const brand = document.querySelector("header .brand").getBoundingClientRect();
-  const nav = document.querySelector("header .nav").getBoundingClientRect();
-  if (Math.abs((brand.top + brand.bottom) / 2 - (nav.top + nav.bottom) / 2) > 8) bad.push("the logo is out of line with the navigation");
+  const width = de.clientWidth;
+  if (de.scrollWidth > width + 1) bad.push("the page scrolls sideways: " + de.scrollWidth + " > " + width);
+  const what = el => el.outerHTML.slice(0, 100);
+  const scrollsOnItsOwn = el => {
+    for (let e = el.parentElement; e && e !== document.body; e = e.parentElement) {
+      const o = getComputedStyle(e).overflowX;
+      if (o === "auto" || o === "scroll") return true;
+    }
+    return false;
+  };
+  for (const el of document.body.querySelectorAll("*")) {
+    if (el.closest(".visually-hidden, .skip-link, script, style")) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    if ((r.right > width + 1 || r.left < -1) && !scrollsOnItsOwn(el)) bad.push("past the edge: " + what(el));
+    const cs = getComputedStyle(el);
+    const hides = v => v === "hidden" || v === "clip";
+    // Form fields scroll their own value (the caret moves through it).
+    if (el.matches("input, textarea, select")) continue;
+    if ((hides(cs.overflowX) || cs.textOverflow === "ellipsis") && el.scrollWidth > el.clientWidth + 1) bad.push("cut off: " + what(el));
+  }
+  const boxes = [...document.querySelectorAll("header .brand, header .nav > li")].map(e => [e, e.getBoundingClientRect()]);
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const [a, ra] = boxes[i], [b, rb] = boxes[j];
+    if (ra.left < rb.right - 1 && rb.left < ra.right - 1 && ra.top < rb.bottom - 1 && rb.top < ra.bottom - 1)
+      bad.push("navigation items overlap: " + a.textContent.trim() + " / " + b.textContent.trim());
+  }
   const footer = document.querySelector("footer").getBoundingClientRect();
   for (const el of document.querySelectorAll("main a, main button, main input, main textarea")) {
     const r = el.getBoundingClientRect();
     if (r.width === 0 && r.height === 0) continue;
-    if (r.bottom > footer.top + 1) bad.push("overlaps the footer: " + el.outerHTML.slice(0, 80));
-    if (r.right > de.clientWidth + 1) bad.push("past the right edge: " + el.outerHTML.slice(0, 80));
+    if (r.bottom > footer.top + 1) bad.push("overlaps the footer: " + what(el));
   }
-  return bad;
+  return [...new Set(bad)];
 })()`
 
 // check audits the screen p shows, as name, at every size: axe-core's
-// serious and critical violations, and the layout (phone and 320 px).
+// serious and critical violations (desktop and phone), and the layout at
+// every size under both font sets: in p's browser (the wide set), then
+// the same document again in the suite's second browser (the narrow set).
 func (p *person) check(name string) {
 	p.t.Helper()
 	script := axeScript(p.t)
 	ctx, cancel := context.WithTimeout(p.ctx, 60*time.Second)
 	defer cancel()
-	for _, z := range []size{desktop, phone, narrow} {
+	var doc string
+	for _, z := range sizes {
 		require.NoError(p.t, chromedp.Do(ctx, at(z)))
-		if z != narrow {
+		if z == desktop || z == phone {
 			for _, v := range p.audit(script) {
 				p.t.Errorf("%s (%s, %s): %s", name, z.name, p.name, v)
 			}
@@ -173,10 +208,66 @@ func (p *person) check(name string) {
 		bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](layoutScript))
 		require.NoError(p.t, err)
 		for _, b := range bad {
-			p.t.Errorf("%s (%s, %s): layout: %s", name, z.name, p.name, b)
+			p.t.Errorf("%s (%s, %s, %s fonts): layout: %s", name, z.name, p.name, p.fonts.name, b)
+		}
+		if doc == "" {
+			doc, err = chromedp.Run(ctx, chromedp.Evaluate[string](`"<!doctype html>" + document.documentElement.outerHTML`))
+			require.NoError(p.t, err)
 		}
 	}
 	require.NoError(p.t, chromedp.Do(ctx, at(desktop)))
+	if p.other == nil {
+		return
+	}
+	for _, z := range sizes {
+		bad, err := p.other.layout(doc, z)
+		require.NoError(p.t, err, "%s: the layout under the %s fonts", name, p.other.fonts.name)
+		for _, b := range bad {
+			p.t.Errorf("%s (%s, %s, %s fonts): layout: %s", name, z.name, p.name, p.other.fonts.name, b)
+		}
+	}
+}
+
+// otherFonts is the suite's second browser, drawing with the other font
+// set: check shows it each screen's document as the first browser has it
+// (same origin, so the same style sheet) and runs the layout checks again.
+type otherFonts struct {
+	ctx   context.Context
+	fonts fontSet
+	mu    sync.Mutex
+}
+
+func newOtherFonts(t *testing.T, exe, base string, fonts fontSet) *otherFonts {
+	t.Helper()
+	ctx := newBrowser(t, exe, fonts)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(base+"/robots.txt")))
+	return &otherFonts{ctx: ctx, fonts: fonts}
+}
+
+// layout draws doc at z and returns what layoutScript finds.
+func (o *otherFonts) layout(doc string, z size) ([]string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ctx, cancel := context.WithTimeout(o.ctx, 20*time.Second)
+	defer cancel()
+	tree, err := chromedp.Call(ctx, page.GetFrameTree, cdp.Empty{})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := chromedp.Call(ctx, page.SetDocumentContent, page.SetDocumentContentParams{FrameID: tree.FrameTree.Frame.ID, HTML: doc}); err != nil {
+		return nil, err
+	}
+	yes := true
+	styled := `Promise.all([...document.querySelectorAll('link[rel=stylesheet]')].map(l => l.sheet ? 0 :
+	  new Promise((ok, fail) => { l.addEventListener("load", ok); l.addEventListener("error", () => fail(new Error("style sheet " + l.href + " did not load"))); })))
+	  .then(() => document.fonts.ready).then(() => true)`
+	if err := chromedp.Do(ctx, at(z), chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](styled, func(e *runtime.EvaluateParams) { e.AwaitPromise = &yes })(ctx, t)
+		return err
+	})); err != nil {
+		return nil, err
+	}
+	return chromedp.Run(ctx, chromedp.Evaluate[[]string](layoutScript))
 }
 
 func css(s string) chromedp.CSS { return chromedp.CSS(s) }
@@ -196,7 +287,8 @@ func typeInto(sel, value string) chromedp.Action[chromedp.Void] {
 type browserSuite struct {
 	t       *testing.T
 	base    string
-	browser context.Context
+	browser context.Context // draws with wideFonts
+	other   *otherFonts     // draws the same screens with narrowFonts
 	n       int
 	mu      sync.Mutex
 	dmu     sync.Mutex
@@ -210,15 +302,8 @@ func newBrowserSuite(t *testing.T) *browserSuite {
 	if *screenshots != "" {
 		require.NoError(t, os.MkdirAll(*screenshots, 0o755))
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1200, 900))
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	t.Cleanup(cancelBrowser)
-	require.NoError(t, chromedp.Do(browser, chromedp.Navigate("about:blank")), "start Chromium")
-	return &browserSuite{t: t, base: "http://" + inst.web, browser: browser}
+	base := "http://" + inst.web
+	return &browserSuite{t: t, base: base, browser: newBrowser(t, exe, wideFonts), other: newOtherFonts(t, exe, base, narrowFonts)}
 }
 
 func (b *browserSuite) person(name string) *person {
@@ -232,7 +317,7 @@ func (b *browserSuite) person(name string) *person {
 			b.dmu.Unlock()
 		}
 	}))
-	return &person{t: t, name: name, ctx: ctx, base: b.base, dir: t.TempDir(), n: &b.n, mu: &b.mu}
+	return &person{t: t, name: name, ctx: ctx, base: b.base, dir: t.TempDir(), n: &b.n, mu: &b.mu, fonts: wideFonts, other: b.other}
 }
 
 // value is the current value of the form field sel.

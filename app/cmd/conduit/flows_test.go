@@ -192,6 +192,55 @@ func TestSiteFlowsKeepPeoplesPlace(t *testing.T) {
 		assert.Equal(t, "currentPassword", p.focused())
 	})
 
+	t.Run("long words, names, tags, links and code wrap or scroll inside their own box", func(t *testing.T) {
+		name := "a_username_as_long_as_the_site_allows_with_nowhere_to_break_it.1" // 64, the most there is
+		require.Len(t, name, 64)
+		token := seedUser(t, base, name)
+		word := "Pneumonoultramicroscopicsilicovolcanoconiosis-and-hyphenless-runs-of-letters-like-thisoneherethatgoesonandon"
+		link := "https://example.com/a/path/that/goes/on/and/on/without/a/single/space/" + strings.Repeat("segment/", 12) + "end"
+		tags := []string{
+			"a-tag-as-long-as-a-tag-may-be-sixty-four-characters-with-nospace",
+			"another-tag-as-long-as-they-come-sixty-four-characters-no-breaks",
+		}
+		for _, tag := range tags {
+			require.Len(t, tag, 64)
+		}
+		body := "A word longer than a phone: " + word + ".\n\nA link: <" + link + "> and [its text](" + link + ").\n\n" +
+			"Inline code: `" + strings.Repeat("identifier_", 12) + "`.\n\n```\n" + strings.Repeat("code ", 40) + "\n```\n\n" +
+			"| " + strings.Repeat("column | ", 12) + "\n|" + strings.Repeat("---|", 12) + "\n| " + strings.Repeat("cell | ", 12) + "\n"
+		var art struct{ Article struct{ Slug string } }
+		require.Equal(t, http.StatusCreated, apiCall(t, base, "POST", "/api/articles", token, map[string]any{"article": map[string]any{
+			"title": word, "description": link, "body": body, "tagList": tags}}, &art))
+		slug := art.Article.Slug
+		require.Equal(t, http.StatusOK, apiCall(t, base, "POST", "/api/articles/"+slug+"/comments", token,
+			map[string]any{"comment": map[string]any{"body": "See " + link + " and " + word}}, nil))
+		require.Equal(t, http.StatusOK, apiCall(t, base, "PUT", "/api/user", token,
+			map[string]any{"user": map[string]any{"bio": word + " " + link}}, nil))
+
+		p := b.person("long")
+		p.t = t
+		p.step("sign-in page", visit(base+"/login"), chromedp.WaitVisible(css("#email")), typeInto("#email", name+"@example.com"),
+			typeInto("#password", name+"-password-1"), chromedp.Click(css(`form button[type="submit"]`)),
+			chromedp.WaitVisible(css(`header a[href="/profile/`+name+`"]`)))
+		for _, screen := range []struct{ name, path, sel string }{
+			{"home, a long article", "/?feed=global", ".preview-link"},
+			{"home, a long tag", "/?tag=" + tags[0], ".preview-link"},
+			{"article, long everything", "/article/" + slug, ".comment"},
+			{"profile, a long name", "/profile/" + name, ".preview-link"},
+			{"editor, a long article", "/editor/" + slug, "#title"},
+			{"settings, a long name", "/settings", "#bio"},
+		} {
+			p.step(screen.name, visit(base+screen.path), chromedp.WaitVisible(css(screen.sel)))
+			p.check(screen.name)
+		}
+		p.step("the article at 320 px", visit(base+"/article/"+slug), chromedp.WaitVisible(css(".markdown pre")), at(narrow))
+		boxes, err := chromedp.Run(p.ctx, chromedp.Evaluate[[]string](`[".markdown pre", ".markdown table"].map(s => {
+		  const e = document.querySelector(s); return s + (e.scrollWidth > e.clientWidth ? " scrolls" : " fits") })`))
+		require.NoError(t, err)
+		assert.Equal(t, []string{".markdown pre scrolls", ".markdown table scrolls"}, boxes, "code and tables keep their lines and scroll in their own box")
+		require.NoError(t, chromedp.Do(p.ctx, at(desktop)))
+	})
+
 	t.Run("Enter in the tags field adds a tag and never publishes", func(t *testing.T) {
 		p := b.person("reader")
 		p.t = t
