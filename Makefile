@@ -8,13 +8,20 @@ CONFIG ?=
 REALWORLD ?= ../shared/realworld
 export REALWORLD
 
-.PHONY: lighthouse staticcheck twin twin-test twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
+.PHONY: test-release lighthouse staticcheck twin twin-test twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
-## test: everything CI runs — formatting, vet, the workflow lint, unit tests,
-## the Postman suite, and the arm64 release run under qemu-user. It first
-## installs what it needs (scripts/deps.sh) or says exactly what to run.
-test: deps
-	@$(MAKE) --no-print-directory check-fmt vet staticcheck lint-workflows unit postman release-smoke twin-test
+## test: formatting, vet, staticcheck, the workflow lint, every Go test (the
+## browser suites under two font sets, the fault workload) and the Postman
+## suite, as steps that overlap where they can and say what they are doing
+## (internal/cmd/testrun; each step's output in .test-logs/). It installs what
+## it needs (scripts/deps.sh) or says exactly what to run.
+test:
+	@$(GO) run ./internal/cmd/testrun -goroot "$$($(GO) env GOROOT)" test
+
+## test-release: the linux/arm64 release under qemu-user, and as root the dev
+## stack's twin (CI runs it after make test; minutes, so not in make test).
+test-release:
+	@$(GO) run ./internal/cmd/testrun -goroot "$$($(GO) env GOROOT)" release
 
 ## deps: the programs the tests need (apt-get as root or with sudo -n).
 deps:
