@@ -1,9 +1,11 @@
 # webstack — see README.md.
 SHELL := /bin/bash
 GO ?= go
-STACK ?= dev
-FORMAT ?= text
-CONFIG ?=
+# Set on the command line (make plan STACK=prod), never from the environment:
+# a STACK or CONFIG exported in a shell for something else changes nothing here.
+STACK = dev
+FORMAT = text
+CONFIG =
 # Where the RealWorld Postman collection is (see scripts/postman.sh).
 REALWORLD ?= ../shared/realworld
 export REALWORLD
@@ -40,8 +42,10 @@ release-smoke: build
 	bash scripts/release-smoke.sh
 
 ## tools: newman (the Postman suite) and axe-core (the browser suite's audits), from npm.
-tools: node_modules/.bin/newman
-node_modules/.bin/newman: package.json package-lock.json
+## The stamp is made only when npm ci finished (it empties node_modules first), so an
+## interrupted install is done again, not taken for a whole one.
+tools: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 

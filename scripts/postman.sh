@@ -16,6 +16,16 @@ if [ ! -f "$collection" ]; then
   echo "  (or run make with REALWORLD=<the directory holding it>)"
   exit 0
 fi
+# The suite this project was checked against, by its sha256: another
+# version of it is named, not run (its expectations may differ).
+want=$(cut -d' ' -f1 testdata/realworld-collection.sha256)
+got=$(sha256sum "$collection" | cut -d' ' -f1)
+if [ "$got" != "$want" ]; then
+  echo "postman: $collection is not the collection this suite was checked against" >&2
+  echo "  sha256 $got, expected $want (testdata/realworld-collection.sha256)." >&2
+  echo "  To move to it on purpose: sha256sum \"$collection\" > testdata/realworld-collection.sha256, then fix what it finds." >&2
+  exit 1
+fi
 # shellcheck source=scripts/conduit-local.sh
 source scripts/conduit-local.sh
 u="u$(date +%s)$RANDOM"

@@ -147,6 +147,7 @@ func TestIdleSessionsEnd(t *testing.T) {
 // article (an author can always answer on their own); sign-ups per address.
 // Past one: 429 with Retry-After, and nothing is written.
 func TestQuotasBoundWhatOneAccountWrites(t *testing.T) {
+	awayFromAWindowsEdge(t)
 	quotas := httpapi.Quotas{Registrations: httpapi.Quota{Limit: 3, Window: time.Hour}, Articles: httpapi.Quota{Limit: 2, Window: time.Hour},
 		Comments: httpapi.Quota{Limit: 100, Window: time.Hour}, CommentsPerArticle: httpapi.Quota{Limit: 2, Window: 24 * time.Hour}}
 	srv, _ := newServerWith(t, false, httpapi.Options{BcryptCost: 4, Quotas: quotas, TrustedProxies: loopback}, nil)
@@ -214,4 +215,17 @@ func TestEveryCharacterOfALongPasswordCounts(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, st, "a difference past byte 72 is a different password")
 	st, _ = loginAs(anon, "lo@example.com", long+"end")
 	assert.Equal(t, http.StatusOK, st)
+}
+
+// awayFromAWindowsEdge waits, if the hour (and so the day: every window
+// here is whole hours, counted from the Unix epoch in UTC) ends within the
+// next 30 s, until it has begun: a test that counts to a quota's limit
+// must not see its counts start again halfway.
+func awayFromAWindowsEdge(t *testing.T) {
+	t.Helper()
+	now := time.Now()
+	if left := now.Truncate(time.Hour).Add(time.Hour).Sub(now); left < 30*time.Second {
+		t.Logf("waiting %s for the next hour: the quota windows start again then", left.Round(time.Second))
+		time.Sleep(left + time.Second)
+	}
 }

@@ -13,7 +13,7 @@ import (
 // time (a third waits for one to end, and gives up after maxWait with
 // 503); another client's go ahead beside them.
 func TestOneClientsInspectionsRunTwoAtATime(t *testing.T) {
-	in := newInspections(2)
+	in := newInspections(2, 4) // as on 2 cores, whatever this machine has
 	ctx := context.Background()
 	r1, ok := in.acquire(ctx, "203.0.113.9")
 	require.True(t, ok)

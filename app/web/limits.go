@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -165,8 +164,10 @@ type clientSlots struct {
 // maxWait is how long a request waits for an inspection slot.
 const maxWait = 2 * time.Second
 
-func newInspections(perClient int) *inspections {
-	return &inspections{all: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), perClient: perClient, clients: map[string]*clientSlots{}}
+// newInspections holds perClient slots for each client address and total
+// in all (the server: 2 per core it may use).
+func newInspections(perClient, total int) *inspections {
+	return &inspections{all: make(chan struct{}, total), perClient: perClient, clients: map[string]*clientSlots{}}
 }
 
 // acquire takes a slot for client, or reports false when none freed

@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ func New(w *waf.WAF, log *slog.Logger, opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{waf: w, opts: opts, log: log, site: st, inspecting: newInspections(2)}
+	h := &Handler{waf: w, opts: opts, log: log, site: st, inspecting: newInspections(2, 2*runtime.GOMAXPROCS(0))}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(opts.Upstream)

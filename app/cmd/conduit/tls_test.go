@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
 	"syscall"
 	"testing"
@@ -59,8 +60,12 @@ func fakeSecrets(t *testing.T, value string) *secretstest.Server {
 	fake.Set(tlsARN, secrets.Current, value)
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
+	// Only these: no profile, config or credentials file of this machine's
+	// (~/.aws) is read, whatever it holds.
+	none := filepath.Join(t.TempDir(), "none")
 	for k, v := range map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER": srv.URL, "AWS_EC2_METADATA_DISABLED": "true"} {
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": srv.URL, "AWS_EC2_METADATA_DISABLED": "true", "AWS_PROFILE": "", "AWS_SESSION_TOKEN": "",
+		"AWS_CONFIG_FILE": none, "AWS_SHARED_CREDENTIALS_FILE": none} {
 		t.Setenv(k, v)
 	}
 	return fake

@@ -20,9 +20,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,43 +40,64 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("testrun", flag.ContinueOnError)
-	logDir := fs.String("log-dir", ".test-logs", "where each step's whole output goes")
-	every := fs.Duration("every", 20*time.Second, "say what is running after this long without a line")
-	goroot := fs.String("goroot", "", "the Go installation make runs (its bin goes first on the steps' PATH)")
-	if err := fs.Parse(args); err != nil {
+	flags := flag.NewFlagSet("testrun", flag.ContinueOnError)
+	logDir := flags.String("log-dir", ".test-logs", "where each step's whole output goes")
+	every := flags.Duration("every", 20*time.Second, "say what is running after this long without a line")
+	goroot := flags.String("goroot", "", "the Go installation make runs (its bin goes first on the steps' PATH)")
+	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if flags.NArg() != 1 {
 		return fmt.Errorf("usage: testrun [flags] test|release")
 	}
-	steps, err := plan(fs.Arg(0), os.Getuid() == 0)
+	pkgs, err := packages(".")
+	if err != nil {
+		return err
+	}
+	steps, err := plan(flags.Arg(0), os.Getuid() == 0, pkgs)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*logDir, 0o755); err != nil {
 		return err
 	}
-	r := &runner{out: out, logDir: *logDir, every: *every, env: pinnedEnv(os.Environ(), *goroot), title: "make " + map[string]string{"test": "test", "release": "test-release"}[fs.Arg(0)]}
+	r := &runner{out: out, logDir: *logDir, every: *every, env: pinnedEnv(os.Environ(), *goroot), title: "make " + map[string]string{"test": "test", "release": "test-release"}[flags.Arg(0)]}
 	return r.run(ctx, steps)
 }
 
 // plan is the steps of a set: test (make test) or release (make
 // test-release: the arm64 release under qemu-user and, as root, the dev
-// stack's twin).
-func plan(set string, root bool) ([]*step, error) {
-	gotest := []string{"go", "test", "-json", "-vet=off", "-count=1", "./..."}
+// stack's twin). pkgs is the module's packages (./...), by directory.
+//
+// make test compiles about 400 packages, and on two cores the compile is
+// most of its time. The app's packages (no Pulumi) compile first, so their
+// tests (the browser suites, the fault workload: most of the tests' time)
+// and the Postman suite run while the Pulumi SDK compiles for the rest.
+func plan(set string, root bool, pkgs []string) ([]*step, error) {
+	gotest := func(pkgs ...string) []string {
+		return append([]string{"go", "test", "-json", "-vet=off", "-count=1"}, pkgs...)
+	}
 	switch set {
 	case "test":
+		var app, rest []string
+		for _, p := range pkgs {
+			if p == "./app" || strings.HasPrefix(p, "./app/") {
+				app = append(app, p)
+			} else {
+				rest = append(rest, p)
+			}
+		}
 		return []*step{
 			{name: "deps", about: "install what the tests need (scripts/deps.sh)", argv: []string{"bash", "scripts/deps.sh", "test"}, network: true},
 			{name: "tools", about: "newman and axe-core from npm", argv: []string{"make", "--no-print-directory", "tools"}, needs: []string{"deps"}, network: true},
 			{name: "gofmt", about: "formatting", argv: []string{"make", "--no-print-directory", "check-fmt"}},
 			{name: "actionlint", about: "the CI workflow", argv: []string{"go", "tool", "actionlint"}, needs: []string{"deps"}, network: true},
-			{name: "vet", about: "compile every package and vet it", argv: []string{"go", "vet", "./..."}, network: true},
-			{name: "staticcheck", about: "staticcheck on every package", argv: []string{"go", "tool", "staticcheck", "./..."}, needs: []string{"vet"}},
-			{name: "unit", about: "every Go test (the browser suites, the fault workload)", argv: gotest, needs: []string{"vet", "deps", "tools"}, gotest: true},
-			{name: "postman", about: "the RealWorld Postman suite through the WAF", argv: []string{"bash", "scripts/postman.sh"}, needs: []string{"vet", "tools"}},
+			{name: "vet-app", about: "compile the app's packages and vet them", argv: []string{"go", "vet", "./app/..."}, network: true, compile: true},
+			{name: "unit-app", about: "the app's tests (the browser suites, the fault workload)", argv: gotest(app...), needs: []string{"vet-app", "deps", "tools"}, gotest: true},
+			{name: "postman", about: "the RealWorld Postman suite through the WAF", argv: []string{"bash", "scripts/postman.sh"}, needs: []string{"vet-app", "tools"}},
+			{name: "vet", about: "compile the program (the Pulumi SDK) and every other package, and vet them", argv: []string{"go", "vet", "./..."}, needs: []string{"vet-app"}, network: true, compile: true},
+			{name: "staticcheck", about: "staticcheck on every package", argv: []string{"go", "tool", "staticcheck", "./..."}, needs: []string{"vet"}, network: true},
+			{name: "unit", about: "the program's, the tiers' and the tools' tests", argv: gotest(rest...), needs: []string{"vet", "deps"}, gotest: true},
 		}, nil
 	case "release":
 		twin := &step{name: "twin", about: "the dev stack's twin (namespaces, nftables, the arm64 release)", argv: []string{"make", "--no-print-directory", "twin", "STACK=dev"}, needs: []string{"smoke"}}
@@ -83,12 +106,46 @@ func plan(set string, root bool) ([]*step, error) {
 		}
 		return []*step{
 			{name: "deps", about: "install what the release checks need", argv: []string{"bash", "scripts/deps.sh", "qemu-aarch64", "curl", "npm", "chromium"}, network: true},
-			{name: "build", about: "the release: linux/arm64", argv: []string{"make", "--no-print-directory", "build"}, network: true},
+			{name: "build", about: "the release: linux/arm64", argv: []string{"make", "--no-print-directory", "build"}, network: true, compile: true},
 			{name: "smoke", about: "the arm64 release's web and api roles under qemu-user", argv: []string{"bash", "scripts/release-smoke.sh"}, needs: []string{"deps", "build"}},
 			twin,
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown set %q: test or release", set)
+}
+
+// packages lists the module's packages as ./... means them: every
+// directory under root holding a .go file, but testdata, node_modules and
+// those starting with . or _ (and what is under them).
+func packages(root string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (name == "testdata" || name == "node_modules" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(name, ".go") {
+			rel, err := filepath.Rel(root, filepath.Dir(path))
+			if err != nil {
+				return err
+			}
+			p := "./" + filepath.ToSlash(rel)
+			if rel == "." {
+				p = "."
+			}
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // pinnedEnv is the environment of the test steps: env without what a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -243,7 +244,7 @@ func lastValue(env []string, key string) string {
 // compile they share, and nothing needs a step after it.
 func TestThePlansRunEachStepAfterWhatItUses(t *testing.T) {
 	for _, set := range []string{"test", "release"} {
-		list, err := plan(set, true)
+		list, err := plan(set, true, []string{".", "./app/web", "./network"})
 		require.NoError(t, err)
 		seen := map[string]*step{}
 		after := func(s *step, name string) bool {
@@ -265,7 +266,7 @@ func TestThePlansRunEachStepAfterWhatItUses(t *testing.T) {
 			seen[s.name] = s
 		}
 		uses := map[string][]string{
-			"test":    {"tools", "actionlint", "unit", "postman"},
+			"test":    {"tools", "actionlint", "unit", "unit-app", "postman"},
 			"release": {"smoke", "twin"},
 		}[set]
 		for _, name := range uses {
@@ -273,14 +274,44 @@ func TestThePlansRunEachStepAfterWhatItUses(t *testing.T) {
 			assert.True(t, after(seen[name], "deps"), "%s: %s uses what deps installs", set, name)
 		}
 		if set == "test" {
-			for _, name := range []string{"staticcheck", "unit", "postman"} {
+			for _, name := range []string{"staticcheck", "unit"} {
 				assert.True(t, after(seen[name], "vet"), "%s shares vet's compile instead of racing it", name)
 			}
+			for _, name := range []string{"unit-app", "postman", "vet"} {
+				assert.True(t, after(seen[name], "vet-app"), "%s shares vet-app's compile instead of racing it", name)
+			}
+			assert.Equal(t, []string{"./app/web"}, seen["unit-app"].argv[len(seen["unit-app"].argv)-1:], "the app's packages")
+			assert.Equal(t, []string{".", "./network"}, seen["unit"].argv[len(seen["unit"].argv)-2:], "and the rest")
 		}
 	}
-	list, err := plan("release", false)
+	list, err := plan("release", false, nil)
 	require.NoError(t, err)
 	assert.Contains(t, list[len(list)-1].skip, "sudo make test-release", "not root: the twin says how to run it")
-	_, err = plan("everything", false)
+	_, err = plan("everything", false, nil)
 	assert.Error(t, err)
+}
+
+// The packages the unit steps test are what ./... means to go: none left
+// out, none twice.
+func TestPackagesAreWhatGoListFinds(t *testing.T) {
+	root := filepath.Join("..", "..", "..")
+	got, err := packages(root)
+	require.NoError(t, err)
+	cmd := exec.Command("go", "list", "-f", "{{.Dir}}", "./...")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	abs, err := filepath.Abs(root)
+	require.NoError(t, err)
+	var want []string
+	for _, dir := range strings.Fields(string(out)) {
+		rel, err := filepath.Rel(abs, dir)
+		require.NoError(t, err)
+		if rel == "." {
+			want = append(want, ".")
+		} else {
+			want = append(want, "./"+filepath.ToSlash(rel))
+		}
+	}
+	assert.ElementsMatch(t, want, got)
 }

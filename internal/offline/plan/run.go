@@ -62,6 +62,10 @@ func Run(project, stack string, config map[string]string, fn StackFunc) (*Graph,
 	if err != nil {
 		return nil, fmt.Errorf("encode config: %w", err)
 	}
+	// What the Pulumi engine would set (dry run, secret keys, organization,
+	// parallelism…) comes from this plan alone, never from the shell that
+	// runs it: every PULUMI_* variable is put aside for the run.
+	defer unsetenvPrefix("PULUMI_")()
 	defer setenv(pulumi.EnvConfig, string(raw))()
 	// A fixed clock for what the program dates (the database's final
 	// snapshot name): the same plan prints the same graph.
@@ -140,6 +144,24 @@ func run(project, stack, region string, fn StackFunc) (*Graph, error) {
 }
 
 // setenv sets an environment variable and returns what puts it back.
+// unsetenvPrefix unsets every variable whose name starts with prefix, and
+// returns what puts them back.
+func unsetenvPrefix(prefix string) (restore func()) {
+	var restores []func()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, prefix) {
+			prev := os.Getenv(k)
+			os.Unsetenv(k)
+			restores = append(restores, func() { os.Setenv(k, prev) })
+		}
+	}
+	return func() {
+		for _, r := range restores {
+			r()
+		}
+	}
+}
+
 func setenv(k, v string) (restore func()) {
 	prev, had := os.LookupEnv(k)
 	os.Setenv(k, v)
