@@ -6,26 +6,20 @@ GO ?= go
 STACK = dev
 FORMAT = text
 CONFIG =
-# Flags of every go command make runs (tests, builds, the release, the offline
-# tools), so that they share one build cache:
+# Settings of every go command make runs (tests, builds, the release, the
+# offline tools), so that they share one build cache:
 # - build tags: the WAF's JSON-schema operator (@validateSchema, which no CRS
 #   rule uses) and FerretDB's PostgreSQL backend (the local engine is SQLite)
 #   are left out: 52 packages fewer to compile, and less in the release;
-# - the generated Pulumi provider SDKs (pulumi-aws, and pulumi-docker, which
-#   awsx brings in) compile without optimisation (-N): they are type
-#   declarations whose speed does not matter to a program that waits on the
-#   engine, and they are 40 % of make test's compile. Cold, on two cores,
-#   every package compiles in 161 s with both, 194 s with neither (GOGC=400).
-#   `pulumi up` builds the program as it always does; nothing that deploys
-#   or runs on an instance is affected.
-export GOFLAGS += -tags=coraza.disabled_operators.validateSchema,ferretdb_no_postgresql \
-  -gcflags=github.com/pulumi/pulumi-aws/...=-N -gcflags=github.com/pulumi/pulumi-docker/...=-N \
-  -gcflags=github.com/pulumi/pulumi-docker-build/...=-N
+# - no cgo, as the release is built: pure-Go DNS and user lookups, nothing
+#   compiled or linked through the machine's C toolchain.
+export GOFLAGS += -tags=coraza.disabled_operators.validateSchema,ferretdb_no_postgresql
+export CGO_ENABLED = 0
 # Where the RealWorld Postman collection is (see scripts/postman.sh).
 REALWORLD ?= ../shared/realworld
 export REALWORLD
 
-.PHONY: test-release lighthouse staticcheck twin twin-test twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
+.PHONY: test-release lighthouse staticcheck twin twin-up twin-down twin-deps screenshots test deps check-fmt vet lint-workflows unit postman release-smoke plan build run tools bench diagrams cost FORCE
 
 ## test: formatting, vet, staticcheck, the workflow lint, every Go test (the
 ## browser suites under two font sets, the fault workload) and the Postman
@@ -52,7 +46,8 @@ staticcheck:
 lint-workflows:
 	$(GO) tool actionlint
 
-## release-smoke: the release build, run for real under qemu-user.
+## release-smoke: the release build's web and api roles, run for real under qemu-user
+## (make test-release runs it, and the dev twin as root).
 release-smoke: build
 	bash scripts/release-smoke.sh
 
@@ -84,12 +79,12 @@ cost:
 
 ## build: the release the stacks deploy, reproducibly: dist/conduit-linux-arm64.
 build:
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(RELEASE_FLAGS) -o dist/conduit-linux-arm64 ./app/cmd/conduit
+	GOOS=linux GOARCH=arm64 $(GO) build $(RELEASE_FLAGS) -o dist/conduit-linux-arm64 ./app/cmd/conduit
 	@sha256sum dist/conduit-linux-arm64
 
 ## bin/conduit: the same program for this machine (bench).
 bin/conduit: FORCE
-	CGO_ENABLED=0 $(GO) build $(RELEASE_FLAGS) -o bin/conduit ./app/cmd/conduit
+	$(GO) build $(RELEASE_FLAGS) -o bin/conduit ./app/cmd/conduit
 FORCE:
 
 ## bench: load run (not part of test): four request mixes, c=32, 10 s each,
@@ -119,11 +114,6 @@ lighthouse:
 TWIN_FLAGS = --stack $(STACK) --conduit bin/conduit --newman node_modules/.bin/newman $(foreach kv,$(CONFIG),-c $(kv))
 twin: twin-deps
 	bin/twin check $(TWIN_FLAGS) --postman "$(wildcard $(REALWORLD)/Conduit.postman_collection.json)"
-
-## twin-test: the dev twin in make test when this is root; otherwise says why not.
-twin-test:
-	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) --no-print-directory twin STACK=dev; \
-	else echo "twin-test: SKIPPED — the twin needs root (network namespaces, nftables); run: sudo make twin STACK=dev"; fi
 
 ## twin-up / twin-down: leave STACK's twin running (.twin/STACK/hosts.json), remove it.
 twin-up: twin-deps

@@ -3,7 +3,8 @@
 # Missing ones are installed with apt-get when this user can (root, or
 # passwordless sudo); otherwise it stops at once with the exact command.
 #
-#   scripts/deps.sh test      everything make test needs
+#   scripts/deps.sh test      everything make test needs (make test-release
+#                             and make lighthouse name theirs)
 #   scripts/deps.sh <cmd>...  just those commands
 set -euo pipefail
 
@@ -32,7 +33,7 @@ root=${DEPS_ROOT:-}
 want=("$@")
 files=()
 if [ "${#want[@]}" -eq 0 ] || [ "${want[0]}" = test ]; then
-  want=(cloud-init shellcheck qemu-aarch64 python3 curl npm chromium)
+  want=(cloud-init shellcheck curl npm chromium)
   files=("${!file[@]}")
   # The dev twin (network namespaces) runs in make test when this is root.
   if [ "$(id -u)" -eq 0 ]; then want+=(ip nft); fi

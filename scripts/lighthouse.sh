@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PUPPETEER_SKIP_DOWNLOAD=1
+bash scripts/deps.sh python3 npm chromium
 LH=scripts/lighthouse/node_modules/.bin/lighthouse
 if [ ! -x "$LH" ]; then
   echo "lighthouse: installing Lighthouse 12 into scripts/lighthouse (npm ci, about 200 MB)…"

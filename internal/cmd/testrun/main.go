@@ -96,7 +96,7 @@ func plan(set string, root bool, pkgs []string) ([]*step, error) {
 			{name: "unit-app", about: "the app's tests (the browser suites, the fault workload)", argv: gotest(app...), needs: []string{"vet-app", "deps", "tools"}, gotest: true},
 			{name: "postman", about: "the RealWorld Postman suite through the WAF", argv: []string{"bash", "scripts/postman.sh"}, needs: []string{"vet-app", "tools"}},
 			{name: "vet", about: "compile the program (the Pulumi SDK) and every other package, and vet them", argv: []string{"go", "vet", "./..."}, needs: []string{"vet-app"}, network: true, compile: true},
-			{name: "staticcheck", about: "staticcheck on every package", argv: []string{"go", "tool", "staticcheck", "./..."}, needs: []string{"vet"}, network: true},
+			{name: "staticcheck", about: "staticcheck on every package", argv: []string{"go", "tool", "staticcheck", "./..."}, needs: []string{"vet"}, network: true, compile: true},
 			{name: "unit", about: "the program's, the tiers' and the tools' tests", argv: gotest(rest...), needs: []string{"vet", "deps"}, gotest: true},
 		}, nil
 	case "release":
