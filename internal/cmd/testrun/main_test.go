@@ -189,7 +189,7 @@ func TestStepsRunAfterWhatTheyNeedAndAFailureStopsOnlyWhatNeedsIt(t *testing.T) 
 	assert.Contains(t, out, "FAIL broken")
 	assert.Contains(t, out, "    what went wrong", "a failed step's output is printed")
 	assert.Contains(t, out, "skip after-broken: not run: broken did not pass")
-	assert.Regexp(t, `(?m)^  second +\d+s  ok$`, out, "the summary has each step's time")
+	assert.Regexp(t, `(?m)^  second +\d+s +(\d+s|-)  ok$`, out, "the summary has each step's time and CPU")
 }
 
 func TestASilentStepIsDescribedBeforeTheSilenceIsLong(t *testing.T) {

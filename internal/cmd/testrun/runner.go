@@ -29,6 +29,7 @@ type step struct {
 	state    string         // waiting, running, ok, failed, skipped
 	started  time.Time
 	took     time.Duration
+	cpu      time.Duration // user + system, its processes' and what they waited for
 	pgid     int
 	log      string
 	tests    *testReport
@@ -197,6 +198,9 @@ func (r *runner) begin(s *step, done chan<- *step) {
 		}
 		f.Close()
 		s.took = time.Since(s.started)
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			s.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
 		s.state = "ok"
 		if err != nil {
 			s.state, s.whyNotOK = "failed", err.Error()
@@ -263,14 +267,17 @@ func (r *runner) summary(steps []*step) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	total := time.Since(r.start)
-	fmt.Fprintf(r.out, "\n%s: %s on %d cores\n", r.title, clock(total), runtime.NumCPU())
+	fmt.Fprintf(r.out, "\n%s: %s on %d cores\n  %-12s %7s %7s\n", r.title, clock(total), runtime.NumCPU(), "step", "time", "CPU")
 	var failed []string
 	for _, s := range steps {
-		took := "-"
+		took, cpu := "-", "-"
 		if s.took > 0 {
 			took = clock(s.took)
 		}
-		line := fmt.Sprintf("  %-12s %7s  %s", s.name, took, s.state)
+		if s.cpu > 0 {
+			cpu = clock(s.cpu)
+		}
+		line := fmt.Sprintf("  %-12s %7s %7s  %s", s.name, took, cpu, s.state)
 		if s.whyNotOK != "" {
 			line += ": " + s.whyNotOK
 		}
