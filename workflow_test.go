@@ -82,7 +82,7 @@ func TestCIPreviewRunsOnAFreshStackWithTheSecretsItNames(t *testing.T) {
 func TestMakeTestInstallsWhatTheTestsNeed(t *testing.T) {
 	mk, err := os.ReadFile("Makefile")
 	require.NoError(t, err)
-	assert.Regexp(t, `(?m)^test:\n\t@\$\(GO\) run ./internal/cmd/testrun .*test$`, string(mk), "make test is testrun's test steps (deps among them: internal/cmd/testrun's tests hold the order)")
+	assert.Regexp(t, `(?m)^test:\n(\t@echo .*\n)?\t@\$\(GO\) run ./internal/cmd/testrun .*test$`, string(mk), "make test is testrun's test steps (deps among them: internal/cmd/testrun's tests hold the order)")
 
 	bare := t.TempDir()
 	for _, tool := range []string{"bash", "id"} {
@@ -112,9 +112,29 @@ func TestMakeTestInstallsWhatTheTestsNeed(t *testing.T) {
 	for _, tool := range []string{"cloud-init", "shellcheck", "curl", "npm", "chromium", "ip", "nft"} {
 		require.NoError(t, os.WriteFile(filepath.Join(full, tool), []byte("#!/bin/sh\n"), 0o755))
 	}
-	for _, f := range []string{"/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"} {
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(fontRoot, f)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(fontRoot, f), nil, 0o644))
+	// Every font file is looked for: with one missing, its package is named.
+	deps, err := os.ReadFile("scripts/deps.sh")
+	require.NoError(t, err)
+	fonts := regexp.MustCompile(`(?m)^  \[(/usr/share/fonts/[^\]]+)\]="?([a-z0-9|-]+)"?$`).FindAllStringSubmatch(string(deps), -1)
+	require.Len(t, fonts, 12, "two sets of six faces")
+	for _, m := range fonts {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(fontRoot, m[1])), 0o755))
+	}
+	for i, missing := range fonts {
+		for j, m := range fonts {
+			if j == i {
+				_ = os.Remove(filepath.Join(fontRoot, m[1]))
+			} else {
+				require.NoError(t, os.WriteFile(filepath.Join(fontRoot, m[1]), nil, 0o644))
+			}
+		}
+		out, err = run(bare + ":" + full)
+		require.Error(t, err, "%s is missing", missing[1])
+		alts := strings.Split(missing[2], "|")
+		assert.Contains(t, out, " "+alts[len(alts)-1], "%s is missing: its package is named (with no apt here, the last of %s)", missing[1], missing[2])
+	}
+	for _, m := range fonts {
+		require.NoError(t, os.WriteFile(filepath.Join(fontRoot, m[1]), nil, 0o644))
 	}
 	out, err = run(bare + ":" + full)
 	assert.NoError(t, err, "everything is here: nothing to do\n%s", out)

@@ -103,9 +103,12 @@ func TestAuditFindsKnownFaults(t *testing.T) {
 <header><a class="brand" href="/">conduit</a><ul class="nav"><li>Home</li><li style="display:block;width:2000px">Wide</li>
 <li style="margin-top:-1em">Overlapping</li></ul></header>
 <main><p style="color:#ccc">Low contrast text</p><input type="text" name="nolabel">
-<a href="/x"><img src="/x.png"></a><div><button style="float:right;height:120px">Floating</button></div>
+<a href="/x"><img src="/x.png"></a>
 <p style="width:100px;overflow:hidden;white-space:nowrap">A sentence too long for its box is cut off</p>
-<div style="overflow-x:auto;width:100px"><pre>a line of code may scroll inside its own box, as wide as it likes to be</pre></div></main>
+<p style="width:100px;white-space:nowrap">A sentence that spills out of its narrow box</p>
+<div style="overflow-x:auto;width:100px"><p style="width:2000px">Prose in a box that scrolls sideways</p></div>
+<pre style="overflow-x:auto;width:100px">a line of code may scroll inside its own box, as wide as it likes to be</pre>
+<div><button style="float:right;height:120px">Floating</button></div></main>
 <footer>Footer</footer></body></html>`)
 	}))
 	defer srv.Close()
@@ -125,5 +128,16 @@ func TestAuditFindsKnownFaults(t *testing.T) {
 	assert.Contains(t, all, "navigation items overlap: Wide / Overlapping")
 	assert.Contains(t, all, "cut off: <p style=\"width:100px;overflow:hidden")
 	assert.Contains(t, all, "overlaps the footer")
-	assert.NotContains(t, all, "<pre>", "code scrolling inside its own box is fine")
+	assert.Contains(t, all, "spills out of its box: <p style=\"width:100px;white-space:nowrap\">")
+	assert.Contains(t, all, "past the edge: <p style=\"width:2000px\">", "only code and tables may scroll in two dimensions")
+	assert.NotContains(t, all, "<pre", "code scrolling inside its own box is fine")
+
+	// The second font set's browser finds the same faults in a copy of the page.
+	html, err := chromedp.Run(ctx, chromedp.Evaluate[string](snapshotScript))
+	require.NoError(t, err)
+	other := newOtherFonts(t, exe, srv.URL, narrowFonts)
+	again, err := other.layout(html, desktop)
+	require.NoError(t, err)
+	assert.Contains(t, strings.Join(again, "\n"), "scrolls sideways")
+	assert.Contains(t, strings.Join(again, "\n"), "spills out of its box")
 }

@@ -24,13 +24,26 @@ import (
 
 var screenshots = flag.String("screenshots", "", "directory to write a PNG of each screen into (make screenshots)")
 
-// chromium finds the browser: Debian's chromium, or Google Chrome.
+// chromium finds the browser: Debian's chromium, started as its own binary
+// (/usr/bin/chromium is a script that adds the flags in /etc/chromium.d,
+// whatever this machine put there), or Google Chrome. A snap's browser is
+// refused: it sees neither the test's /tmp nor its fontconfig.
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+	found := ""
+	for _, name := range []string{"/usr/lib/chromium/chromium", "chromium", "google-chrome", "google-chrome-stable"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			continue
 		}
+		if real, err := filepath.EvalSymlinks(p); err == nil && strings.HasPrefix(real, "/snap/") {
+			t.Fatalf("%s is a snap (%s), which cannot see the test's files: install Debian's chromium or Google Chrome", p, real)
+		}
+		found = p
+		break
+	}
+	if found != "" {
+		return found
 	}
 	if os.Getenv("CI") != "" {
 		t.Fatal("no Chromium: apt-get install chromium (make test installs it)")
@@ -96,13 +109,15 @@ func (p *person) location() string {
 // Screen sizes every screen is checked at: a desktop window, a phone
 // (iPhone 14/15: 390 × 844 CSS pixels), the narrowest width WCAG 2.2's
 // Reflow (SC 1.4.10) asks for (320 px), and a 1280 × 1024 desktop zoomed
-// to 400 % (320 × 256 CSS px, no mobile viewport).
+// to 200 % and to 400 % (640 × 512 and 320 × 256 CSS px, no mobile
+// viewport).
 var (
-	desktop = size{"desktop", 1200, 900, false}
-	phone   = size{"phone", 390, 844, true}
-	narrow  = size{"narrow", 320, 640, true}
-	zoomed  = size{"400% zoom", 320, 256, false}
-	sizes   = []size{desktop, phone, narrow, zoomed}
+	desktop  = size{"desktop", 1200, 900, false}
+	phone    = size{"phone", 390, 844, true}
+	narrow   = size{"narrow", 320, 640, true}
+	zoomed2x = size{"200% zoom", 640, 512, false}
+	zoomed   = size{"400% zoom", 320, 256, false}
+	sizes    = []size{desktop, phone, narrow, zoomed2x, zoomed}
 )
 
 type size struct {
@@ -143,35 +158,39 @@ func (p *person) shot(name string) {
 
 // layoutScript lists what is wrong with the page's layout at the current
 // width (WCAG 2.2 SC 1.4.10, Reflow): a page wider than the screen; any
-// box past the left or right edge that is not inside a box scrolling on
-// its own (code and tables may scroll inside their own box); text cut off
-// by a box that hides what overflows it (form fields scroll their value);
-// navigation items drawn over one another or over the logo (the
-// navigation may wrap); a control below the footer's top (floats not
-// cleared).
+// box past the left or right edge, unless it is inside code or a table
+// that scrolls in a box of its own which itself fits (the one content
+// Reflow lets scroll in two dimensions); text that spills out of its own
+// box, or is cut off by a box that hides what overflows it (form fields
+// scroll their value); navigation items drawn over one another or over
+// the logo (the navigation may wrap); a control below the footer's top
+// (floats not cleared).
 const layoutScript = `(() => {
   const bad = [];
   const de = document.documentElement;
   const width = de.clientWidth;
   if (de.scrollWidth > width + 1) bad.push("the page scrolls sideways: " + de.scrollWidth + " > " + width);
   const what = el => el.outerHTML.slice(0, 100);
+  const fits = r => r.left >= -1 && r.right <= width + 1;
   const scrollsOnItsOwn = el => {
-    for (let e = el.parentElement; e && e !== document.body; e = e.parentElement) {
-      const o = getComputedStyle(e).overflowX;
-      if (o === "auto" || o === "scroll") return true;
-    }
-    return false;
+    const box = el.closest("pre, table");
+    if (!box) return false;
+    const o = getComputedStyle(box).overflowX;
+    return (o === "auto" || o === "scroll") && fits(box.getBoundingClientRect());
   };
   for (const el of document.body.querySelectorAll("*")) {
     if (el.closest(".visually-hidden, .skip-link, script, style")) continue;
     const r = el.getBoundingClientRect();
     if (r.width === 0 && r.height === 0) continue;
-    if ((r.right > width + 1 || r.left < -1) && !scrollsOnItsOwn(el)) bad.push("past the edge: " + what(el));
+    const inside = scrollsOnItsOwn(el);
+    if (!fits(r) && !inside) bad.push("past the edge: " + what(el));
+    // Form fields scroll their own value (the caret moves through it).
+    if (el.matches("input, textarea, select") || inside) continue;
     const cs = getComputedStyle(el);
     const hides = v => v === "hidden" || v === "clip";
-    // Form fields scroll their own value (the caret moves through it).
-    if (el.matches("input, textarea, select")) continue;
-    if ((hides(cs.overflowX) || cs.textOverflow === "ellipsis") && el.scrollWidth > el.clientWidth + 1) bad.push("cut off: " + what(el));
+    const spills = el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0;
+    if ((hides(cs.overflowX) || cs.textOverflow === "ellipsis") && spills) bad.push("cut off: " + what(el));
+    else if (cs.overflowX === "visible" && spills && cs.display !== "inline" && el.children.length === 0) bad.push("spills out of its box: " + what(el));
   }
   const boxes = [...document.querySelectorAll("header .brand, header .nav > li")].map(e => [e, e.getBoundingClientRect()]);
   for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
@@ -186,6 +205,21 @@ const layoutScript = `(() => {
     if (r.bottom > footer.top + 1) bad.push("overlaps the footer: " + what(el));
   }
   return [...new Set(bad)];
+})()`
+
+// snapshotScript is the document as the person sees it, for the second
+// font set's browser: the page's HTML with what was typed into its fields
+// written into the copy (outerHTML alone has only their first values).
+const snapshotScript = `(() => {
+  const copy = document.documentElement.cloneNode(true);
+  const live = document.querySelectorAll("input, textarea, select");
+  copy.querySelectorAll("input, textarea, select").forEach((el, i) => {
+    if (el.tagName === "TEXTAREA") el.textContent = live[i].value;
+    else if (el.tagName === "SELECT") [...el.options].forEach((o, j) => o.toggleAttribute("selected", live[i].options[j].selected));
+    else if (el.type === "checkbox" || el.type === "radio") el.toggleAttribute("checked", live[i].checked);
+    else el.setAttribute("value", live[i].value);
+  });
+  return "<!doctype html>" + copy.outerHTML;
 })()`
 
 // check audits the screen p shows, as name, at every size: axe-core's
@@ -211,7 +245,7 @@ func (p *person) check(name string) {
 			p.t.Errorf("%s (%s, %s, %s fonts): layout: %s", name, z.name, p.name, p.fonts.name, b)
 		}
 		if doc == "" {
-			doc, err = chromedp.Run(ctx, chromedp.Evaluate[string](`"<!doctype html>" + document.documentElement.outerHTML`))
+			doc, err = chromedp.Run(ctx, chromedp.Evaluate[string](snapshotScript))
 			require.NoError(p.t, err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,56 +21,97 @@ import (
 )
 
 // fontSet is the fonts one browser of the suites renders with. Each
-// browser is given a fontconfig file of its own (FONTCONFIG_FILE) that
-// lists only the set's directory, keeps its cache in the test's temp dir
-// and sends the generic families (and the named ones the style sheet asks
-// for) to the set's faces. Fontconfig then knows no other font, so what
-// else the machine has installed, or a person's ~/.config/fontconfig,
-// changes nothing. The layout must fit a wide set and a narrow one.
+// browser is given a fontconfig file of its own (FONTCONFIG_FILE) whose one
+// directory holds links to exactly the set's files (a regular and a bold
+// face of a sans, a serif and a monospace family: not the light, condensed
+// or other faces a machine may have beside them), keeps its cache in the
+// test's temp dir and sends the generic families, and the named ones the
+// style sheet asks for, to the set's faces. Fontconfig then knows no other
+// font, so what else the machine has installed, or a person's
+// ~/.config/fontconfig, changes nothing. The layout must fit a wide set and
+// a narrow one.
 type fontSet struct {
 	name              string
-	sans, serif, mono string
-	dir               string // where the set's files are
-	probe             string // a file of the set that must be there
-	pkg               string // its Debian package (scripts/deps.sh installs it)
+	sans, serif, mono string // families
+	// files: the set's faces, by file, each with the Debian package that
+	// has it (alternatives by "|": the first one apt knows; scripts/deps.sh
+	// holds the same table) and its PostScript name.
+	files []fontFile
 }
+
+type fontFile struct{ path, pkg, postScript string }
+
+// face is the PostScript name of the set's face of a kind (sans, serif,
+// mono) at a CSS weight: files are listed regular then bold for each kind
+// in that order, and CSS draws weights up to 500 with the regular face,
+// 600 and up with the bold one, when a family has only those two.
+func (f fontSet) face(kind string, weight int) string {
+	i := map[string]int{"sans": 0, "serif": 2, "mono": 4}[kind]
+	if weight >= 600 {
+		i++
+	}
+	return f.files[i].postScript
+}
+
+const (
+	dejavu     = "/usr/share/fonts/truetype/dejavu/"
+	liberation = "/usr/share/fonts/truetype/liberation/"
+)
 
 var (
 	// wideFonts: DejaVu Sans is about 10 % wider than Arial's metrics (what
 	// Debian's chromium pulls in, and many Linux desktops' default).
-	wideFonts = fontSet{name: "DejaVu (wide)", sans: "DejaVu Sans", serif: "DejaVu Serif", mono: "DejaVu Sans Mono",
-		dir: "/usr/share/fonts/truetype/dejavu", probe: "DejaVuSans.ttf", pkg: "fonts-dejavu-core"}
+	wideFonts = fontSet{name: "DejaVu (wide)", sans: "DejaVu Sans", serif: "DejaVu Serif", mono: "DejaVu Sans Mono", files: []fontFile{
+		{dejavu + "DejaVuSans.ttf", "fonts-dejavu-core", "DejaVuSans"},
+		{dejavu + "DejaVuSans-Bold.ttf", "fonts-dejavu-core", "DejaVuSans-Bold"},
+		{dejavu + "DejaVuSerif.ttf", "fonts-dejavu-core", "DejaVuSerif"},
+		{dejavu + "DejaVuSerif-Bold.ttf", "fonts-dejavu-core", "DejaVuSerif-Bold"},
+		// Debian 13 moved the monospace faces to a package of their own.
+		{dejavu + "DejaVuSansMono.ttf", "fonts-dejavu-mono|fonts-dejavu-core", "DejaVuSansMono"},
+		{dejavu + "DejaVuSansMono-Bold.ttf", "fonts-dejavu-mono|fonts-dejavu-core", "DejaVuSansMono-Bold"},
+	}}
 	// narrowFonts: Liberation Sans has Arial's metrics (Windows' and
 	// macOS's common sans-serif widths).
-	narrowFonts = fontSet{name: "Liberation (narrow)", sans: "Liberation Sans", serif: "Liberation Serif", mono: "Liberation Mono",
-		dir: "/usr/share/fonts/truetype/liberation", probe: "LiberationSans-Regular.ttf", pkg: "fonts-liberation"}
+	narrowFonts = fontSet{name: "Liberation (narrow)", sans: "Liberation Sans", serif: "Liberation Serif", mono: "Liberation Mono", files: []fontFile{
+		{liberation + "LiberationSans-Regular.ttf", "fonts-liberation", "LiberationSans"},
+		{liberation + "LiberationSans-Bold.ttf", "fonts-liberation", "LiberationSans-Bold"},
+		{liberation + "LiberationSerif-Regular.ttf", "fonts-liberation", "LiberationSerif"},
+		{liberation + "LiberationSerif-Bold.ttf", "fonts-liberation", "LiberationSerif-Bold"},
+		{liberation + "LiberationMono-Regular.ttf", "fonts-liberation", "LiberationMono"},
+		{liberation + "LiberationMono-Bold.ttf", "fonts-liberation", "LiberationMono-Bold"},
+	}}
 	fontSets = []fontSet{wideFonts, narrowFonts}
 )
 
 // Families the style sheet names, by the face of the set they are sent
 // to; any other name falls back to sans-serif (and, with only the set's
-// directory known, to one of its faces whatever happens).
+// files known, to one of its faces whatever happens).
 var (
 	serifFamilies = []string{"serif", "Georgia", "Titillium Web", "Times New Roman", "Times"}
 	monoFamilies  = []string{"monospace", "ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Courier New", "Courier"}
 	sansFamilies  = []string{"sans-serif", "sans", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Helvetica", "Arial"}
 )
 
-// fontconfig writes the set's fontconfig file under dir and returns its
-// path; the test fails (skips off CI) with the install command when the
-// set's package is missing.
+// fontconfig writes the set's fontconfig file, and the directory of links
+// to its files, under dir and returns the file's path; the test fails
+// (skips off CI) with the install command when a file is missing.
 func (f fontSet) fontconfig(t *testing.T, dir string) string {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(f.dir, f.probe)); err != nil {
-		msg := fmt.Sprintf("the %s fonts are missing (%s): apt-get install %s (make test installs it)", f.name, filepath.Join(f.dir, f.probe), f.pkg)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
+	fonts := filepath.Join(dir, "fonts")
+	require.NoError(t, os.MkdirAll(fonts, 0o755))
+	for _, ff := range f.files {
+		if _, err := os.Stat(ff.path); err != nil {
+			msg := fmt.Sprintf("the %s fonts are missing (%s): apt-get install %s (make test installs it)", f.name, ff.path, strings.ReplaceAll(ff.pkg, "|", " or "))
+			if os.Getenv("CI") != "" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
 		}
-		t.Skip(msg)
+		require.NoError(t, os.Symlink(ff.path, filepath.Join(fonts, filepath.Base(ff.path))))
 	}
 	var b strings.Builder
 	b.WriteString("<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"urn:fontconfig:fonts.dtd\">\n<fontconfig>\n")
-	fmt.Fprintf(&b, "  <dir>%s</dir>\n  <cachedir>%s</cachedir>\n", f.dir, filepath.Join(dir, "fontconfig-cache"))
+	fmt.Fprintf(&b, "  <dir>%s</dir>\n  <cachedir>%s</cachedir>\n", fonts, filepath.Join(dir, "fontconfig-cache"))
 	// A request that names no family this file knows (Chromium's system-ui
 	// asks with none) ends with sans-serif, as fontconfig's own
 	// 49-sansserif.conf does; before the aliases, so they apply to it.
@@ -116,7 +158,8 @@ func newBrowser(t *testing.T, exe string, fonts fontSet) context.Context {
 }
 
 // platformFonts names, for each selector, the faces the browser drew the
-// text of its first match with (DevTools' CSS.getPlatformFontsForNode).
+// text of its first match with, by PostScript name (a family's bold or
+// light face has its own), from DevTools' CSS.getPlatformFontsForNode.
 func platformFonts(ctx context.Context, sels ...string) ([][]string, error) {
 	if _, err := chromedp.Call(ctx, dom.Enable, dom.EnableParams{}); err != nil {
 		return nil, err
@@ -140,7 +183,7 @@ func platformFonts(ctx context.Context, sels ...string) ([][]string, error) {
 		}
 		var names []string
 		for _, f := range res.Fonts {
-			names = append(names, f.FamilyName)
+			names = append(names, f.PostScriptName)
 		}
 		out = append(out, names)
 	}
@@ -149,7 +192,8 @@ func platformFonts(ctx context.Context, sels ...string) ([][]string, error) {
 
 // The suites draw with the fonts they set, whatever the machine has: every
 // font-family the site's style sheet declares, and the generic families,
-// are drawn with the set's own sans, serif or monospace face.
+// at every weight the style sheet uses, are drawn with the set's own face
+// (its regular or bold sans, serif or monospace), never another file.
 func TestBrowsersDrawWithTheFontsTheTestsSet(t *testing.T) {
 	exe := chromium(t)
 	sheet, err := os.ReadFile(filepath.Join("..", "..", "site", "assets", "site.css"))
@@ -160,10 +204,20 @@ func TestBrowsersDrawWithTheFontsTheTestsSet(t *testing.T) {
 	}
 	require.NotEmpty(t, stacks, "the style sheet declares its fonts")
 	stacks = append(stacks, "sans-serif", "serif", "monospace", "system-ui")
+	weights := []int{300, 400, 500, 600, 700}
+	for _, m := range regexp.MustCompile(`font-weight:\s*(\d+)`).FindAllStringSubmatch(string(sheet), -1) {
+		w, _ := strconv.Atoi(m[1])
+		require.Contains(t, weights, w, "a weight the style sheet uses is checked")
+	}
 	var page strings.Builder
 	page.WriteString(`<!doctype html><html lang="en"><head><title>Fonts</title></head><body>`)
+	var sels []string
 	for i, s := range stacks {
-		fmt.Fprintf(&page, `<p id="f%d" style="font-family: %s">The quick brown fox, 0123456789</p>`, i, strings.ReplaceAll(s, `"`, "&quot;"))
+		for _, w := range weights {
+			id := fmt.Sprintf("f%d-%d", i, w)
+			sels = append(sels, "#"+id)
+			fmt.Fprintf(&page, `<p id="%s" style="font-family: %s; font-weight: %d">The quick brown fox, 0123456789 ♥ “—”</p>`, id, strings.ReplaceAll(s, `"`, "&quot;"), w)
+		}
 	}
 	page.WriteString(`</body></html>`)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -174,34 +228,35 @@ func TestBrowsersDrawWithTheFontsTheTestsSet(t *testing.T) {
 	for _, fonts := range fontSets {
 		t.Run(fonts.name, func(t *testing.T) {
 			ctx := newBrowser(t, exe, fonts)
-			require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL), chromedp.WaitVisible(css(fmt.Sprintf("#f%d", len(stacks)-1)))))
-			var sels []string
-			for i := range stacks {
-				sels = append(sels, fmt.Sprintf("#f%d", i))
-			}
+			require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL), chromedp.WaitVisible(css(sels[len(sels)-1]))))
 			drawn, err := platformFonts(ctx, sels...)
 			require.NoError(t, err)
-			for i, s := range stacks {
-				used := drawn[i]
-				want := fonts.sans
+			n := 0
+			for _, s := range stacks {
+				kind := "sans"
 				switch {
 				case strings.Contains(s, "monospace"):
-					want = fonts.mono
+					kind = "mono"
 				case strings.HasSuffix(s, "serif") && !strings.HasSuffix(s, "sans-serif"):
-					want = fonts.serif
+					kind = "serif"
 				}
-				assert.Equal(t, []string{want}, used, "font-family: %s", s)
+				for _, w := range weights {
+					assert.Equal(t, []string{fonts.face(kind, w)}, drawn[n], "font-family: %s; font-weight: %d", s, w)
+					n++
+				}
 			}
 		})
 	}
 }
 
-// make test installs the font sets: scripts/deps.sh names each set's file
-// and package.
+// make test installs the font sets: scripts/deps.sh names each file of
+// each set and its package.
 func TestMakeTestInstallsTheFontSets(t *testing.T) {
 	deps, err := os.ReadFile(filepath.Join("..", "..", "..", "scripts", "deps.sh"))
 	require.NoError(t, err)
 	for _, f := range fontSets {
-		assert.Contains(t, string(deps), "["+filepath.Join(f.dir, f.probe)+"]="+f.pkg, "scripts/deps.sh installs the %s fonts", f.name)
+		for _, ff := range f.files {
+			assert.Regexp(t, `(?m)^  \[`+regexp.QuoteMeta(ff.path)+`\]="?`+regexp.QuoteMeta(ff.pkg)+`"?$`, string(deps), "scripts/deps.sh installs the %s fonts", f.name)
+		}
 	}
 }

@@ -67,6 +67,15 @@ func (t *testReport) read(rd io.Reader) {
 }
 
 func (t *testReport) event(e event) {
+	// The runner's lock is taken after this one is let go, never inside
+	// it: the runner holds its own while it asks what is running.
+	if line := t.record(e); line != "" {
+		t.r.say("%s", line)
+	}
+}
+
+// record takes e into the report and returns the line to say, if any.
+func (t *testReport) record(e event) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	key := e.Package
@@ -95,16 +104,17 @@ func (t *testReport) event(e event) {
 			} else {
 				delete(t.output, key) // a passing test's output is in the log
 			}
-			return
+			return ""
 		}
 		// A package ended.
 		if e.Action == "fail" {
 			t.failures = append(t.failures, key)
 		}
 		if e.Action != "skip" || len(t.output[key]) == 0 || !noTestFiles(t.output[key]) {
-			t.r.say("%s: %-4s %s (%.1fs)", t.step, map[string]string{"pass": "ok", "fail": "FAIL", "skip": "ok"}[e.Action], e.Package, e.Elapsed)
+			return fmt.Sprintf("%s: %-4s %s (%.1fs)", t.step, map[string]string{"pass": "ok", "fail": "FAIL", "skip": "ok"}[e.Action], e.Package, e.Elapsed)
 		}
 	}
+	return ""
 }
 
 func noTestFiles(out []string) bool {

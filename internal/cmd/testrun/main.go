@@ -31,15 +31,29 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	// The first interrupt stops the steps (SIGTERM, then SIGKILL after a
+	// while); another kills them at once.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	again := make(chan os.Signal, 1)
+	go func() {
+		<-sigs
+		cancel()
+		for s := range sigs {
+			select {
+			case again <- s:
+			default:
+			}
+		}
+	}()
+	if err := run(ctx, os.Args[1:], os.Stdout, again); err != nil {
 		fmt.Fprintln(os.Stderr, "testrun:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+func run(ctx context.Context, args []string, out io.Writer, again <-chan os.Signal) error {
 	flags := flag.NewFlagSet("testrun", flag.ContinueOnError)
 	logDir := flags.String("log-dir", ".test-logs", "where each step's whole output goes")
 	every := flags.Duration("every", 20*time.Second, "say what is running after this long without a line")
@@ -61,7 +75,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := os.MkdirAll(*logDir, 0o755); err != nil {
 		return err
 	}
-	r := &runner{out: out, logDir: *logDir, every: *every, env: pinnedEnv(os.Environ(), *goroot), title: "make " + map[string]string{"test": "test", "release": "test-release"}[flags.Arg(0)]}
+	// Every step's temporary files go into one directory of this run's,
+	// short (Unix socket paths have 108 bytes) and removed at the end:
+	// nothing a test forgets stays behind for the next run.
+	tmp, err := os.MkdirTemp(shortTemp(), "webstack-test-")
+	if err != nil {
+		return err
+	}
+	defer removeAll(tmp)
+	r := &runner{out: out, logDir: *logDir, every: *every, env: append(pinnedEnv(os.Environ(), *goroot), "TMPDIR="+tmp), tmp: tmp, again: again, title: "make " + map[string]string{"test": "test", "release": "test-release"}[flags.Arg(0)]}
 	return r.run(ctx, steps)
 }
 
@@ -156,8 +178,8 @@ func pinnedEnv(env []string, goroot string) []string {
 		k, v, _ := strings.Cut(kv, "=")
 		switch {
 		case strings.HasPrefix(k, "CONDUIT_"), strings.HasPrefix(k, "PULUMI_"), strings.HasPrefix(k, "AWS_"),
-			strings.HasSuffix(strings.ToUpper(k), "_PROXY"),
-			k == "TZ", k == "LANG", strings.HasPrefix(k, "LC_"), k == "GOPROXY", k == "CI":
+			strings.HasSuffix(strings.ToUpper(k), "_PROXY"), goDrift(k),
+			k == "TZ", k == "LANG", strings.HasPrefix(k, "LC_"), k == "GOPROXY", k == "CI", k == "TMPDIR":
 			continue
 		case k == "PATH" && goroot != "":
 			kv = "PATH=" + filepath.Join(goroot, "bin") + string(os.PathListSeparator) + v
@@ -169,4 +191,33 @@ func pinnedEnv(env []string, goroot string) []string {
 		ci = "true" // a missing tool fails the tests instead of skipping them
 	}
 	return append(out, "TZ=UTC", "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "GOPROXY=off", "CI="+ci)
+}
+
+// goDrift tells whether k is a Go setting that changes what is compiled
+// or how programs behave (a shell's GOEXPERIMENT or GODEBUG): dropped
+// from every step, so all of them build, share and run one configuration.
+func goDrift(k string) bool {
+	return k == "GOEXPERIMENT" || k == "GODEBUG"
+}
+
+// shortTemp is /tmp when it can be written to, else the system's own.
+func shortTemp() string {
+	if f, err := os.CreateTemp("/tmp", "webstack-probe-"); err == nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "/tmp"
+	}
+	return os.TempDir()
+}
+
+// removeAll removes dir, making read-only directories in it (a module
+// cache a test filled, say) writable first.
+func removeAll(dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o700)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(dir)
 }

@@ -143,8 +143,16 @@ func TestTheReportKnowsWhatIsRunning(t *testing.T) {
 // steps runs steps made of shell lines and returns what was said.
 func steps(t *testing.T, ctx context.Context, every time.Duration, list ...*step) (string, error) {
 	t.Helper()
+	return stepsWith(t, ctx, &runner{every: every}, list...)
+}
+
+func stepsWith(t *testing.T, ctx context.Context, r *runner, list ...*step) (string, error) {
+	t.Helper()
 	var out syncBuffer
-	r := &runner{out: &out, logDir: t.TempDir(), every: every, env: os.Environ(), title: "make test"}
+	r.out, r.logDir, r.env, r.title = &out, t.TempDir(), os.Environ(), "make test"
+	if r.every == 0 {
+		r.every = time.Minute
+	}
 	err := r.run(ctx, list)
 	return out.String(), err
 }
@@ -207,17 +215,85 @@ func TestAnInterruptStopsEveryRunningStep(t *testing.T) {
 	require.Error(t, err)
 	assert.Less(t, time.Since(began), 10*time.Second, "the steps' process groups were stopped")
 	assert.Contains(t, out, "FAIL long")
-	assert.Contains(t, out, "skip next")
+	assert.Regexp(t, `(?m)^  next .*skipped: not run: interrupted$`, out)
+}
+
+func TestAStepThatIgnoresTheInterruptIsKilled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	out, err := stepsWith(t, ctx, &runner{grace: 500 * time.Millisecond}, sh("deaf", `trap "" TERM; sleep 30 & wait; sleep 30`))
+	require.Error(t, err)
+	assert.Less(t, time.Since(began), 10*time.Second)
+	assert.Contains(t, out, "killing them")
+
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	again := make(chan os.Signal, 1)
+	go func() { <-ctx.Done(); time.Sleep(200 * time.Millisecond); again <- os.Interrupt }()
+	began = time.Now()
+	out, err = stepsWith(t, ctx, &runner{grace: time.Hour, again: again}, sh("deaf", `trap "" TERM; sleep 30 & wait; sleep 30`))
+	require.Error(t, err)
+	assert.Less(t, time.Since(began), 10*time.Second, "a second interrupt kills at once")
+	assert.Contains(t, out, "interrupted again")
+}
+
+// A step that says it cannot run here (exit 77, the reason first) is
+// reported as skipped with its reason, not as passed, and fails nothing.
+func TestAStepThatCannotRunHereSaysWhy(t *testing.T) {
+	out, err := steps(t, context.Background(), time.Minute, sh("suite", "echo 'suite: SKIPPED — no collection at x'; exit 77"), sh("after", "true", "suite"))
+	require.NoError(t, err)
+	assert.Contains(t, out, "skip suite: suite: SKIPPED — no collection at x")
+	assert.Regexp(t, `(?m)^  suite .*skipped: suite: SKIPPED`, out)
+	assert.Contains(t, out, "skip after: suite was skipped")
+}
+
+// The test report and the heartbeat each take the other's lock: never one
+// inside the other, or a package ending while the heartbeat asks what is
+// running stops make test for good.
+func TestTheReportAndTheHeartbeatNeverWaitForEachOther(t *testing.T) {
+	r := &runner{out: &syncBuffer{}, start: time.Now()}
+	rep := newTestReport(r, "unit")
+	s := &step{name: "unit", state: "running", tests: rep, started: time.Now()}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for i := range 2000 {
+			pkg := "webstack/p" + strings.Repeat("x", i%7)
+			rep.event(event{Time: time.Now(), Action: "run", Package: pkg, Test: "TestA"})
+			rep.event(event{Action: "pass", Package: pkg, Test: "TestA", Elapsed: 0.1})
+			rep.event(event{Action: "pass", Package: pkg, Elapsed: 0.1})
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-finished:
+				return
+			default:
+			}
+			r.mu.Lock()
+			r.status([]*step{s})
+			r.mu.Unlock()
+		}
+	}()
+	select {
+	case <-finished:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the report and the heartbeat wait for each other") // (the stuck goroutines stay behind)
+	}
 }
 
 func TestTestStepsRunPinned(t *testing.T) {
 	env := pinnedEnv([]string{"PATH=/usr/bin", "HOME=/root", "TZ=America/New_York", "LANG=de_DE.UTF-8", "LC_TIME=fr_FR",
 		"HTTPS_PROXY=http://proxy:3128", "http_proxy=http://proxy:3128", "CONDUIT_DB_URI=mongodb://x", "AWS_PROFILE=prod",
-		"PULUMI_DRY_RUN=true", "GOPROXY=https://proxy.golang.org", "GOFLAGS=-mod=mod"}, "/usr/local/go")
+		"PULUMI_DRY_RUN=true", "GOPROXY=https://proxy.golang.org", "GOFLAGS=-mod=mod", "GODEBUG=x509sha1=1", "GOEXPERIMENT=arenas",
+		"TMPDIR=/a/very/long/temporary/directory/that/unix/sockets/would/not/fit/in"}, "/usr/local/go")
 	assert.ElementsMatch(t, []string{"PATH=/usr/local/go/bin:/usr/bin", "HOME=/root", "GOFLAGS=-mod=mod",
 		"TZ=UTC", "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "GOPROXY=off", "CI=" + ciOr("true")}, env)
-	net := networkEnv([]string{"PATH=/usr/bin", "HTTPS_PROXY=http://proxy:3128"}, env)
+	net := networkEnv([]string{"PATH=/usr/bin", "HTTPS_PROXY=http://proxy:3128", "GOEXPERIMENT=arenas"}, env)
 	assert.Contains(t, net, "HTTPS_PROXY=http://proxy:3128", "steps that fetch keep the caller's proxy")
+	assert.NotContains(t, net, "GOEXPERIMENT=arenas", "but build what the others build")
 	assert.Equal(t, "PATH=/usr/local/go/bin:/usr/bin", lastValue(net, "PATH"), "and the pinned go")
 }
 

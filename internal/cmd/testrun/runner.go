@@ -24,9 +24,8 @@ type step struct {
 	gotest      bool   // its output is `go test -json`
 	skip        string // why it does not run here (said, not failed)
 
-	// Set while it runs.
-	pipe     *io.PipeWriter // to tests, for go test's output
-	state    string         // waiting, running, ok, failed, skipped
+	// Set while it runs, on run's goroutine only.
+	state    string // waiting, running, ok, failed, skipped
 	started  time.Time
 	took     time.Duration
 	cpu      time.Duration // user + system, its processes' and what they waited for
@@ -41,8 +40,11 @@ type runner struct {
 	out    io.Writer
 	logDir string
 	every  time.Duration
-	env    []string // test steps' environment (pinnedEnv)
+	env    []string // test steps' environment (pinnedEnv, TMPDIR)
+	tmp    string   // the run's TMPDIR
 	title  string
+	again  <-chan os.Signal // a second interrupt: kill at once
+	grace  time.Duration    // how long steps have to stop after an interrupt (0: killAfter)
 
 	mu       sync.Mutex
 	start    time.Time
@@ -70,6 +72,25 @@ func clock(d time.Duration) string {
 	return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 }
 
+// SkipExit is the exit status by which a step's command says it did not
+// run here, and why (its output's first line): reported as skipped, not
+// as passed (automake's convention).
+const SkipExit = 77
+
+// ended is what a step's command left when it ended.
+type ended struct {
+	s      *step
+	err    error
+	code   int
+	took   time.Duration
+	cpu    time.Duration
+	failed bool // go test reported a failure
+}
+
+// killAfter is how long steps have to stop after an interrupt before
+// their process groups are killed (a second interrupt kills them at once).
+const killAfter = 10 * time.Second
+
 func (r *runner) run(ctx context.Context, steps []*step) error {
 	r.start, r.lastLine = time.Now(), time.Now()
 	byName := map[string]*step{}
@@ -83,83 +104,108 @@ func (r *runner) run(ctx context.Context, steps []*step) error {
 		}
 	}
 	r.say("%s: %d steps, logs in %s/", r.title, len(steps), r.logDir)
-	done := make(chan *step)
+	done := make(chan ended)
 	running := 0
 	heartbeat := time.NewTicker(min(r.every/4, 5*time.Second))
 	defer heartbeat.Stop()
+	interrupted := ctx.Done()
+	var kill <-chan time.Time
 	for {
-		// Start every step whose needs are done; skip those whose needs failed.
+		// Start every step whose needs are done; skip those whose needs did not pass.
 		for _, s := range steps {
 			if s.state != "waiting" {
 				continue
 			}
-			ready, blocked := true, ""
+			ready, blocked, after := true, "", ""
 			for _, n := range s.needs {
-				switch byName[n].state {
-				case "ok":
-				case "failed", "skipped":
+				switch need := byName[n]; {
+				case need.state == "ok":
+				case need.state == "failed", need.state == "skipped" && strings.HasPrefix(need.whyNotOK, "not run:"):
 					blocked = n
+				case need.state == "skipped":
+					after = n // skipped here, for a reason of its own
 				default:
 					ready = false
 				}
 			}
 			switch {
+			case ctx.Err() != nil:
+				s.state, s.whyNotOK = "skipped", "not run: interrupted"
 			case blocked != "":
 				s.state, s.whyNotOK = "skipped", "not run: "+blocked+" did not pass"
 				r.say("skip %s: %s", s.name, s.whyNotOK)
+			case ready && after != "":
+				s.state, s.whyNotOK = "skipped", after+" was skipped"
+				r.say("skip %s: %s", s.name, s.whyNotOK)
 			case !ready:
-			case ctx.Err() != nil:
-				s.state, s.whyNotOK = "skipped", "interrupted"
 			case s.skip != "":
 				s.state, s.whyNotOK = "skipped", s.skip
 				r.say("skip %s: %s", s.name, s.skip)
 			default:
-				running++
-				r.begin(s, done)
+				if r.begin(s, done) {
+					running++
+				}
 			}
 		}
 		if running == 0 {
 			break
 		}
 		select {
-		case s := <-done:
+		case e := <-done:
 			running--
-			r.finish(s)
+			r.finish(e)
 		case <-heartbeat.C:
 			r.mu.Lock()
 			if time.Since(r.lastLine) >= r.every {
 				r.status(steps)
 			}
 			r.mu.Unlock()
-		case <-ctx.Done():
-			for _, s := range steps {
-				if s.state == "running" && s.pgid > 0 {
-					_ = syscall.Kill(-s.pgid, syscall.SIGTERM)
-				}
+		case <-interrupted:
+			interrupted = nil
+			r.say("interrupted: stopping %d running steps (killed in %s, or at once at another interrupt)", running, killAfter)
+			r.signal(steps, syscall.SIGTERM)
+			grace := r.grace
+			if grace == 0 {
+				grace = killAfter
 			}
-			// Wait for the running ones to end (done keeps them coming).
-			for running > 0 {
-				r.finish(<-done)
-				running--
+			kill = time.After(grace)
+		case <-r.again:
+			if interrupted == nil {
+				r.say("interrupted again: killing the running steps")
+				r.signal(steps, syscall.SIGKILL)
 			}
+		case <-kill:
+			r.say("steps still running after the interrupt: killing them")
+			r.signal(steps, syscall.SIGKILL)
 		}
 	}
 	return r.summary(steps)
 }
 
-// begin starts s; its end arrives on done.
-func (r *runner) begin(s *step, done chan<- *step) {
+// signal sends sig to the process group of every running step.
+func (r *runner) signal(steps []*step, sig syscall.Signal) {
+	for _, s := range steps {
+		if s.state == "running" && s.pgid > 0 {
+			_ = syscall.Kill(-s.pgid, sig)
+		}
+	}
+}
+
+// begin starts s, whose end arrives on done; false if it could not start
+// (s is then failed).
+func (r *runner) begin(s *step, done chan<- ended) bool {
 	s.state, s.started = "running", time.Now()
 	s.log = filepath.Join(r.logDir, s.name+".log")
 	r.say("start %s: %s", s.name, s.about)
 	f, err := os.Create(s.log)
 	if err != nil {
 		s.state, s.whyNotOK = "failed", err.Error()
-		go func() { done <- s }()
-		return
+		return false
 	}
 	cmd := exec.Command(s.argv[0], s.argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A group of its own (so that its compilers, tests and browsers are
+	// stopped with it), killed if this program dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Env = r.env
 	if s.network {
 		cmd.Env = networkEnv(os.Environ(), r.env)
@@ -172,49 +218,59 @@ func (r *runner) begin(s *step, done chan<- *step) {
 		// tests, which run as deployed.
 		cmd.Env = append(cmd.Env, "GOGC=400")
 	}
-	var tests *testReport
+	var (
+		tests *testReport
+		pipe  *io.PipeWriter
+	)
 	if s.gotest {
 		tests = newTestReport(r, s.name)
 		s.tests = tests
-		pr, pw := io.Pipe()
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(f, pw), f
+		var pr *io.PipeReader
+		pr, pipe = io.Pipe()
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(f, pipe), f
 		go tests.read(pr)
-		s.pipe = pw
 	} else {
 		cmd.Stdout, cmd.Stderr = f, f
 	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		s.state, s.whyNotOK = "failed", err.Error()
-		go func() { done <- s }()
-		return
+		return false
 	}
 	s.pgid = cmd.Process.Pid
 	go func() {
-		err := cmd.Wait()
-		if s.pipe != nil {
-			s.pipe.Close()
+		e := ended{s: s, err: cmd.Wait(), code: cmd.ProcessState.ExitCode()}
+		if pipe != nil {
+			pipe.Close()
 			<-tests.finished
+			e.failed = tests.failed()
 		}
 		f.Close()
-		s.took = time.Since(s.started)
+		e.took = time.Since(s.started)
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			s.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			e.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
-		s.state = "ok"
-		if err != nil {
-			s.state, s.whyNotOK = "failed", err.Error()
-		}
-		if s.gotest && s.state == "ok" && tests.failed() {
-			s.state, s.whyNotOK = "failed", "tests failed"
-		}
-		done <- s
+		done <- e
 	}()
+	return true
 }
 
-// finish reports a step that ended.
-func (r *runner) finish(s *step) {
-	if s.state == "ok" {
+// finish records and reports a step that ended (on run's goroutine: the
+// steps' state is only ever written there).
+func (r *runner) finish(e ended) {
+	s := e.s
+	s.took, s.cpu = e.took, e.cpu
+	switch {
+	case e.code == SkipExit && !s.gotest:
+		s.state, s.whyNotOK = "skipped", firstLine(s.log)
+		r.say("skip %s: %s", s.name, s.whyNotOK)
+		return
+	case e.err != nil:
+		s.state, s.whyNotOK = "failed", e.err.Error()
+	case e.failed:
+		s.state, s.whyNotOK = "failed", "tests failed"
+	default:
+		s.state = "ok"
 		r.say("ok %s (%s)", s.name, clock(s.took))
 		return
 	}
@@ -235,6 +291,13 @@ func (r *runner) finish(s *step) {
 			fmt.Fprintln(r.out, "    "+l)
 		}
 	}
+}
+
+// firstLine is the first line of the file at path ("" if none).
+func firstLine(path string) string {
+	b, _ := os.ReadFile(path)
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line)
 }
 
 // status says what each running step is doing (called with r.mu held).
@@ -282,7 +345,7 @@ func (r *runner) summary(steps []*step) error {
 			line += ": " + s.whyNotOK
 		}
 		fmt.Fprintln(r.out, line)
-		if s.state == "failed" || (s.state == "skipped" && s.skip == "") {
+		if s.state == "failed" || (s.state == "skipped" && strings.HasPrefix(s.whyNotOK, "not run:")) {
 			failed = append(failed, s.name)
 		}
 		if s.tests != nil {
@@ -298,11 +361,17 @@ func (r *runner) summary(steps []*step) error {
 }
 
 // networkEnv is the environment of the steps that fetch: the caller's own
-// (proxies, module proxy), with the pinned PATH and CI.
+// (proxies, module proxy), with the pinned PATH, CI and TMPDIR, and
+// without a GOEXPERIMENT or GODEBUG (see goDrift).
 func networkEnv(caller, pinned []string) []string {
-	out := append([]string(nil), caller...)
+	var out []string
+	for _, kv := range caller {
+		if k, _, _ := strings.Cut(kv, "="); !goDrift(k) {
+			out = append(out, kv)
+		}
+	}
 	for _, kv := range pinned {
-		if strings.HasPrefix(kv, "PATH=") || strings.HasPrefix(kv, "CI=") {
+		if strings.HasPrefix(kv, "PATH=") || strings.HasPrefix(kv, "CI=") || strings.HasPrefix(kv, "TMPDIR=") {
 			out = append(out, kv) // later entries win in os/exec
 		}
 	}
