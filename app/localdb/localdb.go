@@ -26,6 +26,8 @@ type DB struct {
 	URI     string
 	cancel  context.CancelFunc
 	done    chan error
+	dir     string // the data directory
+	socks   string // where the sockets are: dir, or a short directory of their own (socketDir)
 	ids     *idIndexer
 	planner *planner
 	// bg are the indexer's and the planner's goroutines: Stop waits for
@@ -57,17 +59,22 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	// FerretDB listens on a socket of its own in dir; clients reach it
 	// through the planner (see planner), on the socket or address asked
 	// for.
-	inner := filepath.Join(abs, innerSocket)
+	socks, err := socketDir(abs)
+	if err != nil {
+		return nil, err
+	}
+	inner := filepath.Join(socks, innerSocket)
 	_ = os.Remove(inner) // a previous run's
 	var ln net.Listener
 	if addr == "" {
-		sock := filepath.Join(abs, SocketName)
+		sock := filepath.Join(socks, SocketName)
 		_ = os.Remove(sock)
 		ln, err = net.Listen("unix", sock)
 	} else {
 		ln, err = net.Listen("tcp", addr)
 	}
 	if err != nil {
+		removeSocketDir(abs, socks)
 		return nil, fmt.Errorf("listen for the embedded database: %w", err)
 	}
 	if log == nil {
@@ -90,10 +97,11 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 	})
 	if err != nil {
 		_ = ln.Close()
+		removeSocketDir(abs, socks)
 		return nil, fmt.Errorf("start embedded database: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	db := &DB{cancel: cancel, done: make(chan error, 1), ids: &idIndexer{dir: abs, log: flog, dbs: map[string]*sql.DB{}}}
+	db := &DB{cancel: cancel, done: make(chan error, 1), dir: abs, socks: socks, ids: &idIndexer{dir: abs, log: flog, dbs: map[string]*sql.DB{}}}
 	db.planner = newPlanner(abs, inner, ln, flog)
 	db.planner.mirrored = db.ids.sweep
 	go func() { db.done <- f.Run(runCtx) }()
@@ -111,6 +119,38 @@ func Start(ctx context.Context, addr, dir string, log *slog.Logger) (*DB, error)
 // innerSocket is FerretDB's own socket, in the data directory: only the
 // planner connects to it.
 const innerSocket = "ferretdb.sock"
+
+// maxSocketPath is the longest socket path kept in the data directory: a
+// Unix socket's path has 108 bytes on Linux (104 on the BSDs), and a bind
+// to a longer one fails.
+const maxSocketPath = 100
+
+// socketDir is where the sockets go: the data directory, or, when its
+// path is too long for a socket's, a new 0700 directory of their own in
+// the system's temporary directory (in /tmp when even that is too long).
+func socketDir(dataDir string) (string, error) {
+	longest := max(len(innerSocket), len(SocketName))
+	if len(dataDir)+1+longest <= maxSocketPath {
+		return dataDir, nil
+	}
+	for _, parent := range []string{os.TempDir(), "/tmp"} {
+		if len(parent)+len("/conduit-db-0123456789/")+longest > maxSocketPath {
+			continue
+		}
+		dir, err := os.MkdirTemp(parent, "conduit-db-")
+		if err == nil {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("the database directory %s is too long a path for its sockets (%d bytes at most), and no short temporary directory could be made", dataDir, maxSocketPath)
+}
+
+// removeSocketDir removes socks when socketDir made it for the sockets.
+func removeSocketDir(dataDir, socks string) {
+	if socks != dataDir {
+		_ = os.RemoveAll(socks)
+	}
+}
 
 // Planned and Relayed count the queries the planner answered from SQLite
 // and the commands it relayed to FerretDB.
@@ -252,6 +292,7 @@ func (x *idIndexer) close() {
 // Stop shuts the database down and waits for it, up to ctx.
 func (db *DB) Stop(ctx context.Context) error {
 	db.cancel()
+	defer removeSocketDir(db.dir, db.socks)
 	bg := make(chan struct{})
 	go func() { db.bg.Wait(); close(bg) }()
 	var runErr error

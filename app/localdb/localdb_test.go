@@ -81,23 +81,52 @@ func TestLookupsByIDUseAnIndex(t *testing.T) {
 // port.
 func TestTheEmbeddedDatabaseIsReachableOnlyThroughItsPrivateSocket(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "data")
-	require.NoError(t, os.MkdirAll(dir, 0o755)) // even a directory made too open
-	db, err := Start(ctx, "", dir, nil)
+	// A short data directory holds its sockets; one too long for a socket's
+	// path (a deep clone, a long TMPDIR) gets a short 0700 directory of
+	// their own, removed when the database stops.
+	short, err := os.MkdirTemp("/tmp", "ldb-")
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	t.Cleanup(func() { os.RemoveAll(short) })
+	long := filepath.Join(t.TempDir(), strings.Repeat("a-long-directory-name/", 5), "data")
+	for name, dir := range map[string]string{"short": filepath.Join(short, "data"), "long": long} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, os.MkdirAll(dir, 0o755)) // even a directory made too open
+			db, err := Start(ctx, "", dir, nil)
+			require.NoError(t, err)
+			stopped := false
+			t.Cleanup(func() {
+				if !stopped {
+					_ = db.Stop(context.Background())
+				}
+			})
 
-	fi, err := os.Stat(dir)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "the directory is narrowed to its owner")
-	sock, err := os.Stat(filepath.Join(dir, SocketName))
-	require.NoError(t, err)
-	assert.NotZero(t, sock.Mode()&os.ModeSocket)
-	assert.NotContains(t, db.URI, "127.0.0.1")
-	assert.Contains(t, db.URI, "%2F"+SocketName)
+			fi, err := os.Stat(dir)
+			require.NoError(t, err)
+			assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "the directory is narrowed to its owner")
+			socks := dir
+			if name == "long" {
+				socks = db.socks
+				assert.NotEqual(t, dir, socks)
+				assert.LessOrEqual(t, len(filepath.Join(socks, innerSocket)), maxSocketPath)
+				di, err := os.Stat(socks)
+				require.NoError(t, err)
+				assert.Equal(t, os.FileMode(0o700), di.Mode().Perm(), "the sockets' own directory is its owner's only")
+			}
+			sock, err := os.Stat(filepath.Join(socks, SocketName))
+			require.NoError(t, err)
+			assert.NotZero(t, sock.Mode()&os.ModeSocket)
+			assert.NotContains(t, db.URI, "127.0.0.1")
+			assert.Contains(t, db.URI, "%2F"+SocketName)
 
-	client, err := mongo.Connect(options.Client().ApplyURI(db.URI))
-	require.NoError(t, err)
-	defer client.Disconnect(ctx)
-	require.NoError(t, client.Ping(ctx, nil), "the app reaches it through the socket")
+			client, err := mongo.Connect(options.Client().ApplyURI(db.URI))
+			require.NoError(t, err)
+			defer client.Disconnect(ctx)
+			require.NoError(t, client.Ping(ctx, nil), "the app reaches it through the socket")
+			require.NoError(t, db.Stop(ctx))
+			stopped = true
+			if name == "long" {
+				assert.NoDirExists(t, socks, "removed at stop")
+			}
+		})
+	}
 }
