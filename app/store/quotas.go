@@ -18,11 +18,19 @@ import (
 // which DocumentDB applies atomically to the one document: concurrent takes
 // never pass the limit. (FerretDB applies an update as a read and a write;
 // conduit local's single writer, Options.MaxWriters 1, makes it atomic
-// there.) At the limit the filter matches nothing and the
-// upsert's insert meets the existing _id: a duplicate key, which is the
-// refusal. Converges: a take sent again after a lost reply counts twice
-// (DocumentDB has no retryable writes), so a quota errs on the strict side
-// by the retries a failover caused, never on the lenient one.
+// there.) At the limit the filter matches nothing and the upsert's insert
+// meets the existing _id: a duplicate key. But a duplicate key is also
+// what the loser of two concurrent first takes of a window gets (both
+// found no document, both inserted: the database applies one insert and
+// refuses the other), with the window far from full; so a duplicate key is
+// answered by taking again, now that the document exists: the filter
+// matches and counts, or the window is full and the insert meets the _id
+// once more — only that second duplicate is the refusal.
+// (TestConcurrentFirstTakesOfAWindowBothPass drives the race through
+// storetest's RacedUpsert.) Converges: a take sent again after a lost
+// reply counts twice (DocumentDB has no retryable writes), so a quota errs
+// on the strict side by the retries a failover caused, never on the
+// lenient one.
 type quotaDoc struct {
 	ID  string    `bson:"_id"`
 	N   int       `bson:"n"`
@@ -37,17 +45,21 @@ func (s *Store) Take(ctx context.Context, key string, limit int, window time.Dur
 	start := now.UTC().Truncate(window)
 	end := start.Add(window)
 	id := key + "/" + strconv.FormatInt(start.Unix(), 10)
-	_, err = s.coll("quotas").UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "n", Value: bson.D{{Key: "$lt", Value: limit}}}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}, {Key: "$setOnInsert", Value: bson.D{{Key: "exp", Value: end}}}},
-		options.UpdateOne().SetUpsert(true))
-	switch {
-	case isDuplicate(err):
-		return false, end.Sub(now), nil
-	case err != nil:
-		return false, 0, s.wrap("take quota", err)
+	for attempt := 0; ; attempt++ {
+		_, err = s.coll("quotas").UpdateOne(ctx,
+			bson.D{{Key: "_id", Value: id}, {Key: "n", Value: bson.D{{Key: "$lt", Value: limit}}}},
+			bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}, {Key: "$setOnInsert", Value: bson.D{{Key: "exp", Value: end}}}},
+			options.UpdateOne().SetUpsert(true))
+		switch {
+		case isDuplicate(err) && attempt == 0:
+			continue // maybe lost a first-take race: the document exists now
+		case isDuplicate(err):
+			return false, end.Sub(now), nil
+		case err != nil:
+			return false, 0, s.wrap("take quota", err)
+		}
+		return true, 0, nil
 	}
-	return true, 0, nil
 }
 
 // SweepQuotas deletes the windows that ended.

@@ -92,6 +92,49 @@ func TestQuotaTakesStayWithinTheLimitThroughFaults(t *testing.T) {
 	assert.Equal(t, 10, d.N, "the window is full: lost replies counted, never lost counts")
 }
 
+// Two first takes of a window at once: both find no document, both
+// insert, and the database refuses one insert with a duplicate key — with
+// one use counted of a limit of 3. That take passes too (it counts once
+// the document exists), and only a full window refuses.
+func TestConcurrentFirstTakesOfAWindowBothPass(t *testing.T) {
+	ctx := context.Background()
+	st, proxy := newProxied(t, Options{MaxWriters: 1}, 11)
+	now := time.Now()
+	proxy.InjectNext([]storetest.Fault{storetest.RacedUpsert}, "update")
+	ok, _, err := st.Take(ctx, "registrations/203.0.113.9", 3, time.Hour, now)
+	require.NoError(t, err)
+	assert.True(t, ok, "the take that lost the insert race counts, and passes")
+	assert.Equal(t, 1, proxy.Counts()[storetest.RacedUpsert])
+	var d quotaDoc
+	require.NoError(t, st.findOne(ctx, st.coll("quotas"), "quotas.find", byID("registrations/203.0.113.9/"+strconv.FormatInt(now.UTC().Truncate(time.Hour).Unix(), 10)), &d))
+	assert.Equal(t, 2, d.N, "the racer's take and this one")
+	ok, _, err = st.Take(ctx, "registrations/203.0.113.9", 3, time.Hour, now)
+	require.NoError(t, err)
+	assert.True(t, ok, "the third of three")
+	ok, retry, err := st.Take(ctx, "registrations/203.0.113.9", 3, time.Hour, now)
+	require.NoError(t, err)
+	assert.False(t, ok, "a full window refuses")
+	assert.Positive(t, retry)
+}
+
+// newProxied is a store on an embedded FerretDB behind a fault proxy.
+func newProxied(t *testing.T, opts Options, seed uint64) (*Store, *storetest.FaultProxy) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := localdb.Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	proxy, err := storetest.NewFaultProxy(strings.TrimSuffix(strings.TrimPrefix(db.URI, "mongodb://"), "/"), seed)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	uri := "mongodb://" + proxy.Addr + "/"
+	st, err := Open(ctx, "conduit", func(context.Context, string) (string, error) { return uri, nil }, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	require.NoError(t, st.Migrate(ctx))
+	return st, proxy
+}
+
 // Sessions: started, read on the primary, touched, ended; the sweep takes
 // the ones past their lifetime only. Each write converges when sent twice.
 func TestSessionsStartEndAndSweep(t *testing.T) {

@@ -34,10 +34,22 @@ const (
 	// Stall: the command runs and its reply is held for FaultProxy.Stall
 	// (a slow primary, a congested path): the client gives up first.
 	Stall
+	// Late: the command is held for FaultProxy.Late before it reaches the
+	// database, and is then applied: a write that stalls on the server
+	// past its request's deadline lands when the server gets to it —
+	// after the client gave up, after its copy sent again, after the
+	// person's next write. (DocumentDB has no retryable writes, so nothing
+	// tells the late copy from a new one.)
+	Late
+	// RacedUpsert: an update with upsert:true is applied — as the
+	// concurrent upsert of the same new document by another client would
+	// be — and this client is answered E11000 duplicate key, as the one
+	// whose insert lost the race. Other commands pass.
+	RacedUpsert
 )
 
 func (f Fault) String() string {
-	return [...]string{"none", "drop-before-send", "lose-reply", "not-primary", "stall"}[f]
+	return [...]string{"none", "drop-before-send", "lose-reply", "not-primary", "stall", "late", "raced-upsert"}[f]
 }
 
 // faulted are the commands faults are injected into: what reads and
@@ -52,6 +64,9 @@ type FaultProxy struct {
 	Addr string
 	// Stall is how long a Stall fault holds a reply. Default 2 s.
 	Stall time.Duration
+	// Late is how long a Late fault holds a command before applying it.
+	// Default 3 s (DocumentDB's can be 30 s: longer than any request).
+	Late time.Duration
 	// Observe, when set, is told of every command (its body) before it is
 	// relayed or faulted. It must not keep cmd.
 	Observe func(cmd bson.Raw)
@@ -62,6 +77,8 @@ type FaultProxy struct {
 	rate     float64
 	kinds    []Fault
 	only     []string
+	next     []Fault  // InjectNext's: these, in order, before any drawn
+	nextOnly []string // …into these commands
 	rng      *rand.Rand
 	counts   map[Fault]int
 	conns    map[net.Conn]struct{}
@@ -74,7 +91,7 @@ func NewFaultProxy(upstream string, seed uint64) (*FaultProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &FaultProxy{Addr: ln.Addr().String(), Stall: 2 * time.Second, upstream: upstream, ln: ln,
+	p := &FaultProxy{Addr: ln.Addr().String(), Stall: 2 * time.Second, Late: 3 * time.Second, upstream: upstream, ln: ln,
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), counts: map[Fault]int{}, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
@@ -88,6 +105,15 @@ func (p *FaultProxy) Inject(rate float64, kinds []Fault, only ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.rate, p.kinds, p.only = rate, kinds, only
+}
+
+// InjectNext makes the next len(faults) faulted commands (of those named
+// in only; a RacedUpsert waits for an upsert) meet these faults, in order,
+// whatever Inject draws.
+func (p *FaultProxy) InjectNext(faults []Fault, only ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next, p.nextOnly = append([]Fault(nil), faults...), only
 }
 
 // Heal stops injecting faults.
@@ -150,10 +176,18 @@ func (p *FaultProxy) track(c net.Conn, on bool) {
 	}
 }
 
-// pick draws the fault for one command.
-func (p *FaultProxy) pick(cmd string) Fault {
+// pick draws the fault for one command (msg, its body cmd).
+func (p *FaultProxy) pick(msg []byte, body bson.Raw) Fault {
+	cmd := mongowire.Command(body)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.next) > 0 && slices.Contains(faulted, cmd) && (len(p.nextOnly) == 0 || slices.Contains(p.nextOnly, cmd)) &&
+		(p.next[0] != RacedUpsert || upserts(msg, body)) {
+		f := p.next[0]
+		p.next = p.next[1:]
+		p.counts[f]++
+		return f
+	}
 	if p.rate <= 0 || len(p.kinds) == 0 || !slices.Contains(faulted, cmd) || len(p.only) > 0 && !slices.Contains(p.only, cmd) {
 		return None
 	}
@@ -187,11 +221,33 @@ func (p *FaultProxy) relay(client net.Conn) {
 			if p.Observe != nil {
 				p.Observe(body)
 			}
-			fault = p.pick(mongowire.Command(body))
+			fault = p.pick(msg, body)
+			if fault == RacedUpsert && !upserts(msg, body) {
+				fault = None
+			}
 		}
 		switch fault {
 		case DropBeforeSend:
 			return
+		case Late:
+			time.Sleep(p.Late)
+		case RacedUpsert:
+			// The other client's upsert: applied, its answer not ours.
+			if _, err := server.Write(msg); err != nil {
+				return
+			}
+			if _, err := mongowire.Read(server); err != nil {
+				return
+			}
+			coll, _ := body(msg).Lookup("update").StringValueOK()
+			reply := mongowire.Doc(bson.D{{Key: "n", Value: int32(0)}, {Key: "nModified", Value: int32(0)},
+				{Key: "writeErrors", Value: bson.A{bson.D{{Key: "index", Value: int32(0)}, {Key: "code", Value: int32(11000)},
+					{Key: "errmsg", Value: "E11000 duplicate key error collection: " + coll + " index: _id_"}}}},
+				{Key: "ok", Value: 1.0}})
+			if _, err := client.Write(mongowire.Msg(mongowire.RequestID(msg), reply)); err != nil {
+				return
+			}
+			continue
 		case NotPrimary:
 			reply := mongowire.Doc(bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "not primary"},
 				{Key: "code", Value: int32(10107)}, {Key: "codeName", Value: "NotWritablePrimary"}})
@@ -222,4 +278,36 @@ func (p *FaultProxy) relay(client net.Conn) {
 			}
 		}
 	}
+}
+
+// body is msg's command document (empty when it has none).
+func body(msg []byte) bson.Raw {
+	b, _ := mongowire.Body(msg)
+	return b
+}
+
+// upserts tells whether the update command msg (its body cmd) has a
+// statement with upsert: true, in its body or its "updates" sequence.
+func upserts(msg []byte, cmd bson.Raw) bool {
+	if mongowire.Command(cmd) != "update" {
+		return false
+	}
+	var stmts []bson.Raw
+	if arr, ok := cmd.Lookup("updates").ArrayOK(); ok {
+		vals, _ := arr.Values()
+		for _, v := range vals {
+			if d, ok := v.DocumentOK(); ok {
+				stmts = append(stmts, d)
+			}
+		}
+	}
+	if seqs, ok := mongowire.Sequences(msg); ok {
+		stmts = append(stmts, seqs["updates"]...)
+	}
+	for _, st := range stmts {
+		if up, ok := st.Lookup("upsert").BooleanOK(); ok && up {
+			return true
+		}
+	}
+	return false
 }
