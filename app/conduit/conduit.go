@@ -22,6 +22,10 @@ type User struct {
 	// LastWrite is when the user last changed anything (or began to): for
 	// a while after it, what they read must show what they wrote.
 	LastWrite time.Time
+	// FreshUntil is until when, at least, what they read must show what
+	// they wrote (the store records it ahead, so that a burst of writes
+	// costs one record).
+	FreshUntil time.Time
 }
 
 // Session is one sign-in: its token carries ID. It ends when signed out,

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,4 +138,37 @@ func TestOtherInstancesWritesShowWithinTheTolerance(t *testing.T) {
 	again, err := one.User(ctx, u.ID)
 	require.NoError(t, err)
 	assert.Equal(t, changed.Cred, again.Cred, "the other instance sees the new credential version at once")
+}
+
+// Every write is followed by the whole read-your-writes window, however
+// the writes fall: one made just before a write that costs no record is
+// not left with what remains of the window the record started (a burst of
+// writes still costs one record per window).
+func TestEveryWriteIsFollowedByTheWholeWindow(t *testing.T) {
+	ctx := context.Background()
+	const window = 400 * time.Millisecond
+	st, _ := newLocal(t, Options{ReadYourWrites: window})
+	require.NoError(t, st.Migrate(ctx))
+	var updates atomic.Int32
+	st.OnCommand = func(name string) {
+		if name == "update" {
+			updates.Add(1)
+		}
+	}
+	u := &conduit.User{Username: "writer", Email: "writer@example.com", PasswordHash: "x"}
+	require.NoError(t, st.CreateUser(ctx, u))
+	u, err := st.User(ctx, u.ID)
+	require.NoError(t, err)
+	u.LastWrite, u.FreshUntil = time.Time{}, time.Time{} // long ago
+
+	require.NoError(t, st.Wrote(ctx, u))
+	assert.Equal(t, int32(1), updates.Load(), "the first write is recorded")
+	time.Sleep(window * 3 / 8)
+	second := time.Now()
+	require.NoError(t, st.Wrote(ctx, u)) // a burst: no record
+	assert.Equal(t, int32(1), updates.Load(), "a write within the recorded window costs nothing")
+	again, err := st.User(ctx, u.ID) // as the next request reads the viewer
+	require.NoError(t, err)
+	time.Sleep(time.Until(second.Add(window * 7 / 8)))
+	assert.True(t, st.fresh(again), "seven eighths of a window after the second write, its reads still go to the primary")
 }

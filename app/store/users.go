@@ -25,12 +25,13 @@ type userDoc struct {
 	Image        string    `bson:"image"`
 	Cred         int       `bson:"cred"`
 	LastWrite    time.Time `bson:"lastWrite"`
+	FreshUntil   time.Time `bson:"freshUntil,omitempty"` // see Wrote (absent: LastWrite + the window)
 	CreatedAt    time.Time `bson:"createdAt"`
 }
 
 func (d userDoc) user() *conduit.User {
 	return &conduit.User{ID: d.ID, Username: d.Username, Email: d.Email, PasswordHash: d.PasswordHash, Bio: d.Bio, Image: d.Image,
-		Cred: d.Cred, LastWrite: d.LastWrite}
+		Cred: d.Cred, LastWrite: d.LastWrite, FreshUntil: d.FreshUntil}
 }
 
 // usernameKey is how usernames are unique: without regard to case.
@@ -218,24 +219,33 @@ func (s *Store) UpdateUser(ctx context.Context, old, u *conduit.User) error {
 }
 
 // Wrote records that viewer is about to write, before the write: for
-// Options.ReadYourWrites from now their reads go to the primary. It
-// writes at most once per half window (a burst of writes costs one).
+// Options.ReadYourWrites from now their reads go to the primary. It records
+// a window twice as long ahead (freshUntil), and nothing while the one
+// recorded still covers a full window from now: so every write is followed
+// by at least the whole window, and a burst of writes costs one record per
+// window. (Recording only the time of the write, and skipping for half a
+// window, left a write made just before a skipped one with half a window.)
 func (s *Store) Wrote(ctx context.Context, viewer *conduit.User) error {
-	if viewer == nil || time.Since(viewer.LastWrite) < s.opts.ReadYourWrites/2 {
+	now := time.Now().UTC()
+	if viewer == nil || !now.Add(s.opts.ReadYourWrites).After(viewer.FreshUntil) {
 		return nil
 	}
 	defer s.observe("users.wrote", time.Now())
-	now := time.Now().UTC()
-	if _, err := s.coll("users").UpdateOne(ctx, byID(viewer.ID), set(bson.E{Key: "lastWrite", Value: now})); err != nil {
+	until := now.Add(2 * s.opts.ReadYourWrites)
+	if _, err := s.coll("users").UpdateOne(ctx, byID(viewer.ID), set(bson.E{Key: "lastWrite", Value: now}, bson.E{Key: "freshUntil", Value: until})); err != nil {
 		return s.wrap("record a write", err)
 	}
-	viewer.LastWrite = now
+	viewer.LastWrite, viewer.FreshUntil = now, until
 	return nil
 }
 
 // fresh reports whether viewer must read the primary: they wrote lately.
 func (s *Store) fresh(viewer *conduit.User) bool {
-	return viewer != nil && time.Since(viewer.LastWrite) < s.opts.ReadYourWrites
+	if viewer == nil {
+		return false
+	}
+	now := time.Now()
+	return now.Before(viewer.FreshUntil) || now.Sub(viewer.LastWrite) < s.opts.ReadYourWrites
 }
 
 // reader is where a read goes: the primary when fresh, else the
