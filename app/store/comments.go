@@ -69,7 +69,10 @@ func (c *commentIDs) next() int64 {
 // _id another instance took meanwhile is picked again). The article is read
 // on the primary after: a comment on an article that is gone (deleted since
 // the caller read it, or its deletion had removed the others meanwhile)
-// goes too, and the answer is "not found".
+// goes too, and the answer is "not found"; when that read fails, the answer
+// is the failure (503), never a success. A comment whose insert lands late,
+// after its article's deletion swept the comments, is removed when the
+// deletion settles (see intentDoc).
 func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Comment) error {
 	defer s.observe("comments.insert", time.Now())
 	a := articleDoc{ID: articleID}
@@ -86,10 +89,20 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 			return s.wrap("insert comment", err)
 		}
 	}
-	if err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &a,
-		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})); errNotFound(err) {
-		_, _ = s.coll("comments").DeleteOne(ctx, byID(doc.ID))
+	err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &a,
+		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	switch {
+	case errNotFound(err):
+		if _, err := s.coll("comments").DeleteOne(ctx, byID(doc.ID)); err != nil {
+			// The article's deletion, settling, removes it (see intentDoc).
+			return s.wrap("delete a comment on an article that is gone", err)
+		}
 		return conduit.Errorf(conduit.CodeNotFound, "article not found")
+	case err != nil:
+		// Whether the article is still there is unknown: so is whether the
+		// comment is kept (a deletion that came first removes it as it
+		// settles). Not a success.
+		return err
 	}
 	c.ID, c.ArticleID = id, a.ID
 	return nil

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,15 +12,25 @@ import (
 )
 
 // An intent records a write of several documents before its first step:
-// what must hold when it is over. Its steps are idempotent; the last one
-// deletes the intent. An intent older than Options.IntentGrace belongs to
-// a write that was interrupted (a crash, a failover between steps, a
-// request whose client gave up), and Repair runs its steps again.
+// what must hold when it is over. Its steps are idempotent. An intent older
+// than Options.IntentGrace belongs to a write that was interrupted (a
+// crash, a failover between steps, a request whose client gave up), and
+// Repair runs its steps again.
+//
+// Steps done are not the end of it: a write the request sent may still be
+// held by the server and land later (DocumentDB has no retryable writes,
+// and nothing stops a command its client gave up on) — a favorite inserted
+// after its recount, a comment inserted after its article's deletion swept
+// the comments. So when the steps are done the intent is kept, marked
+// settling, until Options.LateWrites after; Repair then runs its steps
+// once more, which counts or removes whatever landed meanwhile, and
+// deletes it. A write that lands later than that is not covered.
 type intentDoc struct {
-	ID   string    `bson:"_id"`
-	Kind string    `bson:"kind"`
-	AID  string    `bson:"aid,omitempty"`
-	At   time.Time `bson:"at"`
+	ID       string    `bson:"_id"`
+	Kind     string    `bson:"kind"`
+	AID      string    `bson:"aid,omitempty"`
+	At       time.Time `bson:"at"`
+	Settling bool      `bson:"settling,omitempty"` // its steps ran; one more run when At comes due
 }
 
 // The kinds of intents, and the steps each finishes with (apply).
@@ -36,7 +48,7 @@ func (s *Store) begin(ctx context.Context, d intentDoc) (intentDoc, error) {
 	return d, nil
 }
 
-// finish runs an intent's steps, then deletes it.
+// finish runs an intent's steps, then marks it settling.
 func (s *Store) finish(ctx context.Context, d intentDoc) error {
 	if err := s.apply(ctx, d); err != nil {
 		return err
@@ -45,17 +57,25 @@ func (s *Store) finish(ctx context.Context, d intentDoc) error {
 	return nil
 }
 
-// done deletes an intent whose steps are over. When that fails too, Repair
-// runs the steps again later, which changes nothing: the write succeeded
-// and is answered so.
+// done marks an intent whose steps are over settling: Repair runs its steps
+// once more after Options.LateWrites (for a write of the request's that
+// lands late), then deletes it. When the mark fails, Repair runs the steps
+// again after IntentGrace and then settles it: the write succeeded and is
+// answered so either way.
 func (s *Store) done(ctx context.Context, d intentDoc) {
 	if d.ID == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	_, err := s.coll("intents").DeleteOne(ctx, byID(d.ID))
-	_ = s.wrap("delete intent", err) // reported to OnError, not to the client
+	_, err := s.coll("intents").UpdateOne(ctx, byID(d.ID), set(bson.E{Key: "settling", Value: true}, bson.E{Key: "at", Value: s.settleAt()}))
+	_ = s.wrap("settle intent", err) // reported to OnError, not to the client
+}
+
+// settleAt is the at of an intent that settles: Repair takes intents once
+// at is IntentGrace old, so this one comes due LateWrites from now.
+func (s *Store) settleAt() time.Time {
+	return time.Now().UTC().Add(s.opts.LateWrites - s.opts.IntentGrace)
 }
 
 // apply runs an intent's steps; each may run any number of times.
@@ -89,34 +109,48 @@ func (s *Store) dropFavorites(ctx context.Context, aid string) error {
 	return s.wrap("delete the article's favorites", err)
 }
 
-// Repair finishes the writes that were interrupted: each intent older than
-// Options.IntentGrace is claimed (its time moved to now, compared-and-set,
-// so that one instance takes it), its steps run again, and it is deleted.
-// It returns how many it finished.
+// Repair finishes the writes that were interrupted, and settles the ones
+// that finished: each intent due (older than Options.IntentGrace) is
+// claimed (its time moved on, compared-and-set, so that one instance takes
+// it), and its steps run again; an interrupted one is then settling (one
+// more run after LateWrites), a settling one is deleted. An intent whose
+// steps fail stays for the next round and does not hold up the others. It
+// returns how many it ran, and the first error it met.
 func (s *Store) Repair(ctx context.Context) (int, error) {
 	defer s.observe("intents.repair", time.Now())
 	cutoff := time.Now().UTC().Add(-s.opts.IntentGrace)
-	stale, err := findAll[intentDoc](ctx, s, s.coll("intents"), "intents.find",
+	due, err := findAll[intentDoc](ctx, s, s.coll("intents"), "intents.find",
 		bson.D{{Key: "at", Value: bson.D{{Key: "$lte", Value: cutoff}}}}, options.Find().SetSort(bson.D{asc("at")}).SetLimit(100))
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, d := range stale {
+	var first error
+	for _, d := range due {
+		if ctx.Err() != nil {
+			break
+		}
 		res, err := s.coll("intents").UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "at", Value: d.At}},
 			set(bson.E{Key: "at", Value: time.Now().UTC()}))
-		if err != nil {
-			return n, s.wrap("claim intent", err)
-		}
-		if res.MatchedCount == 0 {
+		if err == nil && res.MatchedCount == 0 {
 			continue // finished or claimed elsewhere meanwhile
 		}
-		if err := s.finish(ctx, d); err != nil {
-			return n, err
+		if err == nil {
+			err = s.apply(ctx, d)
+		}
+		if err == nil && d.Settling {
+			_, err = s.coll("intents").DeleteOne(ctx, byID(d.ID))
+			err = s.wrap("delete intent", err)
+		} else if err == nil {
+			s.done(ctx, d)
+		}
+		if err != nil {
+			first = cmp.Or(first, fmt.Errorf("intent %s (%s): %w", d.ID, d.Kind, err))
+			continue
 		}
 		n++
 	}
-	return n, nil
+	return n, first
 }
 
 // RepairEvery runs Repair every interval until ctx ends, telling report of
@@ -132,14 +166,12 @@ func (s *Store) RepairEvery(ctx context.Context, interval time.Duration, report 
 		}
 		rctx, cancel := context.WithTimeout(ctx, interval)
 		n, err := s.Repair(rctx)
-		// Housekeeping on the same beat: sessions and quota windows past
-		// their end (each instance sweeps; a delete twice is one).
-		if err == nil {
-			_, err = s.SweepSessions(rctx, time.Now())
-		}
-		if err == nil {
-			_, err = s.SweepQuotas(rctx, time.Now())
-		}
+		// Housekeeping on the same beat, whatever Repair met: sessions and
+		// quota windows past their end (each instance sweeps; a delete
+		// twice is one).
+		_, serr := s.SweepSessions(rctx, time.Now())
+		_, qerr := s.SweepQuotas(rctx, time.Now())
+		err = errors.Join(err, serr, qerr)
 		cancel()
 		if (n > 0 || err != nil) && report != nil && ctx.Err() == nil {
 			report(n, err)

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"webstack/app/conduit"
+	"webstack/app/store/storetest"
 )
 
 // fixture is a migrated store with two people and an article.
@@ -99,9 +100,9 @@ func (s *Store) assertConsistent(t *testing.T) {
 	tags, err := s.Tags(ctx, &conduit.User{LastWrite: time.Now()})
 	require.NoError(t, err)
 	assert.ElementsMatch(t, slices.Collect(maps.Keys(used)), tags, "the tags are those the articles use")
-	n, err := findAll[intentDoc](ctx, s, s.coll("intents"), "t", bson.D{})
+	n, err := findAll[intentDoc](ctx, s, s.coll("intents"), "t", bson.D{{Key: "settling", Value: bson.D{{Key: "$ne", Value: true}}}})
 	require.NoError(t, err)
-	assert.Empty(t, n, "no write left unfinished")
+	assert.Empty(t, n, "no write left unfinished (settling ones are finished, waiting for a late copy)")
 	for _, coll := range []string{"favorites", "comments"} {
 		docs, err := findAll[struct {
 			AID string `bson:"aid"`
@@ -195,4 +196,168 @@ func TestACommentOnAnArticleThatIsGoneIsNotKept(t *testing.T) {
 	n, err := st.coll("comments").CountDocuments(ctx, bson.D{{Key: "aid", Value: id}})
 	require.NoError(t, err)
 	assert.Zero(t, n, "no comment stays under a deleted article")
+}
+
+// proxiedFixture is fixture behind a fault proxy.
+func proxiedFixture(t *testing.T, opts Options) (*Store, *storetest.FaultProxy, *conduit.User, *conduit.User, *conduit.Article) {
+	t.Helper()
+	ctx := context.Background()
+	st, proxy := newProxied(t, opts, 5)
+	alice := &conduit.User{Username: "alice", Email: "alice@example.com", PasswordHash: "x"}
+	bob := &conduit.User{Username: "bob", Email: "bob@example.com", PasswordHash: "x"}
+	require.NoError(t, st.CreateUser(ctx, alice))
+	require.NoError(t, st.CreateUser(ctx, bob))
+	now := time.Now().UTC()
+	art := &conduit.Article{Slug: "post", Title: "Post", Description: "d", Body: "b", AuthorID: bob.ID, CreatedAt: now, UpdatedAt: now}
+	require.NoError(t, st.CreateArticle(ctx, art))
+	return st, proxy, alice, bob, art
+}
+
+// lateOpts: intents are taken after 100 ms, settle after 1.5 s; a late
+// write lands 800 ms after it was sent, long after its 300 ms request.
+var lateOpts = Options{IntentGrace: 100 * time.Millisecond, LateWrites: 1500 * time.Millisecond}
+
+const lateBy = 800 * time.Millisecond
+
+// A favorite whose insert the server holds past its request (503), past
+// Repair's recount of the interrupted write, and applies after: the count
+// was made without it. The intent, settling, counts again once late writes
+// have landed, so the count ends right.
+func TestAFavoriteThatLandsAfterItsRecountIsCounted(t *testing.T) {
+	ctx := context.Background()
+	st, proxy, alice, _, art := proxiedFixture(t, lateOpts)
+	proxy.Late = lateBy
+	lateInsertInto(proxy, "favorites")
+	began := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := st.Favorite(rctx, alice.ID, art)
+	cancel()
+	require.Error(t, err, "the request gave up on the held insert")
+	proxy.Observe = nil
+
+	time.Sleep(200 * time.Millisecond)
+	repaired := time.Now()
+	n, err := st.Repair(ctx) // the interrupted write: recounted before the late insert lands
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.Zero(t, favoritesCount(t, st, &conduit.User{LastWrite: time.Now()}), "counted before the favorite landed")
+
+	time.Sleep(time.Until(began.Add(lateBy + 300*time.Millisecond)))
+	var fav bson.Raw
+	require.NoError(t, st.coll("favorites").FindOne(ctx, byID(pair(alice.ID, art.ID)), &fav), "the late insert landed")
+	time.Sleep(time.Until(repaired.Add(lateOpts.LateWrites + 200*time.Millisecond)))
+	n, err = st.Repair(ctx) // the settling pass
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.Equal(t, 1, favoritesCount(t, st, &conduit.User{LastWrite: time.Now()}), "the late favorite is counted")
+	left, err := findAll[intentDoc](ctx, st, st.coll("intents"), "t", bson.D{})
+	require.NoError(t, err)
+	assert.Empty(t, left, "settled and gone")
+}
+
+// lateInsertInto makes the proxy hold the next insert into coll (Late).
+// (Observe runs before the proxy picks a command's fault.)
+func lateInsertInto(proxy *storetest.FaultProxy, coll string) {
+	var once sync.Once
+	proxy.Observe = func(cmd bson.Raw) {
+		if c, _ := cmd.Lookup("insert").StringValueOK(); c == coll {
+			once.Do(func() { proxy.InjectNext([]storetest.Fault{storetest.Late}, "insert") })
+		}
+	}
+}
+
+// A comment whose insert the server holds past its request and applies
+// after the article's deletion swept its comments: the deletion, settling,
+// sweeps again, and no comment stays under the deleted article.
+func TestACommentThatLandsAfterItsArticlesDeletionGoes(t *testing.T) {
+	ctx := context.Background()
+	st, proxy, alice, _, art := proxiedFixture(t, lateOpts)
+	proxy.Late = lateBy
+	lateInsertInto(proxy, "comments")
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	c := &conduit.Comment{AuthorID: alice.ID, Body: "held by the server", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+	err := st.AddComment(rctx, art.ID, c)
+	cancel()
+	require.Error(t, err, "the request gave up on the held insert")
+	proxy.Observe = nil
+	deleted := time.Now()
+	require.NoError(t, st.DeleteArticle(ctx, art), "deleted before the held comment lands")
+
+	time.Sleep(time.Until(deleted.Add(lateBy)))
+	count := func() int64 {
+		n, err := st.coll("comments").CountDocuments(ctx, bson.D{{Key: "aid", Value: art.ID}})
+		require.NoError(t, err)
+		return n
+	}
+	require.Eventually(t, func() bool { return count() == 1 }, 2*time.Second, 20*time.Millisecond, "the held comment landed, under the deleted article")
+	time.Sleep(time.Until(deleted.Add(lateOpts.LateWrites + 200*time.Millisecond)))
+	_, err = st.Repair(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, count(), "the deletion, settling, removed it")
+}
+
+// A comment whose article cannot be read back after the insert (the
+// database is failing over) is not answered as saved: whether it stays
+// depends on whether the article does, which is unknown.
+func TestACommentWhoseArticleCannotBeReadBackIsNotASuccess(t *testing.T) {
+	ctx := context.Background()
+	st, proxy, alice, _, art := proxiedFixture(t, Options{})
+	proxy.Inject(1, []storetest.Fault{storetest.NotPrimary}, "find")
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c := &conduit.Comment{AuthorID: alice.ID, Body: "unsure", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+	err := st.AddComment(rctx, art.ID, c)
+	proxy.Heal()
+	require.Error(t, err)
+	assert.Equal(t, conduit.CodeUnavailable, conduit.CodeOf(err), "503: try again")
+}
+
+// Repair does not stop at an intent whose steps fail: the others are
+// finished, the error is reported, and the sweeps still run.
+func TestRepairGoesOnPastAnIntentThatFails(t *testing.T) {
+	ctx := context.Background()
+	st, alice, _, art := fixture(t, Options{IntentGrace: 50 * time.Millisecond, LateWrites: time.Hour})
+	old := time.Now().UTC().Add(-time.Minute)
+	_, err := st.coll("intents").InsertOne(ctx, intentDoc{ID: "0-broken", Kind: "no-such-kind", At: old.Add(-time.Second)})
+	require.NoError(t, err)
+	require.NoError(t, st.insertNew(ctx, "favorites", "t", pair(alice.ID, art.ID), bson.D{{Key: "_id", Value: pair(alice.ID, art.ID)},
+		{Key: "uid", Value: alice.ID}, {Key: "aid", Value: art.ID}, {Key: "articleCreatedAt", Value: art.CreatedAt}, {Key: "at", Value: old}}, nil))
+	_, err = st.coll("intents").InsertOne(ctx, intentDoc{ID: "1-recount", Kind: intentRecountFavorites, AID: art.ID, At: old})
+	require.NoError(t, err)
+	n, err := st.Repair(ctx)
+	require.Error(t, err, "the broken intent is reported")
+	assert.Contains(t, err.Error(), "no-such-kind")
+	assert.Equal(t, 1, n, "and the one after it is finished")
+	assert.Equal(t, 1, favoritesCount(t, st, &conduit.User{LastWrite: time.Now()}))
+}
+
+// An article whose insert's reply was lost, and which someone favorited
+// before the insert sent again read it back, is the article created (not
+// "the _id is taken": a 500).
+func TestAnArticleChangedBeforeItsInsertIsReadBackIsCreated(t *testing.T) {
+	ctx := context.Background()
+	st, proxy, _, bob, _ := proxiedFixture(t, Options{})
+	inserts := 0
+	proxy.Observe = func(cmd bson.Raw) {
+		if c, _ := cmd.Lookup("insert").StringValueOK(); c != "articles" {
+			return
+		}
+		inserts++
+		switch inserts {
+		case 1: // applied, its reply lost
+			proxy.InjectNext([]storetest.Fault{storetest.LoseReply}, "insert")
+		case 2: // before the copy sent again: someone favorites it
+			_, err := st.coll("articles").UpdateOne(ctx, bson.D{{Key: "slug", Value: "second"}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "favoritesCount", Value: 1}}}, {Key: "$inc", Value: bson.D{{Key: "favVer", Value: int64(1)}}}})
+			assert.NoError(t, err)
+		}
+	}
+	now := time.Now().UTC()
+	art := &conduit.Article{Slug: "second", Title: "Second", Description: "d", Body: "b", AuthorID: bob.ID, CreatedAt: now, UpdatedAt: now}
+	require.NoError(t, st.CreateArticle(ctx, art), "its own first copy, favorited since, is the article")
+	proxy.Observe = nil
+	assert.Equal(t, 2, inserts, "the insert was sent again")
+	got, err := st.ArticleBySlug(ctx, nil, "second")
+	require.NoError(t, err)
+	assert.Equal(t, art.ID, got.ID)
 }

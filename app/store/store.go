@@ -131,6 +131,12 @@ type Options struct {
 	// write as interrupted and finishes it: longer than any request.
 	// Default DefaultIntentGrace.
 	IntentGrace time.Duration
+	// LateWrites is how long after a write of several documents Repair runs
+	// its steps once more, for a command of its request that the server
+	// held and applied late: longer than any request's deadline plus the
+	// longest a server holds a command (see intentDoc). At least
+	// IntentGrace. Default DefaultLateWrites.
+	LateWrites time.Duration
 }
 
 // Defaults of Options.
@@ -138,6 +144,7 @@ const (
 	DefaultLagTolerance   = time.Second
 	DefaultReadYourWrites = 10 * time.Second
 	DefaultIntentGrace    = 30 * time.Second
+	DefaultLateWrites     = 2 * time.Minute
 )
 
 func (o Options) withDefaults() Options {
@@ -150,6 +157,10 @@ func (o Options) withDefaults() Options {
 	if o.IntentGrace == 0 {
 		o.IntentGrace = DefaultIntentGrace
 	}
+	if o.LateWrites == 0 {
+		o.LateWrites = DefaultLateWrites
+	}
+	o.LateWrites = max(o.LateWrites, o.IntentGrace)
 	return o
 }
 
