@@ -63,6 +63,10 @@ type Article struct {
 	FavoritesCount int
 	Favorited      bool
 	Author         Profile
+	// Version counts the author's edits (1 when created; 0: stored before
+	// versions were). An edit applies to the version it read, or not at
+	// all: the API's ETag.
+	Version int64
 }
 
 // Comment is a reply to an article.
@@ -95,6 +99,7 @@ const (
 	CodeNotFound                     // the resource does not exist
 	CodeConflict                     // a unique value is taken
 	CodeUnavailable                  // a dependency (the database) cannot be reached
+	CodeChanged                      // the thing changed since the version the request read: nothing was written
 )
 
 // Error is a domain error: a code and a message safe to show to the client.

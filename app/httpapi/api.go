@@ -35,6 +35,7 @@ type Store interface {
 	Profile(ctx context.Context, viewer, u *conduit.User) (conduit.Profile, error)
 	CreateArticle(ctx context.Context, a *conduit.Article) error
 	ArticleBySlug(ctx context.Context, viewer *conduit.User, slug string) (*conduit.Article, error)
+	ArticleByID(ctx context.Context, viewer *conduit.User, id string) (*conduit.Article, error)
 	ArticleOwner(ctx context.Context, viewer *conduit.User, slug string) (id, authorID string, err error)
 	UpdateArticle(ctx context.Context, a *conduit.Article) error
 	DeleteArticle(ctx context.Context, a *conduit.Article) error
@@ -194,9 +195,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Add("Vary", "Origin")
 		}
+		h.Set("Access-Control-Expose-Headers", "ETag")
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Requested-With")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Requested-With, If-Match")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return

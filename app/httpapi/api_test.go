@@ -41,6 +41,20 @@ func newServerVia(t *testing.T, proxied bool) (*httptest.Server, *cutProxy) {
 // logging to log (nil: nowhere).
 func newServerWith(t *testing.T, proxied bool, opts httpapi.Options, log *slog.Logger) (*httptest.Server, *cutProxy) {
 	t.Helper()
+	srv, proxy, _ := newServerWrapped(t, proxied, opts, log, nil)
+	return srv, proxy
+}
+
+// newServerWithStore is newServer with the API on wrap(the store): a test
+// double that changes what the store does at one point.
+func newServerWithStore(t *testing.T, wrap func(*store.Store) httpapi.Store) (*httptest.Server, *store.Store) {
+	t.Helper()
+	srv, _, st := newServerWrapped(t, false, httpapi.Options{BcryptCost: 4, MaxBodyBytes: 64 << 10}, nil, wrap)
+	return srv, st
+}
+
+func newServerWrapped(t *testing.T, proxied bool, opts httpapi.Options, log *slog.Logger, wrap func(*store.Store) httpapi.Store) (*httptest.Server, *cutProxy, *store.Store) {
+	t.Helper()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -65,10 +79,14 @@ func newServerWith(t *testing.T, proxied bool, opts httpapi.Options, log *slog.L
 	require.NoError(t, st.Migrate(ctx))
 	tokens, err := httpapi.NewTokens(httpapi.Secret(strings.Repeat("k", 32)), time.Hour)
 	require.NoError(t, err)
-	api := httpapi.New(st, tokens, log, opts)
+	var backend httpapi.Store = st
+	if wrap != nil {
+		backend = wrap(st)
+	}
+	api := httpapi.New(backend, tokens, log, opts)
 	srv := httptest.NewServer(observe.NewMetrics("api").Middleware(log, httpapi.Route, opts.TrustedProxies, api))
 	t.Cleanup(srv.Close)
-	return srv, proxy
+	return srv, proxy, st
 }
 
 type client struct {

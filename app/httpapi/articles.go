@@ -86,8 +86,20 @@ func (a *API) ownArticle(r *http.Request, me *conduit.User) (*conduit.Article, e
 	return art, nil
 }
 
+// writeArticle answers with one article and its version's entity tag.
 func writeArticle(w http.ResponseWriter, st int, art *conduit.Article) {
+	w.Header().Set("ETag", etag(art.Version))
 	writeJSON(w, st, map[string]articleJSON{"article": toArticle(art, true)})
+}
+
+// writeStale answers an edit that was made to another version than the
+// current one (status 412: If-Match named another; 409: it changed while
+// this edit was made) with the current article, so that a client can show
+// what changed and keep what its person typed.
+func writeStale(w http.ResponseWriter, st int, art *conduit.Article) {
+	w.Header().Set("ETag", etag(art.Version))
+	msg := "was changed since the version this edit was made to: nothing was saved; the current version is in article"
+	writeJSON(w, st, map[string]any{"errors": map[string][]string{"article": {msg}}, "article": toArticle(art, true)})
 }
 
 func (a *API) getArticle(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
@@ -159,10 +171,18 @@ func (a *API) createArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 	return nil
 }
 
+// updateArticle edits the version the request read: the one If-Match
+// names when it is given (RFC 9110 §13.1.1: another one is 412, with the
+// current article), else the one read here; an edit that meets another
+// made meanwhile is 409 with the current article, never a silent merge.
 func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
 	art, err := a.ownArticle(r, me)
 	if err != nil {
 		return err
+	}
+	if !ifMatch(r, etag(art.Version)) {
+		writeStale(w, http.StatusPreconditionFailed, art)
+		return nil
 	}
 	var req struct {
 		Article *struct {
@@ -214,6 +234,14 @@ func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 		err = withUniqueSlug(art.Title, save)
 	} else {
 		err = save(art.Slug)
+	}
+	if conduit.CodeOf(err) == conduit.CodeChanged {
+		cur, cerr := a.store.ArticleByID(r.Context(), me, art.ID)
+		if cerr != nil {
+			return cerr
+		}
+		writeStale(w, http.StatusConflict, cur)
+		return nil
 	}
 	if err != nil {
 		return err

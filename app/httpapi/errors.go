@@ -24,6 +24,10 @@ func status(code conduit.Code) int {
 		return http.StatusNotFound
 	case conduit.CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case conduit.CodeChanged:
+		return http.StatusConflict
+	case codeStale:
+		return http.StatusPreconditionFailed
 	case codeTooLarge:
 		return http.StatusRequestEntityTooLarge
 	case codeTooMany:
@@ -37,6 +41,7 @@ func status(code conduit.Code) int {
 const (
 	codeTooLarge conduit.Code = 100
 	codeTooMany  conduit.Code = 101
+	codeStale    conduit.Code = 102 // If-Match names a version that is not the current one
 )
 
 // writeError answers with the spec's error body. Unexpected errors are

@@ -26,6 +26,7 @@ type articleDoc struct {
 	FavoritesCount int       `bson:"favoritesCount"`
 	FavVer         int64     `bson:"favVer"`
 	FavDirty       bool      `bson:"favDirty"`
+	Ver            int64     `bson:"ver,omitempty"` // the author's edits: see UpdateArticle (absent: 0)
 }
 
 func (d articleDoc) article() conduit.Article {
@@ -34,7 +35,7 @@ func (d articleDoc) article() conduit.Article {
 		tags = []string{}
 	}
 	return conduit.Article{ID: d.ID, Slug: d.Slug, Title: d.Title, Description: d.Description, Body: d.Body,
-		TagList: tags, AuthorID: d.AuthorID, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, FavoritesCount: d.FavoritesCount}
+		TagList: tags, AuthorID: d.AuthorID, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, FavoritesCount: d.FavoritesCount, Version: d.Ver}
 }
 
 // CreateArticle inserts an article with a new id: one insert, which finds
@@ -43,7 +44,7 @@ func (d articleDoc) article() conduit.Article {
 func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.insert", time.Now())
 	d := articleDoc{ID: newID(), Slug: a.Slug, Title: a.Title, Description: a.Description, Body: a.Body,
-		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt}
+		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, Ver: 1}
 	if d.TagList == nil {
 		d.TagList = []string{}
 	}
@@ -52,7 +53,7 @@ func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	if err := s.insertNew(ctx, "articles", "insert article", d.ID, d, nil); err != nil {
 		return err
 	}
-	a.ID = d.ID
+	a.ID, a.Version = d.ID, d.Ver
 	return nil
 }
 
@@ -95,24 +96,70 @@ func (s *Store) ArticleBySlug(ctx context.Context, viewer *conduit.User, slug st
 	return &out[0], nil
 }
 
-// UpdateArticle saves a's slug, title, description, body and updatedAt:
-// one update by its id, which keeps its comments and favorites; the unique
-// slug index refuses a taken slug (a conflict: the caller picks another).
-// Converges: the update sets values, so sent again it changes nothing more.
+// ArticleByID loads one article by its id, from the primary (an edit that
+// met another shows the version that won, whatever its slug now is), as
+// viewer sees it.
+func (s *Store) ArticleByID(ctx context.Context, viewer *conduit.User, id string) (*conduit.Article, error) {
+	var d articleDoc
+	if err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(id), &d); err != nil {
+		return nil, notFoundAs(err, "article not found")
+	}
+	out, err := s.enrich(ctx, viewer, []articleDoc{d})
+	if err != nil {
+		return nil, err
+	}
+	return &out[0], nil
+}
+
+// UpdateArticle saves a's slug, title, description, body, tags and
+// updatedAt over the version it read (a.Version), and moves the version on:
+// one update by id and version, which keeps its comments and favorites.
+// The unique slug index refuses a taken slug (a conflict: the caller picks
+// another). What each outcome means:
+//
+//   - a lost reply: the update is sent again, or the read-back below finds
+//     it applied (the version one on, with these values): a success;
+//   - a late copy (held by the server, applied after the request gave up):
+//     it names a version that has moved on by then if anything was saved
+//     since, so it matches nothing and changes nothing;
+//   - a concurrent edit (another tab, another client): only one of two
+//     edits of one version applies; the other is CodeChanged, nothing
+//     written, and the caller shows the current version (409, 412).
+//
+// a.Version is moved on on success.
 func (s *Store) UpdateArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.update", time.Now())
-	res, err := s.coll("articles").UpdateOne(ctx, byID(a.ID), set(
-		bson.E{Key: "slug", Value: a.Slug}, bson.E{Key: "title", Value: a.Title}, bson.E{Key: "description", Value: a.Description},
-		bson.E{Key: "body", Value: a.Body}, bson.E{Key: "tagList", Value: nonNil(a.TagList)}, bson.E{Key: "updatedAt", Value: a.UpdatedAt}))
+	fields := bson.D{{Key: "slug", Value: a.Slug}, {Key: "title", Value: a.Title}, {Key: "description", Value: a.Description},
+		{Key: "body", Value: a.Body}, {Key: "tagList", Value: nonNil(a.TagList)}, {Key: "updatedAt", Value: a.UpdatedAt}}
+	res, err := s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: a.ID}, atVersion(a.Version)},
+		set(append(fields, bson.E{Key: "ver", Value: a.Version + 1})...))
 	switch {
 	case isDuplicate(err):
 		return conduit.Errorf(conduit.CodeConflict, "slug has already been taken")
 	case err != nil:
 		return s.wrap("update article", err)
 	case res.MatchedCount == 0:
-		return conduit.Errorf(conduit.CodeNotFound, "article not found")
+		var cur articleDoc
+		if err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &cur); err != nil {
+			return notFoundAs(err, "article not found")
+		}
+		if cur.Ver != a.Version+1 || cur.Slug != a.Slug || cur.Title != a.Title || cur.Description != a.Description ||
+			cur.Body != a.Body || !slices.Equal(nonNil(cur.TagList), nonNil(a.TagList)) {
+			return conduit.Errorf(conduit.CodeChanged, "the article was changed since this version was read")
+		}
+		// Our own copy, applied before its reply was lost.
 	}
+	a.Version++
 	return nil
+}
+
+// atVersion is the filter on an edit's version: the field, or its absence
+// for version 0 (documents stored before versions).
+func atVersion(v int64) bson.E {
+	if v == 0 {
+		return bson.E{Key: "ver", Value: bson.D{{Key: "$exists", Value: false}}}
+	}
+	return bson.E{Key: "ver", Value: v}
 }
 
 // nonNil stores an empty tag list as [] (as inserts do), never null.

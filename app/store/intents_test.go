@@ -361,3 +361,40 @@ func TestAnArticleChangedBeforeItsInsertIsReadBackIsCreated(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, art.ID, got.ID)
 }
+
+// An edit held by the server past its request (the client gave up, sent it
+// again, and then made another edit) lands naming the version it was made
+// to, which has moved on: it changes nothing, and the later edit stays.
+// Its reply lost instead, the edit sent again finds itself applied.
+func TestALateCopyOfAnEditDoesNotUndoALaterOne(t *testing.T) {
+	ctx := context.Background()
+	st, proxy, _, _, art := proxiedFixture(t, Options{})
+	require.Equal(t, int64(1), art.Version)
+	edit := func(title string, fault storetest.Fault, timeout time.Duration) error {
+		a, err := st.ArticleByID(ctx, nil, art.ID)
+		require.NoError(t, err)
+		a.Title, a.UpdatedAt = title, time.Now().UTC()
+		if fault != storetest.None {
+			proxy.InjectNext([]storetest.Fault{fault}, "update")
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return st.UpdateArticle(rctx, a)
+	}
+	proxy.Late = lateBy
+	began := time.Now()
+	require.Error(t, edit("A", storetest.Late, 300*time.Millisecond), "held: the request gives up")
+	require.NoError(t, edit("A", storetest.None, time.Second), "sent again")
+	require.NoError(t, edit("B", storetest.None, time.Second), "the next edit")
+	time.Sleep(time.Until(began.Add(lateBy + 300*time.Millisecond)))
+	got, err := st.ArticleByID(ctx, nil, art.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "B", got.Title, "the late copy of A changed nothing")
+	assert.Equal(t, int64(3), got.Version)
+
+	require.NoError(t, edit("C", storetest.LoseReply, time.Second), "its reply lost, the edit sent again finds itself")
+	got, err = st.ArticleByID(ctx, nil, art.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "C", got.Title)
+	assert.Equal(t, int64(4), got.Version)
+}
