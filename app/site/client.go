@@ -57,6 +57,11 @@ type (
 type apiError struct {
 	Status   int
 	Messages []string
+	// Current is the thing as it is now, when an edit was refused for being
+	// made to another version (409, 412: the api answers with it), and
+	// ETag its version.
+	Current json.RawMessage
+	ETag    string
 }
 
 func (e *apiError) Error() string {
@@ -94,6 +99,12 @@ func newClient(base *url.URL, transport http.RoundTripper, timeout time.Duration
 // into out. A non-2xx answer is an *apiError; no answer within the timeout
 // is errUnavailable; the caller's own cancellation is returned as is.
 func (c *client) do(outer context.Context, method, path string, query url.Values, token string, in, out any) error {
+	_, err := c.send(outer, method, path, query, token, nil, in, out)
+	return err
+}
+
+// send is do with extra request headers, returning the answer's headers.
+func (c *client) send(outer context.Context, method, path string, query url.Values, token string, headers http.Header, in, out any) (http.Header, error) {
 	ctx, cancel := context.WithTimeout(outer, c.timeout)
 	defer cancel()
 	u := *c.base
@@ -103,13 +114,13 @@ func (c *client) do(outer context.Context, method, path string, query url.Values
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("encode %s %s: %w", method, path, err)
+			return nil, fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return fmt.Errorf("request %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("request %s %s: %w", method, path, err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -117,6 +128,9 @@ func (c *client) do(outer context.Context, method, path string, query url.Values
 	req.Header.Set("Accept", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Token "+token)
+	}
+	for k, v := range headers {
+		req.Header[k] = v
 	}
 	// The visitor's address, for the api's sign-in throttle and logs (the
 	// api believes it from the web tier, its trusted proxy).
@@ -129,17 +143,21 @@ func (c *client) do(outer context.Context, method, path string, query url.Values
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if outer.Err() != nil {
-			return fmt.Errorf("%s %s: %w", method, path, outer.Err()) // the visitor went away
+			return nil, fmt.Errorf("%s %s: %w", method, path, outer.Err()) // the visitor went away
 		}
-		return fmt.Errorf("%s %s: %w: %v", method, path, errUnavailable, err)
+		return nil, fmt.Errorf("%s %s: %w: %v", method, path, errUnavailable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		e := &apiError{Status: resp.StatusCode}
+		e := &apiError{Status: resp.StatusCode, ETag: resp.Header.Get("ETag")}
 		var eb struct {
-			Errors map[string][]string `json:"errors"`
+			Errors  map[string][]string `json:"errors"`
+			Article json.RawMessage     `json:"article"`
 		}
-		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&eb) == nil {
+		// An edit refused for its version carries the current article
+		// (bodies of articles are at most 64 Ki characters: 1 MiB holds one).
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb) == nil {
+			e.Current = eb.Article
 			for field, msgs := range eb.Errors {
 				for _, m := range msgs {
 					if field != "body" {
@@ -150,17 +168,17 @@ func (c *client) do(outer context.Context, method, path string, query url.Values
 			}
 		}
 		if resp.StatusCode >= 500 {
-			return fmt.Errorf("%s %s: %w (%d)", method, path, errUnavailable, resp.StatusCode)
+			return nil, fmt.Errorf("%s %s: %w (%d)", method, path, errUnavailable, resp.StatusCode)
 		}
-		return e
+		return nil, e
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
-		return nil
+		return resp.Header, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("decode %s %s: %w", method, path, err)
 	}
-	return nil
+	return resp.Header, nil
 }
 
 // page is a list query: limit and offset of a page of articles.
@@ -213,10 +231,18 @@ func (c *client) tags(ctx context.Context, token string) ([]string, error) {
 }
 
 func (c *client) article(ctx context.Context, token, slug string) (article, error) {
+	a, _, err := c.articleVersion(ctx, token, slug)
+	return a, err
+}
+
+// articleVersion is article with its version's entity tag (what an edit of
+// it names in If-Match).
+func (c *client) articleVersion(ctx context.Context, token, slug string) (article, string, error) {
 	var out struct {
 		Article article `json:"article"`
 	}
-	return out.Article, c.do(ctx, http.MethodGet, "/api/articles/"+url.PathEscape(slug), nil, token, nil, &out)
+	h, err := c.send(ctx, http.MethodGet, "/api/articles/"+url.PathEscape(slug), nil, token, nil, nil, &out)
+	return out.Article, h.Get("ETag"), err
 }
 
 func (c *client) comments(ctx context.Context, token, slug string) ([]comment, error) {
@@ -248,9 +274,16 @@ func (c *client) userCall(ctx context.Context, method, path, token string, in ma
 	return out.User, c.do(ctx, method, path, nil, token, map[string]any{"user": in}, &out)
 }
 
-func (c *client) saveArticle(ctx context.Context, method, path, token string, in map[string]any) (article, error) {
+// saveArticle sends {"article": in}; an edit names the version it was
+// made to (ifMatch, "" for none).
+func (c *client) saveArticle(ctx context.Context, method, path, token, ifMatch string, in map[string]any) (article, error) {
 	var out struct {
 		Article article `json:"article"`
 	}
-	return out.Article, c.do(ctx, method, path, nil, token, map[string]any{"article": in}, &out)
+	var h http.Header
+	if ifMatch != "" {
+		h = http.Header{"If-Match": {ifMatch}}
+	}
+	_, err := c.send(ctx, method, path, nil, token, h, map[string]any{"article": in}, &out)
+	return out.Article, err
 }

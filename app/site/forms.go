@@ -51,8 +51,11 @@ type problem struct {
 // summary that takes the focus (the page title says "Error:" too).
 type formView struct {
 	Action, Submit, Next string
-	Fields               []field
-	Problems             []problem
+	// Version is the entity tag of the version of the thing the form edits
+	// (a hidden field: the edit names it in If-Match); "" for none.
+	Version  string
+	Fields   []field
+	Problems []problem
 }
 
 // Failed reports whether the form was refused.

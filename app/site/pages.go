@@ -2,6 +2,7 @@ package site
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"io"
@@ -436,7 +437,7 @@ func (s *Site) editorPage(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusOK, "form", s.editorView(w, r, v, "", "", editorForm("", "", "", "", "")))
 		return
 	}
-	a, err := s.api.article(r.Context(), v.token, slug)
+	a, version, err := s.api.articleVersion(r.Context(), v.token, slug)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -446,6 +447,7 @@ func (s *Site) editorPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := editorForm(a.Slug, a.Title, a.Description, a.Body, strings.Join(a.TagList, "\n"))
+	f.Version = version
 	s.render(w, r, http.StatusOK, "form", s.editorView(w, r, v, a.Slug, a.Title, f))
 }
 
@@ -461,9 +463,25 @@ func (s *Site) publish(w http.ResponseWriter, r *http.Request) {
 	if slug != "" {
 		method, path, done = http.MethodPut, "/api/articles/"+url.PathEscape(slug), "updated"
 	}
-	a, err := s.api.saveArticle(r.Context(), method, path, v.token, in)
+	ifMatch := ""
+	if slug != "" {
+		ifMatch = f.Get("version")
+	}
+	a, err := s.api.saveArticle(r.Context(), method, path, v.token, ifMatch, in)
+	if cur, version, ok := changedMeanwhile(err); ok {
+		// Saved by someone else (another tab) since this form was opened:
+		// nothing was saved. The form keeps what the person typed, says
+		// what changed, and now names the current version: sending it
+		// again saves over the other, knowingly.
+		form := editorForm(slug, f.Get("title"), f.Get("description"), f.Get("body"), f.Get("tags"))
+		form.Version = version
+		form.Problems = changedFields(&form, cur, f)
+		s.render(w, r, http.StatusConflict, "form", s.editorView(w, r, v, slug, f.Get("title"), form))
+		return
+	}
 	if msgs, ok := messages(err); ok && !isUnauthorized(err) {
 		form := editorForm(slug, f.Get("title"), f.Get("description"), f.Get("body"), f.Get("tags"))
+		form.Version = f.Get("version")
 		form.refuse(msgs)
 		s.render(w, r, http.StatusUnprocessableEntity, "form", s.editorView(w, r, v, slug, f.Get("title"), form))
 		return
@@ -728,3 +746,56 @@ func (s *Site) robots(w http.ResponseWriter, r *http.Request) {
 }
 
 const robotsTxt = "User-agent: *\nAllow: /\nDisallow: /*/delete\n"
+
+// changedMeanwhile tells whether err is an edit refused for being made to
+// a version that is no longer the current one (412, 409), and gives the
+// current article and its version.
+func changedMeanwhile(err error) (article, string, bool) {
+	var ae *apiError
+	if !errors.As(err, &ae) || (ae.Status != http.StatusPreconditionFailed && ae.Status != http.StatusConflict) || len(ae.Current) == 0 {
+		return article{}, "", false
+	}
+	var cur article
+	if json.Unmarshal(ae.Current, &cur) != nil {
+		return article{}, "", false
+	}
+	return cur, ae.ETag, true
+}
+
+// changedFields is the summary of an edit that met another: first that
+// nothing was saved, then each field the other edit left different from
+// what the person sent, with its value now, tied to the field.
+func changedFields(f *formView, cur article, sent url.Values) []problem {
+	out := []problem{{Message: "Someone saved this article while you were editing it, so your changes were not saved. They are still below: update the article again to save them over the other version."}}
+	now := map[string]string{"title": cur.Title, "description": cur.Description, "body": cur.Body, "tags": tagSet(cur.TagList)}
+	for i := range f.Fields {
+		fl := &f.Fields[i]
+		was, ok := now[fl.Name]
+		mine := normalizeNewlines(sent.Get(fl.Name))
+		if fl.Name == "tags" {
+			mine = tagSet(tagsOf(sent.Get("tags")))
+		}
+		if !ok || normalizeNewlines(was) == mine {
+			continue
+		}
+		msg := fl.Label + " is now “" + was + "” in the saved version"
+		if fl.Name == "body" {
+			msg = fl.Label + " is now different in the saved version"
+		}
+		fl.Errors = append(fl.Errors, msg)
+		out = append(out, problem{Message: msg, Href: "#" + fl.ID})
+	}
+	return out
+}
+
+func normalizeNewlines(s string) string {
+	return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n"))
+}
+
+// tagSet is tags as a set, comma-separated in order: "b, a" and "a\nb" are
+// the same tags.
+func tagSet(tags []string) string {
+	t := slices.Clone(tags)
+	slices.Sort(t)
+	return strings.Join(slices.Compact(t), ", ")
+}

@@ -241,6 +241,37 @@ func TestSiteFlowsKeepPeoplesPlace(t *testing.T) {
 		require.NoError(t, chromedp.Do(p.ctx, at(desktop)))
 	})
 
+	t.Run("an edit that meets another keeps what was typed and says what changed", func(t *testing.T) {
+		slug := seedArticle(t, base, authorToken, "Edited in two tabs")
+		one, two := b.person("author"), b.person("author-2")
+		one.t, two.t = t, t
+		for _, p := range []*person{one, two} {
+			p.step("sign in", visit(base+"/login"))
+			p.signIn("author")
+			p.step("open the editor", visit(base+"/editor/"+slug), chromedp.WaitVisible(css("#title")))
+		}
+		one.step("save in the first tab", chromedp.SetValue(css("#description"), "Saved first"),
+			chromedp.Click(css(`form button[type="submit"]`)), chromedp.WaitVisible(css(".article-page")))
+		two.step("save in the second", chromedp.SetValue(css("#body"), "Typed in the second tab"),
+			chromedp.Click(css(`form button[type="submit"]`)), chromedp.WaitVisible(css(".error-summary")))
+		assert.Contains(t, two.text(".error-summary"), "your changes were not saved")
+		assert.Contains(t, two.text("#description-error"), "Description is now “Saved first”")
+		assert.Equal(t, "Typed in the second tab", two.value("#body"), "what was typed is kept")
+		assert.Equal(t, "error-summary", two.focused())
+		two.check("editor, an edit that met another")
+		two.step("save it over the other, knowingly", chromedp.Click(css(`form button[type="submit"]`)), chromedp.WaitVisible(css(".article-page")))
+		assert.Contains(t, two.text(".markdown"), "Typed in the second tab")
+		var got struct {
+			Article struct{ Description, Body string }
+		}
+		resp, err := http.Get(base + "/api/articles/" + slug)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+		assert.Equal(t, "About Edited in two tabs", got.Article.Description, "the second tab sent its whole form: its description")
+		assert.Equal(t, "Typed in the second tab", got.Article.Body)
+	})
+
 	t.Run("Enter in the tags field adds a tag and never publishes", func(t *testing.T) {
 		p := b.person("reader")
 		p.t = t
