@@ -8,21 +8,22 @@
 //
 //	users     {_id: user id, username, usernameKey: lower-case username,
 //	           email: lower-case, passwordHash, bio, image, cred, lastWrite,
-//	           createdAt}
+//	           freshUntil, createdAt}
 //	          unique usernameKey, unique email
 //	follows   {_id: follower "/" followee, follower, followee, at}
 //	          by_follower {follower, followee}
 //	favorites {_id: user "/" article, uid, aid, articleCreatedAt, at}
 //	          by_user {uid, articleCreatedAt -1, aid -1}; by_article {aid}
 //	articles  {_id: article id, slug, title, description, body, tagList,
-//	           authorId, createdAt, updatedAt, favoritesCount, favVer, favDirty}
+//	           authorId, createdAt, updatedAt, favoritesCount, favVer, favDirty,
+//	           ver: the author's edits (absent before versions: 0)}
 //	          unique slug; list_recent {createdAt -1, _id -1};
 //	          list_by_author {authorId, createdAt -1, _id -1};
 //	          list_by_tag {tagList, createdAt -1, _id -1}
 //	comments  {_id: 16 hex digits of the comment id (time-ordered, see
 //	           commentIDs), aid, authorId, body, createdAt, updatedAt}
 //	          by_article {aid, createdAt, _id}
-//	intents   {_id, kind, aid, tags, at}        multi-step writes under way
+//	intents   {_id, kind, aid, at, settling}   multi-step writes under way, or settling
 //	          by_age {at}
 //	meta      {_id: "layout", version}
 //
@@ -57,11 +58,19 @@
 //     (see Tags): there are no counters to keep right after a lost reply;
 //   - a write of several documents (deleting an article with its comments
 //     and favorites; a favorite and its count) first records its intent in
-//     intents, then runs steps that are each idempotent, then deletes the
-//     intent. An intent older than Options.IntentGrace is an interrupted
-//     write: Repair (every api instance runs it in the background) runs its
-//     steps again. So after a lost reply, a crash between steps or a
-//     client's retry, the data converges with no operator.
+//     intents, then runs steps that are each idempotent, then marks the
+//     intent settling. An intent older than Options.IntentGrace is an
+//     interrupted write: Repair (every api instance runs it in the
+//     background) runs its steps again. A settling one is run once more
+//     Options.LateWrites later, then deleted: a command of the request that
+//     the server held and applied late (a favorite after its recount, a
+//     comment after its article's deletion) is counted or removed then. So
+//     after a lost reply, a late copy, a crash between steps or a client's
+//     retry, the data converges with no operator;
+//   - an article's edit applies to the version it read (update by id and
+//     version, the version moved on): a late copy of an earlier edit
+//     matches nothing, and of two edits of one version only one saves (the
+//     other is conduit.CodeChanged).
 //
 // Errors that mean "the database is failing over or unreachable" (not
 // primary, node recovering, network errors, server selection and pool
