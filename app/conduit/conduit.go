@@ -100,6 +100,7 @@ const (
 	CodeConflict                     // a unique value is taken
 	CodeUnavailable                  // a dependency (the database) cannot be reached
 	CodeChanged                      // the thing changed since the version the request read: nothing was written
+	CodeBusy                         // the same request (its idempotency key) is still being answered
 )
 
 // Error is a domain error: a code and a message safe to show to the client.
@@ -135,4 +136,12 @@ func CodeOf(err error) Code {
 		return e.Code
 	}
 	return 0
+}
+
+// Answer is an answer kept for the copies of a request sent with an
+// idempotency key: its status, the headers kept, its body.
+type Answer struct {
+	Status int
+	Header map[string]string
+	Body   []byte
 }

@@ -68,6 +68,10 @@ type Options struct {
 	// DBTimeout bounds each request's database work, so that a database
 	// outage answers 503 quickly instead of hanging. Defaults to 1.5s.
 	DBTimeout time.Duration
+	// IdempotencyLease is how long the first request with an idempotency
+	// key holds it: its copies meanwhile are 409; after it, with no answer
+	// kept, the next copy runs. Default 10 s (the web tier's deadline).
+	IdempotencyLease time.Duration
 	// BcryptCost for password hashes. Defaults to bcrypt.DefaultCost.
 	BcryptCost int
 	// Password throttling (see throttle.go): failed password checks
@@ -110,6 +114,9 @@ func New(store Store, tokens *Tokens, log *slog.Logger, opts Options) *API {
 	}
 	if opts.DBTimeout == 0 {
 		opts.DBTimeout = 1500 * time.Millisecond
+	}
+	if opts.IdempotencyLease == 0 {
+		opts.IdempotencyLease = 10 * time.Second
 	}
 	if opts.LoginFailuresPerAccount == 0 {
 		opts.LoginFailuresPerAccount = 5
@@ -195,10 +202,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Add("Vary", "Origin")
 		}
-		h.Set("Access-Control-Expose-Headers", "ETag")
+		h.Set("Access-Control-Expose-Headers", "ETag, Idempotent-Replayed")
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Requested-With, If-Match")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Requested-With, If-Match, Idempotency-Key")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -275,16 +282,29 @@ func (a *API) handle(h handlerFunc, mode authMode) http.Handler {
 				err = a.store.Wrote(r.Context(), me) // before the write, and before the reads it makes
 			}
 		}
+		serve := func(w http.ResponseWriter, r *http.Request) {
+			err := h(w, r, me)
+			switch {
+			case err == nil:
+			case client.Err() != nil:
+				// The client went away: nobody to answer, and not a server
+				// error (the middleware counts it as 499).
+			default:
+				a.writeError(w, r, err)
+			}
+		}
+		var key string
 		if err == nil {
-			err = h(w, r, me)
+			key, err = idempotencyKey(r)
 		}
 		switch {
-		case err == nil:
-		case client.Err() != nil:
-			// The client went away: nobody to answer, and not a server
-			// error (the middleware counts it as 499).
-		default:
+		case err != nil && client.Err() == nil:
 			a.writeError(w, r, err)
+		case err != nil:
+		case key != "":
+			a.idempotent(w, r, me, key, serve)
+		default:
+			serve(w, r)
 		}
 	})
 }

@@ -24,7 +24,7 @@ func status(code conduit.Code) int {
 		return http.StatusNotFound
 	case conduit.CodeUnavailable:
 		return http.StatusServiceUnavailable
-	case conduit.CodeChanged:
+	case conduit.CodeChanged, conduit.CodeBusy:
 		return http.StatusConflict
 	case codeStale:
 		return http.StatusPreconditionFailed

@@ -171,7 +171,8 @@ func (s *Store) RepairEvery(ctx context.Context, interval time.Duration, report 
 		// twice is one).
 		_, serr := s.SweepSessions(rctx, time.Now())
 		_, qerr := s.SweepQuotas(rctx, time.Now())
-		err = errors.Join(err, serr, qerr)
+		_, kerr := s.SweepKeys(rctx, time.Now())
+		err = errors.Join(err, serr, qerr, kerr)
 		cancel()
 		if (n > 0 || err != nil) && report != nil && ctx.Err() == nil {
 			report(n, err)

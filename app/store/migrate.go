@@ -51,12 +51,13 @@ func indexes() []index {
 		{"intents", "by_age", bson.D{asc("at")}, false, "interrupted writes, oldest first (Repair)"},
 		{"sessions", "by_exp", bson.D{asc("exp")}, false, "sessions past their lifetime (SweepSessions)"},
 		{"quotas", "by_exp", bson.D{asc("exp")}, false, "quota windows that ended (SweepQuotas)"},
+		{"idempotency", "by_exp", bson.D{asc("exp")}, false, "idempotency keys' answers past their day (SweepKeys)"},
 	}
 }
 
 // collections are every collection the store uses.
 func collections() []string {
-	return []string{"users", "follows", "favorites", "articles", "comments", "intents", "sessions", "quotas", "meta"}
+	return []string{"users", "follows", "favorites", "articles", "comments", "intents", "sessions", "quotas", "idempotency", "meta"}
 }
 
 // earlierCollections are collections only layout 1 had: a database that

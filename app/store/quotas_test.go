@@ -203,3 +203,48 @@ func TestOneAccountsTagSpamDoesNotCrowdOutEveryonesTags(t *testing.T) {
 	assert.Len(t, tags, MaxTags, "bounded")
 	assert.Equal(t, []string{"go", "zebra"}, tags[:2], "tags two people use come before any one account's")
 }
+
+// A key's claim whose reply was lost is found again as its own (not a
+// copy still running); a copy during the lease is busy; after an answer
+// is kept, a copy gets it; another body is refused; a released claim runs
+// again.
+func TestAnIdempotencyKeyIsClaimedOnceThroughALostReply(t *testing.T) {
+	ctx := context.Background()
+	st, proxy := newProxied(t, Options{}, 3)
+	now := time.Now()
+	proxy.InjectNext([]storetest.Fault{storetest.LoseReply}, "insert")
+	ans, err := st.ClaimKey(ctx, "k", "body-hash", "claim-1", now, time.Minute)
+	require.NoError(t, err, "its own claim, its reply lost")
+	assert.Nil(t, ans, "run it")
+	assert.Equal(t, 1, proxy.Counts()[storetest.LoseReply])
+
+	_, err = st.ClaimKey(ctx, "k", "body-hash", "claim-2", now, time.Minute)
+	assert.Equal(t, conduit.CodeBusy, conduit.CodeOf(err), "a copy while the first runs")
+	_, err = st.ClaimKey(ctx, "k", "another-body", "claim-3", now, time.Minute)
+	assert.Equal(t, conduit.CodeInvalid, conduit.CodeOf(err), "the key with another request")
+
+	require.NoError(t, st.KeepAnswer(ctx, "k", "claim-1", conduit.Answer{Status: 201, Header: map[string]string{"ETag": `"1"`}, Body: []byte(`{"ok":1}`)}))
+	ans, err = st.ClaimKey(ctx, "k", "body-hash", "claim-4", now, time.Minute)
+	require.NoError(t, err)
+	require.NotNil(t, ans)
+	assert.Equal(t, 201, ans.Status)
+	assert.Equal(t, `"1"`, ans.Header["ETag"])
+	assert.Equal(t, `{"ok":1}`, string(ans.Body))
+
+	// A lease that ended with no answer is taken over; a "try again" answer
+	// releases the key.
+	_, err = st.ClaimKey(ctx, "k2", "b", "first", now, time.Millisecond)
+	require.NoError(t, err)
+	time.Sleep(5 * time.Millisecond)
+	ans, err = st.ClaimKey(ctx, "k2", "b", "second", time.Now(), time.Minute)
+	require.NoError(t, err, "taken over")
+	assert.Nil(t, ans)
+	require.NoError(t, st.KeepAnswer(ctx, "k2", "second", conduit.Answer{Status: 503}))
+	ans, err = st.ClaimKey(ctx, "k2", "b", "third", time.Now(), time.Minute)
+	require.NoError(t, err, "released: runs again")
+	assert.Nil(t, ans)
+	require.NoError(t, st.KeepAnswer(ctx, "k2", "first", conduit.Answer{Status: 200}), "a claim taken over keeps nothing")
+	ans, err = st.ClaimKey(ctx, "k2", "b", "fourth", time.Now(), time.Minute)
+	assert.Equal(t, conduit.CodeBusy, conduit.CodeOf(err), "the third still holds it: the first's answer was not kept")
+	assert.Nil(t, ans)
+}

@@ -1,0 +1,106 @@
+package httpapi_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"webstack/app/conduit"
+	"webstack/app/httpapi"
+	"webstack/app/store"
+)
+
+// A request sent again with its Idempotency-Key is answered, not run
+// again: one article, one comment, the same answer byte for byte; the key
+// with another body is 422.
+func TestARequestSentAgainWithItsKeyIsAnsweredNotRepeated(t *testing.T) {
+	srv := newServer(t)
+	author := register(t, srv.URL, "author")
+	key := map[string]string{"Idempotency-Key": `"8e03978e-40d5-43e8-bc93-6894a57f9324"`}
+	post := `{"article":{"title":"Once","description":"d","body":"b"}}`
+	st, h, first := author.send("POST", "/api/articles", post, key)
+	require.Equal(t, http.StatusCreated, st, "%v", first)
+	assert.Empty(t, h.Get(httpapi.ReplayedHeader))
+	st, h, again := author.send("POST", "/api/articles", post, key)
+	assert.Equal(t, http.StatusCreated, st)
+	assert.Equal(t, "true", h.Get(httpapi.ReplayedHeader))
+	assert.Equal(t, first, again, "the first answer, again")
+	assert.Equal(t, `"1"`, h.Get("ETag"))
+	_, _, list := author.send("GET", "/api/articles?author=author", "", nil)
+	assert.EqualValues(t, 1, list["articlesCount"], "one article")
+
+	st, _, body := author.send("POST", "/api/articles", `{"article":{"title":"Another","description":"d","body":"b"}}`, key)
+	assert.Equal(t, http.StatusUnprocessableEntity, st)
+	assert.Contains(t, errorBody(t, body), "Idempotency-Key was used with another request")
+
+	reader := register(t, srv.URL, "reader")
+	ckey := map[string]string{"Idempotency-Key": "comment-1"}
+	for range 3 {
+		st, _, body = reader.send("POST", "/api/articles/once/comments", `{"comment":{"body":"only once"}}`, ckey)
+		require.Equal(t, http.StatusOK, st, "%v", body)
+	}
+	_, _, comments := reader.send("GET", "/api/articles/once/comments", "", nil)
+	assert.Len(t, comments["comments"], 1, "one comment")
+
+	// Another person's request with the same key is theirs, not this one.
+	st, h, _ = reader.send("POST", "/api/articles", post, key)
+	assert.Equal(t, http.StatusCreated, st)
+	assert.Empty(t, h.Get(httpapi.ReplayedHeader))
+
+	for _, bad := range []string{`""`, "with space", strings.Repeat("k", 300)} {
+		st, _, _ = reader.send("POST", "/api/articles", post, map[string]string{"Idempotency-Key": bad})
+		assert.Equal(t, http.StatusUnprocessableEntity, st, "key %q", bad)
+	}
+}
+
+// slowStore takes its time creating articles, and fails the first one it
+// is asked for with "unavailable" when failFirst.
+type slowStore struct {
+	*store.Store
+	delay     time.Duration
+	failFirst bool
+	once      sync.Once
+}
+
+func (s *slowStore) CreateArticle(ctx context.Context, a *conduit.Article) error {
+	failed := false
+	s.once.Do(func() { failed = s.failFirst })
+	if failed {
+		return conduit.Unavailable(context.DeadlineExceeded)
+	}
+	time.Sleep(s.delay)
+	return s.Store.CreateArticle(ctx, a)
+}
+
+// While the first request with a key runs, a copy is 409 (it is not run
+// beside it); an answer that says "try again" (503) is not kept: the copy
+// runs.
+func TestACopyWaitsForTheFirstAndAFailureIsNotKept(t *testing.T) {
+	srv, _ := newServerWithStore(t, func(s *store.Store) httpapi.Store { return &slowStore{Store: s, delay: 500 * time.Millisecond} })
+	author := register(t, srv.URL, "author")
+	key := map[string]string{"Idempotency-Key": "k1"}
+	post := `{"article":{"title":"Slow","description":"d","body":"b"}}`
+	var wg sync.WaitGroup
+	var firstStatus int
+	wg.Go(func() { firstStatus, _, _ = author.send("POST", "/api/articles", post, key) })
+	time.Sleep(150 * time.Millisecond)
+	st, _, body := author.send("POST", "/api/articles", post, key)
+	assert.Equal(t, http.StatusConflict, st, "%v", body)
+	assert.Contains(t, errorBody(t, body), "still running")
+	wg.Wait()
+	assert.Equal(t, http.StatusCreated, firstStatus)
+
+	srv, _ = newServerWithStore(t, func(s *store.Store) httpapi.Store { return &slowStore{Store: s, failFirst: true} })
+	author = register(t, srv.URL, "author")
+	st, _, _ = author.send("POST", "/api/articles", post, key)
+	assert.Equal(t, http.StatusServiceUnavailable, st)
+	st, h, body := author.send("POST", "/api/articles", post, key)
+	assert.Equal(t, http.StatusCreated, st, "%v", body)
+	assert.Empty(t, h.Get(httpapi.ReplayedHeader), "run, not replayed")
+}
