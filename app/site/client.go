@@ -274,16 +274,23 @@ func (c *client) userCall(ctx context.Context, method, path, token string, in ma
 	return out.User, c.do(ctx, method, path, nil, token, map[string]any{"user": in}, &out)
 }
 
-// saveArticle sends {"article": in}; an edit names the version it was
-// made to (ifMatch, "" for none).
-func (c *client) saveArticle(ctx context.Context, method, path, token, ifMatch string, in map[string]any) (article, error) {
+// saveArticle sends {"article": in} with h (If-Match: the version an edit
+// was made to; Idempotency-Key).
+func (c *client) saveArticle(ctx context.Context, method, path, token string, h http.Header, in map[string]any) (article, error) {
 	var out struct {
 		Article article `json:"article"`
 	}
-	var h http.Header
-	if ifMatch != "" {
-		h = http.Header{"If-Match": {ifMatch}}
-	}
 	_, err := c.send(ctx, method, path, nil, token, h, map[string]any{"article": in}, &out)
 	return out.Article, err
+}
+
+// keyed is the Idempotency-Key header of the form r posted (its page view's
+// key: see base.FormKey), or none when it carries none that the api would
+// take.
+func keyed(r *http.Request) http.Header {
+	k := r.PostForm.Get("key")
+	if k == "" || len(k) > 255 || strings.IndexFunc(k, func(c rune) bool { return c < 0x21 || c > 0x7e || c == '"' || c == '\\' }) >= 0 {
+		return http.Header{}
+	}
+	return http.Header{"Idempotency-Key": {k}}
 }

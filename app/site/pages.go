@@ -212,7 +212,16 @@ func messages(err error) ([]string, bool) {
 		if len(ae.Messages) == 0 {
 			return []string{"the request was refused"}, true
 		}
-		return ae.Messages, true
+		out := make([]string, len(ae.Messages))
+		for i, m := range ae.Messages {
+			if strings.HasPrefix(m, "Idempotency-Key was used with another request") {
+				// This page's form was sent before with other values (the
+				// browser's back button): the page shown now is new.
+				m = "this form was already sent with other values, so these were not saved: send them again to save them"
+			}
+			out[i] = m
+		}
+		return out, true
 	}
 	return nil, false
 }
@@ -463,11 +472,11 @@ func (s *Site) publish(w http.ResponseWriter, r *http.Request) {
 	if slug != "" {
 		method, path, done = http.MethodPut, "/api/articles/"+url.PathEscape(slug), "updated"
 	}
-	ifMatch := ""
-	if slug != "" {
-		ifMatch = f.Get("version")
+	h := keyed(r)
+	if v := f.Get("version"); slug != "" && v != "" {
+		h.Set("If-Match", v)
 	}
-	a, err := s.api.saveArticle(r.Context(), method, path, v.token, ifMatch, in)
+	a, err := s.api.saveArticle(r.Context(), method, path, v.token, h, in)
 	if cur, version, ok := changedMeanwhile(err); ok {
 		// Saved by someone else (another tab) since this form was opened:
 		// nothing was saved. The form keeps what the person typed, says
@@ -573,7 +582,8 @@ func (s *Site) deleteArticle(w http.ResponseWriter, r *http.Request) {
 	slug := r.PathValue("slug")
 	s.act(w, r, "/", "article-deleted", func(v visitor) error {
 		r.PostForm.Set("next", "/profile/"+url.PathEscape(v.username))
-		return s.api.do(r.Context(), http.MethodDelete, "/api/articles/"+url.PathEscape(slug), nil, v.token, nil, nil)
+		_, err := s.api.send(r.Context(), http.MethodDelete, "/api/articles/"+url.PathEscape(slug), nil, v.token, keyed(r), nil, nil)
+		return err
 	})
 }
 
@@ -609,7 +619,7 @@ func (s *Site) addComment(w http.ResponseWriter, r *http.Request) {
 	}
 	slug := r.PathValue("slug")
 	body := r.PostForm.Get("body")
-	err := s.api.do(r.Context(), http.MethodPost, "/api/articles/"+url.PathEscape(slug)+"/comments", nil, v.token,
+	_, err := s.api.send(r.Context(), http.MethodPost, "/api/articles/"+url.PathEscape(slug)+"/comments", nil, v.token, keyed(r),
 		map[string]any{"comment": map[string]any{"body": body}}, nil)
 	if msgs, ok := messages(err); ok && !isUnauthorized(err) {
 		view, lerr := s.loadArticle(w, r, v, slug)
@@ -680,7 +690,8 @@ func (s *Site) deleteComment(w http.ResponseWriter, r *http.Request) {
 	}
 	slug := r.PathValue("slug")
 	s.act(w, r, "/article/"+url.PathEscape(slug)+"#comments", "comment-deleted", func(v visitor) error {
-		return s.api.do(r.Context(), http.MethodDelete, "/api/articles/"+url.PathEscape(slug)+"/comments/"+strconv.FormatInt(id, 10), nil, v.token, nil, nil)
+		_, err := s.api.send(r.Context(), http.MethodDelete, "/api/articles/"+url.PathEscape(slug)+"/comments/"+strconv.FormatInt(id, 10), nil, v.token, keyed(r), nil, nil)
+		return err
 	})
 }
 

@@ -116,6 +116,12 @@ type base struct {
 	Here        string // this page's path, where sign-in returns to
 	Flash       string // what the last action did, if it redirected here
 	Failed      bool   // a form on this page was refused
+	// FormKey is this page view's idempotency key: its forms carry it, and
+	// the site sends it to the api (Idempotency-Key), so that a form sent
+	// twice (a double click, the browser sending a POST again) writes once.
+	// Every page view has its own: a form shown again after a refusal is a
+	// new request.
+	FormKey string
 }
 
 // SignInHref is the navigation's sign-in link: back here afterwards.
@@ -183,7 +189,7 @@ func unmaskToken(s string) string {
 // engines show, and the message a redirect left.
 func (s *Site) page(w http.ResponseWriter, r *http.Request, v visitor, nav, title string) base {
 	return base{Title: title, Nav: nav, Me: v.username, CSRF: v.formToken, Here: r.URL.RequestURI(),
-		Flash: s.jar(w, r).takeFlash(), Description: defaultDescription}
+		Flash: s.jar(w, r).takeFlash(), Description: defaultDescription, FormKey: rand.Text()}
 }
 
 // defaultDescription is a page's meta description unless it has its own.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -270,6 +271,44 @@ func TestSiteFlowsKeepPeoplesPlace(t *testing.T) {
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
 		assert.Equal(t, "About Edited in two tabs", got.Article.Description, "the second tab sent its whole form: its description")
 		assert.Equal(t, "Typed in the second tab", got.Article.Body)
+	})
+
+	t.Run("a form sent twice writes once", func(t *testing.T) {
+		p := b.person("reader")
+		p.t = t
+		p.step("sign in", visit(base+"/login"))
+		p.signIn("reader")
+		// The same form data posted twice from the page (a double click, a
+		// browser sending the POST again): one article, one comment.
+		twice := `(async () => {
+		  const form = document.querySelector("form[method=post]:not([action='/logout'])");
+		  const send = () => fetch(form.action, {method: "POST", body: new URLSearchParams(new FormData(form)), redirect: "manual"}).then(r => r.type === "opaqueredirect" ? 303 : r.status);
+		  return [await send(), await send()].join(",");
+		})()`
+		p.step("write an article", visit(base+"/editor"), chromedp.WaitVisible(css("#title")),
+			typeInto("#title", "Sent twice"), typeInto("#description", "d"), chromedp.SetValue(css("#body"), "b"))
+		yes := true
+		statuses, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](twice, func(e *runtime.EvaluateParams) { e.AwaitPromise = &yes }))
+		require.NoError(t, err)
+		assert.Equal(t, "303,303", statuses, "both answered as published")
+		var list struct{ ArticlesCount int }
+		resp, err := http.Get(base + "/api/articles?author=reader")
+		require.NoError(t, err)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+		resp.Body.Close()
+		assert.Equal(t, 1, list.ArticlesCount, "one article")
+
+		p.step("open it", visit(base+"/article/sent-twice"), chromedp.WaitVisible(css("#comment")), typeInto("#comment", "Said once"))
+		statuses, err = chromedp.Run(p.ctx, chromedp.Evaluate[string](strings.Replace(twice, `form[method=post]:not([action='/logout'])`, `form.comment-form`, 1),
+			func(e *runtime.EvaluateParams) { e.AwaitPromise = &yes }))
+		require.NoError(t, err)
+		assert.Equal(t, "303,303", statuses)
+		var comments struct{ Comments []any }
+		resp, err = http.Get(base + "/api/articles/sent-twice/comments")
+		require.NoError(t, err)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&comments))
+		resp.Body.Close()
+		assert.Len(t, comments.Comments, 1, "one comment")
 	})
 
 	t.Run("Enter in the tags field adds a tag and never publishes", func(t *testing.T) {
