@@ -98,7 +98,7 @@ func writeArticle(w http.ResponseWriter, st int, art *conduit.Article) {
 // what changed and keep what its person typed.
 func writeStale(w http.ResponseWriter, st int, art *conduit.Article) {
 	w.Header().Set("ETag", etag(art.Version))
-	msg := "was changed since the version this edit was made to: nothing was saved; the current version is in article"
+	msg := "was changed since the version this edit was made to: this edit was not applied (if an earlier copy of it was, the current version shows it); the current version is in article"
 	writeJSON(w, st, map[string]any{"errors": map[string][]string{"article": {msg}}, "article": toArticle(art, true)})
 }
 
@@ -236,12 +236,7 @@ func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 		err = save(art.Slug)
 	}
 	if conduit.CodeOf(err) == conduit.CodeChanged {
-		cur, cerr := a.store.ArticleByID(r.Context(), me, art.ID)
-		if cerr != nil {
-			return cerr
-		}
-		writeStale(w, http.StatusConflict, cur)
-		return nil
+		return a.writeChanged(w, r, me, art.ID)
 	}
 	if err != nil {
 		return err
@@ -250,12 +245,40 @@ func (a *API) updateArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 	return nil
 }
 
+// writeChanged answers an edit or a deletion that met another edit made
+// meanwhile with the current article: 412 when the request named the
+// version it was made to (If-Match: it was not current when it was
+// written, RFC 9110 §13.1.1), else 409.
+func (a *API) writeChanged(w http.ResponseWriter, r *http.Request, me *conduit.User, id string) error {
+	cur, err := a.store.ArticleByID(r.Context(), me, id)
+	if err != nil {
+		return err
+	}
+	st := http.StatusConflict
+	if len(r.Header.Values("If-Match")) > 0 {
+		st = http.StatusPreconditionFailed
+	}
+	writeStale(w, st, cur)
+	return nil
+}
+
+// deleteArticle deletes the version the request read (If-Match, when given,
+// must name the current one): one edited meanwhile stays, answered as an
+// edit that met another is.
 func (a *API) deleteArticle(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
 	art, err := a.ownArticle(r, me)
 	if err != nil {
 		return err
 	}
-	if err := a.store.DeleteArticle(r.Context(), art); err != nil {
+	if !ifMatch(r, etag(art.Version)) {
+		writeStale(w, http.StatusPreconditionFailed, art)
+		return nil
+	}
+	err = a.store.DeleteArticle(r.Context(), art)
+	if conduit.CodeOf(err) == conduit.CodeChanged {
+		return a.writeChanged(w, r, me, art.ID)
+	}
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -122,3 +122,22 @@ func TestConcurrentEditsNeverDropAFieldSilently(t *testing.T) {
 	assert.Equal(t, "d", articleField(body, "description"), "this edit saved nothing")
 	assert.Equal(t, `"2"`, h.Get("ETag"))
 }
+
+// A deletion honours If-Match as an edit does: another version is 412,
+// and the article stays.
+func TestADeletionOfAnotherVersionIsRefused(t *testing.T) {
+	srv := newServer(t)
+	author := register(t, srv.URL, "author")
+	st, _, body := author.send("POST", "/api/articles", `{"article":{"title":"Kept","description":"d","body":"b"}}`, nil)
+	require.Equal(t, http.StatusCreated, st, "%v", body)
+	st, _, _ = author.send("PUT", "/api/articles/kept", `{"article":{"body":"edited"}}`, nil)
+	require.Equal(t, http.StatusOK, st)
+	st, h, body := author.send("DELETE", "/api/articles/kept", "", map[string]string{"If-Match": `"1"`})
+	assert.Equal(t, http.StatusPreconditionFailed, st)
+	assert.Equal(t, `"2"`, h.Get("ETag"))
+	assert.Equal(t, "edited", articleField(body, "body"))
+	st, _, _ = author.send("GET", "/api/articles/kept", "", nil)
+	assert.Equal(t, http.StatusOK, st, "still there")
+	st, _, _ = author.send("DELETE", "/api/articles/kept", "", map[string]string{"If-Match": `"2"`})
+	assert.Equal(t, http.StatusNoContent, st)
+}

@@ -473,8 +473,23 @@ func (s *Site) publish(w http.ResponseWriter, r *http.Request) {
 		method, path, done = http.MethodPut, "/api/articles/"+url.PathEscape(slug), "updated"
 	}
 	h := keyed(r)
-	if v := f.Get("version"); slug != "" && v != "" {
-		h.Set("If-Match", v)
+	if slug != "" && f.Get("version") == "" {
+		// A form that does not say which version it edits (one shown
+		// before versions, or by an api that sent none) is not sent over
+		// whatever is there now: it is shown against the saved version.
+		cur, version, err := s.api.articleVersion(r.Context(), v.token, slug)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		form := editorForm(slug, f.Get("title"), f.Get("description"), f.Get("body"), f.Get("tags"))
+		form.Version = version
+		form.Problems = changedFields(&form, cur, f)
+		s.render(w, r, http.StatusConflict, "form", s.editorView(w, r, v, slug, f.Get("title"), form))
+		return
+	}
+	if slug != "" {
+		h.Set("If-Match", f.Get("version"))
 	}
 	a, err := s.api.saveArticle(r.Context(), method, path, v.token, h, in)
 	if cur, version, ok := changedMeanwhile(err); ok {

@@ -145,7 +145,7 @@ func (s *Store) UpdateArticle(ctx context.Context, a *conduit.Article) error {
 		}
 		if cur.Ver != a.Version+1 || cur.Slug != a.Slug || cur.Title != a.Title || cur.Description != a.Description ||
 			cur.Body != a.Body || !slices.Equal(nonNil(cur.TagList), nonNil(a.TagList)) {
-			return conduit.Errorf(conduit.CodeChanged, "the article was changed since this version was read")
+			return conduit.Errorf(conduit.CodeChanged, "the article was changed since this version was read: this edit was not applied")
 		}
 		// Our own copy, applied before its reply was lost.
 	}
@@ -171,13 +171,14 @@ func nonNil(tags []string) []string {
 }
 
 // DeleteArticle removes an article with its comments and favorites.
-// Steps: the intent, the article, its comments, its favorites, the intent
-// done; each step is idempotent, and Repair runs them again for an intent
-// a crash left behind. The article goes first, so a half-done deletion
-// shows nothing of it.
+// Steps: the intent, the article (at the version the caller read: edited
+// since, it stays and the answer is CodeChanged), its comments, its
+// favorites, the intent done; each step is idempotent, and Repair runs
+// them again for an intent a crash left behind. The article goes first, so
+// a half-done deletion shows nothing of it.
 func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.delete", time.Now())
-	intent, err := s.begin(ctx, intentDoc{Kind: intentDeleteArticle, AID: a.ID})
+	intent, err := s.begin(ctx, intentDoc{Kind: intentDeleteArticle, AID: a.ID, Ver: a.Version})
 	if err != nil {
 		return err
 	}

@@ -94,7 +94,10 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 	switch {
 	case errNotFound(err):
 		if _, err := s.coll("comments").DeleteOne(ctx, byID(doc.ID)); err != nil {
-			// The article's deletion, settling, removes it (see intentDoc).
+			// The article's deletion may have settled already: record one
+			// again, whose run sweeps the comments of an article that is
+			// gone.
+			_, _ = s.begin(context.WithoutCancel(ctx), intentDoc{Kind: intentDeleteArticle, AID: a.ID})
 			return s.wrap("delete a comment on an article that is gone", err)
 		}
 		return conduit.Errorf(conduit.CodeNotFound, "article not found")

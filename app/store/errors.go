@@ -28,6 +28,7 @@ var failoverCodes = []int{
 	10107, // NotWritablePrimary ("not primary", formerly "not master")
 	11600, // InterruptedAtShutdown
 	11602, // InterruptedDueToReplStateChange
+	112,   // WriteConflict (two writers of one document at once: the loser tries again)
 	13435, // NotPrimaryNoSecondaryOk
 	13436, // NotPrimaryOrSecondary ("node is recovering")
 	50,    // MaxTimeMSExpired: the server gave up; nothing was applied by a read

@@ -9,11 +9,16 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"webstack/app/conduit"
 )
 
 // An intent records a write of several documents before its first step:
-// what must hold when it is over. Its steps are idempotent. An intent older
-// than Options.IntentGrace belongs to a write that was interrupted (a
+// what must hold when it is over. Its steps are idempotent. There is one
+// intent per kind of write and article (its _id is both): the writes of
+// one kind to one article share it, so however many favorites an article
+// gets, it has one intent to recount them. An intent whose steps have not
+// all run for IntentGrace belongs to a write that was interrupted (a
 // crash, a failover between steps, a request whose client gave up), and
 // Repair runs its steps again.
 //
@@ -21,14 +26,17 @@ import (
 // held by the server and land later (DocumentDB has no retryable writes,
 // and nothing stops a command its client gave up on) — a favorite inserted
 // after its recount, a comment inserted after its article's deletion swept
-// the comments. So when the steps are done the intent is kept, marked
-// settling, until Options.LateWrites after; Repair then runs its steps
-// once more, which counts or removes whatever landed meanwhile, and
-// deletes it. A write that lands later than that is not covered.
+// the comments. So when the steps are done the intent is marked settling,
+// due Options.LateWrites later; Repair then runs its steps once more, which
+// counts or removes whatever landed meanwhile, and deletes it unless a new
+// write of its kind began meanwhile. A write that lands later than that is
+// not covered (an article's edits and deletion are fenced by its version
+// instead, whenever they land).
 type intentDoc struct {
 	ID       string    `bson:"_id"`
 	Kind     string    `bson:"kind"`
 	AID      string    `bson:"aid,omitempty"`
+	Ver      int64     `bson:"ver,omitempty"` // a deletion: the version of the article it read
 	At       time.Time `bson:"at"`
 	Settling bool      `bson:"settling,omitempty"` // its steps ran; one more run when At comes due
 }
@@ -39,11 +47,22 @@ const (
 	intentDeleteArticle    = "delete-article"    // the article, its comments and favorites
 )
 
-// begin records an intent (its first step).
+// begin records the intent of a write (its first step): the kind's intent
+// for the article, made or opened again (not settling; due IntentGrace
+// from now, or later if it was already).
 func (s *Store) begin(ctx context.Context, d intentDoc) (intentDoc, error) {
-	d.ID, d.At = newID(), time.Now().UTC()
-	if err := s.insertNew(ctx, "intents", "record intent", d.ID, d, sameDoc(d)); err != nil {
-		return intentDoc{}, err
+	d.ID, d.At = d.Kind+"/"+d.AID, time.Now().UTC()
+	fields := bson.D{{Key: "kind", Value: d.Kind}, {Key: "aid", Value: d.AID}, {Key: "settling", Value: false}}
+	if d.Ver != 0 {
+		fields = append(fields, bson.E{Key: "ver", Value: d.Ver})
+	}
+	_, err := s.coll("intents").UpdateOne(ctx, byID(d.ID),
+		bson.D{{Key: "$set", Value: fields}, {Key: "$max", Value: bson.D{{Key: "at", Value: d.At}}}}, options.UpdateOne().SetUpsert(true))
+	if isDuplicate(err) { // two first begins raced: the document is there now
+		_, err = s.coll("intents").UpdateOne(ctx, byID(d.ID), bson.D{{Key: "$set", Value: fields}, {Key: "$max", Value: bson.D{{Key: "at", Value: d.At}}}})
+	}
+	if err != nil {
+		return intentDoc{}, s.wrap("record intent", err)
 	}
 	return d, nil
 }
@@ -61,14 +80,16 @@ func (s *Store) finish(ctx context.Context, d intentDoc) error {
 // once more after Options.LateWrites (for a write of the request's that
 // lands late), then deletes it. When the mark fails, Repair runs the steps
 // again after IntentGrace and then settles it: the write succeeded and is
-// answered so either way.
+// answered so either way. ($max: a mark that lands late never brings the
+// settling run earlier.)
 func (s *Store) done(ctx context.Context, d intentDoc) {
 	if d.ID == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	_, err := s.coll("intents").UpdateOne(ctx, byID(d.ID), set(bson.E{Key: "settling", Value: true}, bson.E{Key: "at", Value: s.settleAt()}))
+	_, err := s.coll("intents").UpdateOne(ctx, byID(d.ID), bson.D{{Key: "$set", Value: bson.D{{Key: "settling", Value: true}}},
+		{Key: "$max", Value: bson.D{{Key: "at", Value: s.settleAt()}}}})
 	_ = s.wrap("settle intent", err) // reported to OnError, not to the client
 }
 
@@ -92,8 +113,17 @@ func (s *Store) apply(ctx context.Context, d intentDoc) error {
 		}
 		return err
 	case intentDeleteArticle:
-		if _, err := s.coll("articles").DeleteOne(ctx, byID(d.AID)); err != nil { // none when an earlier run got this far
+		// The version the deletion read: a deletion that lands late, after
+		// an edit, deletes nothing (none when an earlier run got this far).
+		if _, err := s.coll("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.AID}, atVersion(d.Ver)}); err != nil {
 			return s.wrap("delete article", err)
+		}
+		switch err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(d.AID), &articleDoc{},
+			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})); {
+		case err == nil:
+			return errEditedSince // kept: its comments and favorites stay
+		case !errNotFound(err):
+			return err
 		}
 		if _, err := s.coll("comments").DeleteMany(ctx, bson.D{{Key: "aid", Value: d.AID}}); err != nil {
 			return s.wrap("delete the article's comments", err)
@@ -109,46 +139,64 @@ func (s *Store) dropFavorites(ctx context.Context, aid string) error {
 	return s.wrap("delete the article's favorites", err)
 }
 
+// errEditedSince: a deletion met an edit of the article made after the
+// version it read; the article stays.
+var errEditedSince = conduit.Errorf(conduit.CodeChanged, "the article was changed since this version was read: it was not deleted")
+
 // Repair finishes the writes that were interrupted, and settles the ones
 // that finished: each intent due (older than Options.IntentGrace) is
 // claimed (its time moved on, compared-and-set, so that one instance takes
 // it), and its steps run again; an interrupted one is then settling (one
-// more run after LateWrites), a settling one is deleted. An intent whose
-// steps fail stays for the next round and does not hold up the others. It
-// returns how many it ran, and the first error it met.
+// more run after LateWrites), a settling one is deleted unless a write of
+// its kind began meanwhile. An intent whose steps fail stays for the next
+// round and does not hold up the others. It takes batches until none is
+// due or ctx ends, and returns how many interrupted writes it finished
+// (settles are not counted) and the first error it met.
 func (s *Store) Repair(ctx context.Context) (int, error) {
 	defer s.observe("intents.repair", time.Now())
-	cutoff := time.Now().UTC().Add(-s.opts.IntentGrace)
-	due, err := findAll[intentDoc](ctx, s, s.coll("intents"), "intents.find",
-		bson.D{{Key: "at", Value: bson.D{{Key: "$lte", Value: cutoff}}}}, options.Find().SetSort(bson.D{asc("at")}).SetLimit(100))
-	if err != nil {
-		return 0, err
-	}
 	n := 0
 	var first error
-	for _, d := range due {
-		if ctx.Err() != nil {
+	seen := map[string]bool{}
+	for ctx.Err() == nil {
+		cutoff := time.Now().UTC().Add(-s.opts.IntentGrace)
+		due, err := findAll[intentDoc](ctx, s, s.coll("intents"), "intents.find",
+			bson.D{{Key: "at", Value: bson.D{{Key: "$lte", Value: cutoff}}}}, options.Find().SetSort(bson.D{asc("at")}).SetLimit(100))
+		if err != nil {
+			return n, cmp.Or(first, err)
+		}
+		fresh := 0
+		for _, d := range due {
+			if ctx.Err() != nil || seen[d.ID] {
+				continue // one run per intent per Repair: one that failed waits for the next
+			}
+			seen[d.ID] = true
+			fresh++
+			claimed := time.Now().UTC()
+			res, err := s.coll("intents").UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "at", Value: d.At}},
+				set(bson.E{Key: "at", Value: claimed}))
+			if err == nil && res.MatchedCount == 0 {
+				continue // finished or claimed elsewhere meanwhile
+			}
+			if err == nil {
+				err = s.apply(ctx, d)
+				if errors.Is(err, errEditedSince) {
+					err = nil // nothing left to do
+				}
+			}
+			if err == nil && d.Settling {
+				_, err = s.coll("intents").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "at", Value: claimed}, {Key: "settling", Value: true}})
+				err = s.wrap("delete intent", err)
+			} else if err == nil {
+				s.done(ctx, d)
+				n++
+			}
+			if err != nil {
+				first = cmp.Or(first, fmt.Errorf("intent %s (%s): %w", d.ID, d.Kind, err))
+			}
+		}
+		if fresh == 0 {
 			break
 		}
-		res, err := s.coll("intents").UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "at", Value: d.At}},
-			set(bson.E{Key: "at", Value: time.Now().UTC()}))
-		if err == nil && res.MatchedCount == 0 {
-			continue // finished or claimed elsewhere meanwhile
-		}
-		if err == nil {
-			err = s.apply(ctx, d)
-		}
-		if err == nil && d.Settling {
-			_, err = s.coll("intents").DeleteOne(ctx, byID(d.ID))
-			err = s.wrap("delete intent", err)
-		} else if err == nil {
-			s.done(ctx, d)
-		}
-		if err != nil {
-			first = cmp.Or(first, fmt.Errorf("intent %s (%s): %w", d.ID, d.Kind, err))
-			continue
-		}
-		n++
 	}
 	return n, first
 }

@@ -169,6 +169,9 @@ func TestAPopularArticleTakesConcurrentFavorites(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, people, favoritesCount(t, st, nil))
 	st.assertConsistent(t)
+	intents, err := st.coll("intents").CountDocuments(ctx, bson.D{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, intents, "24 favorites of one article share its one intent (settling)")
 }
 
 // A comment is added by the article's id, which the caller read a moment
@@ -213,11 +216,32 @@ func proxiedFixture(t *testing.T, opts Options) (*Store, *storetest.FaultProxy, 
 	return st, proxy, alice, bob, art
 }
 
-// lateOpts: intents are taken after 100 ms, settle after 1.5 s; a late
-// write lands 800 ms after it was sent, long after its 300 ms request.
-var lateOpts = Options{IntentGrace: 100 * time.Millisecond, LateWrites: 1500 * time.Millisecond}
+// lateOpts: intents are taken after 100 ms, settle after 2.5 s; a late
+// write lands 1.5 s after it was sent, long after its 300 ms request.
+// (Tests wait for what they look at — the proxy says when a held write
+// landed, Repair is asked until the intent settled — not for times.)
+var lateOpts = Options{IntentGrace: 100 * time.Millisecond, LateWrites: 2500 * time.Millisecond}
 
-const lateBy = 800 * time.Millisecond
+const lateBy = 1500 * time.Millisecond
+
+// landed waits until the proxy's held write has reached the database.
+func landed(t *testing.T, proxy *storetest.FaultProxy, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return proxy.Landed() >= n }, lateBy+5*time.Second, 10*time.Millisecond, "the held write lands")
+}
+
+// settled asks Repair until no intent is left (the settling runs done).
+func settled(t *testing.T, st *Store) {
+	t.Helper()
+	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		_, err := st.Repair(ctx)
+		require.NoError(t, err)
+		left, err := findAll[intentDoc](ctx, st, st.coll("intents"), "t", bson.D{})
+		require.NoError(t, err)
+		return len(left) == 0
+	}, lateOpts.LateWrites+5*time.Second, 100*time.Millisecond, "the intents settle")
+}
 
 // A favorite whose insert the server holds past its request (503), past
 // Repair's recount of the interrupted write, and applies after: the count
@@ -228,7 +252,6 @@ func TestAFavoriteThatLandsAfterItsRecountIsCounted(t *testing.T) {
 	st, proxy, alice, _, art := proxiedFixture(t, lateOpts)
 	proxy.Late = lateBy
 	lateInsertInto(proxy, "favorites")
-	began := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	err := st.Favorite(rctx, alice.ID, art)
 	cancel()
@@ -236,23 +259,17 @@ func TestAFavoriteThatLandsAfterItsRecountIsCounted(t *testing.T) {
 	proxy.Observe = nil
 
 	time.Sleep(200 * time.Millisecond)
-	repaired := time.Now()
 	n, err := st.Repair(ctx) // the interrupted write: recounted before the late insert lands
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
+	require.Zero(t, proxy.Landed(), "(the held insert must land after this recount: a slower machine needs a longer Late)")
 	assert.Zero(t, favoritesCount(t, st, &conduit.User{LastWrite: time.Now()}), "counted before the favorite landed")
 
-	time.Sleep(time.Until(began.Add(lateBy + 300*time.Millisecond)))
+	landed(t, proxy, 1)
 	var fav bson.Raw
 	require.NoError(t, st.coll("favorites").FindOne(ctx, byID(pair(alice.ID, art.ID)), &fav), "the late insert landed")
-	time.Sleep(time.Until(repaired.Add(lateOpts.LateWrites + 200*time.Millisecond)))
-	n, err = st.Repair(ctx) // the settling pass
-	require.NoError(t, err)
-	assert.Equal(t, 1, n)
+	settled(t, st)
 	assert.Equal(t, 1, favoritesCount(t, st, &conduit.User{LastWrite: time.Now()}), "the late favorite is counted")
-	left, err := findAll[intentDoc](ctx, st, st.coll("intents"), "t", bson.D{})
-	require.NoError(t, err)
-	assert.Empty(t, left, "settled and gone")
 }
 
 // lateInsertInto makes the proxy hold the next insert into coll (Late).
@@ -280,19 +297,17 @@ func TestACommentThatLandsAfterItsArticlesDeletionGoes(t *testing.T) {
 	cancel()
 	require.Error(t, err, "the request gave up on the held insert")
 	proxy.Observe = nil
-	deleted := time.Now()
 	require.NoError(t, st.DeleteArticle(ctx, art), "deleted before the held comment lands")
+	require.Zero(t, proxy.Landed(), "(the held insert must land after the deletion: a slower machine needs a longer Late)")
 
-	time.Sleep(time.Until(deleted.Add(lateBy)))
 	count := func() int64 {
 		n, err := st.coll("comments").CountDocuments(ctx, bson.D{{Key: "aid", Value: art.ID}})
 		require.NoError(t, err)
 		return n
 	}
-	require.Eventually(t, func() bool { return count() == 1 }, 2*time.Second, 20*time.Millisecond, "the held comment landed, under the deleted article")
-	time.Sleep(time.Until(deleted.Add(lateOpts.LateWrites + 200*time.Millisecond)))
-	_, err = st.Repair(ctx)
-	require.NoError(t, err)
+	landed(t, proxy, 1)
+	require.Equal(t, int64(1), count(), "the held comment landed, under the deleted article")
+	settled(t, st)
 	assert.Zero(t, count(), "the deletion, settling, removed it")
 }
 
@@ -382,11 +397,11 @@ func TestALateCopyOfAnEditDoesNotUndoALaterOne(t *testing.T) {
 		return st.UpdateArticle(rctx, a)
 	}
 	proxy.Late = lateBy
-	began := time.Now()
 	require.Error(t, edit("A", storetest.Late, 300*time.Millisecond), "held: the request gives up")
 	require.NoError(t, edit("A", storetest.None, time.Second), "sent again")
 	require.NoError(t, edit("B", storetest.None, time.Second), "the next edit")
-	time.Sleep(time.Until(began.Add(lateBy + 300*time.Millisecond)))
+	require.Zero(t, proxy.Landed(), "(the held edit must land after the next: a slower machine needs a longer Late)")
+	landed(t, proxy, 1)
 	got, err := st.ArticleByID(ctx, nil, art.ID)
 	require.NoError(t, err)
 	assert.Equal(t, "B", got.Title, "the late copy of A changed nothing")
@@ -397,4 +412,36 @@ func TestALateCopyOfAnEditDoesNotUndoALaterOne(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "C", got.Title)
 	assert.Equal(t, int64(4), got.Version)
+}
+
+// A deletion whose delete the server holds past its request, while the
+// author edits the article: the held delete lands naming the version it
+// read, and the edited article stays — and so does Repair's run of the
+// deletion's intent.
+func TestALateDeletionDoesNotUndoALaterEdit(t *testing.T) {
+	ctx := context.Background()
+	st, proxy, alice, _, art := proxiedFixture(t, lateOpts)
+	proxy.Late = lateBy
+	var once sync.Once
+	proxy.Observe = func(cmd bson.Raw) {
+		if c, _ := cmd.Lookup("delete").StringValueOK(); c == "articles" {
+			once.Do(func() { proxy.InjectNext([]storetest.Fault{storetest.Late}, "delete") })
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := st.DeleteArticle(rctx, art)
+	cancel()
+	require.Error(t, err, "the request gave up on the held delete")
+	proxy.Observe = nil
+
+	edited, err := st.ArticleByID(ctx, nil, art.ID)
+	require.NoError(t, err)
+	edited.Body, edited.UpdatedAt = "kept, after the author's edit", time.Now().UTC()
+	require.NoError(t, st.UpdateArticle(ctx, edited), "the author edits it")
+	require.Zero(t, proxy.Landed(), "(the held delete must land after the edit: a slower machine needs a longer Late)")
+	landed(t, proxy, 1)
+	settled(t, st)
+	got, err := st.ArticleByID(ctx, alice, art.ID)
+	require.NoError(t, err, "the edited article stays")
+	assert.Equal(t, "kept, after the author's edit", got.Body)
 }

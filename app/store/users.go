@@ -232,7 +232,8 @@ func (s *Store) Wrote(ctx context.Context, viewer *conduit.User) error {
 	}
 	defer s.observe("users.wrote", time.Now())
 	until := now.Add(2 * s.opts.ReadYourWrites)
-	if _, err := s.coll("users").UpdateOne(ctx, byID(viewer.ID), set(bson.E{Key: "lastWrite", Value: now}, bson.E{Key: "freshUntil", Value: until})); err != nil {
+	// $max: a copy of this write that lands late never moves them back.
+	if _, err := s.coll("users").UpdateOne(ctx, byID(viewer.ID), bson.D{{Key: "$max", Value: bson.D{{Key: "lastWrite", Value: now}, {Key: "freshUntil", Value: until}}}}); err != nil {
 		return s.wrap("record a write", err)
 	}
 	viewer.LastWrite, viewer.FreshUntil = now, until

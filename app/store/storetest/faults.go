@@ -81,6 +81,7 @@ type FaultProxy struct {
 	nextOnly []string // …into these commands
 	rng      *rand.Rand
 	counts   map[Fault]int
+	landed   int // Late commands that reached the database
 	conns    map[net.Conn]struct{}
 	wg       sync.WaitGroup
 }
@@ -128,6 +129,14 @@ func (p *FaultProxy) Counts() map[Fault]int {
 		out[k] = v
 	}
 	return out
+}
+
+// Landed is how many commands held by a Late fault have since reached the
+// database (and been applied): what a test waits for before it looks.
+func (p *FaultProxy) Landed() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.landed
 }
 
 // Injected is how many faults were injected in all.
@@ -264,6 +273,11 @@ func (p *FaultProxy) relay(client net.Conn) {
 		}
 		for {
 			reply, err := mongowire.Read(server)
+			if fault == Late {
+				p.mu.Lock()
+				p.landed++ // applied (or refused) by the database now
+				p.mu.Unlock()
+			}
 			if err != nil || fault == LoseReply {
 				return
 			}
