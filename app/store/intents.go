@@ -14,31 +14,30 @@ import (
 )
 
 // An intent records a write of several documents before its first step:
-// what must hold when it is over. Its steps are idempotent. There is one
-// intent per kind of write and article (its _id is both): the writes of
-// one kind to one article share it, so however many favorites an article
-// gets, it has one intent to recount them. An intent whose steps have not
-// all run for IntentGrace belongs to a write that was interrupted (a
-// crash, a failover between steps, a request whose client gave up), and
-// Repair runs its steps again.
+// what must hold when it is over. Its steps are idempotent; when they have
+// run, the intent is deleted. An intent older than Options.IntentGrace
+// belongs to a write that was interrupted (a crash, a failover between
+// steps, a request whose client gave up), and Repair runs its steps again.
 //
 // Steps done are not the end of it: a write the request sent may still be
 // held by the server and land later (DocumentDB has no retryable writes,
 // and nothing stops a command its client gave up on) — a favorite inserted
 // after its recount, a comment inserted after its article's deletion swept
-// the comments. So when the steps are done the intent is marked settling,
-// due Options.LateWrites later; Repair then runs its steps once more, which
-// counts or removes whatever landed meanwhile, and deletes it unless a new
-// write of its kind began meanwhile. A write that lands later than that is
-// not covered (an article's edits and deletion are fenced by its version
-// instead, whenever they land).
+// the comments. So a finished intent leaves a settling one for its kind of
+// write and its article — one, however many writes of that kind the
+// article gets ("settle/<kind>/<article>", its time moved to LateWrites
+// from the last of them) — which Repair runs once more when it comes due:
+// that counts or removes whatever landed meanwhile. It is deleted unless a
+// later write moved its time meanwhile. A write that lands later than that
+// is not covered (an article's edits and deletion are fenced by its
+// version instead, whenever they land).
 type intentDoc struct {
 	ID       string    `bson:"_id"`
 	Kind     string    `bson:"kind"`
 	AID      string    `bson:"aid,omitempty"`
 	Ver      int64     `bson:"ver,omitempty"` // a deletion: the version of the article it read
 	At       time.Time `bson:"at"`
-	Settling bool      `bson:"settling,omitempty"` // its steps ran; one more run when At comes due
+	Settling bool      `bson:"settling,omitempty"` // the article's settling run: due at At
 }
 
 // The kinds of intents, and the steps each finishes with (apply).
@@ -47,27 +46,16 @@ const (
 	intentDeleteArticle    = "delete-article"    // the article, its comments and favorites
 )
 
-// begin records the intent of a write (its first step): the kind's intent
-// for the article, made or opened again (not settling; due IntentGrace
-// from now, or later if it was already).
+// begin records an intent (its first step).
 func (s *Store) begin(ctx context.Context, d intentDoc) (intentDoc, error) {
-	d.ID, d.At = d.Kind+"/"+d.AID, time.Now().UTC()
-	fields := bson.D{{Key: "kind", Value: d.Kind}, {Key: "aid", Value: d.AID}, {Key: "settling", Value: false}}
-	if d.Ver != 0 {
-		fields = append(fields, bson.E{Key: "ver", Value: d.Ver})
-	}
-	_, err := s.coll("intents").UpdateOne(ctx, byID(d.ID),
-		bson.D{{Key: "$set", Value: fields}, {Key: "$max", Value: bson.D{{Key: "at", Value: d.At}}}}, options.UpdateOne().SetUpsert(true))
-	if isDuplicate(err) { // two first begins raced: the document is there now
-		_, err = s.coll("intents").UpdateOne(ctx, byID(d.ID), bson.D{{Key: "$set", Value: fields}, {Key: "$max", Value: bson.D{{Key: "at", Value: d.At}}}})
-	}
-	if err != nil {
-		return intentDoc{}, s.wrap("record intent", err)
+	d.ID, d.At = newID(), time.Now().UTC()
+	if err := s.insertNew(ctx, "intents", "record intent", d.ID, d, sameDoc(d)); err != nil {
+		return intentDoc{}, err
 	}
 	return d, nil
 }
 
-// finish runs an intent's steps, then marks it settling.
+// finish runs an intent's steps, then settles it.
 func (s *Store) finish(ctx context.Context, d intentDoc) error {
 	if err := s.apply(ctx, d); err != nil {
 		return err
@@ -76,25 +64,36 @@ func (s *Store) finish(ctx context.Context, d intentDoc) error {
 	return nil
 }
 
-// done marks an intent whose steps are over settling: Repair runs its steps
-// once more after Options.LateWrites (for a write of the request's that
-// lands late), then deletes it. When the mark fails, Repair runs the steps
-// again after IntentGrace and then settles it: the write succeeded and is
-// answered so either way. ($max: a mark that lands late never brings the
-// settling run earlier.)
+// done settles an intent whose steps are over: its article's settling
+// intent of that kind is made or moved to LateWrites from now ($max: a copy
+// that lands late never brings it earlier), and the intent is deleted.
+// When either fails, Repair runs the steps again after IntentGrace and
+// then settles it: the write succeeded and is answered so either way.
 func (s *Store) done(ctx context.Context, d intentDoc) {
 	if d.ID == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	_, err := s.coll("intents").UpdateOne(ctx, byID(d.ID), bson.D{{Key: "$set", Value: bson.D{{Key: "settling", Value: true}}},
-		{Key: "$max", Value: bson.D{{Key: "at", Value: s.settleAt()}}}})
-	_ = s.wrap("settle intent", err) // reported to OnError, not to the client
+	fields := bson.D{{Key: "kind", Value: d.Kind}, {Key: "aid", Value: d.AID}, {Key: "settling", Value: true}}
+	if d.Ver != 0 {
+		fields = append(fields, bson.E{Key: "ver", Value: d.Ver})
+	}
+	settle := bson.D{{Key: "$set", Value: fields}, {Key: "$max", Value: bson.D{{Key: "at", Value: s.settleAt()}}}}
+	id := "settle/" + d.Kind + "/" + d.AID
+	_, err := s.coll("intents").UpdateOne(ctx, byID(id), settle, options.UpdateOne().SetUpsert(true))
+	if isDuplicate(err) { // two first settles raced: it is there now
+		_, err = s.coll("intents").UpdateOne(ctx, byID(id), settle)
+	}
+	if err = s.wrap("settle intent", err); err != nil || d.Settling {
+		return // reported to OnError, not to the client
+	}
+	_, err = s.coll("intents").DeleteOne(ctx, byID(d.ID))
+	_ = s.wrap("delete intent", err)
 }
 
-// settleAt is the at of an intent that settles: Repair takes intents once
-// at is IntentGrace old, so this one comes due LateWrites from now.
+// settleAt is the at of a settling intent: Repair takes intents once at is
+// IntentGrace old, so this one comes due LateWrites from now.
 func (s *Store) settleAt() time.Time {
 	return time.Now().UTC().Add(s.opts.LateWrites - s.opts.IntentGrace)
 }
@@ -146,9 +145,8 @@ var errEditedSince = conduit.Errorf(conduit.CodeChanged, "the article was change
 // Repair finishes the writes that were interrupted, and settles the ones
 // that finished: each intent due (older than Options.IntentGrace) is
 // claimed (its time moved on, compared-and-set, so that one instance takes
-// it), and its steps run again; an interrupted one is then settling (one
-// more run after LateWrites), a settling one is deleted unless a write of
-// its kind began meanwhile. An intent whose steps fail stays for the next
+// it), and its steps run again; an interrupted one is then settled (see
+// done), a settling one deleted unless a write's settle moved it meanwhile. An intent whose steps fail stays for the next
 // round and does not hold up the others. It takes batches until none is
 // due or ctx ends, and returns how many interrupted writes it finished
 // (settles are not counted) and the first error it met.
@@ -184,7 +182,8 @@ func (s *Store) Repair(ctx context.Context) (int, error) {
 				}
 			}
 			if err == nil && d.Settling {
-				_, err = s.coll("intents").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "at", Value: claimed}, {Key: "settling", Value: true}})
+				// Deleted unless a write's settle moved it meanwhile.
+				_, err = s.coll("intents").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "at", Value: claimed}})
 				err = s.wrap("delete intent", err)
 			} else if err == nil {
 				s.done(ctx, d)

@@ -171,7 +171,7 @@ func TestAPopularArticleTakesConcurrentFavorites(t *testing.T) {
 	st.assertConsistent(t)
 	intents, err := st.coll("intents").CountDocuments(ctx, bson.D{})
 	require.NoError(t, err)
-	assert.EqualValues(t, 1, intents, "24 favorites of one article share its one intent (settling)")
+	assert.EqualValues(t, 1, intents, "24 favorites of one article leave one settling intent")
 }
 
 // A comment is added by the article's id, which the caller read a moment
