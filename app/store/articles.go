@@ -186,22 +186,38 @@ func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 }
 
 // Favorite marks a as user's favourite and recounts its favorites. Steps:
-// the intent to recount, the favorite (an insert whose _id is the pair:
-// twice is once), the mark and the recount (see recountFavorites), the
-// intent done. a's count and flag are updated.
+// the intent to recount, the favorite (toggled on: see toggle for what a
+// lost reply, a late copy, a re-send and a concurrent toggle do), the mark
+// and the recount (see recountFavorites), the intent done. a's count and
+// flag are updated.
 func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) error {
-	defer s.observe("favorites.insert", time.Now())
+	return s.favorite(ctx, user, a, true)
+}
+
+// Unfavorite toggles the favorite off and recounts, as Favorite.
+func (s *Store) Unfavorite(ctx context.Context, user string, a *conduit.Article) error {
+	return s.favorite(ctx, user, a, false)
+}
+
+func (s *Store) favorite(ctx context.Context, user string, a *conduit.Article, on bool) error {
+	op := map[bool]string{true: "favorite", false: "unfavorite"}[on]
+	defer s.observe("favorites."+op, time.Now())
 	intent, err := s.begin(ctx, intentDoc{Kind: intentRecountFavorites, AID: a.ID})
 	if err != nil {
 		return err
 	}
-	doc := bson.D{{Key: "_id", Value: pair(user, a.ID)}, {Key: "uid", Value: user}, {Key: "aid", Value: a.ID},
+	fields := bson.D{{Key: "uid", Value: user}, {Key: "aid", Value: a.ID},
 		{Key: "articleCreatedAt", Value: a.CreatedAt}, {Key: "at", Value: time.Now().UTC()}}
-	if err := s.insertNew(ctx, "favorites", "favorite", pair(user, a.ID), doc, nil); err != nil {
-		return err // the intent stays: Repair recounts (nothing changed, or the insert did)
+	if err := s.toggle(ctx, "favorites", op, pair(user, a.ID), on, fields); err != nil {
+		return err // the intent stays: Repair recounts (nothing changed, or the toggle did)
 	}
 	n, err := s.markAndRecount(ctx, a.ID)
 	if errNotFound(err) {
+		if !on {
+			s.done(ctx, intent)
+			a.Favorited, a.FavoritesCount = false, 0
+			return nil
+		}
 		// Deleted meanwhile: its deletion may have removed its favorites
 		// before this one came; this one goes too (or the intent stays,
 		// and Repair removes it).
@@ -214,27 +230,7 @@ func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) e
 		return err
 	}
 	s.done(ctx, intent)
-	a.Favorited, a.FavoritesCount = true, n
-	return nil
-}
-
-// Unfavorite removes the mark (a delete by _id: twice is once) and
-// recounts, with the same intent as Favorite.
-func (s *Store) Unfavorite(ctx context.Context, user string, a *conduit.Article) error {
-	defer s.observe("favorites.delete", time.Now())
-	intent, err := s.begin(ctx, intentDoc{Kind: intentRecountFavorites, AID: a.ID})
-	if err != nil {
-		return err
-	}
-	if _, err := s.coll("favorites").DeleteOne(ctx, byID(pair(user, a.ID))); err != nil {
-		return s.wrap("unfavorite", err)
-	}
-	n, err := s.markAndRecount(ctx, a.ID)
-	if err != nil && !errNotFound(err) {
-		return err
-	}
-	s.done(ctx, intent)
-	a.Favorited, a.FavoritesCount = false, n
+	a.Favorited, a.FavoritesCount = on, n
 	return nil
 }
 

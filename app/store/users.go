@@ -258,20 +258,23 @@ func (s *Store) reader(fresh bool, name string) collection {
 	return s.readColl(name)
 }
 
-// Follow records that follower follows followee: one insert whose _id is
-// the pair, so following twice (or a write sent again) is a no-op.
+// Follow records that follower follows followee: the relation toggled on
+// (see toggle for what a lost reply, a late copy, a re-send and a
+// concurrent toggle do).
 func (s *Store) Follow(ctx context.Context, follower, followee string) error {
-	defer s.observe("follows.insert", time.Now())
-	doc := bson.D{{Key: "_id", Value: pair(follower, followee)}, {Key: "follower", Value: follower},
-		{Key: "followee", Value: followee}, {Key: "at", Value: time.Now().UTC()}}
-	return s.insertNew(ctx, "follows", "follow", pair(follower, followee), doc, nil)
+	return s.follow(ctx, follower, followee, true)
 }
 
-// Unfollow removes a follow: one delete by _id; twice is once.
+// Unfollow toggles the follow off, as Follow.
 func (s *Store) Unfollow(ctx context.Context, follower, followee string) error {
-	defer s.observe("follows.delete", time.Now())
-	_, err := s.coll("follows").DeleteOne(ctx, byID(pair(follower, followee)))
-	return s.wrap("unfollow", err)
+	return s.follow(ctx, follower, followee, false)
+}
+
+func (s *Store) follow(ctx context.Context, follower, followee string, on bool) error {
+	op := map[bool]string{true: "follow", false: "unfollow"}[on]
+	defer s.observe("follows."+op, time.Now())
+	fields := bson.D{{Key: "follower", Value: follower}, {Key: "followee", Value: followee}, {Key: "at", Value: time.Now().UTC()}}
+	return s.toggle(ctx, "follows", op, pair(follower, followee), on, fields)
 }
 
 // pair is the _id of a relation of a to b.
