@@ -19,6 +19,10 @@ type User struct {
 	// Cred is the credential version: it changes with the password, and
 	// tokens carry the one they were issued for.
 	Cred int
+	// Version counts the changes of the account's settings (1 when
+	// created; 0: stored before versions): an update names the one it was
+	// made to, and the API gives it as the account's ETag.
+	Version int64
 	// LastWrite is when the user last changed anything (or began to): for
 	// a while after it, what they read must show what they wrote.
 	LastWrite time.Time

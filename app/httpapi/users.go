@@ -77,9 +77,44 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *conduit.User) 
 	}
 	u := &conduit.User{Username: in.Username, Email: in.Email, PasswordHash: hash}
 	if err := a.store.CreateUser(r.Context(), u); err != nil {
+		if conduit.CodeOf(err) == conduit.CodeConflict {
+			if mine, err := a.signUpSentAgain(r, in.Username, in.Email, in.Password); mine != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return a.signedIn(w, r, http.StatusCreated, mine)
+			}
+		}
 		return takenIfConflict(err)
 	}
 	return a.signedIn(w, r, http.StatusCreated, u)
+}
+
+// signUpSentAgain tells a sign-up sent again (its reply lost, or the form
+// posted twice) from one for an account someone else holds: the account
+// with that email has that username and that password. It is the same
+// password check as a sign-in, under the same throttle (so it is no
+// cheaper a guess than signing in), and it answers as the first copy did:
+// signed in to the account it made. Otherwise (nil, nil): "taken".
+func (a *API) signUpSentAgain(r *http.Request, username, email, password string) (*conduit.User, error) {
+	wait, done := a.throttle.attempt(email, observe.Client(r.Context()))
+	if wait > 0 {
+		return nil, &throttledError{after: wait}
+	}
+	u, err := a.store.UserByEmail(r.Context(), email)
+	switch {
+	case conduit.CodeOf(err) == conduit.CodeNotFound:
+		done(true) // the username was taken, not the email: not a guess
+		return nil, nil
+	case err != nil:
+		done(true)
+		return nil, err
+	case u.Username == username && checkPassword(u.PasswordHash, password):
+		done(true)
+		return u, nil
+	}
+	done(false)
+	return nil, nil
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) error {
@@ -118,7 +153,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) err
 
 // currentUser gives back the token presented: asking again must not
 // extend a session.
+// Its ETag is the account's version: what PUT /api/user names in If-Match.
 func (a *API) currentUser(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
+	w.Header().Set("ETag", etag(me.Version))
 	return a.userResponse(w, http.StatusOK, me, presented(r))
 }
 
@@ -141,6 +178,12 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	}
 	if req.User == nil {
 		return conduit.Errorf(conduit.CodeInvalid, "user can't be empty")
+	}
+	if !ifMatch(r, etag(me.Version)) {
+		// Made to another version of the settings (another tab saved
+		// since): nothing is saved; the answer is the current settings.
+		w.Header().Set("ETag", etag(me.Version))
+		return a.userResponse(w, http.StatusPreconditionFailed, me, presented(r))
 	}
 	in, u := req.User, *me
 	if in.Password != nil || in.Email != nil && !strings.EqualFold(*in.Email, me.Email) {
@@ -199,8 +242,24 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 		u.Image = *in.Image
 	}
 	if err := a.store.UpdateUser(r.Context(), me, &u); err != nil {
-		return takenIfConflict(err)
+		if conduit.CodeOf(err) != conduit.CodeChanged {
+			return takenIfConflict(err)
+		}
+		// Another change was saved between this request's read and its
+		// write: 412 when it named the version (RFC 9110 §13.1.1), else
+		// 409; either way with the current settings, nothing saved.
+		cur, err := a.store.User(r.Context(), me.ID)
+		if err != nil {
+			return err
+		}
+		st := http.StatusConflict
+		if len(r.Header.Values("If-Match")) > 0 {
+			st = http.StatusPreconditionFailed
+		}
+		w.Header().Set("ETag", etag(cur.Version))
+		return a.userResponse(w, st, cur, presented(r))
 	}
+	w.Header().Set("ETag", etag(u.Version))
 	token := presented(r)
 	if u.Cred != me.Cred {
 		// Every token issued before is void (other sessions end: "sign

@@ -141,3 +141,90 @@ func TestADeletionOfAnotherVersionIsRefused(t *testing.T) {
 	st, _, _ = author.send("DELETE", "/api/articles/kept", "", map[string]string{"If-Match": `"2"`})
 	assert.Equal(t, http.StatusNoContent, st)
 }
+
+func userField(body map[string]any, field string) any {
+	u, _ := body["user"].(map[string]any)
+	return u[field]
+}
+
+// The account's settings carry their version as an ETag, as articles do: a
+// change made to another version (If-Match) saves nothing and answers 412
+// with the current settings; without If-Match a change applies to the
+// version the request read.
+func TestASettingsChangeOfAnotherVersionIsRefusedWithTheCurrentOne(t *testing.T) {
+	srv := newServer(t)
+	me := register(t, srv.URL, "settled")
+	_, h, _ := me.send("GET", "/api/user", "", nil)
+	first := h.Get("ETag")
+	require.Equal(t, `"1"`, first)
+	st, h, body := me.send("PUT", "/api/user", `{"user":{"bio":"from the first tab"}}`, map[string]string{"If-Match": first})
+	require.Equal(t, http.StatusOK, st, "%v", body)
+	assert.Equal(t, `"2"`, h.Get("ETag"))
+	st, h, body = me.send("PUT", "/api/user", `{"user":{"image":"https://example.com/second-tab.png"}}`, map[string]string{"If-Match": first})
+	assert.Equal(t, http.StatusPreconditionFailed, st)
+	assert.Equal(t, `"2"`, h.Get("ETag"))
+	assert.Equal(t, "from the first tab", userField(body, "bio"), "the current settings come back")
+	assert.Nil(t, userField(body, "image"), "nothing was saved")
+	assert.NotEmpty(t, userField(body, "token"), "the answer is still the account's, with its token")
+	st, h, _ = me.send("PUT", "/api/user", `{"user":{"bio":"no If-Match"}}`, nil)
+	assert.Equal(t, http.StatusOK, st, "without If-Match: the version read here")
+	assert.Equal(t, `"3"`, h.Get("ETag"))
+}
+
+// racingUserStore makes the first settings change it is asked to save meet
+// another change of the same version, saved just before it.
+type racingUserStore struct {
+	*store.Store
+	once sync.Once
+}
+
+func (s *racingUserStore) UpdateUser(ctx context.Context, old, u *conduit.User) error {
+	s.once.Do(func() {
+		other := *old
+		other.Bio = "the other tab's bio"
+		if err := s.Store.UpdateUser(ctx, old, &other); err != nil {
+			panic(err)
+		}
+	})
+	return s.Store.UpdateUser(ctx, old, u)
+}
+
+// Two changes of one version of the settings at once (no If-Match): one is
+// saved, the other is 409 with the current settings — never both 200 with
+// one's fields silently dropped.
+func TestConcurrentSettingsChangesNeverDropAFieldSilently(t *testing.T) {
+	srv, _ := newServerWithStore(t, func(s *store.Store) httpapi.Store { return &racingUserStore{Store: s} })
+	me := register(t, srv.URL, "raced")
+	code, h, body := me.send("PUT", "/api/user", `{"user":{"image":"https://example.com/mine.png"}}`, nil)
+	assert.Equal(t, http.StatusConflict, code, "%v", body)
+	assert.Equal(t, "the other tab's bio", userField(body, "bio"), "the current settings come back")
+	assert.Nil(t, userField(body, "image"), "this change saved nothing")
+	assert.Equal(t, `"2"`, h.Get("ETag"))
+}
+
+// A sign-up sent again (its reply lost, the form posted twice) is answered
+// as the first was — signed in to the account it made — not "taken"; the
+// same email with another password or username is still taken.
+func TestASignUpSentAgainSignsInToTheAccountItMade(t *testing.T) {
+	srv := newServer(t)
+	c := &client{t: t, base: srv.URL}
+	body := `{"user":{"username":"twice","email":"twice@example.com","password":"correct-horse-1"}}`
+	st, first := c.do("POST", "/api/users", body)
+	require.Equal(t, http.StatusCreated, st, "%v", first)
+	st, again := c.do("POST", "/api/users", body)
+	require.Equal(t, http.StatusCreated, st, "sent again: %v", again)
+	assert.Equal(t, "twice", userField(again, "username"))
+	for _, token := range []any{userField(first, "token"), userField(again, "token")} {
+		me := &client{t: t, base: srv.URL, token: token.(string)}
+		st, _ := me.do("GET", "/api/user", "")
+		assert.Equal(t, http.StatusOK, st, "both answers' tokens open the one account")
+	}
+	for _, other := range []string{
+		`{"user":{"username":"twice","email":"twice@example.com","password":"another-horse-2"}}`,
+		`{"user":{"username":"thrice","email":"twice@example.com","password":"correct-horse-1"}}`,
+		`{"user":{"username":"twice","email":"other@example.com","password":"correct-horse-1"}}`,
+	} {
+		st, out := c.do("POST", "/api/users", other)
+		assert.Equal(t, http.StatusUnprocessableEntity, st, "%s: %v", other, out)
+	}
+}

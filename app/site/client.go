@@ -153,11 +153,16 @@ func (c *client) send(outer context.Context, method, path string, query url.Valu
 		var eb struct {
 			Errors  map[string][]string `json:"errors"`
 			Article json.RawMessage     `json:"article"`
+			User    json.RawMessage     `json:"user"`
 		}
-		// An edit refused for its version carries the current article
-		// (bodies of articles are at most 64 Ki characters: 1 MiB holds one).
+		// An edit refused for its version carries the current article or
+		// settings (bodies of articles are at most 64 Ki characters: 1 MiB
+		// holds one).
 		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb) == nil {
 			e.Current = eb.Article
+			if len(e.Current) == 0 {
+				e.Current = eb.User
+			}
 			for field, msgs := range eb.Errors {
 				for _, m := range msgs {
 					if field != "body" {
@@ -259,19 +264,24 @@ func (c *client) profile(ctx context.Context, token, username string) (profile, 
 	return out.Profile, c.do(ctx, http.MethodGet, "/api/profiles/"+url.PathEscape(username), nil, token, nil, &out)
 }
 
-func (c *client) currentUser(ctx context.Context, token string) (user, error) {
+// currentUser is the signed-in account with its settings' entity tag (what
+// a change of them names in If-Match).
+func (c *client) currentUser(ctx context.Context, token string) (user, string, error) {
 	var out struct {
 		User user `json:"user"`
 	}
-	return out.User, c.do(ctx, http.MethodGet, "/api/user", nil, token, nil, &out)
+	h, err := c.send(ctx, http.MethodGet, "/api/user", nil, token, nil, nil, &out)
+	return out.User, h.Get("ETag"), err
 }
 
-// userCall posts {"user": in} to path and returns the user answered.
-func (c *client) userCall(ctx context.Context, method, path, token string, in map[string]any) (user, error) {
+// userCall sends {"user": in} to path with h (If-Match, for a change of
+// the settings) and returns the user answered.
+func (c *client) userCall(ctx context.Context, method, path, token string, h http.Header, in map[string]any) (user, error) {
 	var out struct {
 		User user `json:"user"`
 	}
-	return out.User, c.do(ctx, method, path, nil, token, map[string]any{"user": in}, &out)
+	_, err := c.send(ctx, method, path, nil, token, h, map[string]any{"user": in}, &out)
+	return out.User, err
 }
 
 // saveArticle sends {"article": in} with h (If-Match: the version an edit

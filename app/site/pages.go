@@ -298,7 +298,7 @@ func (s *Site) authenticate(w http.ResponseWriter, r *http.Request, register boo
 		in["username"] = f.Get("username")
 		path = "/api/users"
 	}
-	u, err := s.api.userCall(r.Context(), http.MethodPost, path, "", in)
+	u, err := s.api.userCall(r.Context(), http.MethodPost, path, "", nil, in)
 	if msgs, ok := messages(err); ok {
 		form := authForm(register, f.Get("username"), f.Get("email"), safeNext(f.Get("next")))
 		form.refuse(msgs)
@@ -358,16 +358,21 @@ func (s *Site) settingsPage(w http.ResponseWriter, r *http.Request) {
 	if !mustSignIn(w, r, v) {
 		return
 	}
-	u, err := s.api.currentUser(r.Context(), v.token)
+	u, version, err := s.api.currentUser(r.Context(), v.token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	image := ""
-	if u.Image != nil {
-		image = *u.Image
+	f := settingsForm(imageOf(u), u.Username, u.Bio, u.Email)
+	f.Version = version
+	s.render(w, r, http.StatusOK, "settings", s.settingsView(w, r, v, f))
+}
+
+func imageOf(u user) string {
+	if u.Image == nil {
+		return ""
 	}
-	s.render(w, r, http.StatusOK, "settings", s.settingsView(w, r, v, settingsForm(image, u.Username, u.Bio, u.Email)))
+	return *u.Image
 }
 
 func (s *Site) settings(w http.ResponseWriter, r *http.Request) {
@@ -383,9 +388,39 @@ func (s *Site) settings(w http.ResponseWriter, r *http.Request) {
 	if p := f.Get("currentPassword"); p != "" {
 		in["currentPassword"] = p
 	}
-	u, err := s.api.userCall(r.Context(), http.MethodPut, "/api/user", v.token, in)
+	typed := func() formView {
+		return settingsForm(f.Get("image"), f.Get("username"), f.Get("bio"), f.Get("email"))
+	}
+	if f.Get("version") == "" {
+		// A form that does not say which version of the settings it
+		// changes is not sent over whatever is there now: it is shown
+		// against the saved settings.
+		cur, version, err := s.api.currentUser(r.Context(), v.token)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		form := typed()
+		form.Version = version
+		form.Problems = changedSettings(&form, cur, f)
+		s.render(w, r, http.StatusConflict, "settings", s.settingsView(w, r, v, form))
+		return
+	}
+	u, err := s.api.userCall(r.Context(), http.MethodPut, "/api/user", v.token, http.Header{"If-Match": {f.Get("version")}}, in)
+	if cur, version, ok := settingsChangedMeanwhile(err); ok {
+		// Saved from another tab or device since this form was opened:
+		// nothing was saved. The form keeps what the person typed (but
+		// passwords), says what changed, and now names the current
+		// version: sending it again saves over the other, knowingly.
+		form := typed()
+		form.Version = version
+		form.Problems = changedSettings(&form, cur, f)
+		s.render(w, r, http.StatusConflict, "settings", s.settingsView(w, r, v, form))
+		return
+	}
 	if msgs, ok := messages(err); ok && !isUnauthorized(err) {
-		form := settingsForm(f.Get("image"), f.Get("username"), f.Get("bio"), f.Get("email"))
+		form := typed()
+		form.Version = f.Get("version")
 		form.refuse(msgs)
 		s.render(w, r, http.StatusUnprocessableEntity, "settings", s.settingsView(w, r, v, form))
 		return
@@ -810,6 +845,49 @@ func changedFields(f *formView, cur article, sent url.Values) []problem {
 		}
 		fl.Errors = append(fl.Errors, msg)
 		out = append(out, problem{Message: msg, Href: "#" + fl.ID})
+	}
+	return out
+}
+
+// settingsChangedMeanwhile tells whether err is a change of the settings
+// refused for being made to a version that is no longer the current one
+// (412, 409), and gives the current settings and their version.
+func settingsChangedMeanwhile(err error) (user, string, bool) {
+	var ae *apiError
+	if !errors.As(err, &ae) || (ae.Status != http.StatusPreconditionFailed && ae.Status != http.StatusConflict) || len(ae.Current) == 0 {
+		return user{}, "", false
+	}
+	var cur user
+	if json.Unmarshal(ae.Current, &cur) != nil || cur.Username == "" {
+		return user{}, "", false
+	}
+	return cur, ae.ETag, true
+}
+
+// changedSettings is the summary of a settings change that met another:
+// first that nothing was saved (and that passwords are not kept), then
+// each field the other change left different from what the person sent,
+// with its value now, tied to the field.
+func changedSettings(f *formView, cur user, sent url.Values) []problem {
+	msg := "Your settings were saved from another tab or device while you were editing them, so your changes were not saved. They are still below: update settings again to save them over the other version."
+	if sent.Get("password") != "" || sent.Get("currentPassword") != "" {
+		msg += " Passwords are not kept: type them again."
+	}
+	out := []problem{{Message: msg}}
+	now := map[string]string{"image": imageOf(cur), "username": cur.Username, "bio": cur.Bio, "email": cur.Email}
+	for i := range f.Fields {
+		fl := &f.Fields[i]
+		was, ok := now[fl.Name]
+		if !ok || normalizeNewlines(was) == normalizeNewlines(sent.Get(fl.Name)) ||
+			fl.Name == "email" && strings.EqualFold(was, strings.TrimSpace(sent.Get("email"))) {
+			continue
+		}
+		m := fl.Label + " is now “" + was + "” in the saved version"
+		if fl.Name == "bio" {
+			m = fl.Label + " is now different in the saved version"
+		}
+		fl.Errors = append(fl.Errors, m)
+		out = append(out, problem{Message: m, Href: "#" + fl.ID})
 	}
 	return out
 }

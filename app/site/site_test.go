@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -441,4 +442,58 @@ func TestSignOutEndsTheSessionForTheOldCookieToo(t *testing.T) {
 	resp, _ = replay.get("/settings")
 	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	assert.Equal(t, "/login?next=%2Fsettings", resp.Header.Get("Location"), "the old cookie opens nothing")
+}
+
+var versionRE = regexp.MustCompile(`name="version" value="([^"]+)"`)
+
+// Two tabs open the settings; the first saves a bio, the second (opened
+// before) a picture: nothing of the second is saved, its page is 409 and
+// keeps the picture typed, says the bio changed, and names the current
+// version, so that sending it again saves over the other knowingly.
+func TestASettingsFormThatMeetsAnotherChangeKeepsWhatWasTyped(t *testing.T) {
+	api := apiServer(t)
+	site := siteServer(t, api.URL, false)
+	b := newBrowser(t, site.URL)
+	signUp(t, b, "twotabs")
+	tab := func() url.Values {
+		_, page := b.get("/settings")
+		c, v := csrfRE.FindStringSubmatch(page), versionRE.FindStringSubmatch(page)
+		require.NotNil(t, c)
+		require.NotNil(t, v, "the settings form names its version")
+		return url.Values{"csrf": {c[1]}, "version": {html.UnescapeString(v[1])}, "username": {"twotabs"}, "email": {"TwoTabs@example.com"}}
+	}
+	first, second := tab(), tab()
+	first.Set("bio", "from the first tab")
+	resp, body := b.postRaw("/settings", first, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
+
+	second.Set("image", "https://example.com/second.png")
+	second.Set("currentPassword", "typed")
+	resp, body = b.postRaw("/settings", second, nil)
+	assert.Equal(t, http.StatusConflict, resp.StatusCode)
+	assert.Contains(t, body, "so your changes were not saved")
+	assert.Contains(t, body, "Passwords are not kept")
+	assert.Contains(t, body, "Short bio is now different in the saved version")
+	assert.NotContains(t, body, "Email is now", "the same address in another case is not a change")
+	assert.Contains(t, body, `value="https://example.com/second.png"`, "what was typed is kept")
+	v := versionRE.FindStringSubmatch(body)
+	require.NotNil(t, v)
+	assert.NotEqual(t, second.Get("version"), html.UnescapeString(v[1]), "the form now names the current version")
+
+	_, page := b.get("/profile/twotabs")
+	assert.Contains(t, page, "from the first tab", "the first tab's change stays")
+	assert.NotContains(t, page, "second.png", "nothing of the second was saved")
+
+	again := url.Values{"csrf": {csrfRE.FindStringSubmatch(body)[1]}, "version": {html.UnescapeString(v[1])}, "username": {"twotabs"}, "email": {"twotabs@example.com"},
+		"image": {"https://example.com/second.png"}, "bio": {""}}
+	resp, body = b.postRaw("/settings", again, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
+	_, page = b.get("/profile/twotabs")
+	assert.Contains(t, page, "second.png", "sent again, it saves over the other")
+
+	_, page = b.get("/settings")
+	noVersion := url.Values{"csrf": {csrfRE.FindStringSubmatch(page)[1]}, "username": {"twotabs"}, "email": {"twotabs@example.com"}, "bio": {"unversioned"}}
+	resp, body = b.postRaw("/settings", noVersion, nil)
+	assert.Equal(t, http.StatusConflict, resp.StatusCode, "a form that names no version is shown against the saved settings")
+	assert.Contains(t, body, "so your changes were not saved")
 }

@@ -24,6 +24,7 @@ type userDoc struct {
 	Bio          string    `bson:"bio"`
 	Image        string    `bson:"image"`
 	Cred         int       `bson:"cred"`
+	Ver          int64     `bson:"ver,omitempty"` // see UpdateUser (absent: stored before versions)
 	LastWrite    time.Time `bson:"lastWrite"`
 	FreshUntil   time.Time `bson:"freshUntil,omitempty"` // see Wrote (absent: LastWrite + the window)
 	CreatedAt    time.Time `bson:"createdAt"`
@@ -31,7 +32,7 @@ type userDoc struct {
 
 func (d userDoc) user() *conduit.User {
 	return &conduit.User{ID: d.ID, Username: d.Username, Email: d.Email, PasswordHash: d.PasswordHash, Bio: d.Bio, Image: d.Image,
-		Cred: d.Cred, LastWrite: d.LastWrite, FreshUntil: d.FreshUntil}
+		Cred: d.Cred, Version: d.Ver, LastWrite: d.LastWrite, FreshUntil: d.FreshUntil}
 }
 
 // usernameKey is how usernames are unique: without regard to case.
@@ -49,7 +50,7 @@ func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 	defer s.observe("users.insert", time.Now())
 	now := time.Now().UTC()
 	d := userDoc{ID: newID(), Username: u.Username, UsernameKey: usernameKey(u.Username), Email: strings.ToLower(u.Email),
-		PasswordHash: u.PasswordHash, Bio: u.Bio, Image: u.Image, LastWrite: now, CreatedAt: now}
+		PasswordHash: u.PasswordHash, Bio: u.Bio, Image: u.Image, Ver: 1, LastWrite: now, CreatedAt: now}
 	err := s.insertNew(ctx, "users", "insert user", d.ID, d, sameDoc(d))
 	if conduit.CodeOf(err) == conduit.CodeConflict {
 		return s.taken(ctx, d.ID, d.UsernameKey, d.Email)
@@ -166,17 +167,31 @@ func (s *Store) UserByUsername(ctx context.Context, viewer *conduit.User, userna
 	return d.user(), nil
 }
 
-// UpdateUser saves u's fields that differ from old: one update, which the
-// unique indexes refuse when a new username or email is taken. A password
-// change also moves the credential version, compared-and-set: two at once
-// cannot both win. Converges: the update sets values, so sent again after
-// a lost reply it changes nothing more; an update that matches nothing is
-// read back to tell "mine, already applied" from "changed meanwhile".
+// UpdateUser saves u's fields that differ from old over the version old
+// was read at (old.Version), and moves the version on: one update by id and
+// version, which the unique indexes refuse when a new username or email is
+// taken. A password change also moves the credential version (every token
+// issued before is void). What each outcome means:
+//
+//   - a lost reply: the update is sent again, or the read-back below finds
+//     it applied (the version one on, with these values): a success;
+//   - a late copy (held by the server, applied after the request gave up):
+//     it names a version that has moved on by then if anything was saved
+//     since, so it matches nothing and changes nothing;
+//   - a re-sent request: it reads the account again and saves the same
+//     values over the version it reads (a password change sent again is
+//     refused: the token it carries was voided by the first);
+//   - a concurrent change (another tab, another device): only one of two
+//     changes of one version applies; the other is CodeChanged, nothing
+//     written, and the caller shows the current settings (409, 412).
+//
+// u.Version is moved on on success. (Wrote's marks do not move it: they
+// are not settings.)
 func (s *Store) UpdateUser(ctx context.Context, old, u *conduit.User) error {
 	defer s.observe("users.update", time.Now())
 	u.Email = strings.ToLower(u.Email)
 	now := time.Now().UTC()
-	fields := bson.D{{Key: "lastWrite", Value: now}}
+	fields := bson.D{{Key: "lastWrite", Value: now}, {Key: "ver", Value: old.Version + 1}}
 	var key, email string
 	if u.Username != old.Username {
 		key = usernameKey(u.Username)
@@ -194,12 +209,10 @@ func (s *Store) UpdateUser(ctx context.Context, old, u *conduit.User) error {
 			fields = append(fields, bson.E{Key: f.name, Value: f.now})
 		}
 	}
-	filter := byID(u.ID)
 	if u.Cred != old.Cred {
 		fields = append(fields, bson.E{Key: "cred", Value: u.Cred})
-		filter = append(filter, bson.E{Key: "cred", Value: old.Cred})
 	}
-	res, err := s.coll("users").UpdateOne(ctx, filter, set(fields...))
+	res, err := s.coll("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: u.ID}, atVersion(old.Version)}, set(fields...))
 	switch {
 	case isDuplicate(err):
 		return s.taken(ctx, u.ID, key, email)
@@ -210,11 +223,13 @@ func (s *Store) UpdateUser(ctx context.Context, old, u *conduit.User) error {
 		if err != nil {
 			return err
 		}
-		if cur.Cred != u.Cred || cur.PasswordHash != u.PasswordHash {
-			return conduit.Errorf(conduit.CodeConflict, "the account changed while this change was saved: sign in again and retry")
+		if cur.Version != old.Version+1 || cur.Username != u.Username || cur.Email != u.Email || cur.PasswordHash != u.PasswordHash ||
+			cur.Bio != u.Bio || cur.Image != u.Image || cur.Cred != u.Cred {
+			return conduit.Errorf(conduit.CodeChanged, "the account was changed since this version was read: this change was not applied")
 		}
+		// Our own copy, applied before its reply was lost.
 	}
-	u.LastWrite = now
+	u.LastWrite, u.Version = now, old.Version+1
 	return nil
 }
 
