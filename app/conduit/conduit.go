@@ -3,6 +3,7 @@
 package conduit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -148,4 +149,29 @@ type Answer struct {
 	Status int
 	Header map[string]string
 	Body   []byte
+}
+
+// RequestKey is what every copy of a request sent with an idempotency key
+// shares: the key's record (ID, unique to who sent it, where, and the key)
+// and when its first copy was claimed. What a request makes new (an
+// article's id, a comment's id and time) is derived from it, so that a
+// copy that runs again after the first answered "try again" (its writes
+// possibly applied) makes the same documents, and finds them, instead of
+// making them twice.
+type RequestKey struct {
+	ID    string
+	First time.Time
+}
+
+type requestKeyCtx struct{}
+
+// WithRequestKey is ctx carrying k.
+func WithRequestKey(ctx context.Context, k RequestKey) context.Context {
+	return context.WithValue(ctx, requestKeyCtx{}, k)
+}
+
+// RequestKeyOf is the key ctx carries, if any.
+func RequestKeyOf(ctx context.Context) (RequestKey, bool) {
+	k, ok := ctx.Value(requestKeyCtx{}).(RequestKey)
+	return k, ok
 }

@@ -67,8 +67,8 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		a.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("request_id", observe.RequestID(r.Context())), slog.String("route", Route(r)), slog.Any("error", err))
 	}
-	if st == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	if st == http.StatusServiceUnavailable || code == conduit.CodeBusy {
+		w.Header().Set("Retry-After", "1") // a copy of a keyed request still running: send it again in a moment
 	}
 	if st == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Token realm="conduit"`)

@@ -61,6 +61,7 @@ func newFailoverEnv(t *testing.T, seed uint64) *failoverEnv {
 	proxy, err := storetest.NewFaultProxy(strings.TrimSuffix(strings.TrimPrefix(db.URI, "mongodb://"), "/"), seed)
 	require.NoError(t, err)
 	proxy.Stall = 2 * time.Second // longer than the api's database deadline
+	proxy.Late = lateBy           // a held write lands after its request gave up
 	t.Cleanup(func() { _ = proxy.Close() })
 	env := &failoverEnv{proxy: proxy, dbURI: db.URI}
 	tokens, err := httpapi.NewTokens(httpapi.Secret(strings.Repeat("k", 32)), time.Hour)
@@ -68,12 +69,13 @@ func newFailoverEnv(t *testing.T, seed uint64) *failoverEnv {
 	for range instances {
 		uri := "mongodb://" + proxy.Addr + "/?maxIdleTimeMS=2000"
 		st, err := store.Open(ctx, "conduit", func(context.Context, string) (string, error) { return uri, nil },
-			store.Options{MaxWriters: 1, IntentGrace: 100 * time.Millisecond})
+			store.Options{MaxWriters: 1, IntentGrace: 100 * time.Millisecond, LateWrites: settleAfter})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = st.Close(context.Background()) })
 		require.NoError(t, st.Migrate(ctx))
 		log := slog.New(slog.DiscardHandler)
-		api := httpapi.New(st, tokens, log, httpapi.Options{BcryptCost: 4, LoginFailuresPerAccount: 1000, LoginFailuresPerClient: 100000, Quotas: noQuotas})
+		api := httpapi.New(st, tokens, log, httpapi.Options{BcryptCost: 4, LoginFailuresPerAccount: 1000, LoginFailuresPerClient: 100000,
+			Quotas: workloadQuotas, IdempotencyLease: 2 * time.Second})
 		srv := httptest.NewServer(observe.NewMetrics("api").Middleware(log, httpapi.Route, nil, api))
 		t.Cleanup(srv.Close)
 		env.stores = append(env.stores, st)
@@ -96,6 +98,13 @@ type answers struct {
 	byStatus   map[int]int
 	noRetry503 int
 	internal   []string
+	waited     int // 409s of a key still held, waited for
+}
+
+func (a *answers) busy() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.waited++
 }
 
 func (a *answers) add(st int, body string, retryAfter bool) {
@@ -125,15 +134,25 @@ type actor struct {
 }
 
 func (a *actor) call(method, path, body, token string) (int, map[string]any, outcome) {
-	for range 12 {
+	// Every write but the three that answer with a token carries an
+	// Idempotency-Key, the same on each copy, as a careful client sends.
+	key := ""
+	if method != "GET" && path != "/api/users" && path != "/api/users/login" && path != "/api/user" {
+		key = fmt.Sprintf("%s-%016x", a.email, a.rng.Uint64())
+	}
+	for tries, busy := 0, 0; tries < 12 && busy < 80; {
 		base := a.env.bases[a.rng.IntN(len(a.env.bases))]
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		if token != "" {
 			req.Header.Set("Authorization", "Token "+token)
 		}
+		if key != "" {
+			req.Header.Set(httpapi.IdempotencyHeader, key)
+		}
 		resp, err := a.http.Do(req)
 		if err != nil {
+			tries++
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
@@ -141,7 +160,16 @@ func (a *actor) call(method, path, body, token string) (int, map[string]any, out
 		resp.Body.Close()
 		a.answers.add(resp.StatusCode, string(raw), resp.Header.Get("Retry-After") != "")
 		if resp.StatusCode >= 500 {
+			tries++
 			time.Sleep(time.Duration(20+a.rng.IntN(40)) * time.Millisecond)
+			continue
+		}
+		if resp.StatusCode == http.StatusConflict && key != "" && resp.Header.Get("Retry-After") != "" {
+			// The first copy (perhaps one held by the database) still
+			// holds the key: wait for its answer, as Retry-After says.
+			a.answers.busy()
+			busy++
+			time.Sleep(time.Duration(80+a.rng.IntN(40)) * time.Millisecond)
 			continue
 		}
 		var out map[string]any
@@ -157,6 +185,7 @@ type world struct {
 	articles  []*articleModel
 	actors    []*actor
 	favorites map[[2]string]favState // (email, article key)
+	follows   map[[2]*actor]favState // (follower, followee)
 }
 
 type articleModel struct {
@@ -193,23 +222,28 @@ type commentModel struct {
 var tagPool = []string{"go", "aws", "docdb", "failover", "cache", "index", "retry", "wire"}
 
 // The data layer holds its invariants through a database failing over:
-// two api instances, a fault proxy between them and the database dropping
-// commands before they reach it, losing replies after they applied,
-// answering "not primary" and stalling past the api's deadline; eight
-// people registering, renaming themselves, writing, renaming and deleting
-// articles, favoriting, following, commenting and changing passwords,
-// sending requests again as clients do. After the faults stop and the
-// interrupted writes are repaired: no answer was a 500; every 503 said
-// when to retry; every account is whole; every acknowledged write is
-// there; favorites counts equal the favorites; the article count equals
-// the articles; tags list exactly what articles use.
+// twelve api instances, a fault proxy between them and the database
+// dropping commands before they reach it, losing replies after they
+// applied, answering "not primary", stalling past the api's deadline,
+// holding writes past their request and applying them later (Late), and
+// answering the loser of two concurrent upserts E11000 (RacedUpsert);
+// forty people registering, renaming themselves, writing, renaming and
+// deleting articles, favoriting, following, commenting and changing
+// passwords, with the quotas on, sending requests again after a 503 as a
+// careful client does (with the same Idempotency-Key, waiting while the
+// key is held). After the faults stop, the held writes land and the
+// interrupted and late writes settle: no answer was a 500 or a 429; every
+// 503 said when to retry; every account is whole; every acknowledged write
+// is there and nothing was made twice; the last acknowledged favorite and
+// follow hold; favorites counts equal the favorites; the article count
+// equals the articles; tags list exactly what articles use.
 func TestFailoverWorkloadKeepsTheInvariants(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault workload runs for several seconds")
 	}
 	env := newFailoverEnv(t, 20)
 	ans := &answers{byStatus: map[int]int{}}
-	w := &world{favorites: map[[2]string]favState{}}
+	w := &world{favorites: map[[2]string]favState{}, follows: map[[2]*actor]favState{}}
 	people := envInt("FAILOVER_PEOPLE", 40)
 	for i := range people {
 		a := &actor{env: env, rng: rand.New(rand.NewPCG(uint64(i), 7)), answers: ans, name: fmt.Sprintf("person%d", i),
@@ -217,7 +251,8 @@ func TestFailoverWorkloadKeepsTheInvariants(t *testing.T) {
 			http: &http.Client{Timeout: 5 * time.Second}}
 		w.actors = append(w.actors, a)
 	}
-	env.proxy.Inject(float64(envInt("FAILOVER_RATE", 5))/100, []storetest.Fault{storetest.DropBeforeSend, storetest.LoseReply, storetest.NotPrimary, storetest.Stall})
+	kinds := []storetest.Fault{storetest.DropBeforeSend, storetest.LoseReply, storetest.NotPrimary, storetest.Stall, storetest.Late, storetest.RacedUpsert}
+	env.proxy.Inject(float64(envInt("FAILOVER_RATE", 5))/100, kinds)
 
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(time.Duration(envInt("FAILOVER_SECONDS", 10)) * time.Second)
@@ -227,20 +262,31 @@ func TestFailoverWorkloadKeepsTheInvariants(t *testing.T) {
 	wg.Wait()
 	env.proxy.Heal()
 	counts := env.proxy.Counts()
-	t.Logf("faults injected: %v (%d in all); answers: %v", counts, env.proxy.Injected(), ans.byStatus)
+	t.Logf("faults injected: %v (%d in all, %d held writes landed late); answers: %v; waited for a key held %d times",
+		counts, env.proxy.Injected(), env.proxy.Landed(), ans.byStatus, ans.waited)
 	require.GreaterOrEqual(t, env.proxy.Injected(), 200, "the workload met hundreds of faults")
-	for _, f := range []storetest.Fault{storetest.DropBeforeSend, storetest.LoseReply, storetest.NotPrimary, storetest.Stall} {
+	for _, f := range kinds {
 		assert.Positive(t, counts[f], "%s was injected", f)
 	}
 
-	// Interrupted writes are finished, then the caches' tolerance passes.
-	time.Sleep(150 * time.Millisecond)
-	for _, st := range env.stores {
-		_, err := st.Repair(context.Background())
+	// The held writes land, interrupted writes are finished, the settling
+	// runs count what landed late; then the caches' tolerance passes.
+	time.Sleep(lateBy + 200*time.Millisecond)
+	mc, err := mongo.Connect(options.Client().ApplyURI(env.dbURI))
+	require.NoError(t, err)
+	defer func() { _ = mc.Disconnect(context.Background()) }()
+	require.Eventually(t, func() bool {
+		for _, st := range env.stores {
+			_, err := st.Repair(context.Background())
+			require.NoError(t, err)
+		}
+		n, err := mc.Database("conduit").Collection("intents").CountDocuments(context.Background(), bson.D{})
 		require.NoError(t, err)
-	}
+		return n == 0
+	}, settleAfter+10*time.Second, 100*time.Millisecond, "every intent settles")
 	time.Sleep(store.DefaultLagTolerance + 100*time.Millisecond)
 
+	assert.Zero(t, ans.byStatus[http.StatusTooManyRequests], "no write was refused by a quota (the limits are above what the workload sends: a 429 is a take counted wrong)")
 	assert.Empty(t, ans.internal, "no answer is a 500 (a failing-over database is 503)")
 	assert.Zero(t, ans.noRetry503, "every 503 says when to retry")
 	assert.Positive(t, ans.byStatus[http.StatusServiceUnavailable], "the faults reached clients as 503s")
@@ -442,7 +488,24 @@ func (w *world) follow(a *actor) {
 	w.mu.Lock()
 	name := other.name
 	w.mu.Unlock()
-	_, _, _ = a.call(method, "/api/profiles/"+url.PathEscape(name)+"/follow", "", a.token)
+	if strings.HasPrefix(name, "?") {
+		return // renamed without an answer: the name is not known
+	}
+	st, out, o := a.call(method, "/api/profiles/"+url.PathEscape(name)+"/follow", "", a.token)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	key := [2]*actor{a, other}
+	switch {
+	case o == acked && st == http.StatusOK:
+		w.follows[key] = favState{on: method == "POST", known: true}
+		if p, _ := out["profile"].(map[string]any); p["following"] != (method == "POST") {
+			w.follows[key] = favState{} // never: the answer says what it did
+		}
+	default:
+		// No answer, or 404 (renamed meanwhile, perhaps after an earlier
+		// copy of this request applied): unknown.
+		w.follows[key] = favState{}
+	}
 }
 
 func (w *world) comment(a *actor) {
@@ -691,6 +754,44 @@ func (w *world) check(t *testing.T) {
 		assert.Equal(t, favoritedBy[slug], l.count, "favoritesCount of %s equals the people who favorited it", slug)
 	}
 
+	// No duplicates: every article key is listed at most once (a create
+	// sent again made one article), and no article has two comments with
+	// one body (each comment's body is its own).
+	byKey := map[string]int{}
+	for _, l := range all {
+		if k, ok := strings.CutPrefix(l.title, "Article "); ok {
+			byKey[k]++
+		} else if f := strings.Fields(l.title); len(f) == 3 && f[0] == "Renamed" {
+			byKey[f[1]]++
+		}
+	}
+	for k, n := range byKey {
+		assert.Equal(t, 1, n, "article %s was made once", k)
+	}
+	for slug := range all {
+		st, out := get("/api/articles/"+slug+"/comments", "")
+		if st != http.StatusOK {
+			continue
+		}
+		bodies := map[string]int{}
+		for _, c := range out["comments"].([]any) {
+			bodies[c.(map[string]any)["body"].(string)]++
+		}
+		for b, n := range bodies {
+			assert.Equal(t, 1, n, "comment %q on %s was made once", b, slug)
+		}
+	}
+
+	// Follows: the last acknowledged follow or unfollow holds.
+	for key, s := range w.follows {
+		if !s.known {
+			continue
+		}
+		st, out := get("/api/profiles/"+url.PathEscape(key[1].name), key[0].token)
+		require.Equal(t, http.StatusOK, st)
+		assert.Equal(t, s.on, out["profile"].(map[string]any)["following"], "%s's last acknowledged follow of %s holds", key[0].name, key[1].name)
+	}
+
 	// Tags: exactly those the articles use, each with articles.
 	used := map[string]bool{}
 	for _, l := range all {
@@ -723,7 +824,18 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// noQuotas turns the quotas off: the workload signs 40 people up from one
-// address and writes as fast as it can.
-var noQuotas = httpapi.Quotas{Registrations: httpapi.Quota{Limit: -1}, Articles: httpapi.Quota{Limit: -1},
-	Comments: httpapi.Quota{Limit: -1}, CommentsPerArticle: httpapi.Quota{Limit: -1}}
+// workloadQuotas keep the quotas on, each above what the workload can send
+// in its seconds (40 sign-ups from one address; a person's articles and
+// comments, every copy counted): every write takes from its quota, so the
+// takes meet the faults (a raced first take of a window among them), and a
+// 429 is a take counted wrong.
+var workloadQuotas = httpapi.Quotas{Registrations: httpapi.Quota{Limit: 2000, Window: time.Hour},
+	Articles: httpapi.Quota{Limit: 2000, Window: time.Hour}, Comments: httpapi.Quota{Limit: 2000, Window: time.Hour},
+	CommentsPerArticle: httpapi.Quota{Limit: 2000, Window: time.Hour}}
+
+// lateBy is how long the proxy holds a Late write; settleAfter is the
+// stores' LateWrites (a late favorite is counted when its write settles).
+const (
+	lateBy      = 1200 * time.Millisecond
+	settleAfter = 2 * time.Second
+)

@@ -18,7 +18,7 @@ import (
 
 // Keys is what the Idempotency-Key support needs of the store.
 type Keys interface {
-	ClaimKey(ctx context.Context, id, body, claim string, now time.Time, lease time.Duration) (*conduit.Answer, error)
+	ClaimKey(ctx context.Context, id, body, claim string, now time.Time, lease time.Duration) (*conduit.Answer, conduit.RequestKey, error)
 	KeepAnswer(ctx context.Context, id, claim string, a conduit.Answer) error
 }
 
@@ -90,7 +90,7 @@ func (a *API) idempotent(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	}
 	id := hash(scope, r.Method, r.URL.Path, key)
 	claim := rand.Text()
-	answer, err := keys.ClaimKey(r.Context(), id, hash(string(body)), claim, a.now(), a.opts.IdempotencyLease)
+	answer, rk, err := keys.ClaimKey(r.Context(), id, hash(string(body)), claim, a.now(), a.opts.IdempotencyLease)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -105,7 +105,7 @@ func (a *API) idempotent(w http.ResponseWriter, r *http.Request, me *conduit.Use
 		return
 	}
 	rec := &recorder{ResponseWriter: w}
-	serve(rec, r)
+	serve(rec, r.WithContext(conduit.WithRequestKey(r.Context(), rk)))
 	kept := conduit.Answer{Status: rec.status, Header: map[string]string{}, Body: rec.body.Bytes()}
 	if rec.status == 0 || rec.over {
 		kept.Status = http.StatusServiceUnavailable // no whole answer: the next copy runs

@@ -104,3 +104,68 @@ func TestACopyWaitsForTheFirstAndAFailureIsNotKept(t *testing.T) {
 	assert.Equal(t, http.StatusCreated, st, "%v", body)
 	assert.Empty(t, h.Get(httpapi.ReplayedHeader), "run, not replayed")
 }
+
+// writeThenFailStore applies the first article and the first comment it is
+// asked to make, then answers "try again" as a request whose write landed
+// and whose read-back failed does (the 503 is not kept: the copy runs).
+type writeThenFailStore struct {
+	*store.Store
+	article, comment sync.Once
+}
+
+func (s *writeThenFailStore) CreateArticle(ctx context.Context, a *conduit.Article) error {
+	failed := false
+	s.article.Do(func() { failed = true })
+	if err := s.Store.CreateArticle(ctx, a); err != nil || !failed {
+		return err
+	}
+	a.Slug += "-never-answered"
+	return conduit.Unavailable(context.DeadlineExceeded)
+}
+
+func (s *writeThenFailStore) AddComment(ctx context.Context, articleID string, c *conduit.Comment) error {
+	failed := false
+	s.comment.Do(func() { failed = true })
+	if err := s.Store.AddComment(ctx, articleID, c); err != nil || !failed {
+		return err
+	}
+	return conduit.Unavailable(context.DeadlineExceeded)
+}
+
+// A request with a key whose first copy wrote and then answered 503 runs
+// again when sent again — and makes nothing twice: what it makes new is
+// derived from its key, so the copy finds the article and the comment the
+// first copy made. (Without a key the same two requests make two of each.)
+func TestACopyThatRunsAgainAfterAFailureMakesNothingTwice(t *testing.T) {
+	for _, keyed := range []bool{true, false} {
+		srv, _ := newServerWithStore(t, func(s *store.Store) httpapi.Store { return &writeThenFailStore{Store: s} })
+		author := register(t, srv.URL, "author")
+		key := func(k string) map[string]string {
+			if !keyed {
+				return nil
+			}
+			return map[string]string{"Idempotency-Key": k}
+		}
+		post := `{"article":{"title":"Landed","description":"d","body":"b","tagList":["x"]}}`
+		st, _, _ := author.send("POST", "/api/articles", post, key("a1"))
+		require.Equal(t, http.StatusServiceUnavailable, st)
+		st, _, body := author.send("POST", "/api/articles", post, key("a1"))
+		require.Equal(t, http.StatusCreated, st, "%v", body)
+		_, _, list := author.send("GET", "/api/articles?author=author", "", nil)
+		slug := articleField(body, "slug").(string)
+		comment := `{"comment":{"body":"landed once"}}`
+		st, _, _ = author.send("POST", "/api/articles/"+slug+"/comments", comment, key("c1"))
+		require.Equal(t, http.StatusServiceUnavailable, st)
+		st, _, cbody := author.send("POST", "/api/articles/"+slug+"/comments", comment, key("c1"))
+		require.Equal(t, http.StatusOK, st, "%v", cbody)
+		_, _, comments := author.send("GET", "/api/articles/"+slug+"/comments", "", nil)
+		if keyed {
+			assert.EqualValues(t, 1, list["articlesCount"], "one article")
+			assert.Equal(t, "landed", slug, "the answer is the article the first copy made")
+			assert.Len(t, comments["comments"], 1, "one comment")
+		} else {
+			assert.EqualValues(t, 2, list["articlesCount"], "without a key: two articles (the control)")
+			assert.Len(t, comments["comments"], 2, "without a key: two comments (the control)")
+		}
+	}
+}

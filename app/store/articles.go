@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -40,21 +42,47 @@ func (d articleDoc) article() conduit.Article {
 
 // CreateArticle inserts an article with a new id: one insert, which finds
 // itself when sent again; a taken slug is a conflict (the caller picks
-// another).
+// another). A request sent with an idempotency key (conduit.RequestKey)
+// makes the article's id and times from its key: a copy that runs again
+// after the first answered "try again" finds the article the first made
+// (read back into a, whatever slug it got, and as edited since) instead of
+// making a second.
 func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.insert", time.Now())
-	d := articleDoc{ID: newID(), Slug: a.Slug, Title: a.Title, Description: a.Description, Body: a.Body,
+	id := newID()
+	if k, ok := conduit.RequestKeyOf(ctx); ok {
+		id = keyedID(k, "article")
+		a.CreatedAt, a.UpdatedAt = k.First, k.First
+		var made articleDoc
+		switch err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(id), &made); {
+		case err == nil:
+			author := a.Author
+			*a = made.article()
+			a.Author = author
+			return nil
+		case !errNotFound(err):
+			return err
+		}
+	}
+	d := articleDoc{ID: id, Slug: a.Slug, Title: a.Title, Description: a.Description, Body: a.Body,
 		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, Ver: 1}
 	if d.TagList == nil {
 		d.TagList = []string{}
 	}
-	// Any document under this new ObjectID is this article: a copy of the
+	// Any document under this new id is this article: a copy of the
 	// insert sent again may find it favorited or edited already.
 	if err := s.insertNew(ctx, "articles", "insert article", d.ID, d, nil); err != nil {
 		return err
 	}
 	a.ID, a.Version = d.ID, d.Ver
 	return nil
+}
+
+// keyedID is the id of what the request with key k makes of kind: 24 hex
+// digits, as an ObjectID's, unique to the key.
+func keyedID(k conduit.RequestKey, kind string) string {
+	h := sha256.Sum256([]byte(k.ID + "\x00" + kind))
+	return hex.EncodeToString(h[:12])
 }
 
 // article reads the article slug as viewer may see it: on the primary
