@@ -152,6 +152,13 @@ func removeSocketDir(dataDir, socks string) {
 	}
 }
 
+// DirectURI reaches FerretDB as shipped, past the planner (its Unix
+// socket, only this user's): what the planner saves is measured against
+// it (BenchmarkBrowsingTheLocalEngine in app/store).
+func (db *DB) DirectURI() string {
+	return "mongodb://" + url.QueryEscape(filepath.Join(db.socks, innerSocket)) + "/"
+}
+
 // Planned and Relayed count the queries the planner answered from SQLite
 // and the commands it relayed to FerretDB.
 func (db *DB) Planned() int64 { return db.planner.answered.Load() }

@@ -52,10 +52,11 @@ type planner struct {
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 
-	// writes is held while a write that FerretDB applies as read-then-write
-	// (update, delete, findAndModify) is rewritten, sent and answered: one
-	// at a time, so no other write comes between its read and its write.
-	writes sync.Mutex
+	// writes are held while a write that FerretDB applies as
+	// read-then-write (update, delete, findAndModify) is rewritten, sent
+	// and answered: the locks of the documents it names, so no other write
+	// of them comes between its read and its write (see docLocks).
+	writes *docLocks
 
 	answered, relayed atomic.Int64
 	// mirrored is called after a createIndexes passed through, to make
@@ -80,7 +81,7 @@ const maxRows = 5000
 
 func newPlanner(dir, upstream string, ln net.Listener, log *slog.Logger) *planner {
 	return &planner{dir: dir, upstream: upstream, ln: ln, log: log,
-		dbs: map[string]*sql.DB{}, tables: map[string]*tableInfo{}, conns: map[net.Conn]struct{}{}}
+		dbs: map[string]*sql.DB{}, tables: map[string]*tableInfo{}, conns: map[net.Conn]struct{}{}, writes: newDocLocks()}
 }
 
 func (p *planner) serve(ctx context.Context) {
@@ -162,9 +163,8 @@ var readThenWrite = []string{"update", "delete", "findAndModify"}
 // session goes on.
 func (p *planner) exchange(ctx context.Context, client, up net.Conn, msg []byte) bool {
 	body, isMsg := mongowire.Body(msg)
-	if isMsg && slices.Contains(readThenWrite, mongowire.Command(body)) {
-		p.writes.Lock()
-		defer p.writes.Unlock()
+	if isMsg {
+		defer p.writes.lock(msg, body)()
 	}
 	if isMsg && !mongowire.MoreToCome(msg) {
 		reply, ok := p.answer(ctx, body)

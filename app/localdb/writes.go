@@ -25,8 +25,10 @@ import (
 // at once could each write back what it read, and one update would be lost
 // (seen: an acknowledged article rename undone by a favorite's recount
 // under the failover test's two api instances). DocumentDB applies a
-// single-document write atomically, so the stand-in must too: the planner
-// sends such writes one at a time (planner.writes), whoever sends them.
+// single-document write atomically, so the stand-in must too — and nothing
+// more: the planner holds the locks of the documents such a write names
+// while it runs (planner.writes, docLocks), whoever sends it; writes of
+// other documents run beside it.
 
 // rewriteWrite returns the command to send instead of body (or a reply to
 // give without sending anything); ok is false when body goes as it is.
