@@ -161,6 +161,9 @@ type Answer struct {
 type RequestKey struct {
 	ID    string
 	First time.Time
+	// Again: an earlier copy ran and answered "try again" (or its lease
+	// ended): what it made may be there already.
+	Again bool
 }
 
 type requestKeyCtx struct{}

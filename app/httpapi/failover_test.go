@@ -291,6 +291,34 @@ func TestFailoverWorkloadKeepsTheInvariants(t *testing.T) {
 	assert.Zero(t, ans.noRetry503, "every 503 says when to retry")
 	assert.Positive(t, ans.byStatus[http.StatusServiceUnavailable], "the faults reached clients as 503s")
 	w.check(t)
+
+	// Nothing is left of a deleted article: no comment or favorite names
+	// an article that is not there (read in the database: the api finds
+	// them by the article, so it cannot see them).
+	ctx := context.Background()
+	ids := map[string]bool{}
+	cur, err := mc.Database("conduit").Collection("articles").Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	require.NoError(t, err)
+	var arts []struct {
+		ID string `bson:"_id"`
+	}
+	require.NoError(t, cur.All(ctx, &arts))
+	for _, a := range arts {
+		ids[a.ID] = true
+	}
+	for _, coll := range []string{"comments", "favorites"} {
+		cur, err := mc.Database("conduit").Collection(coll).Find(ctx, bson.D{{Key: "aid", Value: bson.D{{Key: "$exists", Value: true}}}},
+			options.Find().SetProjection(bson.D{{Key: "aid", Value: 1}}))
+		require.NoError(t, err)
+		var docs []struct {
+			ID  string `bson:"_id"`
+			AID string `bson:"aid"`
+		}
+		require.NoError(t, cur.All(ctx, &docs))
+		for _, d := range docs {
+			assert.True(t, ids[d.AID], "%s %s names the article %s, which is gone", coll, d.ID, d.AID)
+		}
+	}
 }
 
 // live is one person's session until deadline.
@@ -836,6 +864,6 @@ var workloadQuotas = httpapi.Quotas{Registrations: httpapi.Quota{Limit: 2000, Wi
 // lateBy is how long the proxy holds a Late write; settleAfter is the
 // stores' LateWrites (a late favorite is counted when its write settles).
 const (
-	lateBy      = 1200 * time.Millisecond
-	settleAfter = 2 * time.Second
+	lateBy      = 3 * time.Second // past the api's 1.5 s database deadline: it lands after its request gave up
+	settleAfter = 5 * time.Second // past lateBy and the deadline
 )

@@ -20,6 +20,7 @@ import (
 type Keys interface {
 	ClaimKey(ctx context.Context, id, body, claim string, now time.Time, lease time.Duration) (*conduit.Answer, conduit.RequestKey, error)
 	KeepAnswer(ctx context.Context, id, claim string, a conduit.Answer) error
+	MadeByKey(ctx context.Context) (bool, error)
 }
 
 // IdempotencyHeader names the request header of the IETF httpapi draft
@@ -106,6 +107,11 @@ func (a *API) idempotent(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	}
 	rec := &recorder{ResponseWriter: w}
 	serve(rec, r.WithContext(conduit.WithRequestKey(r.Context(), rk)))
+	// The client has its answer before it is kept (KeepAnswer may take up
+	// to its 2 s when the database is failing over).
+	if rec.status != 0 {
+		_ = http.NewResponseController(w).Flush()
+	}
 	kept := conduit.Answer{Status: rec.status, Header: map[string]string{}, Body: rec.body.Bytes()}
 	if rec.status == 0 || rec.over {
 		kept.Status = http.StatusServiceUnavailable // no whole answer: the next copy runs

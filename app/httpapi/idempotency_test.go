@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -47,6 +48,14 @@ func TestARequestSentAgainWithItsKeyIsAnsweredNotRepeated(t *testing.T) {
 	}
 	_, _, comments := reader.send("GET", "/api/articles/once/comments", "", nil)
 	assert.Len(t, comments["comments"], 1, "one comment")
+	id := int64(comments["comments"].([]any)[0].(map[string]any)["id"].(float64))
+	dkey := map[string]string{"Idempotency-Key": "delete-1"}
+	for range 2 {
+		st, _, _ = reader.send("DELETE", fmt.Sprintf("/api/articles/once/comments/%d", id), "", dkey)
+		assert.Equal(t, http.StatusNoContent, st, "a deletion sent again with its key is answered as the first")
+	}
+	st, _, _ = reader.send("DELETE", fmt.Sprintf("/api/articles/once/comments/%d", id), "", nil)
+	assert.Equal(t, http.StatusNotFound, st, "without its key: gone")
 
 	// Another person's request with the same key is theirs, not this one.
 	st, h, _ = reader.send("POST", "/api/articles", post, key)
@@ -168,4 +177,30 @@ func TestACopyThatRunsAgainAfterAFailureMakesNothingTwice(t *testing.T) {
 			assert.Len(t, comments["comments"], 2, "without a key: two comments (the control)")
 		}
 	}
+}
+
+// A keyed copy that runs again after its first made the article (and
+// answered 503) does not take the quota again: at the limit it is the
+// article the first made, not 429; so for a comment.
+func TestACopyThatRunsAgainDoesNotTakeItsQuotaTwice(t *testing.T) {
+	one := httpapi.Quota{Limit: 1, Window: time.Hour}
+	srv, _, _ := newServerWrapped(t, false, httpapi.Options{BcryptCost: 4, MaxBodyBytes: 64 << 10,
+		Quotas: httpapi.Quotas{Articles: one, Comments: one, CommentsPerArticle: one}}, nil,
+		func(s *store.Store) httpapi.Store { return &writeThenFailStore{Store: s} })
+	author := register(t, srv.URL, "author")
+	key := map[string]string{"Idempotency-Key": "quota-a"}
+	post := `{"article":{"title":"Counted once","description":"d","body":"b"}}`
+	st, _, _ := author.send("POST", "/api/articles", post, key)
+	require.Equal(t, http.StatusServiceUnavailable, st)
+	st, _, body := author.send("POST", "/api/articles", post, key)
+	assert.Equal(t, http.StatusCreated, st, "the article the first copy made, not 429: %v", body)
+	st, _, _ = author.send("POST", "/api/articles", `{"article":{"title":"Another","description":"d","body":"b"}}`, nil)
+	assert.Equal(t, http.StatusTooManyRequests, st, "the quota was taken once, and is full")
+
+	ckey := map[string]string{"Idempotency-Key": "quota-c"}
+	comment := `{"comment":{"body":"counted once"}}`
+	st, _, _ = author.send("POST", "/api/articles/counted-once/comments", comment, ckey)
+	require.Equal(t, http.StatusServiceUnavailable, st)
+	st, _, body = author.send("POST", "/api/articles/counted-once/comments", comment, ckey)
+	assert.Equal(t, http.StatusOK, st, "the comment the first copy made, not 429: %v", body)
 }

@@ -68,6 +68,13 @@ func (a *API) take(ctx context.Context, q Quota, what, key string) error {
 	if q.Limit < 0 {
 		return nil
 	}
+	if keys, ok := a.store.(Keys); ok {
+		// A keyed copy that runs again after its first made the article
+		// or comment (and answered "try again"): that copy took the quota.
+		if made, err := keys.MadeByKey(ctx); err != nil || made {
+			return err
+		}
+	}
 	ok, retry, err := a.store.Take(ctx, key, q.Limit, q.Window, a.now())
 	switch {
 	case err != nil:

@@ -104,16 +104,25 @@ func (a *API) signUpSentAgain(r *http.Request, username, email, password string)
 	u, err := a.store.UserByEmail(r.Context(), email)
 	switch {
 	case conduit.CodeOf(err) == conduit.CodeNotFound:
-		done(true) // the username was taken, not the email: not a guess
+		checkPassword(dummyHash, password) // the same time as a check
+		done(true)                         // the username was taken, not the email: not a guess
 		return nil, nil
 	case err != nil:
 		done(true)
 		return nil, err
-	case u.Username == username && checkPassword(u.PasswordHash, password):
+	}
+	// One password check whatever the username (a check only when it is
+	// the email's would tell, by its time, which username holds an email).
+	hash := u.PasswordHash
+	if u.Username != username {
+		hash = dummyHash
+	}
+	if checkPassword(hash, password) && u.Username == username {
 		done(true)
 		return u, nil
 	}
 	done(false)
+	a.signInFailed(r, "register", email)
 	return nil, nil
 }
 

@@ -141,6 +141,23 @@ func (c *client) send(outer context.Context, method, path string, query url.Valu
 		req.Header.Set(observe.RequestIDHeader, id)
 	}
 	resp, err := c.http.Do(req)
+	// A form sent twice (a double click: the browser drops the first
+	// request and sends the second) carries one idempotency key: while the
+	// first still runs, the api answers 409 with Retry-After; the second
+	// waits for the first's answer, which it is then given.
+	for tries := 0; err == nil && resp.StatusCode == http.StatusConflict && resp.Header.Get("Retry-After") != "" &&
+		req.Header.Get("Idempotency-Key") != "" && req.GetBody != nil && tries < 40; tries++ {
+		resp.Body.Close()
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(keyHeldWait):
+			again := req.Clone(ctx)
+			if again.Body, err = req.GetBody(); err == nil {
+				resp, err = c.http.Do(again)
+			}
+		}
+	}
 	if err != nil {
 		if outer.Err() != nil {
 			return nil, fmt.Errorf("%s %s: %w", method, path, outer.Err()) // the visitor went away
@@ -293,6 +310,10 @@ func (c *client) saveArticle(ctx context.Context, method, path, token string, h 
 	_, err := c.send(ctx, method, path, nil, token, h, map[string]any{"article": in}, &out)
 	return out.Article, err
 }
+
+// keyHeldWait is how long the site waits before it sends again a form
+// whose idempotency key the api says its first copy still holds.
+var keyHeldWait = 250 * time.Millisecond
 
 // keyed is the Idempotency-Key header of the form r posted (its page view's
 // key: see base.FormKey), or none when it carries none that the api would

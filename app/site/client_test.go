@@ -82,3 +82,43 @@ func TestAPICallsCarryTheVisitorsAddress(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "198.51.100.7", got.Load())
 }
+
+// A form sent twice carries one idempotency key; while the first copy
+// runs, the api answers the second 409 with Retry-After: the site waits
+// and sends it again, and gives the person the first copy's answer — not
+// an error page. Other 409s (a conflict) are answered at once.
+func TestAFormWhoseKeyIsHeldWaitsForTheFirstAnswer(t *testing.T) {
+	defer func(w time.Duration) { keyHeldWait = w }(keyHeldWait)
+	keyHeldWait = 10 * time.Millisecond
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		switch {
+		case r.Header.Get("Idempotency-Key") == "":
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"errors":{"body":["slug has already been taken"]}}`))
+		case n < 3:
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"errors":{"body":["a request with this Idempotency-Key is still running"]}}`))
+		default:
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"article":{"slug":"once","title":"Once"}}`))
+		}
+	}))
+	t.Cleanup(api.Close)
+	base, err := url.Parse(api.URL)
+	require.NoError(t, err)
+	c := newClient(base, http.DefaultTransport, 2*time.Second)
+	a, err := c.saveArticle(context.Background(), http.MethodPost, "/api/articles", "token", http.Header{"Idempotency-Key": {"k"}}, map[string]any{"title": "Once"})
+	require.NoError(t, err)
+	assert.Equal(t, "once", a.Slug)
+	assert.Equal(t, int32(3), calls.Load(), "sent again until the first copy's answer came")
+
+	calls.Store(0)
+	_, err = c.saveArticle(context.Background(), http.MethodPost, "/api/articles", "token", http.Header{}, map[string]any{"title": "Once"})
+	var ae *apiError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, http.StatusConflict, ae.Status)
+	assert.Equal(t, int32(1), calls.Load(), "a conflict without a held key is answered at once")
+}

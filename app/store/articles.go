@@ -79,9 +79,10 @@ func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 }
 
 // keyedID is the id of what the request with key k makes of kind: 24 hex
-// digits, as an ObjectID's, unique to the key.
+// digits, as an ObjectID's, unique to the key and its first claim (a key
+// used again after its record was swept is a new request: a new id).
 func keyedID(k conduit.RequestKey, kind string) string {
-	h := sha256.Sum256([]byte(k.ID + "\x00" + kind))
+	h := sha256.Sum256([]byte(k.ID + "\x00" + k.First.UTC().Format(time.RFC3339Nano) + "\x00" + kind))
 	return hex.EncodeToString(h[:12])
 }
 
@@ -188,6 +189,15 @@ func atVersion(v int64) bson.E {
 		return bson.E{Key: "ver", Value: bson.D{{Key: "$exists", Value: false}}}
 	}
 	return bson.E{Key: "ver", Value: v}
+}
+
+// upToVersion is the filter on a deletion's version: v or an earlier one
+// (the field's absence for version 0, documents stored before versions).
+func upToVersion(v int64) bson.E {
+	if v == 0 {
+		return bson.E{Key: "ver", Value: bson.D{{Key: "$exists", Value: false}}}
+	}
+	return bson.E{Key: "ver", Value: bson.D{{Key: "$lte", Value: v}}}
 }
 
 // nonNil stores an empty tag list as [] (as inserts do), never null.

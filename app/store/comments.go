@@ -106,7 +106,9 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 			// The article's deletion may have settled already: record one
 			// again, whose run sweeps the comments of an article that is
 			// gone.
-			_, _ = s.begin(context.WithoutCancel(ctx), intentDoc{Kind: intentDeleteArticle, AID: a.ID})
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_, _ = s.begin(bctx, intentDoc{Kind: intentDeleteArticle, AID: a.ID})
+			cancel()
 			return s.wrap("delete a comment on an article that is gone", err)
 		}
 		return conduit.Errorf(conduit.CodeNotFound, "article not found")
@@ -192,9 +194,17 @@ func (s *Store) Comment(ctx context.Context, slug string, id int64) (*conduit.Co
 }
 
 // DeleteComment removes one comment (Comment found it on the article
-// slug): a delete by _id, twice is once.
+// slug): the comment is replaced by a tombstone under its id ({_id, off,
+// at}: no article, so no list finds it and Comment answers "not found").
+// Twice is once. A late copy of the deletion changes nothing (comments are
+// not edited); a late copy of the comment's insert — a keyed request's
+// copy makes the same id, so the first copy's held insert is that id too —
+// meets the tombstone and is refused, instead of bringing the deleted
+// comment back.
 func (s *Store) DeleteComment(ctx context.Context, slug string, id int64) error {
 	defer s.observe("comments.delete", time.Now())
-	_, err := s.coll("comments").DeleteOne(ctx, byID(commentKey(id)))
+	key := commentKey(id)
+	_, err := s.coll("comments").ReplaceOne(ctx, byID(key), bson.D{{Key: "_id", Value: key}, {Key: "off", Value: true},
+		{Key: "at", Value: time.Now().UTC()}})
 	return s.wrap("delete comment", err)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"webstack/app/conduit"
 )
@@ -103,6 +104,7 @@ func (s *Store) ClaimKey(ctx context.Context, id, body, claim string, now time.T
 		}
 		// Released, or its lease ended with no answer kept: take it over
 		// (compared and set on the claim: one copy runs).
+		key.Again = true
 		res, err := s.coll("idempotency").UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "claim", Value: cur.Claim}, {Key: "state", Value: cur.State}},
 			set(bson.E{Key: "claim", Value: claim}, bson.E{Key: "state", Value: "running"}, bson.E{Key: "until", Value: now.Add(lease)}))
 		if err != nil {
@@ -136,6 +138,28 @@ func (s *Store) KeepAnswer(ctx context.Context, id, claim string, a conduit.Answ
 	_, err := s.coll("idempotency").UpdateOne(ctx, mine, set(bson.E{Key: "state", Value: "done"}, bson.E{Key: "status", Value: a.Status},
 		bson.E{Key: "header", Value: header}, bson.E{Key: "resp", Value: a.Body}))
 	return s.wrap("keep an answer", err)
+}
+
+// MadeByKey reports whether the keyed request ctx carries (a copy that
+// runs again: conduit.RequestKey.Again) already made its article or its
+// comment: its quota was taken by the copy that made it, and is not taken
+// again.
+func (s *Store) MadeByKey(ctx context.Context) (bool, error) {
+	k, ok := conduit.RequestKeyOf(ctx)
+	if !ok || !k.Again {
+		return false, nil
+	}
+	for _, probe := range []struct{ coll, id string }{{"articles", keyedID(k, "article")}, {"comments", commentKey(keyedCommentID(k))}} {
+		var d bson.Raw
+		err := s.findOne(ctx, s.coll(probe.coll), probe.coll+".find", byID(probe.id), &d, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		switch {
+		case err == nil:
+			return true, nil
+		case !errNotFound(err):
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 // SweepKeys deletes the idempotency records past their time.

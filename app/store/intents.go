@@ -43,7 +43,14 @@ type intentDoc struct {
 // The kinds of intents, and the steps each finishes with (apply).
 const (
 	intentRecountFavorites = "recount-favorites" // the article's favorites count
-	intentDeleteArticle    = "delete-article"    // the article, its comments and favorites
+	// The article (at the version the deletion read, or an earlier one),
+	// its comments and favorites. A kind of its own since layout 3: a
+	// layout-2 build does not know it, and runs none of its steps (it
+	// would delete the article whatever its version).
+	intentDeleteArticle = "delete-article-at-version"
+	// A layout-2 build's deletion, left unfinished: the article whatever
+	// its version, as that build meant.
+	intentDeleteArticleV2 = "delete-article"
 )
 
 // begin records an intent (its first step).
@@ -111,10 +118,22 @@ func (s *Store) apply(ctx context.Context, d intentDoc) error {
 			return s.dropFavorites(ctx, d.AID)
 		}
 		return err
+	case intentDeleteArticleV2:
+		if _, err := s.coll("articles").DeleteOne(ctx, byID(d.AID)); err != nil {
+			return s.wrap("delete article", err)
+		}
+		if _, err := s.coll("comments").DeleteMany(ctx, bson.D{{Key: "aid", Value: d.AID}}); err != nil {
+			return s.wrap("delete the article's comments", err)
+		}
+		return s.dropFavorites(ctx, d.AID)
 	case intentDeleteArticle:
-		// The version the deletion read: a deletion that lands late, after
-		// an edit, deletes nothing (none when an earlier run got this far).
-		if _, err := s.coll("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.AID}, atVersion(d.Ver)}); err != nil {
+		// The version the deletion read, or an earlier one: a deletion
+		// that lands late, after an edit, deletes nothing (none when an
+		// earlier run got this far); an earlier version is a late copy of
+		// the article's insert (a keyed create's copies make the same id)
+		// that landed after the deletion, and goes when the deletion
+		// settles. Versions only move on.
+		if _, err := s.coll("articles").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.AID}, upToVersion(d.Ver)}); err != nil {
 			return s.wrap("delete article", err)
 		}
 		switch err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(d.AID), &articleDoc{},

@@ -13,7 +13,20 @@ import (
 
 // Layout is the version of the data layout this store reads and writes
 // (see the package comment). It is recorded in meta "layout".
-const Layout = 2
+//
+// Layout 3 (issue #28) is layout 2 with versions on articles, accounts and
+// relations, relations and comments turned off as tombstones, version-fenced
+// deletions (their intents a kind of their own) and idempotency records:
+// nothing to convert (a document without a version is version 0), so a
+// layout-2 database is taken and recorded as 3. A layout-2 build refuses it
+// at start; one already running beside this one would write as layout 2
+// does (a favorite of a tombstone answered without a write, an edit that
+// does not move the version), so layout-2 instances are stopped before
+// this release starts (docs/deploy.md), not rolled over.
+const Layout = 3
+
+// upgrades are the earlier layouts this store takes as they are.
+var upgrades = []int{2}
 
 // ErrLayout is why Migrate refuses a database: it holds another layout.
 var ErrLayout = errors.New("the database holds data in a layout this conduit does not read")
@@ -107,6 +120,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	_, err = db.Collection("meta").UpdateOne(ctx, byID("layout"), set(bson.E{Key: "version", Value: Layout}), options.UpdateOne().SetUpsert(true))
+	if isDuplicate(err) {
+		// Two instances starting on an empty database both inserted it
+		// (DocumentDB does not retry a raced upsert): the other's is there.
+		_, err = db.Collection("meta").UpdateOne(ctx, byID("layout"), set(bson.E{Key: "version", Value: Layout}))
+	}
 	if err != nil {
 		return fmt.Errorf("record the data layout: %w", classify(err))
 	}
@@ -131,7 +149,7 @@ func (s *Store) checkLayout(ctx context.Context, have []string) error {
 		return nil
 	case err != nil:
 		return fmt.Errorf("read the data layout: %w", classify(err))
-	case m.Version != Layout:
+	case m.Version != Layout && !slices.Contains(upgrades, m.Version):
 		return fmt.Errorf("%w: it is layout %d and this conduit reads layout %d only; run the conduit that wrote it, "+
 			"or start on an empty database", ErrLayout, m.Version, Layout)
 	}

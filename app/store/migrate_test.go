@@ -69,6 +69,21 @@ func TestMigrateMakesEveryIndexAndRecordsTheLayout(t *testing.T) {
 
 // A database written in another layout is refused at start with a message
 // that says what to do; nothing in it is changed.
+// A layout-2 database is taken as it is (layout 3 only adds) and recorded
+// as layout 3, so that a layout-2 build refuses it from then on.
+func TestMigrateTakesLayout2AndRecordsLayout3(t *testing.T) {
+	ctx := context.Background()
+	st, _ := newLocal(t, Options{})
+	_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: 2}})
+	require.NoError(t, err)
+	require.NoError(t, st.Migrate(ctx))
+	var layout struct {
+		Version int `bson:"version"`
+	}
+	require.NoError(t, st.cur.Load().db.Collection("meta").FindOne(ctx, bson.D{{Key: "_id", Value: "layout"}}).Decode(&layout))
+	assert.Equal(t, 3, layout.Version)
+}
+
 func TestMigrateRefusesAnotherLayout(t *testing.T) {
 	ctx := context.Background()
 	for name, prepare := range map[string]func(st *Store){

@@ -4,27 +4,33 @@
 // transactions, no $lookup and no retryable writes (DocumentDB has none:
 // the connection string says retryWrites=false).
 //
-// # Layout (version 2, recorded in meta "layout")
+// # Layout (version 3, recorded in meta "layout"; a layout-2 database is taken as it is)
 //
 //	users     {_id: user id, username, usernameKey: lower-case username,
-//	           email: lower-case, passwordHash, bio, image, cred, lastWrite,
-//	           freshUntil, createdAt}
+//	           email: lower-case, passwordHash, bio, image, cred, ver: the
+//	           settings' version (absent: 0), lastWrite, freshUntil, createdAt}
 //	          unique usernameKey, unique email
-//	follows   {_id: follower "/" followee, follower, followee, at}
+//	follows   {_id: follower "/" followee, ver, follower, followee, at}
+//	          or, turned off, a tombstone {_id, ver, off: true, at}
 //	          by_follower {follower, followee}
-//	favorites {_id: user "/" article, uid, aid, articleCreatedAt, at}
+//	favorites {_id: user "/" article, ver, uid, aid, articleCreatedAt, at}
+//	          or a tombstone {_id, ver, off: true, at} (see toggle)
 //	          by_user {uid, articleCreatedAt -1, aid -1}; by_article {aid}
-//	articles  {_id: article id, slug, title, description, body, tagList,
-//	           authorId, createdAt, updatedAt, favoritesCount, favVer, favDirty,
-//	           ver: the author's edits (absent before versions: 0)}
+//	articles  {_id: article id (a keyed create's derived from its key),
+//	           slug, title, description, body, tagList, authorId, createdAt,
+//	           updatedAt, favoritesCount, favVer, favDirty, ver: the author's
+//	           edits (absent before versions: 0)}
 //	          unique slug; list_recent {createdAt -1, _id -1};
 //	          list_by_author {authorId, createdAt -1, _id -1};
 //	          list_by_tag {tagList, createdAt -1, _id -1}
 //	comments  {_id: 16 hex digits of the comment id (time-ordered, see
 //	           commentIDs), aid, authorId, body, createdAt, updatedAt}
+//	          or, deleted, a tombstone {_id, off: true, at}
 //	          by_article {aid, createdAt, _id}
-//	intents   {_id, kind, aid, at, settling}   multi-step writes under way, or settling
+//	intents   {_id, kind, aid, ver, at, settling}   multi-step writes under
+//	          way, or settling ("settle/<kind>/<article>")
 //	          by_age {at}
+//	sessions, quotas, idempotency {_id, …, exp}   by_exp {exp} (swept)
 //	meta      {_id: "layout", version}
 //
 // Every document is bounded: a user's follows and favorites, an article's

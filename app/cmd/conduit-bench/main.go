@@ -49,6 +49,7 @@ type options struct {
 	markdown    bool
 	warmup      time.Duration
 	seedCache   string
+	only        string
 	growth      int
 }
 
@@ -73,6 +74,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&o.markdown, "markdown", false, "print markdown tables")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each run (fills caches, opens connections)")
 	fs.IntVar(&o.growth, "growth", 5000, "comments posted on one article, measuring the rate as they grow (0: skip)")
+	fs.StringVar(&o.only, "only", "", "run only the mixes whose name contains one of these comma-separated `words`")
 	fs.StringVar(&o.seedCache, "seed-cache", "", "keep each size's seeded data in `DIR` and reuse it on later runs (delete DIR after changing app/store: the data layout must match)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -149,6 +151,18 @@ func runSize(ctx context.Context, o options, sz size, out io.Writer) ([]row, err
 	}
 	fmt.Fprintf(out, "seeded through the web tier in %s with 16 writers: %d writes, %d answered 5xx, %d failed otherwise\n\n",
 		seed.Took, seed.Writes, seed.Status5xx, seed.OtherErrors)
+	// The seeded user's own articles, for the edit mix.
+	var own []string
+	for n := range 128 {
+		var art struct {
+			Article struct{ Slug string } `json:"article"`
+		}
+		if err := call(ctx, client, "POST", "http://"+api+"/api/articles", seed.token,
+			fmt.Sprintf(`{"article":{"title":"Own %d %d","description":"d","body":"b"}}`, n, time.Now().UnixNano()), &art); err != nil {
+			return nil, fmt.Errorf("the edit mix's articles: %w", err)
+		}
+		own = append(own, art.Article.Slug)
+	}
 	mixes := []mix{
 		{name: "GET /api/articles?limit=20", request: func(i int) (string, string, string) { return "GET", "/api/articles?limit=20", "" }},
 		{name: "GET /api/articles/:slug", request: func(i int) (string, string, string) {
@@ -163,11 +177,27 @@ func runSize(ctx context.Context, o options, sz size, out io.Writer) ([]row, err
 		{name: "POST /api/articles/:slug/comments", token: true, request: func(i int) (string, string, string) {
 			return "POST", "/api/articles/" + seed.Slugs[i%len(seed.Slugs)] + "/comments", `{"comment":{"body":"A comment with some *markdown* and ` + "`code`" + `."}}`
 		}},
+		{name: "POST /api/articles/:slug/comments (Idempotency-Key)", token: true, keyed: true, request: func(i int) (string, string, string) {
+			return "POST", "/api/articles/" + seed.Slugs[i%len(seed.Slugs)] + "/comments", `{"comment":{"body":"A comment with some *markdown* and ` + "`code`" + `."}}`
+		}},
+		{name: "POST or DELETE /api/articles/:slug/favorite", token: true, request: func(i int) (string, string, string) {
+			method := "POST"
+			if (i/64)%2 == 1 {
+				method = "DELETE"
+			}
+			return method, "/api/articles/" + seed.Slugs[i%len(seed.Slugs)] + "/favorite", ""
+		}},
+		{name: "PUT /api/articles/:slug (own, body)", token: true, request: func(i int) (string, string, string) {
+			return "PUT", "/api/articles/" + own[i%len(own)], fmt.Sprintf(`{"article":{"body":"Edited %d: a body with some *markdown*."}}`, i)
+		}},
 		{name: "GET /api/tags", request: func(i int) (string, string, string) { return "GET", "/api/tags", "" }},
 		{name: "GET / (home page, 20 articles)", webOnly: true, request: func(i int) (string, string, string) { return "GET", "/", "" }},
 	}
 	var rows []row
 	for _, m := range mixes {
+		if o.only != "" && !slices.ContainsFunc(strings.Split(o.only, ","), func(w string) bool { return strings.Contains(m.name, w) }) {
+			continue
+		}
 		r := row{name: m.name}
 		token := ""
 		if m.token {
@@ -676,9 +706,17 @@ type statusError struct {
 func (e *statusError) Error() string { return fmt.Sprintf("%d %s", e.status, e.msg) }
 
 func call(ctx context.Context, c *http.Client, method, url, token, body string, out any) error {
+	return callWith(ctx, c, method, url, token, body, nil, out)
+}
+
+// callWith is call with the headers h besides.
+func callWith(ctx context.Context, c *http.Client, method, url, token, body string, h http.Header, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
 		return err
+	}
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
@@ -705,6 +743,7 @@ type mix struct {
 	token   bool // requests carry the seeded user's token
 	webOnly bool // a page: the api has no such route
 	request func(i int) (method, path, body string)
+	keyed   bool // each request carries an Idempotency-Key of its own
 }
 
 type result struct {
@@ -740,8 +779,12 @@ func load(ctx context.Context, client *http.Client, base, token string, m mix, c
 			var localFirst error
 			for i := w; ctx.Err() == nil; i += c {
 				method, path, body := m.request(i)
+				var h http.Header
+				if m.keyed {
+					h = http.Header{"Idempotency-Key": {fmt.Sprintf("bench-%d-%d", start.UnixNano(), i)}}
+				}
 				t0 := time.Now()
-				err := call(context.Background(), client, method, base+path, token, body, nil)
+				err := callWith(context.Background(), client, method, base+path, token, body, h, nil)
 				if ctx.Err() != nil && t0.Add(time.Since(t0)).After(start.Add(d)) {
 					break
 				}
