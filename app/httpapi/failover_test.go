@@ -69,7 +69,7 @@ func newFailoverEnv(t *testing.T, seed uint64) *failoverEnv {
 	for range instances {
 		uri := "mongodb://" + proxy.Addr + "/?maxIdleTimeMS=2000"
 		st, err := store.Open(ctx, "conduit", func(context.Context, string) (string, error) { return uri, nil },
-			store.Options{MaxWriters: 1, IntentGrace: 100 * time.Millisecond, LateWrites: settleAfter})
+			store.Options{IntentGrace: 100 * time.Millisecond, LateWrites: settleAfter})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = st.Close(context.Background()) })
 		require.NoError(t, st.Migrate(ctx))

@@ -17,8 +17,7 @@ import (
 //
 // which DocumentDB applies atomically to the one document: concurrent takes
 // never pass the limit. (FerretDB applies an update as a read and a write;
-// conduit local's single writer, Options.MaxWriters 1, makes it atomic
-// there.) At the limit the filter matches nothing and the upsert's insert
+// the local engine's lock of the document makes it atomic there.) At the limit the filter matches nothing and the upsert's insert
 // meets the existing _id: a duplicate key. But a duplicate key is also
 // what the loser of two concurrent first takes of a window gets (both
 // found no document, both inserted: the database applies one insert and

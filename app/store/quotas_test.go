@@ -19,12 +19,12 @@ import (
 
 // A quota holds under concurrency: of 40 takes at once with a limit of 10,
 // exactly 10 pass, and the rest are told when the window ends. (FerretDB
-// applies an update as a read and a write: locally the store's one writer,
-// MaxWriters 1 as conduit local runs it, is what makes the take atomic;
-// DocumentDB applies it to the document atomically.)
+// applies an update as a read and a write: locally the planner's lock of
+// the document the take names is what makes it atomic, and the takes run
+// at once as on DocumentDB, which applies each to the document atomically.)
 func TestQuotaTakesNeverPassTheLimitUnderConcurrency(t *testing.T) {
 	ctx := context.Background()
-	st, _ := newLocal(t, Options{MaxWriters: 1})
+	st, _ := newLocal(t, Options{})
 	require.NoError(t, st.Migrate(ctx))
 	now := time.Date(2026, 12, 6, 10, 30, 0, 0, time.UTC)
 	var passed, refused atomic.Int32
@@ -66,7 +66,7 @@ func TestQuotaTakesStayWithinTheLimitThroughFaults(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = proxy.Close() })
 	uri := "mongodb://" + proxy.Addr + "/"
-	st, err := Open(ctx, "conduit", func(context.Context, string) (string, error) { return uri, nil }, Options{MaxWriters: 1})
+	st, err := Open(ctx, "conduit", func(context.Context, string) (string, error) { return uri, nil }, Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	require.NoError(t, st.Migrate(ctx))
@@ -98,7 +98,7 @@ func TestQuotaTakesStayWithinTheLimitThroughFaults(t *testing.T) {
 // the document exists), and only a full window refuses.
 func TestConcurrentFirstTakesOfAWindowBothPass(t *testing.T) {
 	ctx := context.Background()
-	st, proxy := newProxied(t, Options{MaxWriters: 1}, 11)
+	st, proxy := newProxied(t, Options{}, 11)
 	now := time.Now()
 	proxy.InjectNext([]storetest.Fault{storetest.RacedUpsert}, "update")
 	ok, _, err := st.Take(ctx, "registrations/203.0.113.9", 3, time.Hour, now)

@@ -106,10 +106,11 @@
 // store's index-served shapes from SQLite copies of these same indexes and
 // hands FerretDB its writes by _id (see localdb), so the local engine uses
 // the production indexes instead of the store being shaped around it. What
-// it still does differently: one writer (Options.MaxWriters 1; FerretDB's
-// conditional updates read, then write, so two writers could interleave),
-// no replicas (every read is the primary's), and queries the planner does
-// not compile are scans.
+// it still does differently: SQLite has one writer (the others wait, or
+// answer busy and are retried; the planner locks each document a write
+// names, as FerretDB's conditional updates read, then write), no replicas
+// (every read is the primary's), and queries the planner does not compile
+// are scans.
 package store
 
 import (
@@ -129,9 +130,10 @@ import (
 
 // Options tune a Store. Zero values take the defaults named.
 type Options struct {
-	// MaxWriters bounds concurrent writes. FerretDB on SQLite has one
-	// writer and answers "database is locked" to the others; conduit local
-	// sets 1. Default 0: unbounded (DocumentDB).
+	// MaxWriters bounds concurrent writes. Default 0: unbounded, as
+	// DocumentDB and conduit local run (a bound would make the local
+	// engine kinder than DocumentDB: writes of different documents would
+	// never meet).
 	MaxWriters int
 	// LagTolerance is how long reads for nobody in particular (anonymous
 	// visitors, signed-in ones who have not written lately) are kept in

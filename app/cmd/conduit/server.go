@@ -334,11 +334,11 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 	if database == "" {
 		database = "conduit"
 	}
-	opts := store.Options{}
-	if s.Role == "local" {
-		opts.MaxWriters = 1 // FerretDB on SQLite has one writer
-	}
-	st, err := store.Open(ctx, database, dbURI, opts)
+	// No writer bound, locally either: the local engine keeps each
+	// document's writes atomic and lets others run at once, as DocumentDB
+	// does (SQLite's one writer makes the others wait, or answer busy,
+	// which the store retries).
+	st, err := store.Open(ctx, database, dbURI, store.Options{})
 	if err != nil {
 		return nil, "", err
 	}
