@@ -28,6 +28,7 @@ type articleDoc struct {
 	FavoritesCount int       `bson:"favoritesCount"`
 	FavVer         int64     `bson:"favVer"`
 	FavDirty       bool      `bson:"favDirty"`
+	FavSettle      time.Time `bson:"favSettle,omitempty"` // see markFavorites
 	Ver            int64     `bson:"ver,omitempty"` // the author's edits: see UpdateArticle (absent: 0)
 }
 

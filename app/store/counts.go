@@ -34,10 +34,15 @@ import (
 // The cost is the count: an index range of the article's favorites.
 
 // markFavorites records that the favorites of aid changed and are not
-// counted yet.
+// counted yet, and that they settle (favSettle, $max: a late copy of the
+// mark never brings it earlier) Options.LateWrites from now: Repair then
+// counts them once more, so a favorite or unfavorite that the server held
+// past its request and applied after this recount is counted. The settling
+// time rides on the mark's own write: a favorite costs no write for it.
 func (s *Store) markFavorites(ctx context.Context, aid string) error {
-	res, err := s.coll("articles").UpdateOne(ctx, byID(aid), bson.D{
-		{Key: "$set", Value: bson.D{{Key: "favDirty", Value: true}}}, {Key: "$inc", Value: bson.D{{Key: "favVer", Value: int64(1)}}}})
+	update := bson.D{{Key: "$set", Value: bson.D{{Key: "favDirty", Value: true}}}, {Key: "$inc", Value: bson.D{{Key: "favVer", Value: int64(1)}}},
+		{Key: "$max", Value: bson.D{{Key: "favSettle", Value: time.Now().UTC().Add(s.opts.LateWrites)}}}}
+	res, err := s.coll("articles").UpdateOne(ctx, byID(aid), update)
 	if err != nil {
 		return s.wrap("mark favorites", err)
 	}
@@ -45,6 +50,52 @@ func (s *Store) markFavorites(ctx context.Context, aid string) error {
 		return conduit.Errorf(conduit.CodeNotFound, "article not found")
 	}
 	return nil
+}
+
+// settleFavorites counts the favorites of the articles whose settling time
+// has come (see markFavorites), a batch at a time until none is due or ctx
+// ends: marked (without moving the time on), recounted, and the time
+// removed unless a later change moved it meanwhile (compared and set: that
+// change's own settling counts it). Several instances may count one
+// article: a recount is safe twice.
+func (s *Store) settleFavorites(ctx context.Context) error {
+	seen := map[string]bool{}
+	for ctx.Err() == nil {
+		due, err := findAll[struct {
+			ID     string    `bson:"_id"`
+			Settle time.Time `bson:"favSettle"`
+		}](ctx, s, s.coll("articles"), "articles.settle_due", bson.D{{Key: "favSettle", Value: bson.D{{Key: "$lte", Value: time.Now().UTC()}}}},
+			options.Find().SetSort(bson.D{asc("favSettle")}).SetLimit(100).SetProjection(bson.D{{Key: "favSettle", Value: 1}}))
+		if err != nil {
+			return err
+		}
+		fresh := 0
+		for _, d := range due {
+			if seen[d.ID] {
+				continue
+			}
+			seen[d.ID], fresh = true, fresh+1
+			res, err := s.coll("articles").UpdateOne(ctx, byID(d.ID), bson.D{{Key: "$set", Value: bson.D{{Key: "favDirty", Value: true}}},
+				{Key: "$inc", Value: bson.D{{Key: "favVer", Value: int64(1)}}}})
+			if err != nil {
+				return s.wrap("mark favorites", err)
+			}
+			if res.MatchedCount == 0 {
+				continue // deleted meanwhile: its deletion removes its favorites
+			}
+			if _, err := s.recountFavorites(ctx, d.ID); err != nil && !errNotFound(err) {
+				return err
+			}
+			if _, err := s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "favSettle", Value: d.Settle}},
+				bson.D{{Key: "$unset", Value: bson.D{{Key: "favSettle", Value: ""}}}}); err != nil {
+				return s.wrap("settle favorites", err)
+			}
+		}
+		if fresh == 0 {
+			return nil
+		}
+	}
+	return ctx.Err()
 }
 
 // recountFavorites counts the favorites of aid after a change was marked,

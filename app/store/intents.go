@@ -82,6 +82,12 @@ func (s *Store) done(ctx context.Context, d intentDoc) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
+	if d.Kind == intentRecountFavorites && !d.Settling {
+		// Its mark carried the settling time (see markFavorites).
+		_, err := s.coll("intents").DeleteOne(ctx, byID(d.ID))
+		_ = s.wrap("delete intent", err)
+		return
+	}
 	fields := bson.D{{Key: "kind", Value: d.Kind}, {Key: "aid", Value: d.AID}, {Key: "settling", Value: true}}
 	if d.Ver != 0 {
 		fields = append(fields, bson.E{Key: "ver", Value: d.Ver})
@@ -215,6 +221,9 @@ func (s *Store) Repair(ctx context.Context) (int, error) {
 		if fresh == 0 {
 			break
 		}
+	}
+	if err := s.settleFavorites(ctx); err != nil {
+		first = cmp.Or(first, fmt.Errorf("settle favorites: %w", err))
 	}
 	return n, first
 }

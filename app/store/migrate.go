@@ -59,6 +59,7 @@ func indexes() []index {
 		{"articles", "slug", bson.D{asc("slug")}, true, "an article by its slug; unique, so a rename is one update"},
 		{"articles", "list_recent", bson.D{desc("createdAt"), desc("_id")}, false, "the global list; the newest articles' tags"},
 		{"articles", "list_by_author", bson.D{asc("authorId"), desc("createdAt"), desc("_id")}, false, "author= lists, the feed ({authorId: {$in}}, merged per author), their counts"},
+		{"articles", "settle_due", bson.D{asc("favSettle")}, false, "articles whose favorites settle (Repair counts them once more)"},
 		{"articles", "list_by_tag", bson.D{asc("tagList"), desc("createdAt"), desc("_id")}, false, "tag= lists (multikey), their counts, a tag's recount"},
 		{"comments", "by_article", bson.D{asc("aid"), asc("createdAt"), asc("_id")}, false, "an article's comments, oldest first; removed with it"},
 		{"intents", "by_age", bson.D{asc("at")}, false, "interrupted writes, oldest first (Repair)"},
