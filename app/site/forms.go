@@ -1,6 +1,9 @@
 package site
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
 	"slices"
 	"strings"
 	"unicode"
@@ -53,9 +56,82 @@ type formView struct {
 	Action, Submit, Next string
 	// Version is the entity tag of the version of the thing the form edits
 	// (a hidden field: the edit names it in If-Match); "" for none.
-	Version  string
+	Version string
+	// Shown is what the form showed of the saved version (shownOf: a
+	// short hash per field, a hidden field), so that after a conflict the
+	// fields the person did not change can take the saved values.
+	Shown    string
 	Fields   []field
 	Problems []problem
+}
+
+// shownOf is the hidden "shown" value of values (field name → value as
+// the form shows it): name:hash pairs, the hash of the normalized value.
+func shownOf(values map[string]string) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(values)) {
+		parts = append(parts, name+":"+shownHash(values[name]))
+	}
+	return strings.Join(parts, ",")
+}
+
+func shownHash(v string) string {
+	sum := sha256.Sum256([]byte(normalizeNewlines(v)))
+	return hex.EncodeToString(sum[:8])
+}
+
+// shownValues parses a posted "shown" value (nil: none, or not ours).
+func shownValues(posted string) map[string]string {
+	if posted == "" || len(posted) > 4096 {
+		return nil
+	}
+	out := map[string]string{}
+	for _, p := range strings.Split(posted, ",") {
+		name, h, ok := strings.Cut(p, ":")
+		if !ok {
+			return nil
+		}
+		out[name] = h
+	}
+	return out
+}
+
+// resolveConflict is a form that met a saved version other than the one it
+// was made from: each field the person left as it was shown takes the
+// saved value (told so), each field they changed keeps what they typed,
+// and where the saved version changed it too, that is said (a field only
+// they changed is theirs, and nothing is said of it). saved and sent
+// are normalized values by field name (what compare); shown is what the
+// form had shown (shownValues; nil: unknown, so every typed value is kept
+// and every difference said). It returns the summary's lines.
+func resolveConflict(f *formView, saved, sent, shown map[string]string, intro string) []problem {
+	out := []problem{{Message: intro}}
+	for i := range f.Fields {
+		fl := &f.Fields[i]
+		now, ok := saved[fl.Name]
+		if !ok || normalizeNewlines(now) == normalizeNewlines(sent[fl.Name]) {
+			continue
+		}
+		var msg string
+		h, known := shown[fl.Name]
+		if known && h == shownHash(now) {
+			continue // changed here only: the person's own change, kept
+		}
+		if known && h == shownHash(sent[fl.Name]) {
+			// Not changed here: the saved version's value, so that saving
+			// again does not undo the other change.
+			fl.Value = now
+			msg = fl.Label + " was changed in the saved version: the form now shows it"
+		} else {
+			msg = fl.Label + " is now “" + now + "” in the saved version: yours is kept below"
+			if fl.Rows > 0 {
+				msg = fl.Label + " is now different in the saved version: yours is kept below"
+			}
+			fl.Errors = append(fl.Errors, msg)
+		}
+		out = append(out, problem{Message: msg, Href: "#" + fl.ID})
+	}
+	return out
 }
 
 // Failed reports whether the form was refused.

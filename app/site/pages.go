@@ -364,7 +364,7 @@ func (s *Site) settingsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := settingsForm(imageOf(u), u.Username, u.Bio, u.Email)
-	f.Version = version
+	f.Version, f.Shown = version, shownOf(savedSettings(u))
 	s.render(w, r, http.StatusOK, "settings", s.settingsView(w, r, v, f))
 }
 
@@ -401,7 +401,7 @@ func (s *Site) settings(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		form := typed()
-		form.Version = version
+		form.Version, form.Shown = version, shownOf(savedSettings(cur))
 		form.Problems = changedSettings(&form, cur, f)
 		s.render(w, r, http.StatusConflict, "settings", s.settingsView(w, r, v, form))
 		return
@@ -413,7 +413,7 @@ func (s *Site) settings(w http.ResponseWriter, r *http.Request) {
 		// passwords), says what changed, and now names the current
 		// version: sending it again saves over the other, knowingly.
 		form := typed()
-		form.Version = version
+		form.Version, form.Shown = version, shownOf(savedSettings(cur))
 		form.Problems = changedSettings(&form, cur, f)
 		s.render(w, r, http.StatusConflict, "settings", s.settingsView(w, r, v, form))
 		return
@@ -491,7 +491,7 @@ func (s *Site) editorPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := editorForm(a.Slug, a.Title, a.Description, a.Body, strings.Join(a.TagList, "\n"))
-	f.Version = version
+	f.Version, f.Shown = version, shownOf(savedArticle(a))
 	s.render(w, r, http.StatusOK, "form", s.editorView(w, r, v, a.Slug, a.Title, f))
 }
 
@@ -518,7 +518,7 @@ func (s *Site) publish(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		form := editorForm(slug, f.Get("title"), f.Get("description"), f.Get("body"), f.Get("tags"))
-		form.Version = version
+		form.Version, form.Shown = version, shownOf(savedArticle(cur))
 		form.Problems = changedFields(&form, cur, f)
 		s.render(w, r, http.StatusConflict, "form", s.editorView(w, r, v, slug, f.Get("title"), form))
 		return
@@ -533,7 +533,7 @@ func (s *Site) publish(w http.ResponseWriter, r *http.Request) {
 		// what changed, and now names the current version: sending it
 		// again saves over the other, knowingly.
 		form := editorForm(slug, f.Get("title"), f.Get("description"), f.Get("body"), f.Get("tags"))
-		form.Version = version
+		form.Version, form.Shown = version, shownOf(savedArticle(cur))
 		form.Problems = changedFields(&form, cur, f)
 		s.render(w, r, http.StatusConflict, "form", s.editorView(w, r, v, slug, f.Get("title"), form))
 		return
@@ -823,30 +823,17 @@ func changedMeanwhile(err error) (article, string, bool) {
 	return cur, ae.ETag, true
 }
 
-// changedFields is the summary of an edit that met another: first that
-// nothing was saved, then each field the other edit left different from
-// what the person sent, with its value now, tied to the field.
+// changedFields is the summary of an edit that met another (see
+// resolveConflict), and the form made of it.
 func changedFields(f *formView, cur article, sent url.Values) []problem {
-	out := []problem{{Message: "Someone saved this article while you were editing it, so your changes were not saved. They are still below: update the article again to save them over the other version."}}
-	now := map[string]string{"title": cur.Title, "description": cur.Description, "body": cur.Body, "tags": tagSet(cur.TagList)}
-	for i := range f.Fields {
-		fl := &f.Fields[i]
-		was, ok := now[fl.Name]
-		mine := normalizeNewlines(sent.Get(fl.Name))
-		if fl.Name == "tags" {
-			mine = tagSet(tagsOf(sent.Get("tags")))
-		}
-		if !ok || normalizeNewlines(was) == mine {
-			continue
-		}
-		msg := fl.Label + " is now “" + was + "” in the saved version"
-		if fl.Name == "body" {
-			msg = fl.Label + " is now different in the saved version"
-		}
-		fl.Errors = append(fl.Errors, msg)
-		out = append(out, problem{Message: msg, Href: "#" + fl.ID})
-	}
-	return out
+	return resolveConflict(f, savedArticle(cur), map[string]string{"title": sent.Get("title"), "description": sent.Get("description"),
+		"body": sent.Get("body"), "tags": tagSet(tagsOf(sent.Get("tags")))}, shownValues(sent.Get("shown")),
+		"Someone saved this article while you were editing it, so your changes were not saved. They are still below: update the article again to save them over the other version.")
+}
+
+// savedArticle is what the editor shows of a, by field, as compared.
+func savedArticle(a article) map[string]string {
+	return map[string]string{"title": a.Title, "description": a.Description, "body": a.Body, "tags": tagSet(a.TagList)}
 }
 
 // settingsChangedMeanwhile tells whether err is a change of the settings
@@ -864,32 +851,22 @@ func settingsChangedMeanwhile(err error) (user, string, bool) {
 	return cur, ae.ETag, true
 }
 
-// changedSettings is the summary of a settings change that met another:
-// first that nothing was saved (and that passwords are not kept), then
-// each field the other change left different from what the person sent,
-// with its value now, tied to the field.
+// changedSettings is the summary of a settings change that met another
+// (see resolveConflict); passwords are never kept, so it says so when any
+// was typed.
 func changedSettings(f *formView, cur user, sent url.Values) []problem {
-	msg := "Your settings were saved from another tab or device while you were editing them, so your changes were not saved. They are still below: update settings again to save them over the other version."
+	intro := "Your settings were saved from another tab or device while you were editing them, so your changes were not saved. They are still below: update settings again to save them over the other version."
 	if sent.Get("password") != "" || sent.Get("currentPassword") != "" {
-		msg += " Passwords are not kept: type them again."
+		intro += " Passwords are not kept: type them again."
 	}
-	out := []problem{{Message: msg}}
-	now := map[string]string{"image": imageOf(cur), "username": cur.Username, "bio": cur.Bio, "email": cur.Email}
-	for i := range f.Fields {
-		fl := &f.Fields[i]
-		was, ok := now[fl.Name]
-		if !ok || normalizeNewlines(was) == normalizeNewlines(sent.Get(fl.Name)) ||
-			fl.Name == "email" && strings.EqualFold(was, strings.TrimSpace(sent.Get("email"))) {
-			continue
-		}
-		m := fl.Label + " is now “" + was + "” in the saved version"
-		if fl.Name == "bio" {
-			m = fl.Label + " is now different in the saved version"
-		}
-		fl.Errors = append(fl.Errors, m)
-		out = append(out, problem{Message: m, Href: "#" + fl.ID})
-	}
-	return out
+	return resolveConflict(f, savedSettings(cur), map[string]string{"image": sent.Get("image"), "username": sent.Get("username"),
+		"bio": sent.Get("bio"), "email": strings.ToLower(strings.TrimSpace(sent.Get("email")))}, shownValues(sent.Get("shown")), intro)
+}
+
+// savedSettings is what the settings form shows of u, by field, as
+// compared (the email as the api keeps it: lower case).
+func savedSettings(u user) map[string]string {
+	return map[string]string{"image": imageOf(u), "username": u.Username, "bio": u.Bio, "email": strings.ToLower(u.Email)}
 }
 
 func normalizeNewlines(s string) string {

@@ -444,55 +444,75 @@ func TestSignOutEndsTheSessionForTheOldCookieToo(t *testing.T) {
 	assert.Equal(t, "/login?next=%2Fsettings", resp.Header.Get("Location"), "the old cookie opens nothing")
 }
 
-var versionRE = regexp.MustCompile(`name="version" value="([^"]+)"`)
-
 // Two tabs open the settings; the first saves a bio, the second (opened
-// before) a picture: nothing of the second is saved, its page is 409 and
-// keeps the picture typed, says the bio changed, and names the current
-// version, so that sending it again saves over the other knowingly.
+// before) a picture and a username: nothing of the second is saved, its
+// page is 409, keeps the picture and the username typed, takes the saved
+// bio (the second tab never touched it, so saving again must not undo the
+// first tab's change) and says so, and names the current version, so that
+// sending it again saves over the other knowingly — the picture and the
+// username, and the first tab's bio stays.
 func TestASettingsFormThatMeetsAnotherChangeKeepsWhatWasTyped(t *testing.T) {
 	api := apiServer(t)
 	site := siteServer(t, api.URL, false)
 	b := newBrowser(t, site.URL)
 	signUp(t, b, "twotabs")
-	tab := func() url.Values {
-		_, page := b.get("/settings")
-		c, v := csrfRE.FindStringSubmatch(page), versionRE.FindStringSubmatch(page)
-		require.NotNil(t, c)
-		require.NotNil(t, v, "the settings form names its version")
-		return url.Values{"csrf": {c[1]}, "version": {html.UnescapeString(v[1])}, "username": {"twotabs"}, "email": {"TwoTabs@example.com"}}
+	value := func(page, name string) string {
+		if m := regexp.MustCompile(`name="` + name + `"[^>]*? value="([^"]*)"`).FindStringSubmatch(page); m != nil {
+			return html.UnescapeString(m[1])
+		}
+		return ""
 	}
-	first, second := tab(), tab()
+	hidden := func(page, name string) string {
+		v := value(page, name)
+		require.NotEmpty(t, v, "the form has its %s", name)
+		return v
+	}
+	bioRE := regexp.MustCompile(`(?s)<textarea[^>]*name="bio"[^>]*>(.*?)</textarea>`)
+	formOf := func(page string) url.Values {
+		bio := bioRE.FindStringSubmatch(page)
+		require.NotNil(t, bio)
+		return url.Values{"csrf": {hidden(page, "csrf")}, "version": {hidden(page, "version")}, "shown": {hidden(page, "shown")},
+			"username": {hidden(page, "username")}, "email": {hidden(page, "email")}, "image": {value(page, "image")}, "bio": {html.UnescapeString(strings.TrimPrefix(bio[1], "\n"))}}
+	}
+	_, one := b.get("/settings")
+	_, two := b.get("/settings")
+	first, second := formOf(one), formOf(two)
 	first.Set("bio", "from the first tab")
 	resp, body := b.postRaw("/settings", first, nil)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
 
 	second.Set("image", "https://example.com/second.png")
+	second.Set("username", "twotabs2")
+	second.Set("email", "TwoTabs@example.com")
 	second.Set("currentPassword", "typed")
 	resp, body = b.postRaw("/settings", second, nil)
 	assert.Equal(t, http.StatusConflict, resp.StatusCode)
 	assert.Contains(t, body, "so your changes were not saved")
 	assert.Contains(t, body, "Passwords are not kept")
-	assert.Contains(t, body, "Short bio is now different in the saved version")
+	assert.Contains(t, body, "Short bio was changed in the saved version: the form now shows it")
+	assert.NotContains(t, body, "Profile picture URL is now", "a field only this tab changed is not a conflict")
 	assert.NotContains(t, body, "Email is now", "the same address in another case is not a change")
+	assert.NotContains(t, body, "Email was changed", "the same address in another case is not a change")
 	assert.Contains(t, body, `value="https://example.com/second.png"`, "what was typed is kept")
-	v := versionRE.FindStringSubmatch(body)
-	require.NotNil(t, v)
-	assert.NotEqual(t, second.Get("version"), html.UnescapeString(v[1]), "the form now names the current version")
+	assert.Contains(t, body, `value="twotabs2"`, "what was typed is kept")
+	assert.Contains(t, body, "from the first tab", "the bio this tab never touched shows the saved one")
+	assert.NotEqual(t, second.Get("version"), hidden(body, "version"), "the form now names the current version")
 
 	_, page := b.get("/profile/twotabs")
 	assert.Contains(t, page, "from the first tab", "the first tab's change stays")
 	assert.NotContains(t, page, "second.png", "nothing of the second was saved")
 
-	again := url.Values{"csrf": {csrfRE.FindStringSubmatch(body)[1]}, "version": {html.UnescapeString(v[1])}, "username": {"twotabs"}, "email": {"twotabs@example.com"},
-		"image": {"https://example.com/second.png"}, "bio": {""}}
+	again := formOf(body)
 	resp, body = b.postRaw("/settings", again, nil)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
-	_, page = b.get("/profile/twotabs")
+	_, page = b.get("/profile/twotabs2")
 	assert.Contains(t, page, "second.png", "sent again, it saves over the other")
+	assert.Contains(t, page, "from the first tab", "and the first tab's bio stays")
 
 	_, page = b.get("/settings")
-	noVersion := url.Values{"csrf": {csrfRE.FindStringSubmatch(page)[1]}, "username": {"twotabs"}, "email": {"twotabs@example.com"}, "bio": {"unversioned"}}
+	noVersion := formOf(page)
+	noVersion.Del("version")
+	noVersion.Set("bio", "unversioned")
 	resp, body = b.postRaw("/settings", noVersion, nil)
 	assert.Equal(t, http.StatusConflict, resp.StatusCode, "a form that names no version is shown against the saved settings")
 	assert.Contains(t, body, "so your changes were not saved")

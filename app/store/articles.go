@@ -29,7 +29,7 @@ type articleDoc struct {
 	FavVer         int64     `bson:"favVer"`
 	FavDirty       bool      `bson:"favDirty"`
 	FavSettle      time.Time `bson:"favSettle,omitempty"` // see markFavorites
-	Ver            int64     `bson:"ver,omitempty"` // the author's edits: see UpdateArticle (absent: 0)
+	Ver            int64     `bson:"ver,omitempty"`       // the author's edits: see UpdateArticle (absent: 0)
 }
 
 func (d articleDoc) article() conduit.Article {
@@ -76,6 +76,17 @@ func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 		return err
 	}
 	a.ID, a.Version = d.ID, d.Ver
+	if _, keyed := conduit.RequestKeyOf(ctx); keyed {
+		// The first copy's insert may have landed between the look above
+		// and this one (found, not made): answer with what is stored.
+		var made articleDoc
+		if err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(d.ID), &made); err != nil {
+			return notFoundAs(err, "article not found")
+		}
+		author := a.Author
+		*a = made.article()
+		a.Author = author
+	}
 	return nil
 }
 
@@ -148,7 +159,7 @@ func (s *Store) ArticleByID(ctx context.Context, viewer *conduit.User, id string
 // another). What each outcome means:
 //
 //   - a lost reply: the update is sent again, or the read-back below finds
-//     it applied (the version one on, with these values): a success;
+//     these values saved (its own copy applied, or another that left the same): a success;
 //   - a late copy (held by the server, applied after the request gave up):
 //     it names a version that has moved on by then if anything was saved
 //     since, so it matches nothing and changes nothing;
@@ -173,11 +184,15 @@ func (s *Store) UpdateArticle(ctx context.Context, a *conduit.Article) error {
 		if err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &cur); err != nil {
 			return notFoundAs(err, "article not found")
 		}
-		if cur.Ver != a.Version+1 || cur.Slug != a.Slug || cur.Title != a.Title || cur.Description != a.Description ||
+		if cur.Slug != a.Slug || cur.Title != a.Title || cur.Description != a.Description ||
 			cur.Body != a.Body || !slices.Equal(nonNil(cur.TagList), nonNil(a.TagList)) {
 			return conduit.Errorf(conduit.CodeChanged, "the article was changed since this version was read: this edit was not applied")
 		}
-		// Our own copy, applied before its reply was lost.
+		// Our own copy, applied before its reply was lost (and perhaps
+		// another edit since that left the same values): what was asked
+		// for is what is saved.
+		a.Version = cur.Ver
+		return nil
 	}
 	a.Version++
 	return nil

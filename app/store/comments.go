@@ -86,8 +86,8 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 	}
 	for attempt := 0; ; attempt++ {
 		id = s.ids.next()
-		if keyed && attempt == 0 {
-			id = keyedCommentID(k)
+		if keyed {
+			id = keyedCommentID(k, attempt)
 		}
 		doc = commentDoc{ID: commentKey(id), AID: a.ID, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 		err := s.insertNew(ctx, "comments", "insert comment", doc.ID, doc, sameDoc(doc))
@@ -124,11 +124,11 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 
 // keyedCommentID is the comment id of the request with key k: the time of
 // its first claim and 12 bits of its key, so that a copy that runs again
-// finds the comment the first made. (Another comment holding that id — one
-// in 4,096 of those made in the same millisecond — makes the copy pick an
-// id as unkeyed comments do.)
-func keyedCommentID(k conduit.RequestKey) int64 {
-	h := sha256.Sum256([]byte(k.ID + "\x00comment"))
+// finds the comment the first made. Another comment holding that id (one
+// in 4,096 of those made in the same millisecond) makes it take the next
+// attempt's, derived the same way, so every copy goes the same way.
+func keyedCommentID(k conduit.RequestKey, attempt int) int64 {
+	h := sha256.Sum256([]byte(k.ID + "\x00comment\x00" + strconv.Itoa(attempt)))
 	return k.First.Sub(commentEpoch).Milliseconds()<<12 | int64(binary.BigEndian.Uint16(h[:2])&0xfff)
 }
 

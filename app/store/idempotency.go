@@ -149,7 +149,7 @@ func (s *Store) MadeByKey(ctx context.Context) (bool, error) {
 	if !ok || !k.Again {
 		return false, nil
 	}
-	for _, probe := range []struct{ coll, id string }{{"articles", keyedID(k, "article")}, {"comments", commentKey(keyedCommentID(k))}} {
+	for _, probe := range []struct{ coll, id string }{{"articles", keyedID(k, "article")}, {"comments", commentKey(keyedCommentID(k, 0))}} {
 		var d bson.Raw
 		err := s.findOne(ctx, s.coll(probe.coll), probe.coll+".find", byID(probe.id), &d, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
 		switch {

@@ -174,7 +174,7 @@ func (s *Store) UserByUsername(ctx context.Context, viewer *conduit.User, userna
 // issued before is void). What each outcome means:
 //
 //   - a lost reply: the update is sent again, or the read-back below finds
-//     it applied (the version one on, with these values): a success;
+//     these values saved (its own copy applied, or another that left the same): a success;
 //   - a late copy (held by the server, applied after the request gave up):
 //     it names a version that has moved on by then if anything was saved
 //     since, so it matches nothing and changes nothing;
@@ -223,11 +223,15 @@ func (s *Store) UpdateUser(ctx context.Context, old, u *conduit.User) error {
 		if err != nil {
 			return err
 		}
-		if cur.Version != old.Version+1 || cur.Username != u.Username || cur.Email != u.Email || cur.PasswordHash != u.PasswordHash ||
+		if cur.Username != u.Username || cur.Email != u.Email || cur.PasswordHash != u.PasswordHash ||
 			cur.Bio != u.Bio || cur.Image != u.Image || cur.Cred != u.Cred {
 			return conduit.Errorf(conduit.CodeChanged, "the account was changed since this version was read: this change was not applied")
 		}
-		// Our own copy, applied before its reply was lost.
+		// Our own copy, applied before its reply was lost (and perhaps
+		// another change since that left the same values): what was asked
+		// for is what is saved.
+		u.LastWrite, u.Version = now, cur.Version
+		return nil
 	}
 	u.LastWrite, u.Version = now, old.Version+1
 	return nil
