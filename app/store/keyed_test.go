@@ -2,27 +2,14 @@ package store
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"webstack/app/conduit"
-	"webstack/app/store/storetest"
 )
-
-// holdNextInsertInto makes the proxy hold the next insert into coll.
-func holdNextInsertInto(proxy *storetest.FaultProxy, coll string) {
-	var once sync.Once
-	proxy.Observe = func(cmd bson.Raw) {
-		if c, _ := cmd.Lookup("insert").StringValueOK(); c == coll {
-			once.Do(func() { proxy.InjectNext([]storetest.Fault{storetest.Late}, "insert") })
-		}
-	}
-}
 
 // A keyed request's copies make the same ids, so the first copy's insert,
 // held by the server past its request, lands on an id a later copy made —
@@ -37,7 +24,7 @@ func TestALateCopyOfAKeyedCreateDoesNotBringBackADeletion(t *testing.T) {
 		st, proxy, alice, _, art := proxiedFixture(t, lateOpts)
 		kctx := conduit.WithRequestKey(ctx, conduit.RequestKey{ID: "comment-key", First: time.Now().UTC().Truncate(time.Millisecond)})
 		proxy.Late = lateBy
-		holdNextInsertInto(proxy, "comments")
+		lateInsertInto(proxy, "comments")
 		rctx, cancel := context.WithTimeout(kctx, 300*time.Millisecond)
 		err := st.AddComment(rctx, art.ID, &conduit.Comment{AuthorID: alice.ID, Body: "held"})
 		cancel()
@@ -61,7 +48,7 @@ func TestALateCopyOfAKeyedCreateDoesNotBringBackADeletion(t *testing.T) {
 		st, proxy, alice, _, _ := proxiedFixture(t, lateOpts)
 		kctx := conduit.WithRequestKey(ctx, conduit.RequestKey{ID: "article-key", First: time.Now().UTC().Truncate(time.Millisecond)})
 		proxy.Late = lateBy
-		holdNextInsertInto(proxy, "articles")
+		lateInsertInto(proxy, "articles")
 		made := func() *conduit.Article {
 			return &conduit.Article{Slug: "keyed", Title: "Keyed", Description: "d", Body: "first", TagList: []string{"k"}, AuthorID: alice.ID}
 		}
