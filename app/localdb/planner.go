@@ -167,6 +167,13 @@ func (p *planner) exchange(ctx context.Context, client, up net.Conn, msg []byte)
 		defer p.writes.lock(msg, body)()
 	}
 	if isMsg && !mongowire.MoreToCome(msg) {
+		if reply, ok, err := projectFindAndModify(up, body); err != nil {
+			return false
+		} else if ok {
+			p.relayed.Add(1)
+			_, err := client.Write(mongowire.Msg(mongowire.RequestID(msg), reply))
+			return err == nil
+		}
 		reply, ok := p.answer(ctx, body)
 		if !ok {
 			var send bson.Raw

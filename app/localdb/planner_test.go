@@ -299,3 +299,23 @@ func TestWritesOfDifferentDocumentsAreNotSerialised(t *testing.T) {
 	release()
 	assert.NoError(t, set(bson.D{{Key: "_id", Value: "a"}}, 2*time.Second), "released")
 }
+
+// A findAndModify that asks for some fields (DocumentDB and MongoDB take
+// "fields"; FerretDB 1.24 answers NotImplemented) is applied and answered
+// with those fields only, as DocumentDB answers it.
+func TestFindAndModifyAnswersWithTheFieldsAskedFor(t *testing.T) {
+	ctx := context.Background()
+	db, err := Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	docs := connect(t, db.URI).Database("conduit").Collection("docs")
+	_, err = docs.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "n", Value: int64(1)}, {Key: "body", Value: strings.Repeat("x", 1000)}})
+	require.NoError(t, err)
+	var got bson.M
+	require.NoError(t, docs.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: "a"}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: int64(1)}}}},
+		options.FindOneAndUpdate().SetReturnDocument(options.After).SetProjection(bson.D{{Key: "n", Value: 1}})).Decode(&got))
+	assert.Equal(t, bson.M{"_id": "a", "n": int64(2)}, got, "the update applied; only the fields asked for")
+	err = docs.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: "none"}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: int64(1)}}}},
+		options.FindOneAndUpdate().SetProjection(bson.D{{Key: "n", Value: 1}})).Err()
+	assert.ErrorIs(t, err, mongo.ErrNoDocuments)
+}

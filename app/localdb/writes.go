@@ -267,3 +267,86 @@ func sendRewritten(up net.Conn, cmd bson.Raw) (bson.Raw, error) {
 	}
 	return slices.Clone(body), nil
 }
+
+// projectFindAndModify answers a findAndModify that asks for some fields of
+// the document ("fields", which DocumentDB and MongoDB take and FerretDB
+// 1.24 answers NotImplemented): FerretDB is sent it without them, and the
+// document in its answer is cut to the fields asked for (an inclusion
+// projection, _id kept unless excluded). ok is false when body is not such
+// a command, or asks for a projection other than that.
+func projectFindAndModify(up net.Conn, body bson.Raw) (bson.Raw, bool, error) {
+	if mongowire.Command(body) != "findAndModify" {
+		return nil, false, nil
+	}
+	fields, has := body.Lookup("fields").DocumentOK()
+	if !has {
+		return nil, false, nil
+	}
+	keep := map[string]bool{"_id": true}
+	fels, err := fields.Elements()
+	if err != nil {
+		return nil, false, nil
+	}
+	for _, f := range fels {
+		v, isNum := f.Value().AsInt64OK()
+		switch {
+		case !isNum:
+			return nil, false, nil
+		case f.Key() == "_id":
+			keep["_id"] = v != 0
+		case v == 0:
+			return nil, false, nil // an exclusion: not this shim's
+		default:
+			keep[f.Key()] = true
+		}
+	}
+	els, err := body.Elements()
+	if err != nil {
+		return nil, false, nil
+	}
+	cmd := bson.D{}
+	for _, e := range els {
+		if e.Key() != "fields" {
+			cmd = append(cmd, bson.E{Key: e.Key(), Value: e.Value()})
+		}
+	}
+	raw, err := bson.Marshal(cmd)
+	if err != nil {
+		return nil, false, nil
+	}
+	reply, err := sendRewritten(up, raw)
+	if err != nil {
+		return nil, true, err
+	}
+	value, isDoc := reply.Lookup("value").DocumentOK()
+	if !isDoc {
+		return reply, true, nil // no document (null), or an error: as FerretDB answered
+	}
+	vels, err := value.Elements()
+	if err != nil {
+		return reply, true, nil
+	}
+	cut := bson.D{}
+	for _, e := range vels {
+		if keep[e.Key()] {
+			cut = append(cut, bson.E{Key: e.Key(), Value: e.Value()})
+		}
+	}
+	rels, err := reply.Elements()
+	if err != nil {
+		return reply, true, nil
+	}
+	out := bson.D{}
+	for _, e := range rels {
+		if e.Key() == "value" {
+			out = append(out, bson.E{Key: "value", Value: cut})
+		} else {
+			out = append(out, bson.E{Key: e.Key(), Value: e.Value()})
+		}
+	}
+	projected, err := bson.Marshal(out)
+	if err != nil {
+		return reply, true, nil
+	}
+	return projected, true, nil
+}

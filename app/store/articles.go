@@ -290,10 +290,11 @@ func (s *Store) favorite(ctx context.Context, user string, a *conduit.Article, o
 
 // markAndRecount marks the favorites of aid changed and recounts them.
 func (s *Store) markAndRecount(ctx context.Context, aid string) (int, error) {
-	if err := s.markFavorites(ctx, aid); err != nil {
+	cur, err := s.markFavorites(ctx, aid, true)
+	if err != nil {
 		return 0, err
 	}
-	return s.recountFavorites(ctx, aid)
+	return s.recountFrom(ctx, aid, cur)
 }
 
 // listSort is every list's order: newest first, ties broken by article

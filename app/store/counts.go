@@ -17,9 +17,10 @@ import (
 //
 //  1. markFavorites sets the article's favDirty and moves its favVer on:
 //     "a change is not counted yet";
-//  2. recountFavorites reads favVer and favDirty, counts the article's
-//     favorites (on the primary, by_article), and sets favoritesCount and
-//     clears favDirty only if favVer has not moved since it read it.
+//  2. the recount takes favVer and favDirty as the mark answered them (a
+//     findAndModify: no read of its own), counts the article's favorites
+//     (on the primary, by_article), and sets favoritesCount and clears
+//     favDirty only if favVer has not moved since.
 //
 // A recount whose compare-and-set fails stops there: favVer moved because
 // another change was marked after its read (that change's own recount
@@ -39,18 +40,29 @@ import (
 // counts them once more, so a favorite or unfavorite that the server held
 // past its request and applied after this recount is counted. The settling
 // time rides on the mark's own write: a favorite costs no write for it.
-func (s *Store) markFavorites(ctx context.Context, aid string) error {
-	update := bson.D{{Key: "$set", Value: bson.D{{Key: "favDirty", Value: true}}}, {Key: "$inc", Value: bson.D{{Key: "favVer", Value: int64(1)}}},
-		{Key: "$max", Value: bson.D{{Key: "favSettle", Value: time.Now().UTC().Add(s.opts.LateWrites)}}}}
-	res, err := s.coll("articles").UpdateOne(ctx, byID(aid), update)
-	if err != nil {
-		return s.wrap("mark favorites", err)
+//
+// The mark answers with the article's favorites state after it (one
+// findAndModify): the recount that follows starts from it instead of
+// reading it again.
+func (s *Store) markFavorites(ctx context.Context, aid string, settle bool) (favState, error) {
+	update := bson.D{{Key: "$set", Value: bson.D{{Key: "favDirty", Value: true}}}, {Key: "$inc", Value: bson.D{{Key: "favVer", Value: int64(1)}}}}
+	if settle {
+		update = append(update, bson.E{Key: "$max", Value: bson.D{{Key: "favSettle", Value: time.Now().UTC().Add(s.opts.LateWrites)}}})
 	}
-	if res.MatchedCount == 0 {
-		return conduit.Errorf(conduit.CodeNotFound, "article not found")
-	}
-	return nil
+	var cur favState
+	err := s.coll("articles").FindOneAndUpdate(ctx, byID(aid), update, &cur,
+		options.FindOneAndUpdate().SetReturnDocument(options.After).SetProjection(favProjection))
+	return cur, notFoundAs(s.wrap("mark favorites", err), "article not found")
 }
+
+// favState is what a recount reads of an article.
+type favState struct {
+	Ver   int64 `bson:"favVer"`
+	Dirty bool  `bson:"favDirty"`
+	N     int   `bson:"favoritesCount"`
+}
+
+var favProjection = bson.D{{Key: "favVer", Value: 1}, {Key: "favDirty", Value: 1}, {Key: "favoritesCount", Value: 1}}
 
 // settleFavorites counts the favorites of the articles whose settling time
 // has come (see markFavorites), a batch at a time until none is due or ctx
@@ -75,15 +87,14 @@ func (s *Store) settleFavorites(ctx context.Context) error {
 				continue
 			}
 			seen[d.ID], fresh = true, fresh+1
-			res, err := s.coll("articles").UpdateOne(ctx, byID(d.ID), bson.D{{Key: "$set", Value: bson.D{{Key: "favDirty", Value: true}}},
-				{Key: "$inc", Value: bson.D{{Key: "favVer", Value: int64(1)}}}})
-			if err != nil {
-				return s.wrap("mark favorites", err)
-			}
-			if res.MatchedCount == 0 {
+			cur, err := s.markFavorites(ctx, d.ID, false)
+			if errNotFound(err) {
 				continue // deleted meanwhile: its deletion removes its favorites
 			}
-			if _, err := s.recountFavorites(ctx, d.ID); err != nil && !errNotFound(err) {
+			if err != nil {
+				return err
+			}
+			if _, err := s.recountFrom(ctx, d.ID, cur); err != nil && !errNotFound(err) {
 				return err
 			}
 			if _, err := s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "favSettle", Value: d.Settle}},
@@ -102,17 +113,18 @@ func (s *Store) settleFavorites(ctx context.Context) error {
 // and sets the count unless a later change or recount makes that needless.
 // It returns the count it made (as of after the caller's change).
 func (s *Store) recountFavorites(ctx context.Context, aid string) (int, error) {
-	defer s.observe("articles.recount", time.Now())
-	var cur struct {
-		Ver   int64 `bson:"favVer"`
-		Dirty bool  `bson:"favDirty"`
-		N     int   `bson:"favoritesCount"`
-	}
-	err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(aid), &cur,
-		options.FindOne().SetProjection(bson.D{{Key: "favVer", Value: 1}, {Key: "favDirty", Value: 1}, {Key: "favoritesCount", Value: 1}}))
+	var cur favState
+	err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(aid), &cur, options.FindOne().SetProjection(favProjection))
 	if err != nil {
 		return 0, notFoundAs(err, "article not found")
 	}
+	return s.recountFrom(ctx, aid, cur)
+}
+
+// recountFrom is recountFavorites from cur, the article's state read after
+// the caller's mark (by the mark itself, or after it).
+func (s *Store) recountFrom(ctx context.Context, aid string, cur favState) (int, error) {
+	defer s.observe("articles.recount", time.Now())
 	if !cur.Dirty {
 		return cur.N, nil // counted after the mark already
 	}
