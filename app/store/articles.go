@@ -242,7 +242,7 @@ func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 // Favorite marks a as user's favourite and recounts its favorites. Steps:
 // the intent to recount, the favorite (toggled on: see toggle for what a
 // lost reply, a late copy, a re-send and a concurrent toggle do), the mark
-// and the recount (see recountFavorites), the intent done. a's count and
+// and the recount (see recountFrom), the intent done. a's count and
 // flag are updated.
 func (s *Store) Favorite(ctx context.Context, user string, a *conduit.Article) error {
 	return s.favorite(ctx, user, a, true)

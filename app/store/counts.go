@@ -109,20 +109,10 @@ func (s *Store) settleFavorites(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// recountFavorites counts the favorites of aid after a change was marked,
-// and sets the count unless a later change or recount makes that needless.
-// It returns the count it made (as of after the caller's change).
-func (s *Store) recountFavorites(ctx context.Context, aid string) (int, error) {
-	var cur favState
-	err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(aid), &cur, options.FindOne().SetProjection(favProjection))
-	if err != nil {
-		return 0, notFoundAs(err, "article not found")
-	}
-	return s.recountFrom(ctx, aid, cur)
-}
-
-// recountFrom is recountFavorites from cur, the article's state read after
-// the caller's mark (by the mark itself, or after it).
+// recountFrom counts the favorites of aid after a change was marked, from
+// cur (the article's state as the mark answered it), and sets the count
+// unless a later change or recount makes that needless. It returns the
+// count it made (as of after the caller's change).
 func (s *Store) recountFrom(ctx context.Context, aid string, cur favState) (int, error) {
 	defer s.observe("articles.recount", time.Now())
 	if !cur.Dirty {

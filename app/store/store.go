@@ -59,7 +59,7 @@
 //     copy ("duplicate key" on _id is then success); follows and favorites
 //     have an _id made of who and what, so toggling is idempotent;
 //   - updates set values ($set), never add to them; the one counter, an
-//     article's favoritesCount, is recounted (see recountFavorites), and
+//     article's favoritesCount, is recounted (see recountFrom), and
 //     the tag list is counted from the newest articles when it is read
 //     (see Tags): there are no counters to keep right after a lost reply;
 //   - a write of several documents (deleting an article with its comments
