@@ -204,3 +204,28 @@ func TestACopyThatRunsAgainDoesNotTakeItsQuotaTwice(t *testing.T) {
 	st, _, body = author.send("POST", "/api/articles/counted-once/comments", comment, ckey)
 	assert.Equal(t, http.StatusOK, st, "the comment the first copy made, not 429: %v", body)
 }
+
+// A keyed comment whose first copy wrote and answered 503, and which its
+// author then deleted, sent again with its key: told it was deleted (404),
+// and no other comment is made in its place.
+func TestAKeyedCommentSentAgainAfterItsDeletionIsNotMadeAgain(t *testing.T) {
+	srv, _ := newServerWithStore(t, func(s *store.Store) httpapi.Store { return &writeThenFailStore{Store: s} })
+	author := register(t, srv.URL, "author")
+	st, _, body := author.send("POST", "/api/articles", `{"article":{"title":"Deleted under","description":"d","body":"b"}}`, nil)
+	require.Equal(t, http.StatusServiceUnavailable, st, "%v", body) // the store's first article: written, then 503
+	_, _, list := author.send("GET", "/api/articles?author=author", "", nil)
+	slug := list["articles"].([]any)[0].(map[string]any)["slug"].(string)
+	key := map[string]string{"Idempotency-Key": "deleted-comment"}
+	comment := `{"comment":{"body":"deleted since"}}`
+	st, _, _ = author.send("POST", "/api/articles/"+slug+"/comments", comment, key)
+	require.Equal(t, http.StatusServiceUnavailable, st)
+	_, _, comments := author.send("GET", "/api/articles/"+slug+"/comments", "", nil)
+	require.Len(t, comments["comments"], 1, "the first copy made it")
+	id := int64(comments["comments"].([]any)[0].(map[string]any)["id"].(float64))
+	st, _, _ = author.send("DELETE", fmt.Sprintf("/api/articles/%s/comments/%d", slug, id), "", nil)
+	require.Equal(t, http.StatusNoContent, st)
+	st, _, body = author.send("POST", "/api/articles/"+slug+"/comments", comment, key)
+	assert.Equal(t, http.StatusNotFound, st, "%v", body)
+	_, _, comments = author.send("GET", "/api/articles/"+slug+"/comments", "", nil)
+	assert.Empty(t, comments["comments"], "no other comment in its place")
+}

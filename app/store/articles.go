@@ -268,14 +268,17 @@ func (s *Store) favorite(ctx context.Context, user string, a *conduit.Article, o
 	n, err := s.markAndRecount(ctx, a.ID)
 	if errNotFound(err) {
 		if !on {
+			intent.gone = true
 			s.done(ctx, intent)
 			a.Favorited, a.FavoritesCount = false, 0
 			return nil
 		}
 		// Deleted meanwhile: its deletion may have removed its favorites
 		// before this one came; this one goes too (or the intent stays,
-		// and Repair removes it).
+		// and Repair removes it), and so does one that lands later: with
+		// no article to carry the settling time, the intent settles.
 		if s.dropFavorites(ctx, a.ID) == nil {
+			intent.gone = true
 			s.done(ctx, intent)
 		}
 		return conduit.Errorf(conduit.CodeNotFound, "article not found")

@@ -94,6 +94,19 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 		if err == nil {
 			break
 		}
+		if keyed && attempt == 0 && errors.Is(err, errIDTaken) {
+			// A copy that runs again after its comment was made and then
+			// deleted: it is told so, and makes no other.
+			var found struct {
+				Off       bool   `bson:"off"`
+				WasAid    string `bson:"wasAid"`
+				WasAuthor string `bson:"wasAuthor"`
+			}
+			if ferr := s.findOne(ctx, s.coll("comments"), "comments.find", byID(doc.ID), &found); ferr == nil &&
+				found.Off && found.WasAid == a.ID && found.WasAuthor == c.AuthorID {
+				return conduit.Errorf(conduit.CodeNotFound, "the comment this request made has been deleted since")
+			}
+		}
 		if !errors.Is(err, errIDTaken) || attempt == 3 {
 			return s.wrap("insert comment", err)
 		}
@@ -204,7 +217,23 @@ func (s *Store) Comment(ctx context.Context, slug string, id int64) (*conduit.Co
 func (s *Store) DeleteComment(ctx context.Context, slug string, id int64) error {
 	defer s.observe("comments.delete", time.Now())
 	key := commentKey(id)
+	var d struct {
+		AID      string `bson:"aid"`
+		AuthorID string `bson:"authorId"`
+		Off      bool   `bson:"off"`
+	}
+	switch err := s.findOne(ctx, s.coll("comments"), "comments.find", byID(key), &d); {
+	case errNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case d.Off:
+		return nil // deleted already
+	}
+	// The tombstone keeps whose comment it was, under other names (no list
+	// finds it by them): a keyed request sent again after its comment was
+	// deleted is told so, instead of making another (see AddComment).
 	_, err := s.coll("comments").ReplaceOne(ctx, byID(key), bson.D{{Key: "_id", Value: key}, {Key: "off", Value: true},
-		{Key: "at", Value: time.Now().UTC()}})
+		{Key: "at", Value: time.Now().UTC()}, {Key: "wasAid", Value: d.AID}, {Key: "wasAuthor", Value: d.AuthorID}})
 	return s.wrap("delete comment", err)
 }

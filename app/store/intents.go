@@ -38,6 +38,7 @@ type intentDoc struct {
 	Ver      int64     `bson:"ver,omitempty"` // a deletion: the version of the article it read
 	At       time.Time `bson:"at"`
 	Settling bool      `bson:"settling,omitempty"` // the article's settling run: due at At
+	gone     bool      // a favorite's intent whose article was found gone: it settles as an intent (see settleIntent)
 }
 
 // The kinds of intents, and the steps each finishes with (apply).
@@ -82,12 +83,24 @@ func (s *Store) done(ctx context.Context, d intentDoc) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if d.Kind == intentRecountFavorites && !d.Settling {
+	if d.Kind == intentRecountFavorites && !d.Settling && !d.gone {
 		// Its mark carried the settling time (see markFavorites).
 		_, err := s.coll("intents").DeleteOne(ctx, byID(d.ID))
 		_ = s.wrap("delete intent", err)
 		return
 	}
+	if err := s.settleIntent(ctx, d); err != nil || d.Settling {
+		return // reported to OnError, not to the client
+	}
+	_, err := s.coll("intents").DeleteOne(ctx, byID(d.ID))
+	_ = s.wrap("delete intent", err)
+}
+
+// settleIntent makes the settling intent of d's kind and article, or moves
+// it to LateWrites from now ($max). A favorite's settles on its article's
+// mark instead — unless the article is gone (d.gone): then this one runs
+// the recount's steps once more, which remove a favorite that lands late.
+func (s *Store) settleIntent(ctx context.Context, d intentDoc) error {
 	fields := bson.D{{Key: "kind", Value: d.Kind}, {Key: "aid", Value: d.AID}, {Key: "settling", Value: true}}
 	if d.Ver != 0 {
 		fields = append(fields, bson.E{Key: "ver", Value: d.Ver})
@@ -98,11 +111,7 @@ func (s *Store) done(ctx context.Context, d intentDoc) {
 	if isDuplicate(err) { // two first settles raced: it is there now
 		_, err = s.coll("intents").UpdateOne(ctx, byID(id), settle)
 	}
-	if err = s.wrap("settle intent", err); err != nil || d.Settling {
-		return // reported to OnError, not to the client
-	}
-	_, err = s.coll("intents").DeleteOne(ctx, byID(d.ID))
-	_ = s.wrap("delete intent", err)
+	return s.wrap("settle intent", err)
 }
 
 // settleAt is the at of a settling intent: Repair takes intents once at is
@@ -120,8 +129,14 @@ func (s *Store) apply(ctx context.Context, d intentDoc) error {
 		_, err := s.markAndRecount(ctx, d.AID)
 		if errNotFound(err) {
 			// Deleted: a favorite that came after its deletion removed the
-			// others goes too.
-			return s.dropFavorites(ctx, d.AID)
+			// others goes too, and one that lands later still goes when
+			// this settles.
+			if err := s.dropFavorites(ctx, d.AID); err != nil || d.Settling {
+				return err
+			}
+			gone := d
+			gone.gone = true
+			return s.settleIntent(ctx, gone)
 		}
 		return err
 	case intentDeleteArticleV2:

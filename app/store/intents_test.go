@@ -450,3 +450,32 @@ func TestALateDeletionDoesNotUndoALaterEdit(t *testing.T) {
 	require.NoError(t, err, "the edited article stays")
 	assert.Equal(t, "kept, after the author's edit", got.Body)
 }
+
+// A favorite of an article deleted meanwhile (the reader's page was
+// stale), whose insert the server holds past its request and past Repair's
+// run of its intent, and after the deletion settled: with no article to
+// carry a settling time, the favorite's intent settles, and the favorite
+// that lands late is removed then — none is left naming the deleted
+// article.
+func TestAFavoriteThatLandsAfterItsArticlesDeletionGoes(t *testing.T) {
+	ctx := context.Background()
+	st, proxy, alice, _, art := proxiedFixture(t, lateOpts)
+	require.NoError(t, st.DeleteArticle(ctx, art))
+	settled(t, st) // the deletion settled before the favorite came
+	proxy.Late = lateBy
+	lateInsertInto(proxy, "favorites")
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := st.Favorite(rctx, alice.ID, art)
+	cancel()
+	require.Error(t, err, "the request gave up on the held insert")
+	proxy.Observe = nil
+	time.Sleep(200 * time.Millisecond)
+	_, err = st.Repair(ctx) // the interrupted favorite: its article is gone
+	require.NoError(t, err)
+	require.Zero(t, proxy.Landed(), "(the held insert must land after Repair's run: a slower machine needs a longer Late)")
+	landed(t, proxy, 1)
+	settled(t, st)
+	n, err := st.coll("favorites").CountDocuments(ctx, bson.D{{Key: "aid", Value: art.ID}})
+	require.NoError(t, err)
+	assert.Zero(t, n, "no favorite names the deleted article")
+}
