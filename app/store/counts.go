@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -69,9 +71,11 @@ var favProjection = bson.D{{Key: "favVer", Value: 1}, {Key: "favDirty", Value: 1
 // ends: marked (without moving the time on), recounted, and the time
 // removed unless a later change moved it meanwhile (compared and set: that
 // change's own settling counts it). Several instances may count one
-// article: a recount is safe twice.
+// article: a recount is safe twice. An article whose settling fails waits
+// for the next round; the others go on, and the first error is returned.
 func (s *Store) settleFavorites(ctx context.Context) error {
 	seen := map[string]bool{}
+	var first error
 	for ctx.Err() == nil {
 		due, err := findAll[struct {
 			ID     string    `bson:"_id"`
@@ -79,34 +83,41 @@ func (s *Store) settleFavorites(ctx context.Context) error {
 		}](ctx, s, s.coll("articles"), "articles.settle_due", bson.D{{Key: "favSettle", Value: bson.D{{Key: "$lte", Value: time.Now().UTC()}}}},
 			options.Find().SetSort(bson.D{asc("favSettle")}).SetLimit(100).SetProjection(bson.D{{Key: "favSettle", Value: 1}}))
 		if err != nil {
-			return err
+			return cmp.Or(first, err)
 		}
 		fresh := 0
 		for _, d := range due {
 			if seen[d.ID] {
-				continue
+				continue // one run per article per Repair: one that failed waits for the next
 			}
 			seen[d.ID], fresh = true, fresh+1
-			cur, err := s.markFavorites(ctx, d.ID, false)
-			if errNotFound(err) {
-				continue // deleted meanwhile: its deletion removes its favorites
-			}
-			if err != nil {
-				return err
-			}
-			if _, err := s.recountFrom(ctx, d.ID, cur); err != nil && !errNotFound(err) {
-				return err
-			}
-			if _, err := s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "favSettle", Value: d.Settle}},
-				bson.D{{Key: "$unset", Value: bson.D{{Key: "favSettle", Value: ""}}}}); err != nil {
-				return s.wrap("settle favorites", err)
+			if err := s.settleArticle(ctx, d.ID, d.Settle); err != nil {
+				first = cmp.Or(first, fmt.Errorf("article %s: %w", d.ID, err)) // the others go on
 			}
 		}
 		if fresh == 0 {
-			return nil
+			return first
 		}
 	}
-	return ctx.Err()
+	return cmp.Or(first, ctx.Err())
+}
+
+// settleArticle counts the favorites of the article aid once more and
+// clears its settling time, unless a later change moved it from settle.
+func (s *Store) settleArticle(ctx context.Context, aid string, settle time.Time) error {
+	cur, err := s.markFavorites(ctx, aid, false)
+	if errNotFound(err) {
+		return nil // deleted meanwhile: its deletion removes its favorites
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := s.recountFrom(ctx, aid, cur); err != nil && !errNotFound(err) {
+		return err
+	}
+	_, err = s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: aid}, {Key: "favSettle", Value: settle}},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "favSettle", Value: ""}}}})
+	return s.wrap("settle favorites", err)
 }
 
 // recountFrom counts the favorites of aid after a change was marked, from
