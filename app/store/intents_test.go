@@ -255,14 +255,7 @@ func settled(t *testing.T, st *Store) {
 func TestAFavoriteThatLandsAfterItsRecountIsCounted(t *testing.T) {
 	ctx := context.Background()
 	st, proxy, alice, _, art := proxiedFixture(t, lateOpts)
-	proxy.Late = lateBy
-	lateInsertInto(proxy, "favorites")
-	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err := st.Favorite(rctx, alice.ID, art)
-	cancel()
-	require.Error(t, err, "the request gave up on the held insert")
-	proxy.Observe = nil
-
+	favoriteHeld(t, st, proxy, alice, art)
 	time.Sleep(200 * time.Millisecond)
 	n, err := st.Repair(ctx) // the interrupted write: recounted before the late insert lands
 	require.NoError(t, err)
@@ -275,6 +268,19 @@ func TestAFavoriteThatLandsAfterItsRecountIsCounted(t *testing.T) {
 	require.NoError(t, st.coll("favorites").FindOne(ctx, byID(pair(alice.ID, art.ID)), &fav), "the late insert landed")
 	settled(t, st)
 	assert.Equal(t, 1, favoritesCount(t, st, &conduit.User{LastWrite: time.Now()}), "the late favorite is counted")
+}
+
+// favoriteHeld is alice's favorite of art whose insert the server holds
+// (Late) past the request, which gives up.
+func favoriteHeld(t *testing.T, st *Store, proxy *storetest.FaultProxy, alice *conduit.User, art *conduit.Article) {
+	t.Helper()
+	proxy.Late = lateBy
+	lateInsertInto(proxy, "favorites")
+	rctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := st.Favorite(rctx, alice.ID, art)
+	cancel()
+	require.Error(t, err, "the request gave up on the held insert")
+	proxy.Observe = nil
 }
 
 // lateInsertInto makes the proxy hold the next insert into coll (Late).
@@ -462,15 +468,9 @@ func TestAFavoriteThatLandsAfterItsArticlesDeletionGoes(t *testing.T) {
 	st, proxy, alice, _, art := proxiedFixture(t, lateOpts)
 	require.NoError(t, st.DeleteArticle(ctx, art))
 	settled(t, st) // the deletion settled before the favorite came
-	proxy.Late = lateBy
-	lateInsertInto(proxy, "favorites")
-	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err := st.Favorite(rctx, alice.ID, art)
-	cancel()
-	require.Error(t, err, "the request gave up on the held insert")
-	proxy.Observe = nil
+	favoriteHeld(t, st, proxy, alice, art)
 	time.Sleep(200 * time.Millisecond)
-	_, err = st.Repair(ctx) // the interrupted favorite: its article is gone
+	_, err := st.Repair(ctx) // the interrupted favorite: its article is gone
 	require.NoError(t, err)
 	require.Zero(t, proxy.Landed(), "(the held insert must land after Repair's run: a slower machine needs a longer Late)")
 	landed(t, proxy, 1)
