@@ -51,34 +51,25 @@ func (d articleDoc) article() conduit.Article {
 func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.insert", time.Now())
 	id := newID()
-	if k, ok := conduit.RequestKeyOf(ctx); ok {
+	k, keyed := conduit.RequestKeyOf(ctx)
+	if keyed {
 		id = keyedID(k, "article")
 		a.CreatedAt, a.UpdatedAt = k.First, k.First
-		var made articleDoc
-		switch err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(id), &made); {
-		case err == nil:
-			author := a.Author
-			*a = made.article()
-			a.Author = author
-			return nil
-		case !errNotFound(err):
-			return err
-		}
 	}
 	d := articleDoc{ID: id, Slug: a.Slug, Title: a.Title, Description: a.Description, Body: a.Body,
 		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, Ver: 1}
 	if d.TagList == nil {
 		d.TagList = []string{}
 	}
-	// Any document under this new id is this article: a copy of the
-	// insert sent again may find it favorited or edited already.
+	// Any document under this id is this article: a copy of the insert
+	// sent again (or a keyed copy that runs again) may find it favorited,
+	// edited or renamed already.
 	if err := s.insertNew(ctx, "articles", "insert article", d.ID, d, nil); err != nil {
 		return err
 	}
 	a.ID, a.Version = d.ID, d.Ver
-	if _, keyed := conduit.RequestKeyOf(ctx); keyed {
-		// The first copy's insert may have landed between the look above
-		// and this one (found, not made): answer with what is stored.
+	if keyed {
+		// Found rather than made, perhaps: answer with what is stored.
 		var made articleDoc
 		if err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(d.ID), &made); err != nil {
 			return notFoundAs(err, "article not found")
