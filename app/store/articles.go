@@ -220,7 +220,10 @@ func nonNil(tags []string) []string {
 // since, it stays and the answer is CodeChanged), its comments, its
 // favorites, the intent done; each step is idempotent, and Repair runs
 // them again for an intent a crash left behind. The article goes first, so
-// a half-done deletion shows nothing of it.
+// a half-done deletion shows nothing of it. A late copy deletes the
+// version it read or an earlier one, so nothing after a later edit; sent
+// again, it finds nothing (404, or with an idempotency key the first
+// answer); an edit made since keeps the article.
 func (s *Store) DeleteArticle(ctx context.Context, a *conduit.Article) error {
 	defer s.observe("articles.delete", time.Now())
 	intent, err := s.begin(ctx, intentDoc{Kind: intentDeleteArticle, AID: a.ID, Ver: a.Version})

@@ -29,7 +29,8 @@ func (d sessionDoc) session() *conduit.Session {
 }
 
 // StartSession records a new session. Converges: its _id is new and its
-// own, so sent again after a lost reply it finds itself.
+// own, so sent again after a lost reply it finds itself, and a late copy
+// meets the first and is refused; a sign-in sent again is a new session.
 func (s *Store) StartSession(ctx context.Context, sess *conduit.Session) error {
 	defer s.observe("sessions.insert", time.Now())
 	d := sessionDoc{ID: sess.ID, UID: sess.UserID, Seen: sess.Seen.UTC().Truncate(time.Millisecond), Exp: sess.Expires.UTC().Truncate(time.Millisecond)}
@@ -45,15 +46,17 @@ func (s *Store) Session(ctx context.Context, id string) (*conduit.Session, error
 	return d.session(), nil
 }
 
-// TouchSession moves a session's seen to now: one update by _id (sent
-// twice, the same). A session that ended meanwhile stays ended.
+// TouchSession moves a session's seen on to now: one update by _id, $max
+// (sent twice, the same; a late copy never moves it back). A session that
+// ended meanwhile stays ended (no upsert).
 func (s *Store) TouchSession(ctx context.Context, id string, now time.Time) error {
 	defer s.observe("sessions.touch", time.Now())
-	_, err := s.coll("sessions").UpdateOne(ctx, byID(id), set(bson.E{Key: "seen", Value: now.UTC().Truncate(time.Millisecond)}))
+	_, err := s.coll("sessions").UpdateOne(ctx, byID(id), bson.D{{Key: "$max", Value: bson.D{{Key: "seen", Value: now.UTC().Truncate(time.Millisecond)}}}})
 	return s.wrap("touch session", err)
 }
 
-// EndSession signs a session out: one delete by _id (sent twice, the same).
+// EndSession signs a session out: one delete by _id (sent twice, or
+// landing late, it ends a session already ended).
 func (s *Store) EndSession(ctx context.Context, id string) error {
 	defer s.observe("sessions.delete", time.Now())
 	_, err := s.coll("sessions").DeleteOne(ctx, byID(id))

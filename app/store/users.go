@@ -44,8 +44,10 @@ func newID() string { return bson.NewObjectID().Hex() }
 // CreateUser inserts a user and sets its ID: one insert, which the unique
 // indexes on usernameKey and email refuse when either is taken (in any
 // case). Converges: the insert carries its own _id, so sent again after a
-// lost reply it finds itself; either the account is whole or nothing was
-// written.
+// lost reply it finds itself, and a late copy meets the first and is
+// refused; either the account is whole or nothing was written. Two sign-ups
+// of one name or email at once: the unique indexes keep one (a sign-up sent
+// again is the api's: signed in to the account it made).
 func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 	defer s.observe("users.insert", time.Now())
 	now := time.Now().UTC()
