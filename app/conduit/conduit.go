@@ -85,6 +85,21 @@ type Comment struct {
 	Author    Profile
 }
 
+// CommentPage asks for a page of an article's comments, oldest first.
+type CommentPage struct {
+	Limit int            // 1..MaxLimit
+	After *CommentCursor // where the previous page ended; nil: the first page
+}
+
+// CommentCursor is where a page of comments ended: its last comment's
+// time (to the millisecond, as stored) and id. The next page is what
+// comes after it in the order (time, id), whatever was added or deleted
+// meanwhile.
+type CommentCursor struct {
+	At time.Time
+	ID int64
+}
+
 // ArticleFilter selects articles for a list; empty fields do not filter.
 type ArticleFilter struct {
 	Tag       string

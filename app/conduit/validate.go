@@ -28,6 +28,26 @@ const (
 	MaxBio         = 4096
 	MaxImage       = 2048
 	MaxLimit       = 100
+
+	// MaxOffset is the largest offset of a list: a page is an index walk of
+	// offset+limit entries, so this bounds it whatever the data's size.
+	// Farther pages are reached by a list's own filters (author, tag),
+	// which is how people look for something older.
+	MaxOffset = 1000
+	// MaxCount is the most a list's articlesCount says: counting stops
+	// there (a count is an index walk too). It exceeds MaxOffset+MaxLimit,
+	// so a page past the last reachable one is never offered.
+	MaxCount = 10_000
+	// MaxCommentsPerArticle is how many comments one article takes, its
+	// author's included: with MaxComment, it bounds an article's thread in
+	// bytes; a page of it is at most MaxLimit comments whatever its size.
+	MaxCommentsPerArticle = 10_000
+	// MaxFollowing is how many people one account follows: the feed reads
+	// every one of them.
+	MaxFollowing = 1000
+	// MaxFavoritedScan is how many of a person's newest favorites a
+	// favorited= list with another filter (tag, author) looks through.
+	MaxFavoritedScan = 1000
 )
 
 var (

@@ -44,7 +44,7 @@ type Store interface {
 	ListArticles(ctx context.Context, viewer *conduit.User, f conduit.ArticleFilter) ([]conduit.Article, int, error)
 	Feed(ctx context.Context, viewer *conduit.User, limit, offset int) ([]conduit.Article, int, error)
 	AddComment(ctx context.Context, articleID string, c *conduit.Comment) error
-	Comments(ctx context.Context, viewer *conduit.User, slug string) ([]conduit.Comment, error)
+	Comments(ctx context.Context, viewer *conduit.User, slug string, p conduit.CommentPage) ([]conduit.Comment, *conduit.CommentCursor, error)
 	Comment(ctx context.Context, slug string, id int64) (*conduit.Comment, error)
 	DeleteComment(ctx context.Context, slug string, id int64) error
 	Tags(ctx context.Context, viewer *conduit.User) ([]string, error)

@@ -204,6 +204,10 @@ func TestConduitEndpoints(t *testing.T) {
 		}},
 		{"list bad limit", anon, "GET", "/api/articles?limit=0", "", 422, nil},
 		{"list bad offset", anon, "GET", "/api/articles?offset=-1", "", 422, nil},
+		{"list offset past the bound", anon, "GET", "/api/articles?offset=1001", "", 422, func(t *testing.T, b map[string]any) {
+			assert.Contains(t, errorBody(t, b), "0 to 1000")
+		}},
+		{"list offset at the bound", anon, "GET", "/api/articles?offset=1000", "", 200, nil},
 		{"favorite", anna, "POST", "/api/articles/how-to-train-your-dragon/favorite", "", 200, func(t *testing.T, b map[string]any) {
 			assert.Equal(t, true, b["article"].(map[string]any)["favorited"])
 			assert.Equal(t, float64(1), b["article"].(map[string]any)["favoritesCount"])

@@ -2,14 +2,18 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"webstack/app/conduit"
 )
 
-// page reads limit (1..100, default 20) and offset (>= 0, default 0).
+// page reads limit (1..100, default 20) and offset (0..conduit.MaxOffset,
+// default 0).
 func page(r *http.Request) (limit, offset int, err error) {
 	limit, offset = 20, 0
 	q := r.URL.Query()
@@ -19,8 +23,8 @@ func page(r *http.Request) (limit, offset int, err error) {
 		}
 	}
 	if v := q.Get("offset"); v != "" {
-		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
-			return 0, 0, conduit.Errorf(conduit.CodeInvalid, "offset must be a non-negative integer")
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 || offset > conduit.MaxOffset {
+			return 0, 0, conduit.Errorf(conduit.CodeInvalid, "offset must be an integer from 0 to %d: narrow the list by author or tag to reach older articles", conduit.MaxOffset)
 		}
 	}
 	return limit, offset, nil
@@ -314,12 +318,21 @@ func commentSlug(r *http.Request) (string, error) {
 	return slug, nil
 }
 
+// listComments answers a page of an article's comments, oldest first, in
+// RealWorld's shape ({"comments": [...]}). Extension: limit (1..100,
+// default 100) and after (the cursor of the previous page's end); when
+// more follow, a Link header (RFC 8288) gives the next page's URL, rel
+// "next". A client that knows neither gets the first 100.
 func (a *API) listComments(w http.ResponseWriter, r *http.Request, me *conduit.User) error {
 	slug, err := commentSlug(r)
 	if err != nil {
 		return err
 	}
-	list, err := a.store.Comments(r.Context(), me, slug)
+	p, err := commentPage(r)
+	if err != nil {
+		return err
+	}
+	list, next, err := a.store.Comments(r.Context(), me, slug, p)
 	if err != nil {
 		return err
 	}
@@ -327,8 +340,51 @@ func (a *API) listComments(w http.ResponseWriter, r *http.Request, me *conduit.U
 	for i := range list {
 		out[i] = toComment(&list[i])
 	}
+	if next != nil {
+		q := url.Values{"limit": {strconv.Itoa(p.Limit)}, "after": {FormatCommentCursor(*next)}}
+		w.Header().Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", (&url.URL{Path: r.URL.Path}).EscapedPath(), q.Encode()))
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"comments": out})
 	return nil
+}
+
+// commentPage reads a comments page's limit (1..100, default 100) and
+// after.
+func commentPage(r *http.Request) (conduit.CommentPage, error) {
+	p := conduit.CommentPage{Limit: conduit.MaxLimit}
+	q := r.URL.Query()
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > conduit.MaxLimit {
+			return p, conduit.Errorf(conduit.CodeInvalid, "limit must be an integer from 1 to %d", conduit.MaxLimit)
+		}
+		p.Limit = n
+	}
+	if v := q.Get("after"); v != "" {
+		c, err := ParseCommentCursor(v)
+		if err != nil {
+			return p, err
+		}
+		p.After = &c
+	}
+	return p, nil
+}
+
+// FormatCommentCursor writes a comments cursor as the after parameter
+// carries it: the milliseconds since 1970 of its time, "-", its id.
+func FormatCommentCursor(c conduit.CommentCursor) string {
+	return strconv.FormatInt(c.At.UnixMilli(), 10) + "-" + strconv.FormatInt(c.ID, 10)
+}
+
+// ParseCommentCursor reads an after parameter.
+func ParseCommentCursor(v string) (conduit.CommentCursor, error) {
+	ms, id, ok := strings.Cut(v, "-")
+	t, err1 := strconv.ParseInt(ms, 10, 64)
+	n, err2 := strconv.ParseInt(id, 10, 64)
+	if !ok || err1 != nil || err2 != nil || t < 0 || n < 1 || len(v) > 40 {
+		return conduit.CommentCursor{}, conduit.Errorf(conduit.CodeInvalid, "after must be the cursor a previous page's Link gave")
+	}
+	return conduit.CommentCursor{At: time.UnixMilli(t).UTC(), ID: n}, nil
 }
 
 func (a *API) addComment(w http.ResponseWriter, r *http.Request, me *conduit.User) error {

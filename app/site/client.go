@@ -267,11 +267,37 @@ func (c *client) articleVersion(ctx context.Context, token, slug string) (articl
 	return out.Article, h.Get("ETag"), err
 }
 
-func (c *client) comments(ctx context.Context, token, slug string) ([]comment, error) {
+// comments is a page of an article's comments: the first, or the one
+// after the cursor after; next is the cursor of the page after it ("":
+// none), read from the api's Link header.
+func (c *client) comments(ctx context.Context, token, slug, after string) (list []comment, next string, err error) {
 	var out struct {
 		Comments []comment `json:"comments"`
 	}
-	return out.Comments, c.do(ctx, http.MethodGet, "/api/articles/"+url.PathEscape(slug)+"/comments", nil, token, nil, &out)
+	var q url.Values
+	if after != "" {
+		q = url.Values{"after": {after}}
+	}
+	h, err := c.send(ctx, http.MethodGet, "/api/articles/"+url.PathEscape(slug)+"/comments", q, token, nil, nil, &out)
+	if err != nil {
+		return nil, "", err
+	}
+	return out.Comments, nextAfter(h.Get("Link")), nil
+}
+
+// nextAfter is the after parameter of a Link header's rel="next" URL.
+func nextAfter(link string) string {
+	for _, part := range strings.Split(link, ",") {
+		target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+		if !ok || !strings.Contains(params, `rel="next"`) {
+			continue
+		}
+		u, err := url.Parse(strings.Trim(strings.TrimSpace(target), "<>"))
+		if err == nil {
+			return u.Query().Get("after")
+		}
+	}
+	return ""
 }
 
 func (c *client) profile(ctx context.Context, token, username string) (profile, error) {

@@ -64,8 +64,11 @@ type (
 		Mine     bool
 		BodyHTML template.HTML
 		Comments []comment
-		Comment  formView
-		MyImage  *string
+		// The page of comments shown: after the cursor After ("": the
+		// first), and the cursor of the next page ("": none).
+		After, Next string
+		Comment     formView
+		MyImage     *string
 	}
 	profileView struct {
 		base
@@ -563,11 +566,12 @@ func commentForm(slug, body string) formView {
 // loadArticle loads an article and its comments as v sees them.
 func (s *Site) loadArticle(w http.ResponseWriter, r *http.Request, v visitor, slug string) (articleView, error) {
 	view := articleView{base: s.page(w, r, v, "", ""), Comment: commentForm(slug, "")}
+	view.After = r.URL.Query().Get("comments")
 	err := both(func() (err error) {
 		view.A, err = s.api.article(r.Context(), v.token, slug)
 		return err
 	}, func() (err error) {
-		view.Comments, err = s.api.comments(r.Context(), v.token, slug)
+		view.Comments, view.Next, err = s.api.comments(r.Context(), v.token, slug, view.After)
 		return err
 	})
 	view.Title = view.A.Title
@@ -709,7 +713,9 @@ func (s *Site) confirmDeleteComment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	slug := r.PathValue("slug")
-	comments, err := s.api.comments(r.Context(), v.token, slug)
+	// The page the delete link was on (its "from"): a long thread's later
+	// pages hold the comment.
+	comments, _, err := s.api.comments(r.Context(), v.token, slug, r.URL.Query().Get("from"))
 	if err != nil {
 		s.fail(w, r, err)
 		return

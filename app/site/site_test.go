@@ -3,6 +3,7 @@ package site_test
 import (
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -516,4 +517,50 @@ func TestASettingsFormThatMeetsAnotherChangeKeepsWhatWasTyped(t *testing.T) {
 	resp, body = b.postRaw("/settings", noVersion, nil)
 	assert.Equal(t, http.StatusConflict, resp.StatusCode, "a form that names no version is shown against the saved settings")
 	assert.Contains(t, body, "so your changes were not saved")
+}
+
+// A long thread is shown a page at a time: the article's page has the
+// first 100 comments and a link to the later ones, which link back; a
+// comment of a later page is deleted from there.
+func TestALongThreadIsShownAPageAtATime(t *testing.T) {
+	api := apiServer(t)
+	web := siteServer(t, api.URL, false)
+	call := func(method, path, token, body string) map[string]any {
+		req, _ := http.NewRequest(method, api.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Token "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		require.Less(t, resp.StatusCode, 300, "%s %s: %v", method, path, out)
+		return out
+	}
+	b := newBrowser(t, web.URL)
+	signUp(t, b, "writer")
+	token := call("POST", "/api/users/login", "", `{"user":{"email":"writer@example.com","password":"correct-horse-battery"}}`)["user"].(map[string]any)["token"].(string)
+	call("POST", "/api/articles", token, `{"article":{"title":"Long thread","description":"d","body":"b"}}`)
+	for i := range 102 {
+		call("POST", "/api/articles/long-thread/comments", token, fmt.Sprintf(`{"comment":{"body":"comment number %03d"}}`, i))
+	}
+	_, page := b.get("/article/long-thread")
+	assert.Contains(t, page, "comment number 099")
+	assert.NotContains(t, page, "comment number 100")
+	assert.NotContains(t, page, `class="count"`, "no count that would be the page's only")
+	later := regexp.MustCompile(`<a rel="next" href="(/article/long-thread\?comments=[0-9]+-[0-9]+)#comments">Later comments</a>`).FindStringSubmatch(page)
+	require.NotNil(t, later, "a link to the later comments")
+	_, page = b.get(later[1])
+	assert.Contains(t, page, "comment number 100")
+	assert.Contains(t, page, "comment number 101")
+	assert.NotContains(t, page, "comment number 099")
+	assert.Contains(t, page, `<a href="/article/long-thread#comments">First comments</a>`)
+	assert.NotContains(t, page, "Later comments")
+	del := regexp.MustCompile(`href="(/article/long-thread/comments/[0-9]+/delete\?from=[0-9-]+)"`).FindAllStringSubmatch(page, -1)
+	require.Len(t, del, 2, "the later page's comments can be deleted from it")
+	resp, confirm := b.get(del[1][1])
+	require.Equal(t, http.StatusOK, resp.StatusCode, confirm)
+	assert.Contains(t, confirm, "comment number 101", "the confirmation quotes the comment of the later page")
 }

@@ -271,7 +271,7 @@ func (s *Store) favorite(ctx context.Context, user string, a *conduit.Article, o
 		// before this one came; this one goes too (or the intent stays,
 		// and Repair removes it), and so does one that lands later: with
 		// no article to carry the settling time, the intent settles.
-		if s.dropFavorites(ctx, a.ID) == nil {
+		if s.dropFavorites(ctx, a.ID, requestBatches) == nil {
 			intent.gone = true
 			s.done(ctx, intent)
 		}
@@ -331,12 +331,13 @@ func (s *Store) ListArticles(ctx context.Context, viewer *conduit.User, f condui
 	return s.page(ctx, viewer, key, filter, f.Limit, f.Offset)
 }
 
-// Feed returns a page of the articles of the authors viewer follows.
+// Feed returns a page of the articles of the authors viewer follows (at
+// most conduit.MaxFollowing are read: Follow keeps to it).
 func (s *Store) Feed(ctx context.Context, viewer *conduit.User, limit, offset int) ([]conduit.Article, int, error) {
 	docs, err := findAll[struct {
 		Followee string `bson:"followee"`
 	}](ctx, s, s.reader(s.fresh(viewer), "follows"), "follows.find", bson.D{{Key: "follower", Value: viewer.ID}},
-		options.Find().SetProjection(bson.D{{Key: "followee", Value: 1}}))
+		options.Find().SetProjection(bson.D{{Key: "followee", Value: 1}}).SetLimit(conduit.MaxFollowing))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -348,118 +349,162 @@ func (s *Store) Feed(ctx context.Context, viewer *conduit.User, limit, offset in
 		authors[i] = d.Followee
 	}
 	slices.Sort(authors)
-	return s.page(ctx, viewer, "feed|"+strings.Join(authors, ","), in("authorId", authors), limit, offset)
+	h := sha256.Sum256([]byte(strings.Join(authors, ",")))
+	return s.page(ctx, viewer, "feed|"+hex.EncodeToString(h[:16]), in("authorId", authors), limit, offset)
 }
 
 // page answers a list: for a viewer who wrote lately from the primary,
-// else through the cache from a replica.
+// else through the cache from a replica. Its count is cached by filter,
+// whatever the page, and stops at conduit.MaxCount; the page walks
+// offset+limit index entries (offset is at most conduit.MaxOffset).
 func (s *Store) page(ctx context.Context, viewer *conduit.User, key string, filter bson.D, limit, offset int) ([]conduit.Article, int, error) {
+	offset = min(offset, conduit.MaxOffset)
 	fresh := s.fresh(viewer)
-	load := func(ctx context.Context) (listPage, error) {
-		var p listPage
+	total, err := s.listCount(ctx, fresh, key, func(ctx context.Context) (int, error) {
 		coll := s.reader(fresh, "articles")
-		var n int
-		var err error
 		if len(filter) == 0 {
 			// The whole collection: its metadata count (the count command
 			// without a filter), not a walk of every article's index entry.
-			var n64 int64
 			start := time.Now()
-			n64, err = coll.EstimatedDocumentCount(ctx)
+			n, err := coll.EstimatedDocumentCount(ctx)
 			s.observe("articles.count_all", start)
-			n, err = int(n64), s.wrap("count articles", err)
-		} else {
-			n, err = s.count(ctx, coll, "articles.count", filter)
+			return int(min(n, conduit.MaxCount)), s.wrap("count articles", err)
 		}
-		if err != nil {
-			return p, err
-		}
-		p.total = n
-		if n > offset {
-			p.docs, err = findAll[articleDoc](ctx, s, coll, "articles.list", filter, options.Find().
-				SetSort(listSort).SetSkip(int64(offset)).SetLimit(int64(limit)).SetProjection(bson.D{{Key: "body", Value: 0}}))
-		}
-		return p, err
+		return s.count(ctx, coll, "articles.count", filter, conduit.MaxCount)
+	})
+	if err != nil {
+		return nil, 0, err
 	}
-	return s.listed(ctx, viewer, fresh, fmt.Sprintf("%s|%d|%d", key, limit, offset), load)
+	if total <= offset {
+		return []conduit.Article{}, total, nil
+	}
+	out, err := s.listed(ctx, viewer, fresh, fmt.Sprintf("%s|%d|%d", key, limit, offset), func(ctx context.Context) ([]articleDoc, error) {
+		return findAll[articleDoc](ctx, s, s.reader(fresh, "articles"), "articles.list", filter, options.Find().
+			SetSort(listSort).SetSkip(int64(offset)).SetLimit(int64(limit)).SetProjection(bson.D{{Key: "body", Value: 0}}))
+	})
+	return out, total, err
+}
+
+// listCount is a list's count: from the primary when fresh, else through
+// the counts cache under key (the list's filter, not its page).
+func (s *Store) listCount(ctx context.Context, fresh bool, key string, load func(context.Context) (int, error)) (int, error) {
+	if fresh {
+		return load(ctx)
+	}
+	return s.cache.counts.fill(ctx, key, load)
 }
 
 // favoritedPage is the list of what the user uid favorited, newest
 // article first: a page of their favorites (by_user holds the articles'
 // creation times, so the page is an index walk), then those articles by
-// id. With other filters too, the articles are filtered among all their
-// favorites.
+// id. With other filters too (tag, author), the articles are filtered
+// among their newest conduit.MaxFavoritedScan favorites.
 func (s *Store) favoritedPage(ctx context.Context, viewer *conduit.User, uid string, filter bson.D, key string, limit, offset int) ([]conduit.Article, int, error) {
+	offset = min(offset, conduit.MaxOffset)
 	fresh := s.fresh(viewer)
-	load := func(ctx context.Context) (listPage, error) {
-		var p listPage
-		favs := s.reader(fresh, "favorites")
-		byUser := bson.D{{Key: "uid", Value: uid}}
-		type fav struct {
-			AID string `bson:"aid"`
-		}
-		opts := options.Find().SetSort(bson.D{desc("articleCreatedAt"), desc("aid")}).SetProjection(bson.D{{Key: "aid", Value: 1}})
-		if len(filter) == 0 {
-			n, err := s.count(ctx, favs, "favorites.count", byUser)
-			if err != nil || n <= offset {
-				p.total = n
-				return p, err
-			}
-			opts.SetSkip(int64(offset)).SetLimit(int64(limit))
-			p.total = n
-		}
-		list, err := findAll[fav](ctx, s, favs, "favorites.find", byUser, opts)
-		if err != nil {
-			return p, err
-		}
+	favs := s.reader(fresh, "favorites")
+	byUser := bson.D{{Key: "uid", Value: uid}}
+	type fav struct {
+		AID string `bson:"aid"`
+	}
+	favSort := bson.D{desc("articleCreatedAt"), desc("aid")}
+	favorites := func(ctx context.Context, skip, limit int64) ([]string, error) {
+		list, err := findAll[fav](ctx, s, favs, "favorites.find", byUser, options.Find().SetSort(favSort).
+			SetProjection(bson.D{{Key: "aid", Value: 1}}).SetSkip(skip).SetLimit(limit))
 		aids := make([]string, len(list))
 		for i, f := range list {
 			aids[i] = f.AID
 		}
-		if len(aids) == 0 {
-			return p, nil
-		}
-		articles := s.reader(fresh, "articles")
-		if len(filter) > 0 {
-			f := append(in("_id", aids), filter...)
-			if p.total, err = s.count(ctx, articles, "articles.count", f); err != nil || p.total <= offset {
-				return p, err
-			}
-			p.docs, err = findAll[articleDoc](ctx, s, articles, "articles.list", f, options.Find().SetSort(listSort).
-				SetSkip(int64(offset)).SetLimit(int64(limit)).SetProjection(bson.D{{Key: "body", Value: 0}}))
-			return p, err
-		}
-		docs, err := findAll[articleDoc](ctx, s, articles, "articles.list", in("_id", aids),
-			options.Find().SetProjection(bson.D{{Key: "body", Value: 0}}))
-		byID := make(map[string]articleDoc, len(docs))
-		for _, d := range docs {
-			byID[d.ID] = d
-		}
-		for _, aid := range aids { // in the favorites' order; deleted ones are left out
-			if d, ok := byID[aid]; ok {
-				p.docs = append(p.docs, d)
-			}
-		}
-		return p, err
+		return aids, err
 	}
-	return s.listed(ctx, viewer, fresh, fmt.Sprintf("%s|%d|%d", key, limit, offset), load)
+	articles := s.reader(fresh, "articles")
+	noBody := bson.D{{Key: "body", Value: 0}}
+	if len(filter) > 0 {
+		// One read of the newest favorites' ids serves the count and the
+		// page (and is cached as the list's count is).
+		scan, err := s.docs(ctx, fresh, key+"|scan", func(ctx context.Context) ([]articleDoc, error) {
+			aids, err := favorites(ctx, 0, conduit.MaxFavoritedScan)
+			if err != nil || len(aids) == 0 {
+				return nil, err
+			}
+			f := append(in("_id", aids), filter...)
+			return findAll[articleDoc](ctx, s, articles, "articles.list", f, options.Find().SetSort(listSort).
+				SetLimit(int64(conduit.MaxOffset+conduit.MaxLimit)).
+				SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+		total := len(scan)
+		if total <= offset {
+			return []conduit.Article{}, total, nil
+		}
+		ids := make([]string, 0, limit)
+		for _, d := range scan[offset:min(total, offset+limit)] {
+			ids = append(ids, d.ID)
+		}
+		out, err := s.listed(ctx, viewer, fresh, fmt.Sprintf("%s|%d|%d", key, limit, offset), func(ctx context.Context) ([]articleDoc, error) {
+			return inOrder(ctx, s, articles, ids, noBody)
+		})
+		return out, total, err
+	}
+	total, err := s.listCount(ctx, fresh, key, func(ctx context.Context) (int, error) {
+		return s.count(ctx, favs, "favorites.count", byUser, conduit.MaxCount)
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if total <= offset {
+		return []conduit.Article{}, total, nil
+	}
+	out, err := s.listed(ctx, viewer, fresh, fmt.Sprintf("%s|%d|%d", key, limit, offset), func(ctx context.Context) ([]articleDoc, error) {
+		aids, err := favorites(ctx, int64(offset), int64(limit))
+		if err != nil || len(aids) == 0 {
+			return nil, err
+		}
+		return inOrder(ctx, s, articles, aids, noBody)
+	})
+	return out, total, err
+}
+
+// inOrder reads the articles ids (at most a page), in that order; deleted
+// ones are left out.
+func inOrder(ctx context.Context, s *Store, articles collection, ids []string, projection bson.D) ([]articleDoc, error) {
+	docs, err := findAll[articleDoc](ctx, s, articles, "articles.list", in("_id", ids),
+		options.Find().SetProjection(projection).SetBatchSize(int32(len(ids))))
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]articleDoc, len(docs))
+	for _, d := range docs {
+		byID[d.ID] = d
+	}
+	out := make([]articleDoc, 0, len(ids))
+	for _, id := range ids {
+		if d, ok := byID[id]; ok {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // listed loads a page of a list (from the primary when fresh, else
 // through the lists cache under key) and enriches it for viewer.
-func (s *Store) listed(ctx context.Context, viewer *conduit.User, fresh bool, key string, load func(context.Context) (listPage, error)) ([]conduit.Article, int, error) {
-	var p listPage
-	var err error
-	if fresh {
-		p, err = load(ctx)
-	} else {
-		p, err = s.cache.lists.fill(ctx, key, load)
-	}
+func (s *Store) listed(ctx context.Context, viewer *conduit.User, fresh bool, key string, load func(context.Context) ([]articleDoc, error)) ([]conduit.Article, error) {
+	docs, err := s.docs(ctx, fresh, key, load)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	out, err := s.enrich(ctx, viewer, p.docs)
-	return out, p.total, err
+	return s.enrich(ctx, viewer, docs)
+}
+
+// docs loads articles from the primary when fresh, else through the lists
+// cache under key.
+func (s *Store) docs(ctx context.Context, fresh bool, key string, load func(context.Context) ([]articleDoc, error)) ([]articleDoc, error) {
+	if fresh {
+		return load(ctx)
+	}
+	return s.cache.lists.fill(ctx, key, load)
 }
 
 // enrich adds the authors' profiles and viewer's flags.

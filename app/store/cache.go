@@ -1,6 +1,7 @@
 package store
 
 import (
+	"container/list"
 	"context"
 	"sync"
 	"time"
@@ -13,17 +14,25 @@ import (
 // anyway. There is nothing to invalidate and nothing shared to check, so
 // instances need not know of each other's writes; the people who wrote
 // read the primary (see Options.ReadYourWrites), never this.
+//
+// It holds at most max keys, the least recently used going first (an
+// expired entry stays until then: it says the key was asked for before,
+// see fill), so a caller who asks for many distinct keys pushes out only
+// the oldest, never everyone's.
 type ttlCache[V any] struct {
 	ttl      time.Duration
 	max      int
+	fills    chan struct{} // detached fills under way, shared by a store's caches (see fill)
 	mu       sync.Mutex
-	m        map[string]ttlEntry[V]
+	m        map[string]*list.Element // of *ttlEntry[V]
+	lru      *list.List               // most recently used first
 	inflight map[string]*flight[V]
 }
 
 type ttlEntry[V any] struct {
-	at time.Time
-	v  V
+	key string
+	at  time.Time
+	v   V
 }
 
 // flight is one fill under way; its waiters share its result.
@@ -33,37 +42,66 @@ type flight[V any] struct {
 	err  error
 }
 
-// fillTimeout bounds a cache fill. It is longer than a request's database
-// budget on purpose: a cold query that outlasts the request which started
-// it still completes and is cached, so the requests after it are served,
-// instead of every one of them starting the same query and timing out.
+// fillTimeout bounds a detached cache fill. It is longer than a request's
+// database budget on purpose: a cold query of a key people keep asking for
+// that outlasts the request which started it still completes and is
+// cached, so the requests after it are served, instead of every one of
+// them starting the same query and timing out.
 const fillTimeout = 30 * time.Second
 
-func newTTLCache[V any](ttl time.Duration, max int) *ttlCache[V] {
-	return &ttlCache[V]{ttl: ttl, max: max, m: map[string]ttlEntry[V]{}, inflight: map[string]*flight[V]{}}
+// maxDetachedFills is how many detached fills a store runs at a time,
+// across its caches: past it, a fill runs under its request's deadline.
+// Each holds at most one database connection for up to fillTimeout
+// (see internal/stack's connection budget).
+const maxDetachedFills = 8
+
+func newTTLCache[V any](ttl time.Duration, max int, fills chan struct{}) *ttlCache[V] {
+	if fills == nil {
+		fills = make(chan struct{}, maxDetachedFills)
+	}
+	return &ttlCache[V]{ttl: ttl, max: max, fills: fills, m: map[string]*list.Element{}, lru: list.New(),
+		inflight: map[string]*flight[V]{}}
 }
 
 // fill returns key's value: cached if read less than ttl ago, else from
-// load, run once however many requests ask at the same time. load runs
-// detached from ctx (bounded by fillTimeout) and its result is cached even
-// when the request that started it has gone; a waiter whose ctx ends
-// first gets ctx's error. With ttl <= 0 nothing is kept, but concurrent
-// asks still share one load.
+// load, run once however many requests ask at the same time.
+//
+// A key that was cached before (its entry expired but still held) is
+// loaded detached from ctx, bounded by fillTimeout, and its result is
+// cached even when the request that started it has gone — while fewer
+// than maxDetachedFills run. Any other load (a key nobody asked for
+// lately, or all detached slots taken) runs under ctx: a caller who asks
+// for many distinct keys, or gives up at once, leaves no work behind it.
+// A waiter whose ctx ends first gets ctx's error. With ttl <= 0 nothing
+// is kept, but concurrent asks still share one load.
 func (c *ttlCache[V]) fill(ctx context.Context, key string, load func(context.Context) (V, error)) (V, error) {
 	c.mu.Lock()
-	if e, ok := c.m[key]; ok && time.Since(e.at) < c.ttl {
+	if v, ok := c.getLocked(key); ok {
 		c.mu.Unlock()
-		return e.v, nil
+		return v, nil
 	}
+	_, known := c.m[key]
 	f, ok := c.inflight[key]
 	if !ok {
 		f = &flight[V]{done: make(chan struct{})}
 		c.inflight[key] = f
 		start := time.Now()
+		lctx, cancel := ctx, context.CancelFunc(func() {})
+		detached := false
+		if known {
+			select {
+			case c.fills <- struct{}{}:
+				detached = true
+				lctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
+			default:
+			}
+		}
 		go func() {
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
 			defer cancel()
-			f.v, f.err = load(fctx)
+			f.v, f.err = load(lctx)
+			if detached {
+				<-c.fills
+			}
 			c.mu.Lock()
 			if f.err == nil && c.ttl > 0 {
 				c.putLocked(key, start, f.v)
@@ -83,43 +121,53 @@ func (c *ttlCache[V]) fill(ctx context.Context, key string, load func(context.Co
 	}
 }
 
-// putLocked keeps v as read at at (when its read started: a value is as old
-// as the query that read it).
-func (c *ttlCache[V]) putLocked(key string, at time.Time, v V) {
-	if _, ok := c.m[key]; !ok && len(c.m) >= c.max {
-		for k, e := range c.m { // expired entries go first
-			if time.Since(e.at) >= c.ttl {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= c.max {
-			clear(c.m)
+// getLocked is key's value if it was read less than ttl ago.
+func (c *ttlCache[V]) getLocked(key string) (V, bool) {
+	if el, ok := c.m[key]; ok {
+		if e := el.Value.(*ttlEntry[V]); time.Since(e.at) < c.ttl {
+			c.lru.MoveToFront(el)
+			return e.v, true
 		}
 	}
-	c.m[key] = ttlEntry[V]{at: at, v: v}
+	var zero V
+	return zero, false
+}
+
+// putLocked keeps v as read at at (when its read started: a value is as old
+// as the query that read it), the least recently used key going when the
+// cache is full.
+func (c *ttlCache[V]) putLocked(key string, at time.Time, v V) {
+	if el, ok := c.m[key]; ok {
+		el.Value = &ttlEntry[V]{key: key, at: at, v: v}
+		c.lru.MoveToFront(el)
+		return
+	}
+	for c.lru.Len() >= c.max && c.lru.Len() > 0 {
+		last := c.lru.Back()
+		c.lru.Remove(last)
+		delete(c.m, last.Value.(*ttlEntry[V]).key)
+	}
+	c.m[key] = c.lru.PushFront(&ttlEntry[V]{key: key, at: at, v: v})
 }
 
 // caches are a store's, for reads that tolerate lag (see ttlCache).
 type caches struct {
 	articles *ttlCache[articleDoc]         // by slug
-	lists    *ttlCache[listPage]           // by filter and page
-	comments *ttlCache[[]commentDoc]       // by article id
+	lists    *ttlCache[[]articleDoc]       // by filter and page
+	counts   *ttlCache[int]                // by filter: a list's count, whatever the page
+	comments *ttlCache[commentPage]        // by article id and page
 	users    *ttlCache[userDoc]            // by id
 	names    *ttlCache[userDoc]            // by usernameKey
-	tags     *ttlCache[[]string]           // one key
+	tags     *ttlCache[[]tagUse]           // one key
 	batches  *ttlCache[map[string]userDoc] // users read together, by their ids joined
 }
 
-type listPage struct {
-	docs  []articleDoc
-	total int
-}
-
 func newCaches(ttl time.Duration) caches {
+	fills := make(chan struct{}, maxDetachedFills)
 	return caches{
-		articles: newTTLCache[articleDoc](ttl, 20_000), lists: newTTLCache[listPage](ttl, 2_000),
-		comments: newTTLCache[[]commentDoc](ttl, 5_000), users: newTTLCache[userDoc](ttl, 50_000),
-		names: newTTLCache[userDoc](ttl, 50_000), tags: newTTLCache[[]string](ttl, 4),
-		batches: newTTLCache[map[string]userDoc](ttl, 1_000),
+		articles: newTTLCache[articleDoc](ttl, 20_000, fills), lists: newTTLCache[[]articleDoc](ttl, 2_000, fills),
+		counts: newTTLCache[int](ttl, 2_000, fills), comments: newTTLCache[commentPage](ttl, 5_000, fills),
+		users: newTTLCache[userDoc](ttl, 50_000, fills), names: newTTLCache[userDoc](ttl, 50_000, fills),
+		tags: newTTLCache[[]tagUse](ttl, 4, fills), batches: newTTLCache[map[string]userDoc](ttl, 1_000, fills),
 	}
 }

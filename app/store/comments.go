@@ -111,9 +111,30 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 			return s.wrap("insert comment", err)
 		}
 	}
-	err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &a,
-		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	// The article counts its comments (a bound: conduit.MaxCommentsPerArticle)
+	// and, found on the primary, says it is still there. The count comes
+	// after the insert, so two comments racing for the last place cannot
+	// both keep it: the one whose count fails takes its comment back.
+	var counted struct {
+		ID string `bson:"_id"`
+	}
+	err := s.wrap("count a comment", s.coll("articles").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: a.ID},
+		{Key: "comments", Value: bson.D{{Key: "$not", Value: bson.D{{Key: "$gte", Value: conduit.MaxCommentsPerArticle}}}}}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "comments", Value: 1}}}}, &counted,
+		options.FindOneAndUpdate().SetProjection(bson.D{{Key: "_id", Value: 1}})))
+	full := false
+	if errNotFound(err) {
+		// Gone, or full: which one is read on the primary.
+		err = s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &a,
+			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		full = err == nil
+	}
 	switch {
+	case full:
+		if _, err := s.coll("comments").DeleteOne(ctx, byID(doc.ID)); err != nil {
+			return s.wrap("take back a comment past the article's bound", err)
+		}
+		return conduit.Errorf(conduit.CodeConflict, "this article has reached its limit of %d comments", conduit.MaxCommentsPerArticle)
 	case errNotFound(err):
 		if _, err := s.coll("comments").DeleteOne(ctx, byID(doc.ID)); err != nil {
 			// The article's deletion may have settled already: record one
@@ -153,39 +174,72 @@ func notFoundAs(err error, msg string) error {
 	return err
 }
 
-// Comments lists an article's comments, oldest first, as viewer sees them.
-func (s *Store) Comments(ctx context.Context, viewer *conduit.User, slug string) ([]conduit.Comment, error) {
+// commentPage is a page of comments as read, and whether more follow.
+type commentPage struct {
+	docs []commentDoc
+	more bool
+}
+
+// Comments returns a page of an article's comments, oldest first, as
+// viewer sees them, and the cursor of the next page (nil: none). A page is
+// one index walk of by_article from the cursor, of at most p.Limit+1
+// entries, whatever the thread's length.
+func (s *Store) Comments(ctx context.Context, viewer *conduit.User, slug string, p conduit.CommentPage) ([]conduit.Comment, *conduit.CommentCursor, error) {
 	a, err := s.article(ctx, viewer, slug)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	limit := min(max(p.Limit, 1), conduit.MaxLimit)
+	filter := bson.D{{Key: "aid", Value: a.ID}}
+	key := a.ID + "|" + strconv.Itoa(limit)
+	if c := p.After; c != nil {
+		// After (at, id) in the order (createdAt, _id): the index bounds
+		// are aid and createdAt >= at; the few comments of that very
+		// millisecond up to id are left out by the $nor.
+		at := c.At.UTC().Truncate(time.Millisecond)
+		filter = append(filter, bson.E{Key: "createdAt", Value: bson.D{{Key: "$gte", Value: at}}},
+			bson.E{Key: "$nor", Value: bson.A{bson.D{{Key: "createdAt", Value: at}, {Key: "_id", Value: bson.D{{Key: "$lte", Value: commentKey(c.ID)}}}}}})
+		key += fmt.Sprintf("|%d|%d", at.UnixMilli(), c.ID)
 	}
 	fresh := s.fresh(viewer)
-	load := func(ctx context.Context) ([]commentDoc, error) {
-		return findAll[commentDoc](ctx, s, s.reader(fresh, "comments"), "comments.find", bson.D{{Key: "aid", Value: a.ID}},
-			options.Find().SetSort(bson.D{asc("createdAt"), asc("_id")}))
+	load := func(ctx context.Context) (commentPage, error) {
+		docs, err := findAll[commentDoc](ctx, s, s.reader(fresh, "comments"), "comments.find", filter,
+			options.Find().SetSort(bson.D{asc("createdAt"), asc("_id")}).SetLimit(int64(limit+1)))
+		if err != nil {
+			return commentPage{}, err
+		}
+		if len(docs) > limit {
+			return commentPage{docs: docs[:limit], more: true}, nil
+		}
+		return commentPage{docs: docs}, nil
 	}
-	var docs []commentDoc
+	var pg commentPage
 	if fresh {
-		docs, err = load(ctx)
+		pg, err = load(ctx)
 	} else {
-		docs, err = s.cache.comments.fill(ctx, a.ID, load)
+		pg, err = s.cache.comments.fill(ctx, key, load)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	authors := make([]string, len(docs))
-	for i, d := range docs {
+	authors := make([]string, len(pg.docs))
+	for i, d := range pg.docs {
 		authors[i] = d.AuthorID
 	}
 	profiles, err := s.profilesOf(ctx, viewer, authors)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make([]conduit.Comment, len(docs))
-	for i, d := range docs {
+	out := make([]conduit.Comment, len(pg.docs))
+	for i, d := range pg.docs {
 		out[i] = d.comment(profiles[d.AuthorID])
 	}
-	return out, nil
+	var next *conduit.CommentCursor
+	if pg.more {
+		last := out[len(out)-1]
+		next = &conduit.CommentCursor{At: last.CreatedAt, ID: last.ID}
+	}
+	return out, next, nil
 }
 
 // Comment loads one comment of the article slug, from the primary.
@@ -233,7 +287,19 @@ func (s *Store) DeleteComment(ctx context.Context, slug string, id int64) error 
 	// The tombstone keeps whose comment it was, under other names (no list
 	// finds it by them): a keyed request sent again after its comment was
 	// deleted is told so, instead of making another (see AddComment).
-	_, err := s.coll("comments").ReplaceOne(ctx, byID(key), bson.D{{Key: "_id", Value: key}, {Key: "off", Value: true},
-		{Key: "at", Value: time.Now().UTC()}, {Key: "wasAid", Value: d.AID}, {Key: "wasAuthor", Value: d.AuthorID}})
-	return s.wrap("delete comment", err)
+	res, err := s.coll("comments").ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "off", Value: bson.D{{Key: "$ne", Value: true}}}},
+		bson.D{{Key: "_id", Value: key}, {Key: "off", Value: true},
+			{Key: "at", Value: time.Now().UTC()}, {Key: "wasAid", Value: d.AID}, {Key: "wasAuthor", Value: d.AuthorID}})
+	if err != nil || res.MatchedCount == 0 {
+		return s.wrap("delete comment", err) // another copy turned it off: it gave the place back
+	}
+	// The comment's place under the article's bound is given back by the
+	// copy that turned it off, once: a copy whose reply was lost, sent
+	// again, finds it off and gives nothing (the bound then counts one too
+	// many, never too few). Its failure is reported, not answered: the
+	// comment is deleted either way.
+	_, err = s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: d.AID}, {Key: "comments", Value: bson.D{{Key: "$gt", Value: 0}}}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "comments", Value: -1}}}})
+	_ = s.wrap("give back a comment's place", err)
+	return nil
 }

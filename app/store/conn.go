@@ -48,8 +48,8 @@ var errRetired = errors.New("database connection replaced after a credential rot
 // atomicConn is the connection in use.
 type atomicConn = atomic.Pointer[conn]
 
-func dial(uri, database string, monitor *event.CommandMonitor) (*conn, error) {
-	opts := options.Client().ApplyURI(uri)
+func dial(uri, database string, maxPool int, monitor *event.CommandMonitor) (*conn, error) {
+	opts := options.Client().ApplyURI(uri).SetMaxPoolSize(uint64(maxPool))
 	single := opts.ReplicaSet == nil || *opts.ReplicaSet == ""
 	opts = opts.
 		SetServerSelectionTimeout(2 * time.Second).
@@ -127,7 +127,7 @@ func (s *Store) refresh(ctx context.Context, rejected *conn) error {
 		if uri == refused || uri == rejected.uri {
 			return errors.New("refresh database credentials: the database refuses the current ones and there are no others")
 		}
-		if c, err = dial(uri, rejected.db.Name(), s.commandMonitor()); err != nil {
+		if c, err = dial(uri, rejected.db.Name(), s.opts.MaxPool, s.commandMonitor()); err != nil {
 			return err
 		}
 		if err := c.client.Ping(ctx, readpref.Primary()); !isAuthError(err) {
@@ -226,13 +226,24 @@ func writing[T any](ctx context.Context, s *Store, f func(ctx context.Context, c
 	return run(ctx, s, false, f)
 }
 
-// commandMonitor reports each command the driver sends to OnCommand.
+// commandMonitor reports each command the driver sends to OnCommand, and
+// the sizes of commands and replies to OnWire.
 func (s *Store) commandMonitor() *event.CommandMonitor {
-	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if s.OnCommand != nil {
-			s.OnCommand(e.CommandName)
-		}
-	}}
+	return &event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			if s.OnCommand != nil {
+				s.OnCommand(e.CommandName)
+			}
+			if s.OnWire != nil {
+				s.OnWire(e.CommandName, len(e.Command), 0)
+			}
+		},
+		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) {
+			if s.OnWire != nil {
+				s.OnWire(e.CommandName, 0, len(e.Reply))
+			}
+		},
+	}
 }
 
 // collection is a collection of the current connection whose operations
@@ -312,8 +323,10 @@ func (c collection) Find(ctx context.Context, filter any, opts ...options.Lister
 	return retry(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.Cursor, error) { return c.of(cn).Find(ctx, filter, opts...) })
 }
 
-func (c collection) CountDocuments(ctx context.Context, filter any) (int64, error) {
-	return retry(ctx, c.s, func(ctx context.Context, cn *conn) (int64, error) { return c.of(cn).CountDocuments(ctx, filter) })
+func (c collection) CountDocuments(ctx context.Context, filter any, opts ...options.Lister[options.CountOptions]) (int64, error) {
+	return retry(ctx, c.s, func(ctx context.Context, cn *conn) (int64, error) {
+		return c.of(cn).CountDocuments(ctx, filter, opts...)
+	})
 }
 
 func (c collection) EstimatedDocumentCount(ctx context.Context) (int64, error) {

@@ -129,7 +129,7 @@ func (s *Store) recountFrom(ctx context.Context, aid string, cur favState) (int,
 	if !cur.Dirty {
 		return cur.N, nil // counted after the mark already
 	}
-	n, err := s.count(ctx, s.coll("favorites"), "favorites.count", bson.D{{Key: "aid", Value: aid}})
+	n, err := s.count(ctx, s.coll("favorites"), "favorites.count", bson.D{{Key: "aid", Value: aid}}, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -155,51 +155,97 @@ const MaxTags = 50
 // articles hold.
 const TagWindow = 1000
 
+// tagUse is a tag and how many people use it.
+type tagUse struct {
+	Tag  string
+	Uses int
+}
+
 // Tags returns the tags the newest TagWindow articles use, used by the
 // most people first (then by name), at most MaxTags, as viewer (nil:
 // nobody) sees them. Counting people, not articles, keeps one account's
 // tag spam from pushing everyone's tags out.
+//
+// The count is read through the cache (from a replica). A viewer who
+// wrote lately also reads their own newest articles' tags on the primary
+// (an index walk of at most ownTags articles, not the window): a tag
+// they just used and the count does not know yet counts as one person's.
 func (s *Store) Tags(ctx context.Context, viewer *conduit.User) ([]string, error) {
-	load := func(ctx context.Context, fresh bool) ([]string, error) {
-		docs, err := findAll[struct {
-			TagList  []string `bson:"tagList"`
-			AuthorID string   `bson:"authorId"`
-		}](ctx, s, s.reader(fresh, "articles"), "articles.tags", bson.D{},
-			options.Find().SetSort(listSort).SetLimit(TagWindow).SetProjection(bson.D{{Key: "tagList", Value: 1}, {Key: "authorId", Value: 1}}))
+	uses, err := s.cache.tags.fill(ctx, "tags", s.tagUses)
+	if err != nil {
+		return nil, err
+	}
+	if s.fresh(viewer) {
+		own, err := findAll[struct {
+			TagList []string `bson:"tagList"`
+		}](ctx, s, s.coll("articles"), "articles.tags_own", bson.D{{Key: "authorId", Value: viewer.ID}},
+			options.Find().SetSort(listSort).SetLimit(ownTags).SetProjection(bson.D{{Key: "tagList", Value: 1}}))
 		if err != nil {
 			return nil, err
 		}
-		// A tag's use is how many people use it: one account's articles
-		// count once, however many it posts with however many tags.
-		users := map[string]map[string]bool{}
-		for _, d := range docs {
+		known := make(map[string]bool, len(uses))
+		for _, u := range uses {
+			known[u.Tag] = true
+		}
+		uses = slices.Clone(uses)
+		for _, d := range own {
 			for _, t := range d.TagList {
-				if users[t] == nil {
-					users[t] = map[string]bool{}
+				if !known[t] {
+					known[t] = true
+					uses = append(uses, tagUse{Tag: t, Uses: 1})
 				}
-				users[t][d.AuthorID] = true
 			}
 		}
-		uses := make(map[string]int, len(users))
-		for t, by := range users {
-			uses[t] = len(by)
-		}
-		tags := make([]string, 0, len(uses))
-		for t := range uses {
-			tags = append(tags, t)
-		}
-		slices.SortFunc(tags, func(a, b string) int {
-			if uses[a] != uses[b] {
-				return uses[b] - uses[a]
+		sortUses(uses)
+	}
+	tags := make([]string, 0, min(len(uses), MaxTags))
+	for _, u := range uses[:min(len(uses), MaxTags)] {
+		tags = append(tags, u.Tag)
+	}
+	return tags, nil
+}
+
+// ownTags is how many of a fresh viewer's newest articles Tags reads.
+const ownTags = 20
+
+// tagUses counts the tags of the newest TagWindow articles (a replica's
+// view), every tag with its users, most used first.
+func (s *Store) tagUses(ctx context.Context) ([]tagUse, error) {
+	docs, err := findAll[struct {
+		TagList  []string `bson:"tagList"`
+		AuthorID string   `bson:"authorId"`
+	}](ctx, s, s.reader(false, "articles"), "articles.tags", bson.D{},
+		options.Find().SetSort(listSort).SetLimit(TagWindow).SetProjection(bson.D{{Key: "tagList", Value: 1}, {Key: "authorId", Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	// A tag's use is how many people use it: one account's articles
+	// count once, however many it posts with however many tags.
+	users := map[string]map[string]bool{}
+	for _, d := range docs {
+		for _, t := range d.TagList {
+			if users[t] == nil {
+				users[t] = map[string]bool{}
 			}
-			return compareStrings(a, b)
-		})
-		return tags[:min(len(tags), MaxTags)], nil
+			users[t][d.AuthorID] = true
+		}
 	}
-	if s.fresh(viewer) { // who just tagged an article sees the tag
-		return load(ctx, true)
+	uses := make([]tagUse, 0, len(users))
+	for t, by := range users {
+		uses = append(uses, tagUse{Tag: t, Uses: len(by)})
 	}
-	return s.cache.tags.fill(ctx, "tags", func(ctx context.Context) ([]string, error) { return load(ctx, false) })
+	sortUses(uses)
+	return uses, nil
+}
+
+// sortUses orders tags by their users, most first, then by name.
+func sortUses(uses []tagUse) {
+	slices.SortFunc(uses, func(a, b tagUse) int {
+		if a.Uses != b.Uses {
+			return b.Uses - a.Uses
+		}
+		return compareStrings(a.Tag, b.Tag)
+	})
 }
 
 func compareStrings(a, b string) int {

@@ -108,7 +108,7 @@ func BenchmarkBrowsingTheLocalEngine(b *testing.B) {
 			return err
 		}},
 		{"comments", func(st *Store, v *conduit.User, i int) error {
-			_, err := st.Comments(ctx, v, slugs[(i*37)%articles])
+			_, _, err := st.Comments(ctx, v, slugs[(i*37)%articles], conduit.CommentPage{Limit: conduit.MaxLimit})
 			return err
 		}},
 		{"profile", func(st *Store, v *conduit.User, i int) error {

@@ -283,7 +283,7 @@ func exerciseEveryOperation(t *testing.T, st *Store) {
 		}
 		_, err := st.ArticleBySlug(ctx, viewer, "a")
 		require.NoError(t, err)
-		_, err = st.Comments(ctx, viewer, "a")
+		_, _, err = st.Comments(ctx, viewer, "a", conduit.CommentPage{Limit: conduit.MaxLimit})
 		require.NoError(t, err)
 		_, err = st.Tags(ctx, viewer)
 		require.NoError(t, err)
@@ -293,6 +293,11 @@ func exerciseEveryOperation(t *testing.T, st *Store) {
 		require.NoError(t, err)
 	}
 	_, _, err = st.Feed(ctx, alice, 20, 0)
+	require.NoError(t, err)
+	fresh := &conduit.User{ID: alice.ID, LastWrite: time.Now()}
+	_, _, err = st.Comments(ctx, fresh, "a", conduit.CommentPage{Limit: 1, After: &conduit.CommentCursor{At: now, ID: 1}})
+	require.NoError(t, err)
+	_, err = st.Tags(ctx, fresh)
 	require.NoError(t, err)
 	got, err := st.Comment(ctx, "a", c.ID)
 	require.NoError(t, err)

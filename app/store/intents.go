@@ -64,8 +64,16 @@ func (s *Store) begin(ctx context.Context, d intentDoc) (intentDoc, error) {
 }
 
 // finish runs an intent's steps, then settles it.
+//
+// A request runs one batch of each sweep (requestBatches): what is left of
+// a large article's comments and favorites is swept by Repair, the intent
+// staying until it is. The request's answer does not wait for it: the
+// article is gone already, and no list shows what is left.
 func (s *Store) finish(ctx context.Context, d intentDoc) error {
-	if err := s.apply(ctx, d); err != nil {
+	switch err := s.apply(ctx, d, requestBatches); {
+	case errors.Is(err, errLeftForRepair):
+		return nil
+	case err != nil:
 		return err
 	}
 	s.done(ctx, d)
@@ -120,8 +128,21 @@ func (s *Store) settleAt() time.Time {
 	return time.Now().UTC().Add(s.opts.LateWrites - s.opts.IntentGrace)
 }
 
-// apply runs an intent's steps; each may run any number of times.
-func (s *Store) apply(ctx context.Context, d intentDoc) error {
+// sweepBatch is how many documents one step of a sweep removes: an index
+// walk of that many entries and one deletion by _id, whatever the article
+// holds.
+const sweepBatch = 500
+
+// requestBatches is how many batches of each sweep a request runs.
+const requestBatches = 1
+
+// errLeftForRepair: an intent's sweeps ran out of batches with documents
+// left; its intent stays, and Repair goes on.
+var errLeftForRepair = errors.New("left for Repair")
+
+// apply runs an intent's steps; each may run any number of times. A sweep
+// runs at most batches batches (0: until done), then errLeftForRepair.
+func (s *Store) apply(ctx context.Context, d intentDoc, batches int) error {
 	switch d.Kind {
 	case "":
 		return nil
@@ -131,7 +152,7 @@ func (s *Store) apply(ctx context.Context, d intentDoc) error {
 			// Deleted: a favorite that came after its deletion removed the
 			// others goes too, and one that lands later still goes when
 			// this settles.
-			if err := s.dropFavorites(ctx, d.AID); err != nil || d.Settling {
+			if err := s.dropFavorites(ctx, d.AID, batches); err != nil || d.Settling {
 				return err
 			}
 			gone := d
@@ -143,10 +164,7 @@ func (s *Store) apply(ctx context.Context, d intentDoc) error {
 		if _, err := s.coll("articles").DeleteOne(ctx, byID(d.AID)); err != nil {
 			return s.wrap("delete article", err)
 		}
-		if _, err := s.coll("comments").DeleteMany(ctx, bson.D{{Key: "aid", Value: d.AID}}); err != nil {
-			return s.wrap("delete the article's comments", err)
-		}
-		return s.dropFavorites(ctx, d.AID)
+		return s.sweepAll(ctx, d.AID, batches)
 	case intentDeleteArticle:
 		// The version the deletion read, or an earlier one: a deletion
 		// that lands late, after an edit, deletes nothing (none when an
@@ -164,18 +182,55 @@ func (s *Store) apply(ctx context.Context, d intentDoc) error {
 		case !errNotFound(err):
 			return err
 		}
-		if _, err := s.coll("comments").DeleteMany(ctx, bson.D{{Key: "aid", Value: d.AID}}); err != nil {
-			return s.wrap("delete the article's comments", err)
-		}
-		return s.dropFavorites(ctx, d.AID)
+		return s.sweepAll(ctx, d.AID, batches)
 	}
 	return fmt.Errorf("intent %s: unknown kind %q", d.ID, d.Kind)
 }
 
-// dropFavorites removes the favorites of the deleted article aid.
-func (s *Store) dropFavorites(ctx context.Context, aid string) error {
-	_, err := s.coll("favorites").DeleteMany(ctx, bson.D{{Key: "aid", Value: aid}})
-	return s.wrap("delete the article's favorites", err)
+// sweepAll removes the comments and the favorites of the deleted article
+// aid, at most batches batches of each (0: all).
+func (s *Store) sweepAll(ctx context.Context, aid string, batches int) error {
+	errComments := s.sweepArticle(ctx, "comments", aid, batches)
+	if errComments != nil && !errors.Is(errComments, errLeftForRepair) {
+		return errComments
+	}
+	if err := s.dropFavorites(ctx, aid, batches); err != nil {
+		return err
+	}
+	return errComments
+}
+
+// dropFavorites removes the favorites of the deleted article aid, in at
+// most batches batches (0: all).
+func (s *Store) dropFavorites(ctx context.Context, aid string, batches int) error {
+	return s.sweepArticle(ctx, "favorites", aid, batches)
+}
+
+// sweepArticle removes the documents of coll whose aid is aid (by its by_article
+// index), sweepBatch at a time, in at most batches batches (0: until none
+// is left); documents left then are errLeftForRepair. Each batch is safe
+// to run again and twice at once: it deletes by _id what it found.
+func (s *Store) sweepArticle(ctx context.Context, coll, aid string, batches int) error {
+	for i := 0; batches == 0 || i < batches; i++ {
+		docs, err := findAll[struct {
+			ID string `bson:"_id"`
+		}](ctx, s, s.coll(coll), coll+".sweep", bson.D{{Key: "aid", Value: aid}},
+			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetLimit(sweepBatch))
+		if err != nil || len(docs) == 0 {
+			return err
+		}
+		ids := make([]string, len(docs))
+		for j, d := range docs {
+			ids[j] = d.ID
+		}
+		if _, err := s.coll(coll).DeleteMany(ctx, in("_id", ids)); err != nil {
+			return s.wrap("delete the article's "+coll, err)
+		}
+		if len(docs) < sweepBatch {
+			return nil
+		}
+	}
+	return errLeftForRepair
 }
 
 // errEditedSince: a deletion met an edit of the article made after the
@@ -216,7 +271,7 @@ func (s *Store) Repair(ctx context.Context) (int, error) {
 				continue // finished or claimed elsewhere meanwhile
 			}
 			if err == nil {
-				err = s.apply(ctx, d)
+				err = s.apply(ctx, d, 0)
 				if errors.Is(err, errEditedSince) {
 					err = nil // nothing left to do
 				}

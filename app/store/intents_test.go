@@ -89,7 +89,7 @@ func (s *Store) assertConsistent(t *testing.T) {
 	ids := map[string]bool{}
 	for _, a := range articles {
 		ids[a.ID] = true
-		n, err := s.count(ctx, s.coll("favorites"), "t", bson.D{{Key: "aid", Value: a.ID}})
+		n, err := s.count(ctx, s.coll("favorites"), "t", bson.D{{Key: "aid", Value: a.ID}}, 0)
 		require.NoError(t, err)
 		assert.Equal(t, n, a.FavoritesCount, "favoritesCount of %s", a.Slug)
 		assert.False(t, a.FavDirty, "no favorite of %s left uncounted", a.Slug)
@@ -322,13 +322,14 @@ func TestACommentThatLandsAfterItsArticlesDeletionGoes(t *testing.T) {
 	assert.Zero(t, count(), "the deletion, settling, removed it")
 }
 
-// A comment whose article cannot be read back after the insert (the
-// database is failing over) is not answered as saved: whether it stays
-// depends on whether the article does, which is unknown.
+// A comment whose article cannot be found after the insert (its count on
+// the article, a findAndModify, fails: the database is failing over) is
+// not answered as saved: whether it stays depends on whether the article
+// does, which is unknown.
 func TestACommentWhoseArticleCannotBeReadBackIsNotASuccess(t *testing.T) {
 	ctx := context.Background()
 	st, proxy, alice, _, art := proxiedFixture(t, Options{})
-	proxy.Inject(1, []storetest.Fault{storetest.NotPrimary}, "find")
+	proxy.Inject(1, []storetest.Fault{storetest.NotPrimary}, "findAndModify")
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	c := &conduit.Comment{AuthorID: alice.ID, Body: "unsure", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}

@@ -38,7 +38,7 @@ func TestALateCopyOfAKeyedCreateDoesNotBringBackADeletion(t *testing.T) {
 		settled(t, st)
 		_, err = st.Comment(ctx, art.Slug, c.ID)
 		assert.Equal(t, conduit.CodeNotFound, conduit.CodeOf(err), "the deleted comment stays deleted")
-		list, err := st.Comments(ctx, &conduit.User{ID: alice.ID, LastWrite: time.Now()}, art.Slug)
+		list, _, err := st.Comments(ctx, &conduit.User{ID: alice.ID, LastWrite: time.Now()}, art.Slug, conduit.CommentPage{Limit: conduit.MaxLimit})
 		require.NoError(t, err)
 		assert.Empty(t, list)
 	})

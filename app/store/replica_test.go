@@ -81,7 +81,7 @@ func TestReadersSeeTheirOwnWritesWhenReplicasLag(t *testing.T) {
 	assert.True(t, feed[0].Author.Following)
 	c := &conduit.Comment{AuthorID: alice.ID, Body: "first", CreatedAt: now, UpdatedAt: now}
 	require.NoError(t, st.AddComment(ctx, art.ID, c))
-	comments, err := st.Comments(ctx, viewer(alice), "bobs-post")
+	comments, _, err := st.Comments(ctx, viewer(alice), "bobs-post", conduit.CommentPage{Limit: conduit.MaxLimit})
 	require.NoError(t, err)
 	require.Len(t, comments, 1)
 	assert.Equal(t, "first", comments[0].Body)

@@ -154,6 +154,11 @@ type Options struct {
 	// longest a server holds a command (see intentDoc). At least
 	// IntentGrace. Default DefaultLateWrites.
 	LateWrites time.Duration
+	// MaxPool is the client's connection pool per database server (the
+	// driver's maxPoolSize: per server, not per client). On AWS it is the
+	// stack's connection budget (CONDUIT_DB_MAX_POOL, internal/stack).
+	// Default DefaultMaxPool.
+	MaxPool int
 }
 
 // Defaults of Options.
@@ -162,11 +167,15 @@ const (
 	DefaultReadYourWrites = 10 * time.Second
 	DefaultIntentGrace    = 30 * time.Second
 	DefaultLateWrites     = 2 * time.Minute
+	DefaultMaxPool        = 100 // the driver's own default
 )
 
 func (o Options) withDefaults() Options {
 	if o.LagTolerance == 0 {
 		o.LagTolerance = DefaultLagTolerance
+	}
+	if o.MaxPool <= 0 {
+		o.MaxPool = DefaultMaxPool
 	}
 	if o.ReadYourWrites == 0 {
 		o.ReadYourWrites = DefaultReadYourWrites
@@ -200,6 +209,10 @@ type Store struct {
 	// (its name: find, insert, update, …), as the driver puts it on the
 	// wire. Set it before the first operation.
 	OnCommand func(name string)
+	// OnWire, when set, is told the size in bytes of every command sent
+	// (sent) and of every reply (received, with sent 0), by the command's
+	// name. Set it before the first operation.
+	OnWire func(name string, sent, received int)
 
 	writers    chan struct{} // nil: unbounded
 	afterCount func()        // tests: runs between a recount's count and its set
@@ -225,7 +238,7 @@ func Open(ctx context.Context, database string, uri URIFunc, opts Options) (*Sto
 	}
 	s := &Store{uri: uri, opts: opts.withDefaults()}
 	s.cache = newCaches(s.opts.LagTolerance)
-	c, err := dial(u, database, s.commandMonitor())
+	c, err := dial(u, database, s.opts.MaxPool, s.commandMonitor())
 	if err != nil {
 		return nil, err
 	}
@@ -298,8 +311,25 @@ func (s *Store) wrap(op string, err error) error {
 func errNotFound(err error) bool { return conduit.CodeOf(err) == conduit.CodeNotFound }
 
 // findAll runs a query and decodes every document into a []T, timed as op.
+//
+// A query with a limit asks for all of it in one batch (singleBatch: the
+// driver's negative limit), so that no cursor stays open on the server for
+// a getMore (DocumentDB counts open cursors per instance: 30 on a
+// db.t4g.medium, see database.LimitsOf); every query the store makes has a
+// limit, or is by _id $in a bounded list (at most MaxLimit, within the
+// first batch's 101 documents). TestRequestWorkDoesNotGrowWithTheData
+// fails on any getMore.
 func findAll[T any](ctx context.Context, s *Store, coll collection, op string, filter any, opts ...options.Lister[options.FindOptions]) ([]T, error) {
 	defer s.observe(op, time.Now())
+	var fo options.FindOptions
+	for _, o := range opts {
+		for _, set := range o.List() {
+			_ = set(&fo)
+		}
+	}
+	if fo.Limit != nil && *fo.Limit > 0 {
+		opts = append(opts, options.Find().SetLimit(-*fo.Limit))
+	}
 	docs, err := retry(ctx, s, func(ctx context.Context, cn *conn) ([]T, error) {
 		cur, err := coll.of(cn).Find(ctx, filter, opts...)
 		if err != nil {
@@ -321,10 +351,15 @@ func (s *Store) findOne(ctx context.Context, coll collection, op string, filter,
 	return s.wrap(op, coll.FindOne(ctx, filter, dst, opts...))
 }
 
-// count counts the documents matching filter, timed as op.
-func (s *Store) count(ctx context.Context, coll collection, op string, filter any) (int, error) {
+// count counts the documents matching filter, timed as op, up to limit
+// when it is above 0 (a count is an index walk: a limit bounds it).
+func (s *Store) count(ctx context.Context, coll collection, op string, filter any, limit int64) (int, error) {
 	defer s.observe(op, time.Now())
-	n, err := coll.CountDocuments(ctx, filter)
+	opts := options.Count()
+	if limit > 0 {
+		opts.SetLimit(limit)
+	}
+	n, err := coll.CountDocuments(ctx, filter, opts)
 	return int(n), s.wrap(op, err)
 }
 

@@ -295,6 +295,25 @@ func (s *Store) follow(ctx context.Context, follower, followee string, on bool) 
 	op := map[bool]string{true: "follow", false: "unfollow"}[on]
 	defer s.observe("follows."+op, time.Now())
 	fields := bson.D{{Key: "follower", Value: follower}, {Key: "followee", Value: followee}, {Key: "at", Value: time.Now().UTC()}}
+	if on {
+		// The feed reads every follow of its viewer: an account follows at
+		// most conduit.MaxFollowing people (counted on by_follower, an index
+		// walk of at most that many entries; two follows racing for the
+		// last place may both take it, and the feed still reads no more).
+		n, err := s.count(ctx, s.coll("follows"), "follows.count", bson.D{{Key: "follower", Value: follower}}, conduit.MaxFollowing)
+		if err != nil {
+			return err
+		}
+		if n >= conduit.MaxFollowing {
+			err := s.findOne(ctx, s.coll("follows"), "follows.find", bson.D{{Key: "_id", Value: pair(follower, followee)}, {Key: "follower", Value: follower}}, &relationDoc{})
+			if errNotFound(err) {
+				return conduit.Errorf(conduit.CodeConflict, "you follow %d people, the most one account may: unfollow someone first", conduit.MaxFollowing)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
 	return s.toggle(ctx, "follows", op, pair(follower, followee), on, fields)
 }
 
@@ -390,8 +409,8 @@ func (s *Store) usersByID(ctx context.Context, fresh bool, ids []string) (map[st
 	var missing []string
 	s.cache.users.mu.Lock()
 	for _, id := range ids {
-		if e, ok := s.cache.users.m[id]; ok && time.Since(e.at) < s.cache.users.ttl {
-			out[id] = e.v
+		if v, ok := s.cache.users.getLocked(id); ok {
+			out[id] = v
 		} else {
 			missing = append(missing, id)
 		}

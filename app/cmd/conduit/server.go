@@ -338,7 +338,7 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 	// document's writes atomic and lets others run at once, as DocumentDB
 	// does (SQLite's one writer makes the others wait, or answer busy,
 	// which the store retries).
-	st, err := store.Open(ctx, database, dbURI, store.Options{})
+	st, err := store.Open(ctx, database, dbURI, store.Options{MaxPool: s.DBMaxPool})
 	if err != nil {
 		return nil, "", err
 	}

@@ -63,6 +63,7 @@ type Settings struct {
 	DBHost       string // DocumentDB; replaces MongoURI when set
 	DBPort       int
 	DBCAFile     string
+	DBMaxPool    int
 	DBSecretARN  string
 
 	// SessionIdle and SessionLifetime end sessions (api, local).
@@ -261,6 +262,14 @@ func settings() []setting {
 				return fmt.Errorf("%q is not an absolute path", v)
 			}
 			s.DBCAFile = v
+			return nil
+		}},
+		{"db-max-pool", "CONDUIT_DB_MAX_POOL", "100", "connections to each database server at most (on AWS: the stack's connection budget)", rAPI | rLocal, func(s *Settings, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return fmt.Errorf("%q: want an integer from 1 to 1000", v)
+			}
+			s.DBMaxPool = n
 			return nil
 		}},
 		{"tls-secret-arn", "CONDUIT_TLS_SECRET_ARN", "", "Secrets Manager ARN of a JSON {certificate, privateKey} (PEM) the web listener serves HTTPS with", rWeb, arn(func(s *Settings) *string { return &s.TLSSecretARN })},

@@ -1,0 +1,202 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"webstack/app/conduit"
+)
+
+// seedComments inserts n comments on art directly (many at a time), the
+// first at start, one millisecond apart but for ties: every tie-th shares
+// the time of the one before it.
+func seedComments(t *testing.T, st *Store, art *conduit.Article, author string, n int, start time.Time, tie int) {
+	t.Helper()
+	ctx := context.Background()
+	at := start.UTC().Truncate(time.Millisecond)
+	for i := 0; i < n; i += 1000 {
+		docs := make([]any, 0, 1000)
+		for j := i; j < min(n, i+1000); j++ {
+			if tie == 0 || j%tie != 0 {
+				at = at.Add(time.Millisecond)
+			}
+			docs = append(docs, commentDoc{ID: commentKey(int64(j + 1)), AID: art.ID, AuthorID: author, Body: fmt.Sprint("comment ", j),
+				CreatedAt: at, UpdatedAt: at})
+		}
+		_, err := st.cur.Load().db.Collection("comments").InsertMany(ctx, docs)
+		require.NoError(t, err)
+	}
+}
+
+// Pages of comments follow the cursor in (time, id) order: every comment
+// once, ties of one millisecond included, whatever is added meanwhile.
+func TestCommentPagesFollowTheirCursor(t *testing.T) {
+	ctx := context.Background()
+	st, alice, _, art := fixture(t, Options{LagTolerance: -1})
+	seedComments(t, st, art, alice.ID, 11, time.Now().Add(-time.Hour), 3)
+	var seen []int64
+	var after *conduit.CommentCursor
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 10)
+		list, next, err := st.Comments(ctx, nil, art.Slug, conduit.CommentPage{Limit: 4, After: after})
+		require.NoError(t, err)
+		for _, c := range list {
+			seen = append(seen, c.ID)
+		}
+		if pages == 0 {
+			// A comment added after the first page comes at the end.
+			c := &conduit.Comment{AuthorID: alice.ID, Body: "late", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+			require.NoError(t, st.AddComment(ctx, art.ID, c))
+		}
+		if next == nil {
+			assert.LessOrEqual(t, len(list), 4)
+			break
+		}
+		assert.Len(t, list, 4, "a page before the last is full")
+		after = next
+	}
+	require.Len(t, seen, 12, "every comment once")
+	for i := range 11 {
+		assert.Equal(t, int64(i+1), seen[i], "in order of time, then id")
+	}
+}
+
+// An article takes conduit.MaxCommentsPerArticle comments, its author's
+// included: of two racing for the last place one gets it and the other's
+// comment is taken back; deleting one gives its place back.
+func TestAnArticleTakesABoundedNumberOfComments(t *testing.T) {
+	ctx := context.Background()
+	st, alice, bob, art := fixture(t, Options{LagTolerance: -1})
+	_, err := st.coll("articles").UpdateOne(ctx, byID(art.ID), set(bson.E{Key: "comments", Value: conduit.MaxCommentsPerArticle - 1}))
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, who := range []*conduit.User{alice, bob} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &conduit.Comment{AuthorID: who.ID, Body: "last?", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+			errs[i] = st.AddComment(ctx, art.ID, c)
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		} else {
+			assert.Equal(t, conduit.CodeConflict, conduit.CodeOf(err), "%v", err)
+			assert.Contains(t, err.Error(), "limit")
+		}
+	}
+	assert.Equal(t, 1, ok, "one of the two took the last place")
+	list, _, err := st.Comments(ctx, nil, art.Slug, conduit.CommentPage{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, list, 1, "the other's comment was taken back")
+
+	c := &conduit.Comment{AuthorID: bob.ID, Body: "the author too", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+	assert.Equal(t, conduit.CodeConflict, conduit.CodeOf(st.AddComment(ctx, art.ID, c)), "the author is bounded too")
+
+	require.NoError(t, st.DeleteComment(ctx, art.Slug, list[0].ID))
+	require.NoError(t, st.DeleteComment(ctx, art.Slug, list[0].ID), "twice is once: the place is given back once")
+	require.NoError(t, st.AddComment(ctx, art.ID, c), "the deleted comment's place is free")
+	var d struct {
+		Comments int `bson:"comments"`
+	}
+	require.NoError(t, st.findOne(ctx, st.coll("articles"), "t", byID(art.ID), &d))
+	assert.Equal(t, conduit.MaxCommentsPerArticle, d.Comments)
+}
+
+// Deleting an article with more comments and favorites than a batch
+// answers after one batch of each; Repair sweeps the rest.
+func TestDeletingALargeArticleGoesInBoundedSteps(t *testing.T) {
+	ctx := context.Background()
+	st, alice, bob, art := fixture(t, Options{LagTolerance: -1, IntentGrace: time.Millisecond, LateWrites: time.Millisecond})
+	comments, favorites := 2*sweepBatch+7, sweepBatch+3
+	seedComments(t, st, art, alice.ID, comments, time.Now().Add(-time.Hour), 0)
+	favs := make([]any, favorites)
+	for i := range favs {
+		uid := fmt.Sprintf("u%05d", i)
+		favs[i] = bson.D{{Key: "_id", Value: pair(uid, art.ID)}, {Key: "ver", Value: int64(1)}, {Key: "uid", Value: uid}, {Key: "aid", Value: art.ID},
+			{Key: "articleCreatedAt", Value: art.CreatedAt}}
+	}
+	_, err := st.cur.Load().db.Collection("favorites").InsertMany(ctx, favs)
+	require.NoError(t, err)
+
+	var commands int
+	st.OnCommand = func(string) { commands++ }
+	require.NoError(t, st.DeleteArticle(ctx, art))
+	st.OnCommand = nil
+	assert.LessOrEqual(t, commands, 10, "the request's commands do not grow with the article")
+	_, err = st.ArticleBySlug(ctx, &conduit.User{ID: bob.ID, LastWrite: time.Now()}, art.Slug)
+	assert.Equal(t, conduit.CodeNotFound, conduit.CodeOf(err), "the article is gone at once")
+	left := func(coll string) int64 {
+		n, err := st.cur.Load().db.Collection(coll).CountDocuments(ctx, bson.D{{Key: "aid", Value: art.ID}})
+		require.NoError(t, err)
+		return n
+	}
+	assert.EqualValues(t, comments-sweepBatch, left("comments"), "one batch of comments went with the request")
+	assert.EqualValues(t, favorites-sweepBatch, left("favorites"), "one batch of favorites too")
+
+	time.Sleep(5 * time.Millisecond)
+	for range 3 {
+		_, err = st.Repair(ctx)
+		require.NoError(t, err)
+	}
+	assert.Zero(t, left("comments"), "Repair swept the rest")
+	assert.Zero(t, left("favorites"))
+	n, err := st.cur.Load().db.Collection("intents").CountDocuments(ctx, bson.D{{Key: "aid", Value: art.ID}, {Key: "settling", Value: bson.D{{Key: "$ne", Value: true}}}})
+	require.NoError(t, err)
+	assert.Zero(t, n, "the deletion's intent is done")
+}
+
+// An account follows at most conduit.MaxFollowing people; following one of
+// them again still works, and the feed reads no more than that.
+func TestFollowingIsBounded(t *testing.T) {
+	ctx := context.Background()
+	st, alice, bob, _ := fixture(t, Options{LagTolerance: -1})
+	docs := make([]any, conduit.MaxFollowing-1)
+	for i := range docs {
+		id := fmt.Sprintf("someone%04d", i)
+		docs[i] = bson.D{{Key: "_id", Value: pair(alice.ID, id)}, {Key: "ver", Value: int64(1)}, {Key: "follower", Value: alice.ID}, {Key: "followee", Value: id}}
+	}
+	_, err := st.cur.Load().db.Collection("follows").InsertMany(ctx, docs)
+	require.NoError(t, err)
+	require.NoError(t, st.Follow(ctx, alice.ID, bob.ID), "the last place")
+	require.NoError(t, st.Follow(ctx, alice.ID, bob.ID), "following again is no new place")
+	err = st.Follow(ctx, alice.ID, "one-too-many")
+	assert.Equal(t, conduit.CodeConflict, conduit.CodeOf(err), "%v", err)
+	require.NoError(t, st.Unfollow(ctx, alice.ID, bob.ID))
+	require.NoError(t, st.Follow(ctx, alice.ID, "one-too-many"), "an unfollow frees a place")
+	list, total, err := st.Feed(ctx, alice, 20, 0)
+	require.NoError(t, err)
+	assert.Empty(t, list, "bob's post is not in the feed: alice unfollowed him")
+	assert.Zero(t, total)
+}
+
+// A list's count is cached by its filter, whatever the page: paging
+// through a tag's list counts it once.
+func TestListCountsAreCachedWhateverThePage(t *testing.T) {
+	ctx := context.Background()
+	st, _, _, _ := fixture(t, Options{LagTolerance: time.Minute})
+	counts := 0
+	st.OnCommand = func(name string) {
+		if name == "count" || name == "aggregate" {
+			counts++
+		}
+	}
+	for _, offset := range []int{0, 20, 40, 0} {
+		_, total, err := st.ListArticles(ctx, nil, conduit.ArticleFilter{Tag: "go", Limit: 20, Offset: offset})
+		require.NoError(t, err)
+		assert.Equal(t, 1, total)
+	}
+	assert.Equal(t, 1, counts, "one count for four pages")
+}
