@@ -143,7 +143,7 @@ func TestEveryWatchedResourceHasItsAlarms(t *testing.T) {
 
 // Thresholds, retention and the email come from the configuration.
 func TestMonitoringFollowsItsConfiguration(t *testing.T) {
-	g := planOf(t, "staging", "alarmLatencyMs=250", "alarmDbCpuPercent=66", "alarmDbConnectionsPercent=50",
+	g := planOf(t, "staging", "alarmLatencyMs=250", "alarmDbCpuPercent=66", "alarmDbConnectionsPercent=20",
 		"alarmServerErrorsPer5Min=3", "alarmWafBlockedPer5Min=42", "alarmErrorPercent=2", "logRetentionDays=60", "alarmEmail=oncall@example.com")
 	alarms := opstest.Alarms(g)
 	threshold := func(ns, metric string) []float64 {
@@ -156,7 +156,7 @@ func TestMonitoringFollowsItsConfiguration(t *testing.T) {
 	assert.Equal(t, []float64{0.25}, threshold("AWS/ApplicationELB", "TargetResponseTime"))
 	assert.Equal(t, []float64{0.25, 0.25}, threshold("webstack/staging", "conduit_http_latency_seconds"))
 	assert.Equal(t, []float64{66, 66}, threshold("AWS/DocDB", "CPUUtilization"))
-	assert.Equal(t, []float64{250, 250}, threshold("AWS/DocDB", "DatabaseConnections"), "50 % of db.t4g.medium's 500")
+	assert.Equal(t, []float64{200, 200}, threshold("AWS/DocDB", "DatabaseConnections"), "20 % of db.t4g.medium's 1,000 (DocumentDB 5.0): below the connection budget's 228")
 	assert.Equal(t, []float64{3, 3}, threshold("webstack/staging", "conduit_http_server_errors_total"))
 	assert.Equal(t, []float64{42}, threshold("AWS/WAFV2", "CountedRequests"))
 	assert.Equal(t, []float64{2}, threshold("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count"), "percent of requests")

@@ -95,6 +95,10 @@ type AppArgs struct {
 	DBHost      pulumi.StringInput
 	DBPort      pulumi.IntInput
 	DBSecretArn pulumi.StringInput
+	// DBMaxPool is the api's connection pool per DocumentDB instance
+	// (CONDUIT_DB_MAX_POOL): internal/stack's connection budget. 0: the
+	// app's default.
+	DBMaxPool int
 	// JWTSecretArn is the Secrets Manager secret the api signs tokens with. Required.
 	JWTSecretArn pulumi.StringInput
 	// RootVolumeGiB is every instance's encrypted gp3 root volume. Defaults
@@ -304,6 +308,14 @@ func (c *App) bootDependsOn(a *AppArgs, tier string, t *TierArgs) pulumi.Resourc
 	return pulumi.DependsOn(deps)
 }
 
+// dbMaxPool is the CONDUIT_DB_MAX_POOL of pool (0: the app's default).
+func dbMaxPool(pool int) string {
+	if pool <= 0 {
+		return "100"
+	}
+	return strconv.Itoa(pool)
+}
+
 // apiUserData boots the api tier: settings and secret ARNs, never values.
 func (c *App) apiUserData(a *AppArgs) pulumi.StringOutput {
 	return pulumi.All(a.Release.Bucket, a.DBHost, a.DBPort, a.DBSecretArn, a.JWTSecretArn).ApplyT(func(v []any) (string, error) {
@@ -318,6 +330,7 @@ func (c *App) apiUserData(a *AppArgs) pulumi.StringOutput {
 				"CONDUIT_DB_SECRET_ARN":   v[3].(string),
 				"CONDUIT_JWT_SECRET_ARN":  v[4].(string),
 				"CONDUIT_TRUSTED_PROXIES": a.VpcCIDR,
+				"CONDUIT_DB_MAX_POOL":     dbMaxPool(a.DBMaxPool),
 			},
 		}, v[0].(string))
 	}).(pulumi.StringOutput)

@@ -65,15 +65,6 @@ const (
 	// serves (the ALBs' and the app's 5xx).
 )
 
-// connectionLimits are DocumentDB's connection limits by instance class
-// (Amazon DocumentDB quotas, "Instance limits").
-var connectionLimits = map[string]int{
-	"db.t3.medium": 500, "db.t4g.medium": 500,
-	"db.r5.large": 1700, "db.r6g.large": 1700, "db.r5.xlarge": 3400, "db.r6g.xlarge": 3400,
-	"db.r5.2xlarge": 6800, "db.r6g.2xlarge": 6800, "db.r5.4xlarge": 13600, "db.r6g.4xlarge": 13600,
-	"db.r6g.8xlarge": 27200, "db.r6g.12xlarge": 30000, "db.r6g.16xlarge": 30000,
-}
-
 // burstable reports whether instanceType earns CPU credits.
 func burstable(instanceType string) bool { return strings.HasPrefix(instanceType, "t") }
 
@@ -224,7 +215,8 @@ func alarms(a *MonitoringArgs) []spec {
 
 	// Database.
 	db := a.Database
-	limit := connectionLimits[db.InstanceClass]
+	limit := db.ConnectionLimit
+	connAlarm := min(db.PlannedConnections, limit*a.Thresholds.DBConnectionsPercent/100)
 	for i, id := range db.InstanceIDs {
 		d := []dim{{"DBInstanceIdentifier", id}}
 		n := fmt.Sprintf("docdb-%d", i+1)
@@ -236,8 +228,9 @@ func alarms(a *MonitoringArgs) []spec {
 				desc:    "A DocumentDB instance is short of memory (its working set no longer fits). Check first: the connections alarm; index sizes; a larger instance class (dbInstanceClass).",
 				metrics: []metric{{"AWS/DocDB", "FreeableMemory", "Minimum", d}}, op: below, threshold: float64(a.Thresholds.DBFreeMemoryMiB) * (1 << 20), period: 300, periods: 3, missing: missingMiss},
 			spec{what: n + "-connections", column: colDatabase, title: fmt.Sprintf("DocumentDB %d connections (limit %d)", i+1, limit),
-				desc:    fmt.Sprintf("A DocumentDB instance holds %d%% of the %d connections its class allows. Check first: the number of api instances × their pool size; connection leaks after errors (api log group).", a.Thresholds.DBConnectionsPercent, limit),
-				metrics: []metric{{"AWS/DocDB", "DatabaseConnections", "Maximum", d}}, op: above, threshold: float64(limit * a.Thresholds.DBConnectionsPercent / 100), period: 300, periods: 2, missing: missingMiss},
+				desc: fmt.Sprintf("A DocumentDB instance holds more than %d connections: the most the api's connection budget plans for (every api instance of a refresh, two clients each during a credential rotation) or %d%% of the %d its class allows. "+
+					"Check first: the api group's size; a client the budget does not know (mongosh, a tool); connection leaks after errors (api log group).", connAlarm, a.Thresholds.DBConnectionsPercent, limit),
+				metrics: []metric{{"AWS/DocDB", "DatabaseConnections", "Maximum", d}}, op: above, threshold: float64(connAlarm), period: 300, periods: 2, missing: missingMiss},
 		)
 		if len(db.InstanceIDs) > 1 {
 			add(spec{what: n + "-replica-lag", column: colDatabase, title: fmt.Sprintf("DocumentDB %d replica lag (ms)", i+1),

@@ -119,6 +119,13 @@ type Database struct {
 	ClusterArn    pulumi.StringOutput
 	InstanceIDs   []pulumi.StringOutput
 	InstanceClass string
+	// ConnectionLimit is what one instance of the class takes
+	// (database.LimitsOf); PlannedConnections the most the api may open
+	// to one (internal/stack's connection budget, at most the limit). The
+	// connections alarm fires above the lower of the planned figure and
+	// alarmDbConnectionsPercent of the limit: more than planned is a leak
+	// or a client the budget does not know.
+	ConnectionLimit, PlannedConnections int
 }
 
 // WebACL is the AWS WAF web ACL.
@@ -171,8 +178,9 @@ func NewMonitoring(ctx *pulumi.Context, name string, args *MonitoringArgs, opts 
 		a.LogRetentionDays = config.Default[int]("logRetentionDays")
 	}
 	a.Thresholds = withDefaults(a.Thresholds)
-	if _, ok := connectionLimits[a.Database.InstanceClass]; !ok {
-		return nil, fmt.Errorf("ops: no connection limit known for DocumentDB class %q: add it to connectionLimits (Amazon DocumentDB quotas, instance limits)", a.Database.InstanceClass)
+	if d := a.Database; d.ConnectionLimit <= 0 || d.PlannedConnections <= 0 || d.PlannedConnections > d.ConnectionLimit {
+		return nil, fmt.Errorf("ops: Database needs its class's ConnectionLimit and the PlannedConnections of the connection budget (at most the limit), have %d and %d",
+			d.ConnectionLimit, d.PlannedConnections)
 	}
 	parent := pulumi.Parent(c)
 

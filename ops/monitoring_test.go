@@ -18,7 +18,7 @@ func minimal() *ops.MonitoringArgs {
 	return &ops.MonitoringArgs{
 		Names: ops.NamesFor("webstack", "test"), Region: "us-east-1",
 		Database: ops.Database{ClusterID: id("db"), ClusterArn: id("arn:aws:rds:us-east-1:123456789012:cluster:db"),
-			InstanceIDs: []pulumi.StringOutput{id("db-1")}, InstanceClass: "db.t4g.medium"},
+			InstanceIDs: []pulumi.StringOutput{id("db-1")}, InstanceClass: "db.t4g.medium", ConnectionLimit: 1000, PlannedConnections: 900},
 	}
 }
 
@@ -43,7 +43,7 @@ func TestZeroArgsTakeTheConfigDefaults(t *testing.T) {
 	}
 	assert.EqualValues(t, config.Default[int]("alarmDbCpuPercent"), thresholds["ops-docdb-1-cpu"])
 	assert.EqualValues(t, config.Default[int]("alarmDbFreeMemoryMiB")<<20, thresholds["ops-docdb-1-freeable-memory"])
-	assert.EqualValues(t, 500*config.Default[int]("alarmDbConnectionsPercent")/100, thresholds["ops-docdb-1-connections"])
+	assert.EqualValues(t, min(900, 1000*config.Default[int]("alarmDbConnectionsPercent")/100), thresholds["ops-docdb-1-connections"])
 	assert.EqualValues(t, config.Default[int]("alarmServerErrorsPer5Min"), thresholds["ops-api-app-5xx"])
 	assert.EqualValues(t, float64(config.Default[int]("alarmLatencyMs"))/1000, thresholds["ops-web-app-p99-latency"])
 	assert.Empty(t, g.OfType("aws:budgets/budget:Budget"), "no budget unless asked")
@@ -52,8 +52,10 @@ func TestZeroArgsTakeTheConfigDefaults(t *testing.T) {
 
 func TestRequiredArgsAreRequired(t *testing.T) {
 	for name, a := range map[string]*ops.MonitoringArgs{
-		"nothing":          {},
-		"unknown db class": func() *ops.MonitoringArgs { a := minimal(); a.Database.InstanceClass = "db.x9.huge"; return a }(),
+		"nothing":                 {},
+		"no connection limit":     func() *ops.MonitoringArgs { a := minimal(); a.Database.ConnectionLimit = 0; return a }(),
+		"no connection budget":    func() *ops.MonitoringArgs { a := minimal(); a.Database.PlannedConnections = 0; return a }(),
+		"a budget past the limit": func() *ops.MonitoringArgs { a := minimal(); a.Database.PlannedConnections = 1001; return a }(),
 	} {
 		_, err := plan.Components("us-east-1", func(ctx *pulumi.Context) error {
 			_, err := ops.NewMonitoring(ctx, "ops", a)

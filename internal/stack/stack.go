@@ -55,6 +55,13 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 			return nil, err
 		}
 	}
+	// The api's pool is what the database class takes from the api's
+	// largest group: known before any resource, so a stack that would run
+	// out of connections fails here.
+	budget, err := Budget(cfg)
+	if err != nil {
+		return nil, err
+	}
 	build, err := artifact.Open(cfg.ArtifactPath)
 	if err != nil {
 		return nil, err
@@ -179,6 +186,7 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 		DBHost:          db.Endpoint,
 		DBPort:          db.Port,
 		DBSecretArn:     db.SecretArn,
+		DBMaxPool:       budget.Pool,
 		JWTSecretArn:    appSecrets.JWTSecretArn,
 		WebTLSSecretArn: cfg.Edge.WebTLSSecretArn,
 		RootVolumeGiB:   cfg.RootVolumeGiB,
@@ -209,7 +217,7 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 		return nil, err
 	}
 
-	watch, err := monitoringArgs(ctx, cfg, names, tags, net, sec, db, app, edge)
+	watch, err := monitoringArgs(ctx, cfg, budget, names, tags, net, sec, db, app, edge)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +232,7 @@ func Compose(ctx *pulumi.Context) (pulumi.Map, error) {
 // monitoringArgs is what the operations tier watches: the tiers as the
 // topology built them (instances, or load balancers and groups), the database,
 // the NAT gateways, the web ACL, the budget and AWS Backup.
-func monitoringArgs(ctx *pulumi.Context, cfg *config.Config, names ops.Names, tags *aws.ProviderDefaultTagsArgs,
+func monitoringArgs(ctx *pulumi.Context, cfg *config.Config, budget ConnectionBudget, names ops.Names, tags *aws.ProviderDefaultTagsArgs,
 	net *network.VPC, sec *security.Security, db *database.Cluster, app *compute.App, edge *security.Edge) (*ops.MonitoringArgs, error) {
 	var err error
 	watch := &ops.MonitoringArgs{
@@ -233,6 +241,7 @@ func monitoringArgs(ctx *pulumi.Context, cfg *config.Config, names ops.Names, ta
 		Shippers: map[string]pulumi.StringInput{"web": sec.WebRole.Name, "api": sec.APIRole.Name},
 		Database: ops.Database{
 			ClusterID: db.ClusterID, ClusterArn: db.ClusterArn, InstanceIDs: db.InstanceIDs, InstanceClass: db.InstanceClass,
+			ConnectionLimit: budget.Limits.Connections, PlannedConnections: budget.Peak(),
 		},
 		NATGatewayIDs: net.NATGatewayIDs,
 	}
