@@ -85,6 +85,7 @@ func TestDocumentDBIsEncryptedTLSOnlyAndManagesItsPassword(t *testing.T) {
 		want := map[bool]string{true: "enabled", false: "disabled"}[audit]
 		assert.Equal(t, want, params["audit_logs"])
 		assert.Equal(t, want, params["profiler"])
+		assert.Equal(t, "2.0", params["planner_version"], "planner v2: $in on a compound index without a sort stage (the feed)")
 	}
 }
 

@@ -47,3 +47,7 @@ func LimitsOf(class string) (l InstanceLimits, ok bool) {
 	l, ok = instanceLimits[class]
 	return l, ok
 }
+
+// PlannerVersion is the cluster's query planner (the parameter group's
+// planner_version; see NewCluster for why).
+const PlannerVersion = "2.0"

@@ -18,8 +18,9 @@ import (
 )
 
 // A comment is a document of its own: adding one is an insert and its
-// index entries, whatever the article already has; there is no bound per
-// article but the collection's.
+// index entries, whatever the article already has, and a count on the
+// article (conduit.MaxCommentsPerArticle, see AddComment); a page of them
+// is a walk of its by_article entries from a cursor.
 type commentDoc struct {
 	ID        string    `bson:"_id"` // commentKey of its integer id
 	AID       string    `bson:"aid"`

@@ -193,20 +193,6 @@ func sortMatches(keys, sort bson.D) bool {
 	return same || reversed
 }
 
-func direction(v any) (int, bool) {
-	switch x := v.(type) {
-	case int:
-		return x, true
-	case int32:
-		return int(x), true
-	case int64:
-		return int(x), true
-	case float64:
-		return int(x), true
-	}
-	return 0, false
-}
-
 // Every query the store sends — every find, count, update, delete and
 // findAndModify, as seen on the wire while every store operation runs —
 // is served by an index Migrate makes. A query that would scan a

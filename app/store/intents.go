@@ -298,6 +298,29 @@ func (s *Store) Repair(ctx context.Context) (int, error) {
 	return n, first
 }
 
+// layoutRound is a Repair round's part in a layout change: this
+// instance's heartbeat, the contract step when it is due, the index
+// builds that are missing (every tenth round: a start's builds may have
+// stopped with their instance) and old heartbeats swept.
+func (s *Store) layoutRound(ctx context.Context) error {
+	err := s.Heartbeat(ctx)
+	if contracted, cerr := s.Contract(ctx); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("contract layout %d: %w", s.layout, cerr))
+	} else if contracted && s.OnContract != nil {
+		s.OnContract(s.layout)
+	}
+	if s.repairRounds++; s.repairRounds%10 == 0 {
+		if built, ierr := s.EnsureIndexes(ctx); ierr != nil || built > 0 {
+			err = errors.Join(err, ierr)
+			if s.OnIndexBuild != nil {
+				s.OnIndexBuild(built, ierr)
+			}
+		}
+		err = errors.Join(err, s.sweepHeartbeats(ctx))
+	}
+	return err
+}
+
 // RepairEvery runs Repair every interval until ctx ends, telling report of
 // what it did or why it could not.
 func (s *Store) RepairEvery(ctx context.Context, interval time.Duration, report func(repaired int, err error)) {
@@ -317,7 +340,7 @@ func (s *Store) RepairEvery(ctx context.Context, interval time.Duration, report 
 		_, serr := s.SweepSessions(rctx, time.Now())
 		_, qerr := s.SweepQuotas(rctx, time.Now())
 		_, kerr := s.SweepKeys(rctx, time.Now())
-		err = errors.Join(err, serr, qerr, kerr)
+		err = errors.Join(err, serr, qerr, kerr, s.layoutRound(rctx))
 		cancel()
 		if (n > 0 || err != nil) && report != nil && ctx.Err() == nil {
 			report(n, err)

@@ -67,45 +67,54 @@ func TestMigrateMakesEveryIndexAndRecordsTheLayout(t *testing.T) {
 	assert.Equal(t, Layout, layout.Version)
 }
 
-// A database written in another layout is refused at start with a message
-// that says what to do; nothing in it is changed.
-// A layout-2 database is taken as it is (layout 3 only adds) and recorded
-// as layout 3, so that a layout-2 build refuses it from then on.
-func TestMigrateTakesLayout2AndRecordsLayout3(t *testing.T) {
+// A layout-2 database is taken as it is (layout 3 only added to it) and
+// expanded: recorded as this layout, with layout 3 still allowed to start,
+// so that a layout-2 build refuses it from then on.
+func TestMigrateTakesLayout2AndExpandsIt(t *testing.T) {
 	ctx := context.Background()
 	st, _ := newLocal(t, Options{})
 	_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: 2}})
 	require.NoError(t, err)
 	require.NoError(t, st.Migrate(ctx))
-	var layout struct {
-		Version int `bson:"version"`
-	}
-	require.NoError(t, st.cur.Load().db.Collection("meta").FindOne(ctx, bson.D{{Key: "_id", Value: "layout"}}).Decode(&layout))
-	assert.Equal(t, 3, layout.Version)
+	assert.Equal(t, layoutDoc{Version: Layout, Oldest: Beside}, layoutRecord(t, st))
+	st.layout, st.beside = 2, 1
+	require.ErrorIs(t, st.Migrate(ctx), ErrLayout, "a layout-2 build refuses it")
 }
 
+// A database written in another layout is refused at start with a message
+// that says what to do; nothing in it is changed.
 func TestMigrateRefusesAnotherLayout(t *testing.T) {
 	ctx := context.Background()
-	for name, prepare := range map[string]func(st *Store){
-		"layout 1 (key collections, thread shards)": func(st *Store) {
+	for name, tt := range map[string]struct {
+		prepare func(st *Store)
+		says    string
+	}{
+		"layout 1 (key collections, thread shards)": {func(st *Store) {
 			require.NoError(t, st.cur.Load().db.CreateCollection(ctx, "usernames"))
-		},
-		"a later layout": func(st *Store) {
+		}, "empty database"},
+		"a later layout, contracted": {func(st *Store) {
 			_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: Layout + 1}})
 			require.NoError(t, err)
-		},
+		}, "restore a snapshot"},
+		"a layout two or more before": {func(st *Store) {
+			_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: 1}, {Key: "oldest", Value: 1}})
+			require.NoError(t, err)
+		}, "releases in between"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			st, _ := newLocal(t, Options{})
-			prepare(st)
+			tt.prepare(st)
 			before, err := st.cur.Load().db.ListCollectionNames(ctx, bson.D{})
 			require.NoError(t, err)
 			err = st.Migrate(ctx)
 			require.ErrorIs(t, err, ErrLayout)
-			assert.Contains(t, err.Error(), "empty database")
+			assert.Contains(t, err.Error(), tt.says)
 			after, err := st.cur.Load().db.ListCollectionNames(ctx, bson.D{})
 			require.NoError(t, err)
 			assert.ElementsMatch(t, before, after, "nothing was made")
+			n, err := st.cur.Load().db.Collection("meta").CountDocuments(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: instancePrefix}, {Key: "$lt", Value: instanceEnd}}}})
+			require.NoError(t, err)
+			assert.Zero(t, n, "a refused instance leaves no heartbeat")
 		})
 	}
 }

@@ -19,7 +19,8 @@
 //	articles  {_id: article id (a keyed create's derived from its key),
 //	           slug, title, description, body, tagList, authorId, createdAt,
 //	           updatedAt, favoritesCount, favVer, favDirty, ver: the author's
-//	           edits (absent before versions: 0)}
+//	           edits (absent before versions: 0), comments: how many it took
+//	           (absent: 0; see AddComment)}
 //	          unique slug; list_recent {createdAt -1, _id -1};
 //	          list_by_author {authorId, createdAt -1, _id -1};
 //	          list_by_tag {tagList, createdAt -1, _id -1}
@@ -39,7 +40,10 @@
 // and its index entries). Every query the store sends is served by one of
 // the indexes Migrate makes (indexes() lists them with the queries they
 // serve; TestEveryQueryIsServedByAnIndex checks the queries seen on the
-// wire against that list).
+// wire against that list), and reads a bounded number of entries whatever
+// the collection holds: pages walk from a cursor or a bounded offset,
+// counts stop at conduit.MaxCount, sweeps go a batch at a time
+// (TestRequestWorkDoesNotGrowWithTheData; docs/app.md has the table).
 //
 // # Writes that survive a failover
 //
@@ -119,6 +123,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -214,6 +219,18 @@ type Store struct {
 	// name. Set it before the first operation.
 	OnWire func(name string, sent, received int)
 
+	// OnIndexBuild, when set, is told of the index builds Migrate started
+	// behind the start: how many it built, or why it stopped.
+	OnIndexBuild func(built int, err error)
+	// OnContract, when set, is told that this instance contracted the
+	// data layout (see Contract).
+	OnContract func(layout int)
+
+	layout, beside int            // Layout and Beside (tests: another release's)
+	instance       string         // this process's heartbeat id
+	indexBuilds    sync.WaitGroup // Migrate's builds behind the start
+	repairRounds   int
+
 	writers    chan struct{} // nil: unbounded
 	afterCount func()        // tests: runs between a recount's count and its set
 	cache      caches
@@ -236,7 +253,7 @@ func Open(ctx context.Context, database string, uri URIFunc, opts Options) (*Sto
 	if err != nil {
 		return nil, fmt.Errorf("database connection string: %w", err)
 	}
-	s := &Store{uri: uri, opts: opts.withDefaults()}
+	s := &Store{uri: uri, opts: opts.withDefaults(), layout: Layout, beside: Beside, instance: newID()}
 	s.cache = newCaches(s.opts.LagTolerance)
 	c, err := dial(u, database, s.opts.MaxPool, s.commandMonitor())
 	if err != nil {

@@ -346,6 +346,16 @@ func (s *server) startAPI(ctx context.Context, jwt httpapi.Secret, dbURI store.U
 	st.OnError = metrics.DBError
 	st.OnCommand = metrics.DBCommand
 	st.OnRotate = func() { s.log.Info("database credentials rotated: reconnected") }
+	st.OnIndexBuild = func(built int, err error) {
+		if err != nil {
+			s.log.Warn("index builds stopped; the next instance's start or a Repair round goes on", "built", built, "err", err)
+			return
+		}
+		s.log.Info("index builds done", "built", built)
+	}
+	st.OnContract = func(layout int) {
+		s.log.Info("data layout contracted: releases of an earlier layout no longer start", "layout", layout)
+	}
 	*stops = append(*stops, component{"database client", st.Close})
 	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -108,9 +108,9 @@ func (p *FaultProxy) Inject(rate float64, kinds []Fault, only ...string) {
 	p.rate, p.kinds, p.only = rate, kinds, only
 }
 
-// InjectNext makes the next len(faults) faulted commands (of those named
-// in only; a RacedUpsert waits for an upsert) meet these faults, in order,
-// whatever Inject draws.
+// InjectNext makes the next len(faults) faulted commands (or the next of
+// those named in only, which may name any command; a RacedUpsert waits for
+// an upsert) meet these faults, in order, whatever Inject draws.
 func (p *FaultProxy) InjectNext(faults []Fault, only ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -190,7 +190,9 @@ func (p *FaultProxy) pick(msg []byte, body bson.Raw) Fault {
 	cmd := mongowire.Command(body)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.next) > 0 && slices.Contains(faulted, cmd) && (len(p.nextOnly) == 0 || slices.Contains(p.nextOnly, cmd)) &&
+	// InjectNext reaches the commands named in its only even when they are
+	// not data commands (an index build held: createIndexes).
+	if len(p.next) > 0 && (len(p.nextOnly) == 0 && slices.Contains(faulted, cmd) || slices.Contains(p.nextOnly, cmd)) &&
 		(p.next[0] != RacedUpsert || upserts(msg, body)) {
 		f := p.next[0]
 		p.next = p.next[1:]
