@@ -148,7 +148,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) (built int, err error) {
 	if err := s.findOne(ctx, s.coll("meta"), "meta.find", byID("layout"), &rec); err != nil {
 		return 0, err
 	}
-	contracted := rec.Version == s.layout && rec.oldest() == s.layout
+	contracted := rec.newest() == s.layout && rec.Oldest == s.layout
 	var stale []indexSpec
 	var staleColl []string
 	if contracted {
@@ -205,53 +205,41 @@ func (s *Store) superseded(coll string, sp indexSpec) bool {
 // halfway leaves them to the next round, anywhere), and reports whether
 // it contracted.
 func (s *Store) Contract(ctx context.Context) (bool, error) {
-	var doc struct {
-		Version     int  `bson:"version"`
-		Oldest      int  `bson:"oldest"`
+	var doc struct { // layoutDoc's fields, and the contract's flag
+		Oldest      int  `bson:"version"`
+		Newest      int  `bson:"newest"`
 		Contracting bool `bson:"contracting"`
 	}
 	if err := s.findOne(ctx, s.coll("meta"), "meta.find", byID("layout"), &doc); err != nil {
 		return false, err
 	}
-	rec := struct {
-		layoutDoc
-		Contracting bool
-	}{layoutDoc{Version: doc.Version, Oldest: doc.Oldest}, doc.Contracting}
-	if rec.Version != s.layout {
+	rec := layoutDoc{Oldest: doc.Oldest, Newest: doc.Newest}
+	if rec.newest() != s.layout {
 		return false, nil // another release's rollout
 	}
-	if !rec.Contracting {
-		if rec.oldest() == s.layout {
+	if !doc.Contracting {
+		if rec.Oldest == s.layout {
 			return false, nil // contracted already
 		}
 		// Recorded first, looked after (see the comment above).
-		res, err := s.coll("meta").UpdateOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: s.layout}, oldestIs(rec.Oldest)},
-			set(bson.E{Key: "oldest", Value: s.layout}, bson.E{Key: "contracting", Value: true}))
+		res, err := s.coll("meta").UpdateOne(ctx, rec.filter(),
+			set(bson.E{Key: "version", Value: s.layout}, bson.E{Key: "newest", Value: s.layout}, bson.E{Key: "contracting", Value: true}))
 		if err != nil || res.MatchedCount == 0 {
 			return false, s.wrap("record the contract", err)
 		}
 		if n, err := s.olderInstances(ctx); err != nil || n > 0 {
 			// An instance of the layout before runs (or it is unknown): step back.
 			_, rerr := s.coll("meta").UpdateOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: "layout"}, {Key: "contracting", Value: true}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "oldest", Value: rec.oldest()}}}, {Key: "$unset", Value: bson.D{{Key: "contracting", Value: ""}}}})
+				bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: rec.Oldest}}}, {Key: "$unset", Value: bson.D{{Key: "contracting", Value: ""}}}})
 			return false, errors.Join(err, s.wrap("step back from the contract", rerr))
 		}
 	}
 	if err := s.contractSteps(ctx); err != nil {
 		return false, err
 	}
-	_, err := s.coll("meta").UpdateOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: s.layout}},
+	_, err := s.coll("meta").UpdateOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "newest", Value: s.layout}},
 		bson.D{{Key: "$unset", Value: bson.D{{Key: "contracting", Value: ""}}}})
 	return err == nil, s.wrap("record the contract done", err)
-}
-
-// oldestIs is the filter on a layout record's oldest as read (absent in a
-// record written before layout 4).
-func oldestIs(v int) bson.E {
-	if v == 0 {
-		return bson.E{Key: "oldest", Value: bson.D{{Key: "$exists", Value: false}}}
-	}
-	return bson.E{Key: "oldest", Value: v}
 }
 
 // contractBatch is how many articles one step of the recount takes.

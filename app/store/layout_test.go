@@ -47,7 +47,7 @@ func TestALayoutChangeRollsOutBesideTheReleaseBefore(t *testing.T) {
 
 	old := release(t, db.URI, Layout-1)
 	require.NoError(t, old.Migrate(ctx))
-	assert.Equal(t, layoutDoc{Version: Layout - 1, Oldest: Layout - 1}, layoutRecord(t, old))
+	assert.Equal(t, layoutDoc{Oldest: Layout - 1, Newest: Layout - 1}, layoutRecord(t, old))
 	bob := &conduit.User{Username: "bob", Email: "bob@example.com", PasswordHash: "x"}
 	require.NoError(t, old.CreateUser(ctx, bob))
 	art := &conduit.Article{Slug: "post", Title: "Post", Description: "d", Body: "b", AuthorID: bob.ID, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
@@ -55,8 +55,13 @@ func TestALayoutChangeRollsOutBesideTheReleaseBefore(t *testing.T) {
 
 	next := release(t, db.URI, Layout)
 	require.NoError(t, next.Migrate(ctx), "the new release starts on the old layout")
-	assert.Equal(t, layoutDoc{Version: Layout, Oldest: Layout - 1}, layoutRecord(t, next), "expanded: the old release may still start")
+	assert.Equal(t, layoutDoc{Oldest: Layout - 1, Newest: Layout}, layoutRecord(t, next), "expanded: the old release may still start")
 	require.NoError(t, release(t, db.URI, Layout-1).Migrate(ctx), "an old instance starting during the rollout (or a rollback) is taken")
+	var raw struct {
+		Version int `bson:"version"`
+	}
+	require.NoError(t, next.findOne(ctx, next.coll("meta"), "t", byID("layout"), &raw))
+	assert.Equal(t, Layout-1, raw.Version, "the field the layout-3 release reads (and accepts only as 3) still says 3")
 
 	// The old release adds comments without counting them (layout 3 did
 	// not keep articles.comments): inserted as it inserted them.
@@ -67,7 +72,7 @@ func TestALayoutChangeRollsOutBesideTheReleaseBefore(t *testing.T) {
 	contracted, err := next.Contract(ctx)
 	require.NoError(t, err)
 	assert.False(t, contracted, "an old instance beats: no contract")
-	assert.Equal(t, layoutDoc{Version: Layout, Oldest: Layout - 1}, layoutRecord(t, next), "stepped back")
+	assert.Equal(t, layoutDoc{Oldest: Layout - 1, Newest: Layout}, layoutRecord(t, next), "stepped back")
 	require.NoError(t, old.Heartbeat(ctx))
 
 	// The old instances stop: their heartbeats age past heartbeatTTL.
@@ -77,7 +82,7 @@ func TestALayoutChangeRollsOutBesideTheReleaseBefore(t *testing.T) {
 	contracted, err = next.Contract(ctx)
 	require.NoError(t, err)
 	assert.True(t, contracted)
-	assert.Equal(t, layoutDoc{Version: Layout, Oldest: Layout}, layoutRecord(t, next))
+	assert.Equal(t, layoutDoc{Oldest: Layout, Newest: Layout}, layoutRecord(t, next))
 	var d struct {
 		Comments int `bson:"comments"`
 	}
@@ -169,7 +174,7 @@ func TestIndexesAreMatchedByTheirKeysAndBuiltBehindTheStart(t *testing.T) {
 	proxy.Late = 1500 * time.Millisecond
 	proxy.InjectNext([]storetest.Fault{storetest.Late}, "createIndexes") // the build takes its time
 	// A rollout: the release before may still start, so nothing is dropped yet.
-	_, err = first.coll("meta").UpdateOne(ctx, byID("layout"), set(bson.E{Key: "oldest", Value: Layout - 1}))
+	_, err = first.coll("meta").UpdateOne(ctx, byID("layout"), set(bson.E{Key: "version", Value: Layout - 1}, bson.E{Key: "newest", Value: Layout}))
 	require.NoError(t, err)
 	next := release(t, "mongodb://"+proxy.Addr+"/", Layout)
 	builds := make(chan error, 1)
@@ -206,7 +211,7 @@ func TestIndexesAreMatchedByTheirKeysAndBuiltBehindTheStart(t *testing.T) {
 		return names
 	}
 	assert.ElementsMatch(t, []string{"_id_", "by_article", want.digestName()}, names(), "during the rollout the old index stays (the release before uses it)")
-	_, err = first.coll("meta").UpdateOne(ctx, byID("layout"), set(bson.E{Key: "oldest", Value: Layout}))
+	_, err = first.coll("meta").UpdateOne(ctx, byID("layout"), set(bson.E{Key: "version", Value: Layout}))
 	require.NoError(t, err)
 	built, err := next.EnsureIndexes(ctx)
 	require.NoError(t, err)

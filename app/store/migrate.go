@@ -44,20 +44,31 @@ var upgrades = []int{2}
 // release does not run on.
 var ErrLayout = errors.New("the database holds data in a layout this conduit does not read")
 
-// layoutDoc is meta "layout": the layout the data is in (version: the
-// newest release that started on it writes it) and the oldest layout whose
-// releases may still start (oldest: below version while a rollout runs
-// both; absent in a record written before layout 4: version).
+// layoutDoc is meta "layout". Its "version" is the oldest layout whose
+// releases may start — what releases of layout 3 and before read, and
+// accept only when it is theirs: so during a rollout beside layout 3 it
+// stays 3, and a layout-3 instance may still start (a scale-out, a
+// rollback). "newest" is the newest layout started on it, the one the data
+// is in (absent in a record written before layout 4: the version).
 type layoutDoc struct {
-	Version int `bson:"version"`
-	Oldest  int `bson:"oldest,omitempty"`
+	Oldest int `bson:"version"`
+	Newest int `bson:"newest,omitempty"`
 }
 
-func (l layoutDoc) oldest() int {
-	if l.Oldest == 0 {
-		return l.Version
+func (l layoutDoc) newest() int {
+	if l.Newest == 0 {
+		return l.Oldest
 	}
-	return l.Oldest
+	return l.Newest
+}
+
+// filter is the filter on the record as read (compare and set).
+func (l layoutDoc) filter() bson.D {
+	f := bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: l.Oldest}}
+	if l.Newest == 0 {
+		return append(f, bson.E{Key: "newest", Value: bson.D{{Key: "$exists", Value: false}}})
+	}
+	return append(f, bson.E{Key: "newest", Value: l.Newest})
 }
 
 // index is one index the store needs, and what it serves.
@@ -203,7 +214,7 @@ func (s *Store) takeLayout(ctx context.Context, have []string) (fresh bool, err 
 						"(conduit local: another --data-dir, or remove this one)", ErrLayout, c, s.layout)
 				}
 			}
-			_, err = meta.InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: s.layout}, {Key: "oldest", Value: s.layout}})
+			_, err = meta.InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: s.layout}, {Key: "newest", Value: s.layout}})
 			if isDuplicate(err) {
 				continue // another instance recorded it first: read it
 			}
@@ -214,22 +225,25 @@ func (s *Store) takeLayout(ctx context.Context, have []string) (fresh bool, err 
 		case err != nil:
 			return false, fmt.Errorf("read the data layout: %w", classify(err))
 		}
-		if slices.Contains(upgrades, rec.Version) {
-			rec = layoutDoc{Version: s.beside, Oldest: s.beside} // nothing to convert; its instances stopped first
+		oldest, newest := rec.Oldest, rec.newest()
+		if slices.Contains(upgrades, oldest) {
+			oldest = s.beside // nothing to convert; its instances stopped first
 		}
+		newest = max(newest, oldest)
 		switch {
-		case rec.Version == s.layout, rec.Version > s.layout && s.layout >= rec.oldest():
+		case newest == s.layout && oldest == rec.Oldest, newest > s.layout && s.layout >= oldest:
 			return false, nil // this layout, or a rollout beside a later one
-		case rec.Version > s.layout:
+		case newest > s.layout:
 			return false, fmt.Errorf("%w: it is layout %d, contracted so that releases of layout %d or later start (this one is layout %d): "+
-				"deploy a release of layout %d or later, or restore a snapshot taken before the contract", ErrLayout, rec.Version, rec.oldest(), s.layout, rec.oldest())
-		case rec.Version != s.beside:
+				"deploy a release of layout %d or later, or restore a snapshot taken before the contract", ErrLayout, newest, oldest, s.layout, oldest)
+		case newest != s.layout && newest != s.beside:
 			return false, fmt.Errorf("%w: it is layout %d, and this conduit (layout %d) rolls out beside layout %d only: "+
-				"deploy the releases in between first, or start on an empty database", ErrLayout, rec.Version, s.layout, s.beside)
+				"deploy the releases in between first, or start on an empty database", ErrLayout, newest, s.layout, s.beside)
 		}
-		// Expand: recorded as this layout, the release before still allowed.
-		res, err := meta.UpdateOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: bson.D{{Key: "$in", Value: append([]int{s.beside}, upgrades...)}}}},
-			set(bson.E{Key: "version", Value: s.layout}, bson.E{Key: "oldest", Value: rec.oldest()}))
+		// Expand: the newest layout is this one, the release before still
+		// allowed to start (a layout-2 record becomes 3: layout-2 builds
+		// refuse it from then on).
+		res, err := meta.UpdateOne(ctx, rec.filter(), set(bson.E{Key: "version", Value: oldest}, bson.E{Key: "newest", Value: s.layout}))
 		if err != nil {
 			return false, fmt.Errorf("record the data layout: %w", classify(err))
 		}

@@ -76,7 +76,7 @@ func TestMigrateTakesLayout2AndExpandsIt(t *testing.T) {
 	_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: 2}})
 	require.NoError(t, err)
 	require.NoError(t, st.Migrate(ctx))
-	assert.Equal(t, layoutDoc{Version: Layout, Oldest: Beside}, layoutRecord(t, st))
+	assert.Equal(t, layoutDoc{Oldest: Beside, Newest: Layout}, layoutRecord(t, st))
 	st.layout, st.beside = 2, 1
 	require.ErrorIs(t, st.Migrate(ctx), ErrLayout, "a layout-2 build refuses it")
 }
@@ -97,7 +97,7 @@ func TestMigrateRefusesAnotherLayout(t *testing.T) {
 			require.NoError(t, err)
 		}, "restore a snapshot"},
 		"a layout two or more before": {func(st *Store) {
-			_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: 1}, {Key: "oldest", Value: 1}})
+			_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: 1}})
 			require.NoError(t, err)
 		}, "releases in between"},
 	} {
