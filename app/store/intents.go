@@ -299,15 +299,18 @@ func (s *Store) Repair(ctx context.Context) (int, error) {
 }
 
 // layoutRound is a Repair round's part in a layout change: this
-// instance's heartbeat, the contract step when it is due, the index
+// instance's heartbeat, the contract step when it is due (in a release
+// that contracts: ContractBeside), the index
 // builds that are missing (every tenth round: a start's builds may have
 // stopped with their instance) and old heartbeats swept.
 func (s *Store) layoutRound(ctx context.Context) error {
 	err := s.Heartbeat(ctx)
-	if contracted, cerr := s.Contract(ctx); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("contract layout %d: %w", s.layout, cerr))
-	} else if contracted && s.OnContract != nil {
-		s.OnContract(s.layout)
+	if s.contract {
+		if contracted, cerr := s.Contract(ctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("contract layout %d: %w", s.layout, cerr))
+		} else if contracted && s.OnContract != nil {
+			s.OnContract(s.layout)
+		}
 	}
 	if s.repairRounds++; s.repairRounds%10 == 0 {
 		if built, ierr := s.EnsureIndexes(ctx); ierr != nil || built > 0 {

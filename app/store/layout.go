@@ -19,8 +19,9 @@ import (
 //  1. expand: the new release's first instance records the new layout
 //     (Migrate) and writes what the old release reads (it ignores what it
 //     does not know); old instances keep running, and may still start;
-//  2. contract: once no instance of the old layout is left (their
-//     heartbeats have stopped), one instance of the new layout records
+//  2. contract, in the release after (ContractBeside): once no instance
+//     of the old layout is left (their heartbeats have stopped, and the
+//     rollout of the release that expanded is over), one instance records
 //     that old releases may no longer start and runs the layout's
 //     contract steps (Contract, from Repair) — here: recount every
 //     article's comments, which the old release did not count, and drop

@@ -69,6 +69,11 @@ func TestALayoutChangeRollsOutBesideTheReleaseBefore(t *testing.T) {
 	c := &conduit.Comment{AuthorID: bob.ID, Body: "counted", CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
 	require.NoError(t, next.AddComment(ctx, art.ID, c), "the new release counts its own")
 
+	require.NoError(t, next.layoutRound(ctx))
+	assert.Equal(t, layoutDoc{Oldest: Layout - 1, Newest: Layout}, layoutRecord(t, next),
+		"the release that brings a layout does not contract it (ContractBeside is the next one's)")
+	next.contract = true
+
 	contracted, err := next.Contract(ctx)
 	require.NoError(t, err)
 	assert.False(t, contracted, "an old instance beats: no contract")

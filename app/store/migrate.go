@@ -36,6 +36,13 @@ const Layout = 4
 // the other reads (expand/contract, see Migrate).
 const Beside = 3
 
+// ContractBeside says whether this release contracts Beside's layout (see
+// Contract) once none of its instances beats. The release that brings a
+// layout only expands: the release before it may not beat (layout 3
+// knows no heartbeats), so only the end of this release's own rollout says
+// that none of its instances is left. The release after sets it.
+const ContractBeside = false
+
 // upgrades are earlier layouts taken as Beside (nothing to convert), their
 // instances stopped before this release starts.
 var upgrades = []int{2}

@@ -227,6 +227,7 @@ type Store struct {
 	OnContract func(layout int)
 
 	layout, beside int            // Layout and Beside (tests: another release's)
+	contract       bool           // ContractBeside
 	instance       string         // this process's heartbeat id
 	indexBuilds    sync.WaitGroup // Migrate's builds behind the start
 	repairRounds   int
@@ -253,7 +254,7 @@ func Open(ctx context.Context, database string, uri URIFunc, opts Options) (*Sto
 	if err != nil {
 		return nil, fmt.Errorf("database connection string: %w", err)
 	}
-	s := &Store{uri: uri, opts: opts.withDefaults(), layout: Layout, beside: Beside, instance: newID()}
+	s := &Store{uri: uri, opts: opts.withDefaults(), layout: Layout, beside: Beside, contract: ContractBeside, instance: newID()}
 	s.cache = newCaches(s.opts.LagTolerance)
 	c, err := dial(u, database, s.opts.MaxPool, s.commandMonitor())
 	if err != nil {
