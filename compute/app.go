@@ -96,8 +96,7 @@ type AppArgs struct {
 	DBPort      pulumi.IntInput
 	DBSecretArn pulumi.StringInput
 	// DBMaxPool is the api's connection pool per DocumentDB instance
-	// (CONDUIT_DB_MAX_POOL): internal/stack's connection budget. 0: the
-	// app's default.
+	// (CONDUIT_DB_MAX_POOL): internal/stack's connection budget. Required.
 	DBMaxPool int
 	// JWTSecretArn is the Secrets Manager secret the api signs tokens with. Required.
 	JWTSecretArn pulumi.StringInput
@@ -187,6 +186,9 @@ func NewApp(ctx *pulumi.Context, name string, args *AppArgs, opts ...pulumi.Reso
 	}
 	if a.RootVolumeGiB == 0 {
 		a.RootVolumeGiB = config.Default[int]("rootVolumeGiB")
+	}
+	if a.DBMaxPool <= 0 {
+		return nil, fmt.Errorf("compute: DBMaxPool is required (internal/stack's connection budget)")
 	}
 	if a.Release == nil || a.Region == "" || a.DBHost == nil || a.DBPort == nil || a.DBSecretArn == nil || a.JWTSecretArn == nil ||
 		a.PublicSubnetIDs == nil || a.PrivateSubnetIDs == nil || a.VpcCIDR == "" {
@@ -308,14 +310,6 @@ func (c *App) bootDependsOn(a *AppArgs, tier string, t *TierArgs) pulumi.Resourc
 	return pulumi.DependsOn(deps)
 }
 
-// dbMaxPool is the CONDUIT_DB_MAX_POOL of pool (0: the app's default).
-func dbMaxPool(pool int) string {
-	if pool <= 0 {
-		return "100"
-	}
-	return strconv.Itoa(pool)
-}
-
 // apiUserData boots the api tier: settings and secret ARNs, never values.
 func (c *App) apiUserData(a *AppArgs) pulumi.StringOutput {
 	return pulumi.All(a.Release.Bucket, a.DBHost, a.DBPort, a.DBSecretArn, a.JWTSecretArn).ApplyT(func(v []any) (string, error) {
@@ -330,7 +324,7 @@ func (c *App) apiUserData(a *AppArgs) pulumi.StringOutput {
 				"CONDUIT_DB_SECRET_ARN":   v[3].(string),
 				"CONDUIT_JWT_SECRET_ARN":  v[4].(string),
 				"CONDUIT_TRUSTED_PROXIES": a.VpcCIDR,
-				"CONDUIT_DB_MAX_POOL":     dbMaxPool(a.DBMaxPool),
+				"CONDUIT_DB_MAX_POOL":     strconv.Itoa(a.DBMaxPool),
 			},
 		}, v[0].(string))
 	}).(pulumi.StringOutput)

@@ -51,6 +51,7 @@ func appGraph(t *testing.T, args compute.AppArgs, build ...string) *plan.Graph {
 		args.DBHost, args.DBPort = pulumi.String("db.cluster-x.us-east-1.docdb.amazonaws.com"), pulumi.Int(27017)
 		args.DBSecretArn = pulumi.String("arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-x-AbCdEf")
 		args.JWTSecretArn = pulumi.String("arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt-AbCdEf")
+		args.DBMaxPool = 17
 		for tier, ta := range map[string]*compute.TierArgs{"web": &args.Web, "api": &args.API} {
 			if ta.Port == 0 {
 				ta.Port = map[string]int{"web": 8080, "api": 8081}[tier]

@@ -143,11 +143,13 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 			docdb.ClusterParameterGroupParameterArgs{Name: pulumi.String("audit_logs"), Value: onOff(a.Audit), ApplyMethod: pulumi.String("immediate")},
 			docdb.ClusterParameterGroupParameterArgs{Name: pulumi.String("profiler"), Value: onOff(slices.Contains(a.LogExports, "profiler")), ApplyMethod: pulumi.String("immediate")},
 			// The query planner: 2.0, not 5.0's default 1.0. Planner v2 (Amazon
-			// DocumentDB developer guide, "Query planner v2") serves $in on the
-			// first key of a compound index in the index's order, "eliminating
-			// the sort stage": the feed ({authorId: {$in}} sorted on
-			// list_by_author's createdAt, _id) and a favorited= page ({_id: {$in}})
-			// then walk a page of entries, not every match. The parameter is
+			// DocumentDB developer guide, "Query planner v2"; engine patch
+			// 3.0.15902 or later, which a 5.0.0 cluster takes in its
+			// maintenance window) uses an index for $in on a compound index's
+			// first key, "eliminating the sort stage": the feed ({authorId:
+			// {$in}} sorted on list_by_author's createdAt, _id). Whether it does
+			// so for the feed's up to 1,000 authors is to be checked with
+			// explain() on a real cluster (docs/app.md, open). The parameter is
 			// dynamic (applied at once, no reboot); AWS warns of "increased
 			// error rates if the planner version is changed when workloads are
 			// actively running", so on a cluster made before this, apply it in

@@ -93,8 +93,10 @@ type CommentPage struct {
 
 // CommentCursor is where a page of comments ended: its last comment's
 // time (to the millisecond, as stored) and id. The next page is what
-// comes after it in the order (time, id), whatever was added or deleted
-// meanwhile.
+// comes after it in the order (time, id), deletions meanwhile included. A
+// comment added meanwhile with a time before the cursor's (a keyed
+// request's copy takes its first try's time; instances' clocks differ by
+// a few milliseconds) is on the earlier pages only.
 type CommentCursor struct {
 	At time.Time
 	ID int64

@@ -650,6 +650,27 @@ func (w *world) check(t *testing.T) {
 		require.Equal(t, acked, o, "GET %s answered once the faults stopped", path)
 		return st, out
 	}
+	// comments reads every page of an article's thread (100 at a time,
+	// each after the cursor of the one before).
+	comments := func(slug string) (int, map[string]any) {
+		var all []any
+		after := ""
+		for {
+			st, out := get("/api/articles/"+slug+"/comments?limit=100"+after, "")
+			if st != http.StatusOK {
+				return st, out
+			}
+			page := out["comments"].([]any)
+			all = append(all, page...)
+			if len(page) < 100 {
+				return st, map[string]any{"comments": all}
+			}
+			last := page[len(page)-1].(map[string]any)
+			at, err := time.Parse(time.RFC3339Nano, last["createdAt"].(string))
+			require.NoError(t, err)
+			after = fmt.Sprintf("&after=%d-%d", at.UnixMilli(), int64(last["id"].(float64)))
+		}
+	}
 
 	// Accounts: whole, with the name and password last acknowledged.
 	for _, a := range w.actors {
@@ -719,13 +740,13 @@ func (w *world) check(t *testing.T) {
 			assert.True(t, present, "acknowledged article %s (%s) is there", m.key, m.slug)
 		case yes:
 			assert.False(t, present, "acknowledged deletion of %s holds", m.key)
-			st, _ := get("/api/articles/"+m.slug+"/comments", "")
+			st, _ := comments(m.slug)
 			assert.Equal(t, http.StatusNotFound, st)
 		}
 		if !present {
 			continue
 		}
-		st, out := get("/api/articles/"+m.slug+"/comments", "")
+		st, out := comments(m.slug)
 		if st != http.StatusOK {
 			continue // renamed by an unanswered request
 		}
@@ -799,7 +820,7 @@ func (w *world) check(t *testing.T) {
 		assert.Equal(t, 1, n, "article %s was made once", k)
 	}
 	for slug := range all {
-		st, out := get("/api/articles/"+slug+"/comments", "")
+		st, out := comments(slug)
 		if st != http.StatusOK {
 			continue
 		}

@@ -280,6 +280,8 @@ type query struct {
 	sortKeys    bson.D
 	filter      bson.Raw
 	skip, limit int64
+	batch       int64 // batchSize (0: none given)
+	single      bool  // singleBatch
 	projection  bson.Raw
 }
 
@@ -318,7 +320,10 @@ func (p *planner) find(ctx context.Context, body bson.Raw) (bson.D, error) {
 			if q.limit < 0 {
 				q.limit = -q.limit
 			}
-		case "batchSize", "singleBatch":
+		case "batchSize":
+			q.batch, _ = v.AsInt64OK()
+		case "singleBatch":
+			q.single, _ = v.BooleanOK()
 		default:
 			if !slices.Contains(commonKeys, k) {
 				return nil, errFallback
@@ -331,6 +336,20 @@ func (p *planner) find(ctx context.Context, body bson.Raw) (bson.D, error) {
 	docs, err := p.read(ctx, &q)
 	if err != nil {
 		return nil, err
+	}
+	// The first batch is what DocumentDB's would be: batchSize documents,
+	// or 101 without one. A single batch ends there (what does not fit is
+	// not sent, as on the server); a query with more to send than its
+	// first batch goes to FerretDB, which keeps a cursor for its getMore.
+	first := q.batch
+	if first <= 0 {
+		first = 101
+	}
+	if int64(len(docs)) > first {
+		if !q.single {
+			return nil, errFallback
+		}
+		docs = docs[:first]
 	}
 	batch := make(bson.A, len(docs))
 	for i, d := range docs {

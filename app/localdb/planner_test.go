@@ -319,3 +319,36 @@ func TestFindAndModifyAnswersWithTheFieldsAskedFor(t *testing.T) {
 		options.FindOneAndUpdate().SetProjection(bson.D{{Key: "n", Value: 1}})).Err()
 	assert.ErrorIs(t, err, mongo.ErrNoDocuments)
 }
+
+// A query's first batch is what DocumentDB's would be: a single batch
+// without a batch size is the server's default 101 documents (the rest is
+// not sent), with one it is that many; a query whose answer outgrows its
+// first batch gets a cursor and its getMore. The planner is never kinder:
+// a store that forgot the batch size loses documents here as it would on
+// DocumentDB.
+func TestFirstBatchesAreTheServersDefault(t *testing.T) {
+	ctx := context.Background()
+	db, err := Start(ctx, "127.0.0.1:0", t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Stop(context.Background()) })
+	coll := connect(t, db.URI).Database("conduit").Collection("many")
+	_, err = coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "kind", Value: 1}}, Options: options.Index().SetName("by_kind")})
+	require.NoError(t, err)
+	docs := make([]any, 300)
+	for i := range docs {
+		docs[i] = bson.D{{Key: "_id", Value: fmt.Sprintf("d%03d", i)}, {Key: "kind", Value: "k"}}
+	}
+	_, err = coll.InsertMany(ctx, docs)
+	require.NoError(t, err)
+	count := func(opts *options.FindOptionsBuilder) int {
+		cur, err := coll.Find(ctx, bson.D{{Key: "kind", Value: "k"}}, opts)
+		require.NoError(t, err)
+		var out []bson.M
+		require.NoError(t, cur.All(ctx, &out))
+		return len(out)
+	}
+	assert.Equal(t, 101, count(options.Find().SetLimit(-300)), "one batch, no batch size: the default first batch")
+	assert.Equal(t, 300, count(options.Find().SetLimit(-300).SetBatchSize(300)), "one batch of the limit")
+	assert.Equal(t, 250, count(options.Find().SetLimit(250)), "more than a batch: the cursor brings the rest")
+	assert.Equal(t, 300, count(options.Find()), "no limit: every one, through getMore")
+}

@@ -471,7 +471,7 @@ func (s *Store) favoritedPage(ctx context.Context, viewer *conduit.User, uid str
 // ones are left out.
 func inOrder(ctx context.Context, s *Store, articles collection, ids []string, projection bson.D) ([]articleDoc, error) {
 	docs, err := findAll[articleDoc](ctx, s, articles, "articles.list", in("_id", ids),
-		options.Find().SetProjection(projection).SetBatchSize(int32(len(ids))))
+		options.Find().SetProjection(projection).SetLimit(int64(len(ids))))
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,9 @@ import (
 type ttlCache[V any] struct {
 	ttl      time.Duration
 	max      int
+	maxBytes int           // with size: the most bytes its values hold (0: no bound)
+	size     func(V) int   // a value's bytes, about
+	bytes    int           // held now
 	fills    chan struct{} // detached fills under way, shared by a store's caches (see fill)
 	mu       sync.Mutex
 	m        map[string]*list.Element // of *ttlEntry[V]
@@ -30,9 +33,10 @@ type ttlCache[V any] struct {
 }
 
 type ttlEntry[V any] struct {
-	key string
-	at  time.Time
-	v   V
+	key   string
+	at    time.Time
+	v     V
+	bytes int
 }
 
 // flight is one fill under way; its waiters share its result.
@@ -137,17 +141,32 @@ func (c *ttlCache[V]) getLocked(key string) (V, bool) {
 // as the query that read it), the least recently used key going when the
 // cache is full.
 func (c *ttlCache[V]) putLocked(key string, at time.Time, v V) {
-	if el, ok := c.m[key]; ok {
-		el.Value = &ttlEntry[V]{key: key, at: at, v: v}
-		c.lru.MoveToFront(el)
-		return
+	n := 0
+	if c.size != nil {
+		n = c.size(v)
 	}
-	for c.lru.Len() >= c.max && c.lru.Len() > 0 {
+	if el, ok := c.m[key]; ok {
+		c.bytes -= el.Value.(*ttlEntry[V]).bytes
+		el.Value = &ttlEntry[V]{key: key, at: at, v: v, bytes: n}
+		c.bytes += n
+		c.lru.MoveToFront(el)
+	} else {
+		c.m[key] = c.lru.PushFront(&ttlEntry[V]{key: key, at: at, v: v, bytes: n})
+		c.bytes += n
+	}
+	for c.lru.Len() > 1 && (c.lru.Len() > c.max || c.maxBytes > 0 && c.bytes > c.maxBytes) {
 		last := c.lru.Back()
 		c.lru.Remove(last)
-		delete(c.m, last.Value.(*ttlEntry[V]).key)
+		e := last.Value.(*ttlEntry[V])
+		delete(c.m, e.key)
+		c.bytes -= e.bytes
 	}
-	c.m[key] = c.lru.PushFront(&ttlEntry[V]{key: key, at: at, v: v})
+}
+
+// bounded gives c a budget of maxBytes, each value's bytes as size says.
+func (c *ttlCache[V]) bounded(maxBytes int, size func(V) int) *ttlCache[V] {
+	c.maxBytes, c.size = maxBytes, size
+	return c
 }
 
 // caches are a store's, for reads that tolerate lag (see ttlCache).
@@ -165,9 +184,38 @@ type caches struct {
 func newCaches(ttl time.Duration) caches {
 	fills := make(chan struct{}, maxDetachedFills)
 	return caches{
-		articles: newTTLCache[articleDoc](ttl, 20_000, fills), lists: newTTLCache[[]articleDoc](ttl, 2_000, fills),
-		counts: newTTLCache[int](ttl, 2_000, fills), comments: newTTLCache[commentPage](ttl, 5_000, fills),
+		articles: newTTLCache[articleDoc](ttl, 20_000, fills).bounded(cacheBytes, articleBytes),
+		lists: newTTLCache[[]articleDoc](ttl, 2_000, fills).bounded(cacheBytes, func(docs []articleDoc) int {
+			n := 0
+			for _, d := range docs {
+				n += articleBytes(d)
+			}
+			return n
+		}),
+		counts: newTTLCache[int](ttl, 2_000, fills),
+		comments: newTTLCache[commentPage](ttl, 5_000, fills).bounded(cacheBytes, func(p commentPage) int {
+			n := 0
+			for _, d := range p.docs {
+				n += 200 + len(d.Body)
+			}
+			return n
+		}),
 		users: newTTLCache[userDoc](ttl, 50_000, fills), names: newTTLCache[userDoc](ttl, 50_000, fills),
 		tags: newTTLCache[[]tagUse](ttl, 4, fills), batches: newTTLCache[map[string]userDoc](ttl, 1_000, fills),
 	}
+}
+
+// cacheBytes is the most the caches of articles, lists and comments each
+// hold: a thread page is up to 100 comments of 16 Ki characters, an
+// article up to 64 KiB of body, so their counts alone would let them grow
+// to gigabytes.
+const cacheBytes = 64 << 20
+
+// articleBytes is about what an article holds.
+func articleBytes(d articleDoc) int {
+	n := 300 + len(d.Slug) + len(d.Title) + len(d.Description) + len(d.Body)
+	for _, t := range d.TagList {
+		n += len(t) + 16
+	}
+	return n
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -205,4 +206,23 @@ func TestCacheEvictsTheLeastRecentlyUsed(t *testing.T) {
 	defer c.mu.Unlock()
 	assert.Equal(t, 3, c.lru.Len())
 	assert.Len(t, c.m, 3)
+}
+
+// A cache with a byte budget lets its least recently used values go until
+// what it holds fits, whatever their count.
+func TestCacheKeepsToItsByteBudget(t *testing.T) {
+	c := newTTLCache[string](time.Minute, 1000, nil).bounded(10_000, func(v string) int { return len(v) })
+	for i := range 50 {
+		v := strings.Repeat("x", 1000)
+		_, err := c.fill(context.Background(), fmt.Sprint(i), func(context.Context) (string, error) { return v, nil })
+		require.NoError(t, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	assert.LessOrEqual(t, c.bytes, 10_000)
+	assert.Equal(t, 10, c.lru.Len(), "the newest ten")
+	_, ok := c.m["49"]
+	assert.True(t, ok)
+	_, ok = c.m["39"]
+	assert.False(t, ok)
 }

@@ -115,7 +115,9 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 	// The article counts its comments (a bound: conduit.MaxCommentsPerArticle)
 	// and, found on the primary, says it is still there. The count comes
 	// after the insert, so two comments racing for the last place cannot
-	// both keep it: the one whose count fails takes its comment back.
+	// both keep it: the one whose count fails takes its comment back. The
+	// count is never too low: a lost reply sent again (the store's retry,
+	// or the request's copy) counts twice; deletions give nothing back.
 	var counted struct {
 		ID string `bson:"_id"`
 	}
@@ -288,19 +290,11 @@ func (s *Store) DeleteComment(ctx context.Context, slug string, id int64) error 
 	// The tombstone keeps whose comment it was, under other names (no list
 	// finds it by them): a keyed request sent again after its comment was
 	// deleted is told so, instead of making another (see AddComment).
-	res, err := s.coll("comments").ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "off", Value: bson.D{{Key: "$ne", Value: true}}}},
-		bson.D{{Key: "_id", Value: key}, {Key: "off", Value: true},
-			{Key: "at", Value: time.Now().UTC()}, {Key: "wasAid", Value: d.AID}, {Key: "wasAuthor", Value: d.AuthorID}})
-	if err != nil || res.MatchedCount == 0 {
-		return s.wrap("delete comment", err) // another copy turned it off: it gave the place back
-	}
-	// The comment's place under the article's bound is given back by the
-	// copy that turned it off, once: a copy whose reply was lost, sent
-	// again, finds it off and gives nothing (the bound then counts one too
-	// many, never too few). Its failure is reported, not answered: the
-	// comment is deleted either way.
-	_, err = s.coll("articles").UpdateOne(ctx, bson.D{{Key: "_id", Value: d.AID}, {Key: "comments", Value: bson.D{{Key: "$gt", Value: 0}}}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "comments", Value: -1}}}})
-	_ = s.wrap("give back a comment's place", err)
-	return nil
+	// The comment's place under the article's bound is not given back: a
+	// decrement is not safe to send twice (a lost reply, sent again, would
+	// count one too few), so the bound counts the comments made, never
+	// fewer (a contract's recount counts the ones there).
+	_, err := s.coll("comments").ReplaceOne(ctx, byID(key), bson.D{{Key: "_id", Value: key}, {Key: "off", Value: true},
+		{Key: "at", Value: time.Now().UTC()}, {Key: "wasAid", Value: d.AID}, {Key: "wasAuthor", Value: d.AuthorID}})
+	return s.wrap("delete comment", err)
 }

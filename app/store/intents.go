@@ -298,13 +298,13 @@ func (s *Store) Repair(ctx context.Context) (int, error) {
 	return n, first
 }
 
-// layoutRound is a Repair round's part in a layout change: this
-// instance's heartbeat, the contract step when it is due (in a release
+// layoutRound is a Repair round's part in a layout change (the heartbeat
+// goes first, on its own): the contract step when it is due (in a release
 // that contracts: ContractBeside), the index
 // builds that are missing (every tenth round: a start's builds may have
 // stopped with their instance) and old heartbeats swept.
 func (s *Store) layoutRound(ctx context.Context) error {
-	err := s.Heartbeat(ctx)
+	var err error
 	if s.contract {
 		if contracted, cerr := s.Contract(ctx); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("contract layout %d: %w", s.layout, cerr))
@@ -313,12 +313,7 @@ func (s *Store) layoutRound(ctx context.Context) error {
 		}
 	}
 	if s.repairRounds++; s.repairRounds%10 == 0 {
-		if built, ierr := s.EnsureIndexes(ctx); ierr != nil || built > 0 {
-			err = errors.Join(err, ierr)
-			if s.OnIndexBuild != nil {
-				s.OnIndexBuild(built, ierr)
-			}
-		}
+		s.buildBehind(ctx) // reported to OnIndexBuild
 		err = errors.Join(err, s.sweepHeartbeats(ctx))
 	}
 	return err
@@ -335,6 +330,12 @@ func (s *Store) RepairEvery(ctx context.Context, interval time.Duration, report 
 			return
 		case <-t.C:
 		}
+		// The heartbeat first, on its own deadline: a long Repair round must
+		// not let it lapse (a lapsed one lets the release after contract
+		// while this instance serves).
+		hctx, hcancel := context.WithTimeout(ctx, interval/2)
+		herr := s.Heartbeat(hctx)
+		hcancel()
 		rctx, cancel := context.WithTimeout(ctx, interval)
 		n, err := s.Repair(rctx)
 		// Housekeeping on the same beat, whatever Repair met: sessions and
@@ -343,7 +344,7 @@ func (s *Store) RepairEvery(ctx context.Context, interval time.Duration, report 
 		_, serr := s.SweepSessions(rctx, time.Now())
 		_, qerr := s.SweepQuotas(rctx, time.Now())
 		_, kerr := s.SweepKeys(rctx, time.Now())
-		err = errors.Join(err, serr, qerr, kerr, s.layoutRound(rctx))
+		err = errors.Join(herr, err, serr, qerr, kerr, s.layoutRound(rctx))
 		cancel()
 		if (n > 0 || err != nil) && report != nil && ctx.Err() == nil {
 			report(n, err)

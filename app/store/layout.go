@@ -141,6 +141,13 @@ func (s *Store) withDDLLease(ctx context.Context, f func(ctx context.Context) er
 // index names but are not what the store asks for (an index whose keys
 // changed under its name: the new one was made under a digest name).
 func (s *Store) EnsureIndexes(ctx context.Context) (built int, err error) {
+	s.ddl.Lock()
+	defer s.ddl.Unlock()
+	return s.ensureIndexes(ctx)
+}
+
+// ensureIndexes is EnsureIndexes, s.ddl held.
+func (s *Store) ensureIndexes(ctx context.Context) (built int, err error) {
 	missing, err := s.missingIndexes(ctx)
 	if err != nil {
 		return 0, err
@@ -200,7 +207,7 @@ func (s *Store) superseded(coll string, sp indexSpec) bool {
 }
 
 // Contract runs the contract step of this release's layout change when it
-// is due: the layout is s.layout, releases of the layout before may still
+// is due (a release with ContractBeside runs it from Repair): the layout is s.layout, releases of the layout before may still
 // start, and none of their instances beats. It records that they may no
 // longer start, then runs the steps (resumable: an instance that stops
 // halfway leaves them to the next round, anywhere), and reports whether
@@ -227,6 +234,11 @@ func (s *Store) Contract(ctx context.Context) (bool, error) {
 			set(bson.E{Key: "version", Value: s.layout}, bson.E{Key: "newest", Value: s.layout}, bson.E{Key: "contracting", Value: true}))
 		if err != nil || res.MatchedCount == 0 {
 			return false, s.wrap("record the contract", err)
+		}
+		// A contract that stepped back may have counted some articles
+		// before: this one counts them all again.
+		if _, err := s.coll("meta").DeleteOne(ctx, byID(fmt.Sprintf("contract/%d", s.layout))); err != nil {
+			return false, s.wrap("reset the contract's progress", err)
 		}
 		if n, err := s.olderInstances(ctx); err != nil || n > 0 {
 			// An instance of the layout before runs (or it is unknown): step back.
@@ -272,8 +284,8 @@ func (s *Store) contractSteps(ctx context.Context) error {
 			return err
 		}
 		if len(docs) == 0 {
-			_, err := s.EnsureIndexes(ctx)
-			return err
+			s.buildBehind(ctx) // drops the superseded indexes now
+			return nil
 		}
 		for _, d := range docs {
 			for range 3 {

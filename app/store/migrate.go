@@ -189,17 +189,29 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	// A database that holds data: its builds may take long, and run behind
 	// the start (and again from Repair, should this one stop).
+	s.buildBehind(ctx)
+	return nil
+}
+
+// buildBehind runs EnsureIndexes behind the caller, detached from ctx and
+// bounded by indexBuildTimeout, unless this process runs one already (one
+// createIndexes at a time per collection: DocumentDB fails a background
+// build that meets another's DDL).
+func (s *Store) buildBehind(ctx context.Context) {
+	if !s.ddl.TryLock() {
+		return
+	}
 	s.indexBuilds.Add(1)
 	go func() {
 		defer s.indexBuilds.Done()
+		defer s.ddl.Unlock()
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), indexBuildTimeout)
 		defer cancel()
-		built, err := s.EnsureIndexes(bctx)
+		built, err := s.ensureIndexes(bctx)
 		if s.OnIndexBuild != nil && (built > 0 || err != nil) {
 			s.OnIndexBuild(built, err)
 		}
 	}()
-	return nil
 }
 
 // indexBuildTimeout bounds a start's background index builds.

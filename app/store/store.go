@@ -120,6 +120,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -229,7 +230,8 @@ type Store struct {
 	layout, beside int            // Layout and Beside (tests: another release's)
 	contract       bool           // ContractBeside
 	instance       string         // this process's heartbeat id
-	indexBuilds    sync.WaitGroup // Migrate's builds behind the start
+	indexBuilds    sync.WaitGroup // index builds behind the start (buildBehind)
+	ddl            sync.Mutex     // one index build or drop at a time in this process
 	repairRounds   int
 
 	writers    chan struct{} // nil: unbounded
@@ -331,7 +333,8 @@ func errNotFound(err error) bool { return conduit.CodeOf(err) == conduit.CodeNot
 // findAll runs a query and decodes every document into a []T, timed as op.
 //
 // A query with a limit asks for all of it in one batch (singleBatch: the
-// driver's negative limit), so that no cursor stays open on the server for
+// driver's negative limit, and a batch size of the limit), so that no
+// cursor stays open on the server for
 // a getMore (DocumentDB counts open cursors per instance: 30 on a
 // db.t4g.medium, see database.LimitsOf); every query the store makes has a
 // limit, or is by _id $in a bounded list (at most MaxLimit, within the
@@ -346,7 +349,9 @@ func findAll[T any](ctx context.Context, s *Store, coll collection, op string, f
 		}
 	}
 	if fo.Limit != nil && *fo.Limit > 0 {
-		opts = append(opts, options.Find().SetLimit(-*fo.Limit))
+		// The batch is the limit: without it the one batch is the server's
+		// default first batch, 101 documents, and the rest is lost.
+		opts = append(opts, options.Find().SetLimit(-*fo.Limit).SetBatchSize(int32(min(*fo.Limit, math.MaxInt32))))
 	}
 	docs, err := retry(ctx, s, func(ctx context.Context, cn *conn) ([]T, error) {
 		cur, err := coll.of(cn).Find(ctx, filter, opts...)

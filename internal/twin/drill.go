@@ -296,13 +296,20 @@ func (m *Model) DrillFailover(state State, pid int, out io.Writer) error {
 	}
 	missing, total := 0, 0
 	for w := range writers {
-		req, _ := http.NewRequest("GET", m.Entry+"/api/articles/"+slugs[w]+"/comments", nil)
-		resp, err := c.Do(req)
-		if err != nil {
-			return fmt.Errorf("drill: read the comments back: %w", err)
+		// Every page of the thread (the api answers 100 at a time, and a
+		// Link rel="next" to the rest).
+		var body []byte
+		for path := "/api/articles/" + slugs[w] + "/comments"; path != ""; {
+			req, _ := http.NewRequest("GET", m.Entry+path, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				return fmt.Errorf("drill: read the comments back: %w", err)
+			}
+			page, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = append(body, page...)
+			path = nextLink(resp.Header.Get("Link"))
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		for _, id := range acked[w] {
 			total++
 			if !bytes.Contains(body, []byte(`"id":`+id+`,`)) {
@@ -316,6 +323,17 @@ func (m *Model) DrillFailover(state State, pid int, out io.Writer) error {
 	fmt.Fprintf(out, "drill: database failover (%s without a primary, every connection broken): %d comments acknowledged, all there after; %d answers 503 with Retry-After, %d broken connections, 0 × 500; writes resumed %.1f s after it began\n",
 		failoverWindow, total, byStatus[http.StatusServiceUnavailable], broken, lastFailure.Sub(began).Seconds())
 	return nil
+}
+
+// nextLink is the path of a Link header's rel="next" target ("" for none).
+func nextLink(link string) string {
+	for _, part := range strings.Split(link, ",") {
+		target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+		if ok && strings.Contains(params, `rel="next"`) {
+			return strings.Trim(strings.TrimSpace(target), "<>")
+		}
+	}
+	return ""
 }
 
 // jsonField is the first string value of key in b.
