@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -67,4 +69,24 @@ func TestJSONDepthIsCountedOutsideStrings(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, jsonDepth([]byte(tt.body)), tt.body)
 	}
+}
+
+// The health check is able to inspect: when no inspection slot frees
+// within maxWait (a starved instance), it fails, so that the load balancer
+// replaces the instance; when one does, it passes.
+func TestHealthFailsWhenNoInspectionSlotFrees(t *testing.T) {
+	h := &Handler{inspecting: newInspections(1, 1)}
+	check := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+		return rec.Code
+	}
+	assert.Equal(t, http.StatusOK, check())
+	release, ok := h.inspecting.acquire(context.Background(), "someone")
+	require.True(t, ok)
+	start := time.Now()
+	assert.Equal(t, http.StatusServiceUnavailable, check(), "every slot held")
+	assert.GreaterOrEqual(t, time.Since(start), maxWait, "after waiting its turn")
+	release()
+	assert.Equal(t, http.StatusOK, check())
 }

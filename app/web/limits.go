@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"webstack/app/observe"
 	"webstack/app/waf"
 )
 
@@ -91,20 +93,41 @@ func (h *Handler) refusal(r *http.Request) (int, string) {
 
 // readBody reads r's body within its limit, so that a chunked body is held
 // to it too, and checks JSON nesting; the body is put back for the WAF and
-// the handler.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (int, string) {
+// the handler. The body must arrive within bodyDeadline of its size (a
+// minimum rate: 408 past it), and one client address reads at most
+// maxBodyBytesPerClient bytes of bodies at once (429 past it); done gives
+// the bytes back (call it when the request is over).
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (done func(), status int, msg string) {
+	done = func() {}
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
 		limit := h.bodyLimit(r)
+		size := limit
+		if r.ContentLength >= 0 && r.ContentLength < limit {
+			size = r.ContentLength
+		}
+		release, ok := h.bodies.reserve(observe.Client(r.Context()), size)
+		if !ok {
+			return done, http.StatusTooManyRequests, "too many request bodies are coming from your address at once: try again in a second"
+		}
+		done = release
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(bodyDeadline(size)))
 		var err error
-		if body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, limit)); err != nil {
-			if _, ok := err.(*http.MaxBytesError); ok {
-				return http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", limit)
+		body, err = readAllBy(w, r.Body, limit)
+		_ = rc.SetReadDeadline(time.Time{})
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			switch {
+			case errors.As(err, &tooLarge):
+				return done, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", limit)
+			case isTimeout(err):
+				return done, http.StatusRequestTimeout, fmt.Sprintf("the body came slower than %d bytes a second", minBodyRate)
 			}
-			return http.StatusBadRequest, "request could not be read"
+			return done, http.StatusBadRequest, "request could not be read"
 		}
 		if jsonDepth(body) > MaxJSONDepth {
-			return http.StatusBadRequest, fmt.Sprintf("JSON nested deeper than %d", MaxJSONDepth)
+			return done, http.StatusBadRequest, fmt.Sprintf("JSON nested deeper than %d", MaxJSONDepth)
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
@@ -114,9 +137,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (int, string)
 		if inspected(r, nil) > MaxInspected {
 			status = http.StatusRequestHeaderFieldsTooLarge
 		}
-		return status, fmt.Sprintf("the request's address, headers and fields other than its text come to %d bytes; at most %d are inspected", n, MaxInspected)
+		return done, status, fmt.Sprintf("the request's address, headers and fields other than its text come to %d bytes; at most %d are inspected", n, MaxInspected)
 	}
-	return 0, ""
+	return done, 0, ""
 }
 
 // jsonDepth is the deepest nesting of objects and arrays in b, counted

@@ -45,6 +45,7 @@ type Handler struct {
 	opts       Options
 	log        *slog.Logger
 	inspecting *inspections
+	bodies     bodyBudget
 }
 
 // New builds the web tier's handler.
@@ -136,11 +137,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Strict-Transport-Security", httpapi.HSTS) // every answer, own or proxied
 	}
 	if r.URL.Path == "/healthz" {
+		// Healthy is able to inspect: a tier whose slots never free (CPU
+		// starved) fails its load balancer's check and is replaced.
+		release, ok := h.inspecting.acquire(r.Context(), "healthz")
+		if !ok {
+			writeError(w, http.StatusServiceUnavailable, "no inspection slot freed: this instance cannot serve")
+			return
+		}
+		release()
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 		return
 	}
 	if st, msg := h.refusal(r); st != 0 {
+		h.refuse(w, r, st, msg)
+		return
+	}
+	// The body first, before any slot: a slow one holds its connection and
+	// its bytes, nothing shared.
+	done, st, msg := h.readBody(w, r)
+	defer done()
+	if st != 0 {
+		// (readBody also holds what the WAF inspects to MaxInspected.)
+		if st == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
 		h.refuse(w, r, st, msg)
 		return
 	}
@@ -150,14 +171,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusServiceUnavailable, "too many requests are being inspected: try again in a second")
 		return
 	}
-	defer release()
-	if st, msg := h.readBody(w, r); st != 0 {
-		// (readBody also holds what the WAF inspects to MaxInspected.)
-		h.refuse(w, r, st, msg)
-		return
-	}
 	id := observe.RequestID(r.Context())
 	v, err := h.waf.Inspect(r, id)
+	release() // the slot covers the inspection alone, not the upstream nor the answer's write
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {

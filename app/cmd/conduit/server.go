@@ -506,6 +506,11 @@ func (s *server) listenAndServe(name, addr string, h http.Handler, tlsCfg *tls.C
 		}
 		return "", fmt.Errorf("%s listen on %s: %w", name, addr, err)
 	}
+	if name == "web" {
+		// The public listener: one address holds a bounded number of
+		// connections (the load balancer, trusted, is exempt).
+		ln = web.ConnsPerAddress(ln, web.MaxConnsPerAddress, s.TrustedProxies)
+	}
 	scheme := "http"
 	if tlsCfg != nil {
 		ln, scheme = tls.NewListener(ln, tlsCfg), "https"
