@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -228,4 +229,50 @@ func awayFromAWindowsEdge(t *testing.T) {
 		t.Logf("waiting %s for the next hour: the quota windows start again then", left.Round(time.Second))
 		time.Sleep(left + time.Second)
 	}
+}
+
+// Every password check has a cost, successful or not (issue #30 item 2): a
+// loop of right passwords — signing in, or an account change alternating
+// the password with the current one — spends its budget of checks and is
+// 429 past it; the budget counts per account (from any address) and per
+// address (any accounts).
+func TestRightPasswordsSpendTheBudgetToo(t *testing.T) {
+	srv, _ := newServerWith(t, false, httpapi.Options{BcryptCost: 4, TrustedProxies: loopback,
+		PasswordChecksPerAccount: 6, PasswordChecksPerClient: 10}, nil)
+	register(t, srv.URL, "jake")
+	looper := &client{t: t, base: srv.URL, from: "203.0.113.9"}
+	answers := map[int]int{}
+	for range 8 {
+		st, _ := loginAs(looper, "jake@example.com", "correct-horse-1")
+		answers[st]++
+	}
+	assert.Equal(t, map[int]int{http.StatusOK: 6, http.StatusTooManyRequests: 2}, answers, "six checks of the account, then 429")
+	st, _ := loginAs(&client{t: t, base: srv.URL, from: "198.51.100.7"}, "jake@example.com", "correct-horse-1")
+	assert.Equal(t, http.StatusTooManyRequests, st, "the account's budget holds from any address")
+
+	anna := register(t, srv.URL, "anna")
+	changer := &client{t: t, base: srv.URL, token: anna.token, from: "192.0.2.44"}
+	answers = map[int]int{}
+	passwords := []string{"correct-horse-1", "other-horse-22"}
+	for i := range 8 {
+		cur, next := passwords[i%2], passwords[(i+1)%2]
+		st, body := changer.do("PUT", "/api/user", `{"user":{"password":"`+next+`","currentPassword":"`+cur+`"}}`)
+		answers[st]++
+		if st == http.StatusOK {
+			changer.token = body["user"].(map[string]any)["token"].(string) // a password change ends the other sessions
+		}
+	}
+	assert.Equal(t, 6, answers[http.StatusOK], "%v", answers)
+	assert.Equal(t, 2, answers[http.StatusTooManyRequests], "alternating the password spends the budget: %v", answers)
+
+	sprayer := &client{t: t, base: srv.URL, from: "203.0.113.50"}
+	for i := range 10 {
+		name := fmt.Sprintf("p%d", i)
+		register(t, srv.URL, name)
+		st, _ := loginAs(sprayer, name+"@example.com", "correct-horse-1")
+		require.Equal(t, http.StatusOK, st)
+	}
+	register(t, srv.URL, "p10")
+	st, _ = loginAs(sprayer, "p10@example.com", "correct-horse-1")
+	assert.Equal(t, http.StatusTooManyRequests, st, "one address's budget across accounts")
 }

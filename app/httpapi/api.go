@@ -80,6 +80,10 @@ type Options struct {
 	// 15 minutes.
 	LoginFailuresPerAccount, LoginFailuresPerClient, LoginFailuresPerAccountAnywhere int
 	LoginWindow                                                                      time.Duration
+	// PasswordChecksPerAccount and PasswordChecksPerClient are the budgets
+	// of password checks, successes included, per account and per client
+	// address in each window (see throttle.go). Defaults: 30, 300.
+	PasswordChecksPerAccount, PasswordChecksPerClient int
 	// Quotas bound what one account may write (see quotas.go).
 	Quotas Quotas
 	// SessionIdle is how long a session may go unused before it ends
@@ -136,11 +140,18 @@ func New(store Store, tokens *Tokens, log *slog.Logger, opts Options) *API {
 	if opts.SessionIdle == 0 {
 		opts.SessionIdle = 30 * time.Minute
 	}
+	if opts.PasswordChecksPerAccount == 0 {
+		opts.PasswordChecksPerAccount = 30
+	}
+	if opts.PasswordChecksPerClient == 0 {
+		opts.PasswordChecksPerClient = 300
+	}
 	if opts.LoginWindow == 0 {
 		opts.LoginWindow = 15 * time.Minute
 	}
 	a := &API{store: store, tokens: tokens, opts: opts, log: log, mux: http.NewServeMux(), now: time.Now,
-		throttle: newThrottle(opts.LoginFailuresPerAccount, opts.LoginFailuresPerClient, opts.LoginFailuresPerAccountAnywhere, opts.LoginWindow)}
+		throttle: newThrottle(opts.LoginFailuresPerAccount, opts.LoginFailuresPerClient, opts.LoginFailuresPerAccountAnywhere,
+			opts.PasswordChecksPerAccount, opts.PasswordChecksPerClient, opts.LoginWindow)}
 	a.routes()
 	return a
 }

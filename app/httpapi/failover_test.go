@@ -75,6 +75,7 @@ func newFailoverEnv(t *testing.T, seed uint64) *failoverEnv {
 		require.NoError(t, st.Migrate(ctx))
 		log := slog.New(slog.DiscardHandler)
 		api := httpapi.New(st, tokens, log, httpapi.Options{BcryptCost: 4, LoginFailuresPerAccount: 1000, LoginFailuresPerClient: 100000,
+			PasswordChecksPerAccount: 100000, PasswordChecksPerClient: 100000,
 			Quotas: workloadQuotas, IdempotencyLease: 2 * time.Second})
 		srv := httptest.NewServer(observe.NewMetrics("api").Middleware(log, httpapi.Route, nil, api))
 		t.Cleanup(srv.Close)

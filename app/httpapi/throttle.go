@@ -35,11 +35,19 @@ import (
 // only a guess from a hundred addresses reaches (and AWS WAF's login rate
 // rule, staging/prod, bounds each address before that).
 //
+// Every check also has a cost, successful or not (issue #30): a budget of
+// checks per account (PasswordChecksPerAccount, 30 in the window) and per
+// client address (PasswordChecksPerClient, 300) counts successes too and
+// gives nothing back, so a loop of right passwords (sign-in, or an account
+// change alternating the password with the current one) spends bcrypt's
+// 50–80 ms a time only so often, and is 429 past it like a guess.
+//
 // Counts live in each api process: with N api instances behind a
 // round-robin load balancer an attacker gets at most N × the limit per
 // window.
 type throttle struct {
 	perPair, perClient, perAccount int
+	checksPerAccount, checksClient int
 	window                         time.Duration
 	now                            func() time.Time
 
@@ -56,8 +64,10 @@ type failures struct {
 // are swept when it is reached.
 const maxThrottleEntries = 100_000
 
-func newThrottle(perPair, perClient, perAccount int, window time.Duration) *throttle {
-	return &throttle{perPair: perPair, perClient: perClient, perAccount: perAccount, window: window, now: time.Now, entries: map[string]*failures{}}
+func newThrottle(perPair, perClient, perAccount, checksPerAccount, checksPerClient int, window time.Duration) *throttle {
+	return &throttle{perPair: perPair, perClient: perClient, perAccount: perAccount,
+		checksPerAccount: checksPerAccount, checksClient: checksPerClient,
+		window: window, now: time.Now, entries: map[string]*failures{}}
 }
 
 func accountKey(email string) string { return "account:" + strings.ToLower(strings.TrimSpace(email)) }
@@ -73,8 +83,8 @@ func (t *throttle) attempt(account, client string) (wait time.Duration, done fun
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	keys := [3]string{pairKey(account, client), clientKey(client), accountKey(account)}
-	limits := [3]int{t.perPair, t.perClient, t.perAccount}
+	keys := [5]string{pairKey(account, client), clientKey(client), accountKey(account), "checks-" + accountKey(account), "checks-" + clientKey(client)}
+	limits := [5]int{t.perPair, t.perClient, t.perAccount, t.checksPerAccount, t.checksClient}
 	for i, key := range keys {
 		f := t.entries[key]
 		if f != nil && now.Sub(f.since) < t.window && f.n >= limits[i] {
@@ -107,8 +117,8 @@ func (t *throttle) attempt(account, client string) (wait time.Duration, done fun
 		}
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		for _, f := range counted[1:] {
-			f.n = max(0, f.n-1) // a success is not a failure
+		for _, f := range counted[1:3] {
+			f.n = max(0, f.n-1) // a success is not a failure (but it spent its checks: counted[3:])
 		}
 		delete(t.entries, keys[0])
 	}
