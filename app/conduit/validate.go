@@ -42,6 +42,9 @@ const (
 	// author's included: with MaxComment, it bounds an article's thread in
 	// bytes; a page of it is at most MaxLimit comments whatever its size.
 	MaxCommentsPerArticle = 10_000
+	// MaxSessions is how many live sessions one account keeps: a sign-in
+	// past it ends the oldest (their holders are told why).
+	MaxSessions = 20
 	// MaxFollowing is how many people one account follows: the feed reads
 	// every one of them.
 	MaxFollowing = 1000

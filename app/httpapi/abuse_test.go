@@ -276,3 +276,34 @@ func TestRightPasswordsSpendTheBudgetToo(t *testing.T) {
 	st, _ = loginAs(sprayer, "p10@example.com", "correct-horse-1")
 	assert.Equal(t, http.StatusTooManyRequests, st, "one address's budget across accounts")
 }
+
+// Asking whether an email is registered costs a password check: an
+// account change to a candidate email (with the right current password)
+// and a sign-up with a taken email both spend the budget, so a loop of
+// them stops at 429 (issue #30 item 2: no unlimited oracle of who signed
+// up).
+func TestAskingWhetherAnEmailIsTakenSpendsTheBudget(t *testing.T) {
+	srv, _ := newServerWith(t, false, httpapi.Options{BcryptCost: 4, TrustedProxies: loopback,
+		PasswordChecksPerAccount: 5, PasswordChecksPerClient: 8}, nil)
+	register(t, srv.URL, "anna")
+	jake := register(t, srv.URL, "jake")
+	prober := &client{t: t, base: srv.URL, token: jake.token, from: "203.0.113.9"}
+	answers := map[int]int{}
+	for i := range 7 {
+		email := fmt.Sprintf("candidate%d@example.com", i)
+		if i%2 == 0 {
+			email = "anna@example.com"
+		}
+		st, _ := prober.do("PUT", "/api/user", `{"user":{"email":"`+email+`","currentPassword":"correct-horse-1"}}`)
+		answers[st]++
+	}
+	assert.Equal(t, 2, answers[http.StatusTooManyRequests], "five checks of the account's budget, then 429: %v", answers)
+
+	signups := &client{t: t, base: srv.URL, from: "198.51.100.20"}
+	answers = map[int]int{}
+	for i := range 10 {
+		st, _ := signups.do("POST", "/api/users", fmt.Sprintf(`{"user":{"username":"someone%d","email":"anna@example.com","password":"correct-horse-1"}}`, i))
+		answers[st]++
+	}
+	assert.Positive(t, answers[http.StatusTooManyRequests], "a loop of sign-ups with a taken email stops: %v", answers)
+}

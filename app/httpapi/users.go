@@ -200,8 +200,10 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 			return conduit.Errorf(conduit.CodeForbidden, "currentPassword is required and must be right to change the password or the email")
 		}
 		// The current password is guessed like a sign-in (a stolen token
-		// must not be a free guessing oracle): the same throttle.
-		wait, done := a.throttle.attempt(me.Email, observe.Client(r.Context()))
+		// must not be a free guessing oracle): the same throttle, counted
+		// under the account's id, which an email change does not move (by
+		// its email, a loop of email changes would start each count anew).
+		wait, done := a.throttle.attempt("id:"+me.ID, observe.Client(r.Context()))
 		if wait > 0 {
 			return &throttledError{after: wait}
 		}

@@ -200,3 +200,27 @@ func TestListCountsAreCachedWhateverThePage(t *testing.T) {
 	}
 	assert.Equal(t, 1, counts, "one count for four pages")
 }
+
+// An account keeps conduit.MaxSessions live sessions: a sign-in past it
+// ends the oldest, and their holder is told why; the others are untouched.
+func TestAnAccountKeepsABoundedNumberOfSessions(t *testing.T) {
+	ctx := context.Background()
+	st, alice, bob, _ := fixture(t, Options{LagTolerance: -1})
+	start := time.Now().UTC()
+	for i := range conduit.MaxSessions + 2 {
+		at := start.Add(time.Duration(i) * time.Second)
+		require.NoError(t, st.StartSession(ctx, &conduit.Session{ID: fmt.Sprintf("a%02d", i), UserID: alice.ID, Seen: at, Expires: at.Add(time.Hour)}))
+	}
+	require.NoError(t, st.StartSession(ctx, &conduit.Session{ID: "b", UserID: bob.ID, Seen: start, Expires: start.Add(time.Hour)}))
+	for i := range conduit.MaxSessions + 2 {
+		_, err := st.Session(ctx, fmt.Sprintf("a%02d", i))
+		if i < 2 {
+			assert.Equal(t, conduit.CodeUnauthorized, conduit.CodeOf(err), "session %d: the oldest ended", i)
+			assert.Contains(t, err.Error(), "signed in on more than 20 devices")
+		} else {
+			assert.NoError(t, err, "session %d lives", i)
+		}
+	}
+	_, err := st.Session(ctx, "b")
+	assert.NoError(t, err, "another account's session is not counted")
+}

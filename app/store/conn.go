@@ -279,6 +279,12 @@ func (c collection) UpdateOne(ctx context.Context, filter, update any, opts ...o
 	})
 }
 
+func (c collection) UpdateMany(ctx context.Context, filter, update any) (*mongo.UpdateResult, error) {
+	return writing(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.UpdateResult, error) {
+		return c.of(cn).UpdateMany(ctx, filter, update)
+	})
+}
+
 func (c collection) ReplaceOne(ctx context.Context, filter, doc any) (*mongo.UpdateResult, error) {
 	return writing(ctx, c.s, func(ctx context.Context, cn *conn) (*mongo.UpdateResult, error) {
 		return c.of(cn).ReplaceOne(ctx, filter, doc)

@@ -111,6 +111,7 @@ func indexes() []index {
 		{"comments", "by_article", bson.D{asc("aid"), asc("createdAt"), asc("_id")}, false, "an article's comments, oldest first, a page from a cursor; removed with it"},
 		{"intents", "by_age", bson.D{asc("at")}, false, "interrupted writes, oldest first (Repair)"},
 		{"sessions", "by_exp", bson.D{asc("exp")}, false, "sessions past their lifetime (SweepSessions)"},
+		{"sessions", "by_user", bson.D{asc("uid"), desc("exp"), desc("_id")}, false, "an account's sessions, newest first (the bound: StartSession)"},
 		{"quotas", "by_exp", bson.D{asc("exp")}, false, "quota windows that ended (SweepQuotas)"},
 		{"idempotency", "by_exp", bson.D{asc("exp")}, false, "idempotency keys' answers past their day (SweepKeys)"},
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"webstack/app/conduit"
 )
@@ -19,9 +20,13 @@ import (
 // and the sweep is right on both.
 type sessionDoc struct {
 	ID   string    `bson:"_id"`
-	UID  string    `bson:"uid"`
+	UID  string    `bson:"uid,omitempty"`
 	Seen time.Time `bson:"seen"`
 	Exp  time.Time `bson:"exp"`
+	// Ended says why a session ended before its time when it is kept to
+	// say so (a sign-in past conduit.MaxSessions ended it); its uid is
+	// gone, so no count of the account's sessions sees it.
+	Ended string `bson:"ended,omitempty"`
 }
 
 func (d sessionDoc) session() *conduit.Session {
@@ -31,17 +36,52 @@ func (d sessionDoc) session() *conduit.Session {
 // StartSession records a new session. Converges: its _id is new and its
 // own, so sent again after a lost reply it finds itself, and a late copy
 // meets the first and is refused; a sign-in sent again is a new session.
+//
+// An account keeps at most conduit.MaxSessions live sessions: past it, the
+// ones that end soonest (signed in first) are ended — kept, without their
+// uid, to tell their holder why (Session) — a bounded step after the
+// insert (an index walk of by_user past the newest MaxSessions, at most
+// capBatch). Its failure is reported, not answered: the sign-in holds, and
+// the next one ends what this one left. Twice is once.
 func (s *Store) StartSession(ctx context.Context, sess *conduit.Session) error {
 	defer s.observe("sessions.insert", time.Now())
 	d := sessionDoc{ID: sess.ID, UID: sess.UserID, Seen: sess.Seen.UTC().Truncate(time.Millisecond), Exp: sess.Expires.UTC().Truncate(time.Millisecond)}
-	return s.insertNew(ctx, "sessions", "start session", d.ID, d, sameDoc(d))
+	if err := s.insertNew(ctx, "sessions", "start session", d.ID, d, sameDoc(d)); err != nil {
+		return err
+	}
+	old, err := findAll[struct {
+		ID string `bson:"_id"`
+	}](ctx, s, s.coll("sessions"), "sessions.by_user", bson.D{{Key: "uid", Value: sess.UserID}},
+		options.Find().SetSort(bson.D{desc("exp"), desc("_id")}).SetSkip(conduit.MaxSessions).SetLimit(capBatch).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil || len(old) == 0 {
+		return nil // reported by findAll
+	}
+	ids := make([]string, len(old))
+	for i, o := range old {
+		ids[i] = o.ID
+	}
+	_, err = s.coll("sessions").UpdateMany(ctx, in("_id", ids), bson.D{
+		{Key: "$set", Value: bson.D{{Key: "ended", Value: endedBySignIns}}}, {Key: "$unset", Value: bson.D{{Key: "uid", Value: ""}}}})
+	_ = s.wrap("end the oldest sessions", err)
+	return nil
 }
 
-// Session reads a session on the primary; CodeNotFound when it ended.
+// capBatch is how many sessions past the bound one sign-in ends at most.
+const capBatch = 10
+
+// endedBySignIns is why a session ended: newer sign-ins.
+const endedBySignIns = "sign-ins"
+
+// Session reads a session on the primary; CodeNotFound when it ended, and
+// CodeUnauthorized saying why when newer sign-ins ended it.
 func (s *Store) Session(ctx context.Context, id string) (*conduit.Session, error) {
 	var d sessionDoc
 	if err := s.findOne(ctx, s.coll("sessions"), "sessions.find", byID(id), &d); err != nil {
 		return nil, err
+	}
+	if d.Ended != "" {
+		return nil, conduit.Errorf(conduit.CodeUnauthorized,
+			"this session has ended: the account signed in on more than %d devices since, and the oldest sessions end first; sign in again", conduit.MaxSessions)
 	}
 	return d.session(), nil
 }
