@@ -71,10 +71,12 @@ func TestJSONDepthIsCountedOutsideStrings(t *testing.T) {
 	}
 }
 
-// The health check is able to inspect: when no inspection slot frees
-// within maxWait (a starved instance), it fails, so that the load balancer
-// replaces the instance; when one does, it passes.
-func TestHealthFailsWhenNoInspectionSlotFrees(t *testing.T) {
+// The health check fails when the tier makes no progress — requests wait
+// for an inspection slot and none has ended for stuckAfter (a starved or
+// wedged instance, which the load balancer then replaces) — and passes
+// when it is merely busy (slots taken, inspections ending): a load must
+// not get every instance replaced.
+func TestHealthFailsWhenInspectionsMakeNoProgress(t *testing.T) {
 	h := &Handler{inspecting: newInspections(1, 1)}
 	check := func() int {
 		rec := httptest.NewRecorder()
@@ -84,9 +86,19 @@ func TestHealthFailsWhenNoInspectionSlotFrees(t *testing.T) {
 	assert.Equal(t, http.StatusOK, check())
 	release, ok := h.inspecting.acquire(context.Background(), "someone")
 	require.True(t, ok)
-	start := time.Now()
-	assert.Equal(t, http.StatusServiceUnavailable, check(), "every slot held")
-	assert.GreaterOrEqual(t, time.Since(start), maxWait, "after waiting its turn")
+	assert.Equal(t, http.StatusOK, check(), "busy, nobody waiting")
+	waiter := make(chan struct{})
+	go func() {
+		defer close(waiter)
+		if r, ok := h.inspecting.acquire(context.Background(), "another"); ok {
+			r()
+		}
+	}()
+	require.Eventually(t, func() bool { return h.inspecting.waiting.Load() > 0 }, time.Second, time.Millisecond)
+	assert.Equal(t, http.StatusOK, check(), "waiting, but an inspection ended lately")
+	h.inspecting.lastDone.Store(time.Now().Add(-stuckAfter - time.Second).UnixNano())
+	assert.Equal(t, http.StatusServiceUnavailable, check(), "waiting, and nothing ended for stuckAfter")
 	release()
-	assert.Equal(t, http.StatusOK, check())
+	<-waiter
+	assert.Equal(t, http.StatusOK, check(), "progress again")
 }

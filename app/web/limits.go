@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"webstack/app/observe"
@@ -106,7 +107,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (done func(),
 		if r.ContentLength >= 0 && r.ContentLength < limit {
 			size = r.ContentLength
 		}
-		release, ok := h.bodies.reserve(observe.Client(r.Context()), size)
+		release, ok := h.bodies.reserve(observe.Client(r.Context()), max(size, minBodyReservation), h.bodyBudget())
 		if !ok {
 			return done, http.StatusTooManyRequests, "too many request bodies are coming from your address at once: try again in a second"
 		}
@@ -115,7 +116,14 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (done func(),
 		_ = rc.SetReadDeadline(time.Now().Add(bodyDeadline(size)))
 		var err error
 		body, err = readAllBy(w, r.Body, limit)
-		_ = rc.SetReadDeadline(time.Time{})
+		if err != nil {
+			// What is left of the body is not read: the server's drain of it
+			// (up to 256 KiB, before it closes the connection) fails at once
+			// instead of waiting on a client that sends nothing more.
+			_ = rc.SetReadDeadline(time.Now())
+		} else {
+			_ = rc.SetReadDeadline(time.Time{})
+		}
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			switch {
@@ -177,6 +185,20 @@ type inspections struct {
 	perClient int
 	mu        sync.Mutex
 	clients   map[string]*clientSlots
+	waiting   atomic.Int64 // requests waiting for a slot
+	lastDone  atomic.Int64 // when an inspection last ended (unix ns)
+}
+
+// stuckAfter is how long inspections may make no progress, with requests
+// waiting, before the tier says it cannot serve (see stuck).
+const stuckAfter = 10 * time.Second
+
+// stuck reports whether requests wait for a slot and no inspection has
+// ended for stuckAfter: the instance cannot serve. A busy instance (slots
+// taken, inspections ending) is not stuck: its health check must not turn
+// a load into the replacement of every instance.
+func (in *inspections) stuck(now time.Time) bool {
+	return in.waiting.Load() > 0 && now.Sub(time.Unix(0, in.lastDone.Load())) > stuckAfter
 }
 
 type clientSlots struct {
@@ -190,7 +212,9 @@ const maxWait = 2 * time.Second
 // newInspections holds perClient slots for each client address and total
 // in all (the server: 2 per core it may use).
 func newInspections(perClient, total int) *inspections {
-	return &inspections{all: make(chan struct{}, total), perClient: perClient, clients: map[string]*clientSlots{}}
+	in := &inspections{all: make(chan struct{}, total), perClient: perClient, clients: map[string]*clientSlots{}}
+	in.lastDone.Store(time.Now().UnixNano())
+	return in
 }
 
 // acquire takes a slot for client, or reports false when none freed
@@ -211,6 +235,8 @@ func (in *inspections) acquire(ctx context.Context, client string) (release func
 		}
 		in.mu.Unlock()
 	}
+	in.waiting.Add(1)
+	defer in.waiting.Add(-1)
 	t := time.NewTimer(maxWait)
 	defer t.Stop()
 	select {
@@ -224,7 +250,7 @@ func (in *inspections) acquire(ctx context.Context, client string) (release func
 	}
 	select {
 	case in.all <- struct{}{}:
-		return func() { <-in.all; <-c.slots; leave() }, true
+		return func() { in.lastDone.Store(time.Now().UnixNano()); <-in.all; <-c.slots; leave() }, true
 	case <-t.C:
 	case <-ctx.Done():
 	}

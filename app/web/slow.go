@@ -26,8 +26,18 @@ const (
 	bodyGrace   = 5 * time.Second
 	// maxBodyBytesPerClient bounds the body bytes one client address has
 	// being read at once (a request reserves its Content-Length, or its
-	// route's limit when chunked): past it, 429.
+	// route's limit when chunked, and at least minBodyReservation): past
+	// it, 429. It is at least the largest body (Options.MaxBodyBytes).
 	maxBodyBytesPerClient = 256 << 10
+	minBodyReservation    = 4 << 10
+	// maxBodyTime caps a body's deadline below the server's ReadTimeout
+	// (30 s), which the deadline replaces.
+	maxBodyTime = 25 * time.Second
+	// MaxRequestsPerClient bounds the requests one client address has in
+	// the web tier at once (a slow body, a slow reader, an api call), also
+	// behind the load balancer, where every connection is its: past it,
+	// 429.
+	MaxRequestsPerClient = 32
 	// MaxConnsPerAddress bounds the connections one peer address holds
 	// (ConnsPerAddress).
 	MaxConnsPerAddress = 64
@@ -35,8 +45,12 @@ const (
 
 // bodyDeadline is how long a body of size bytes may take to arrive.
 func bodyDeadline(size int64) time.Duration {
-	return bodyGrace + time.Duration(size)*time.Second/minBodyRate
+	return min(maxBodyTime, bodyGrace+time.Duration(size)*time.Second/minBodyRate)
 }
+
+// bodyBudget is how many body bytes one client address may have being
+// read at once.
+func (h *Handler) bodyBudget() int64 { return max(maxBodyBytesPerClient, h.opts.MaxBodyBytes) }
 
 // bodyBudget holds the body bytes each client address is reading.
 type bodyBudget struct {
@@ -44,14 +58,14 @@ type bodyBudget struct {
 	bytes map[string]int64
 }
 
-// reserve takes n bytes of client's budget, or reports false.
-func (b *bodyBudget) reserve(client string, n int64) (release func(), ok bool) {
+// reserve takes n bytes of client's budget (of limit), or reports false.
+func (b *bodyBudget) reserve(client string, n, limit int64) (release func(), ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.bytes == nil {
 		b.bytes = map[string]int64{}
 	}
-	if b.bytes[client]+n > maxBodyBytesPerClient {
+	if b.bytes[client]+n > limit {
 		return nil, false
 	}
 	b.bytes[client] += n
@@ -138,4 +152,30 @@ type countedConn struct {
 func (c *countedConn) Close() error {
 	c.once.Do(c.done)
 	return c.Conn.Close()
+}
+
+// inFlight counts the requests each client address has in the tier.
+type inFlight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// enter counts a request of client, or reports false past max.
+func (f *inFlight) enter(client string, max int) (leave func(), ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == nil {
+		f.n = map[string]int{}
+	}
+	if f.n[client] >= max {
+		return nil, false
+	}
+	f.n[client]++
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.n[client]--; f.n[client] <= 0 {
+			delete(f.n, client)
+		}
+	}, true
 }

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +22,10 @@ import (
 	"webstack/app/waf"
 	"webstack/app/web"
 )
+
+// slowSlots is the inspection pool of the slow-client tests: an instance
+// on 2 cores has 4, whatever this machine has.
+const slowSlots = 4
 
 // slowServer runs the web tier as the server runs it (its timeouts, the
 // framing guard, the per-address connection bound) on 127.0.0.1:0, in
@@ -52,7 +55,7 @@ func slowServer(t *testing.T) string {
 	require.NoError(t, err)
 	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	log := slog.New(slog.DiscardHandler)
-	h, err := web.New(w, log, web.Options{Upstream: upstream, TrustedProxies: trusted})
+	h, err := web.New(w, log, web.Options{Upstream: upstream, TrustedProxies: trusted, InspectionSlots: slowSlots})
 	require.NoError(t, err)
 	srv := &http.Server{Handler: observe.NewMetrics("web").Middleware(log, h.Route, trusted, h),
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
@@ -116,7 +119,7 @@ func p99(ds []time.Duration) time.Duration {
 // Slow clients cost only themselves: with several times the tier's
 // inspection slots in slow bodies (a byte every 500 ms of an 8,000-byte
 // sign-in), slow headers and slow readers (a 4 MB answer nobody reads),
-// from two addresses, other visitors' p99 stays within twice an idle
+// from four addresses, other visitors' p99 stays within twice an idle
 // run's and none of them is refused. (Before, a slow body held a slot
 // for its whole read: four of them left everyone else 2 s and a 503.)
 func TestSlowClientsCostOnlyThemselves(t *testing.T) {
@@ -125,8 +128,7 @@ func TestSlowClientsCostOnlyThemselves(t *testing.T) {
 	idle, bad := normalLoad(t, addr)
 	require.Empty(t, bad)
 
-	slots := 2 * runtime.GOMAXPROCS(0)
-	attackers := 4 * slots
+	attackers := 4 * slowSlots
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	dial := func() net.Conn {
@@ -151,7 +153,7 @@ func TestSlowClientsCostOnlyThemselves(t *testing.T) {
 		}
 	}
 	for i := range attackers {
-		from := fmt.Sprintf("203.0.113.%d", 1+i%2)
+		from := fmt.Sprintf("203.0.113.%d", 1+i%4) // four addresses: under the old code, 4 × 2 slots, every one
 		body, header, reader := dial(), dial(), dial()
 		wg.Go(func() {
 			trickle(body, "POST /api/users/login HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: "+from+"\r\nContent-Type: application/json\r\nContent-Length: 8000\r\n\r\n{", " ")
@@ -191,6 +193,44 @@ func TestASlowBodyIsCutOff(t *testing.T) {
 	took := time.Since(start)
 	assert.Contains(t, string(buf[:n]), "408", "answered Request Timeout")
 	assert.Less(t, took, 8*time.Second, "within the grace and what 200 bytes take at the minimum rate")
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for err == nil {
+		_, err = c.Read(buf)
+	}
+	assert.ErrorIs(t, err, io.EOF, "and the connection is closed: the rest of the body is not waited for")
+}
+
+// One address has at most web.MaxRequestsPerClient requests in the tier
+// at once, whatever they do (here: slow bodies, each within the byte
+// budget), also behind the load balancer: past it, 429.
+func TestOneAddressHoldsABoundedNumberOfRequests(t *testing.T) {
+	addr := slowServer(t)
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range web.MaxRequestsPerClient {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		conns = append(conns, c)
+		_, err = io.WriteString(c, "POST /api/users/login HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.77\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+		require.NoError(t, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.77")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the address's requests are all in")
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	req.Header.Set("X-Forwarded-For", "198.51.100.1")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "another address is served")
 }
 
 // One address holds at most web.MaxConnsPerAddress connections; past it a

@@ -35,6 +35,9 @@ type Options struct {
 	// TrustedProxies are the peers (the load balancer) whose
 	// X-Forwarded-Proto is believed. Defaults to none.
 	TrustedProxies []netip.Prefix
+	// InspectionSlots is how many WAF inspections run at once. Defaults
+	// to 2 per core the process may use.
+	InspectionSlots int
 }
 
 // Handler is the web tier.
@@ -46,6 +49,7 @@ type Handler struct {
 	log        *slog.Logger
 	inspecting *inspections
 	bodies     bodyBudget
+	requests   inFlight
 }
 
 // New builds the web tier's handler.
@@ -69,7 +73,10 @@ func New(w *waf.WAF, log *slog.Logger, opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{waf: w, opts: opts, log: log, site: st, inspecting: newInspections(2, 2*runtime.GOMAXPROCS(0))}
+	if opts.InspectionSlots <= 0 {
+		opts.InspectionSlots = 2 * runtime.GOMAXPROCS(0)
+	}
+	h := &Handler{waf: w, opts: opts, log: log, site: st, inspecting: newInspections(2, opts.InspectionSlots)}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(opts.Upstream)
@@ -137,14 +144,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Strict-Transport-Security", httpapi.HSTS) // every answer, own or proxied
 	}
 	if r.URL.Path == "/healthz" {
-		// Healthy is able to inspect: a tier whose slots never free (CPU
-		// starved) fails its load balancer's check and is replaced.
-		release, ok := h.inspecting.acquire(r.Context(), "healthz")
-		if !ok {
-			writeError(w, http.StatusServiceUnavailable, "no inspection slot freed: this instance cannot serve")
+		// Healthy is making progress: requests waiting for an inspection
+		// and none ending for stuckAfter (a starved or wedged instance)
+		// fail the load balancer's check, and the instance is replaced. A
+		// busy instance passes: a load must not replace every instance.
+		if h.inspecting.stuck(time.Now()) {
+			writeError(w, http.StatusServiceUnavailable, "no inspection has ended for a while with requests waiting: this instance cannot serve")
 			return
 		}
-		release()
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 		return
@@ -153,6 +160,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, st, msg)
 		return
 	}
+	// What one address has in the tier at once, whatever it is doing (a
+	// slow body, a slow read, an api call): bounded also behind the load
+	// balancer, where every connection is its.
+	leave, ok := h.requests.enter(observe.Client(r.Context()), MaxRequestsPerClient)
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		h.refuse(w, r, http.StatusTooManyRequests, "too many requests from your address at once: try again in a second")
+		return
+	}
+	defer leave()
 	// The body first, before any slot: a slow one holds its connection and
 	// its bytes, nothing shared.
 	done, st, msg := h.readBody(w, r)

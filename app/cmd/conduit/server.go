@@ -506,8 +506,8 @@ func (s *server) listenAndServe(name, addr string, h http.Handler, tlsCfg *tls.C
 		}
 		return "", fmt.Errorf("%s listen on %s: %w", name, addr, err)
 	}
-	if name == "web" {
-		// The public listener: one address holds a bounded number of
+	if name == "web" || name == "redirect" {
+		// The public listeners: one address holds a bounded number of
 		// connections (the load balancer, trusted, is exempt).
 		ln = web.ConnsPerAddress(ln, web.MaxConnsPerAddress, s.TrustedProxies)
 	}
