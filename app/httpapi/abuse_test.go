@@ -307,3 +307,15 @@ func TestAskingWhetherAnEmailIsTakenSpendsTheBudget(t *testing.T) {
 	}
 	assert.Positive(t, answers[http.StatusTooManyRequests], "a loop of sign-ups with a taken email stops: %v", answers)
 }
+
+// ASVS 2.5.x (issue #30, low): an email change needs the current password
+// whatever the change looks like: a Unicode case fold ("ſ" folds to "s")
+// is another address as the store keys it, not the same one.
+func TestAnEmailThatOnlyFoldsToTheSameNeedsTheCurrentPassword(t *testing.T) {
+	srv, _ := newServerWith(t, false, httpapi.Options{BcryptCost: 4, TrustedProxies: loopback}, nil)
+	sam := register(t, srv.URL, "sam")
+	st, body := sam.do("PUT", "/api/user", `{"user":{"email":"ſam@example.com"}}`)
+	assert.Equal(t, http.StatusForbidden, st, "%v", body)
+	st, body = sam.do("PUT", "/api/user", `{"user":{"email":"SAM@example.com","bio":"same address, another case"}}`)
+	assert.Equal(t, http.StatusOK, st, "%v", body)
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,7 +29,9 @@ import (
 // An attempt is counted when it starts (in-flight attempts count), so a
 // burst of concurrent guesses gets exactly the limit checked and the rest
 // refused (ASVS 2.2.1). A success takes its own attempt back and clears
-// the pair's count. Past a limit the attempt is refused with 429 and
+// the pair's count; an attempt that checked nothing (the database did not
+// answer, the client went away) takes back its own counts and nothing
+// else. Past a limit the attempt is refused with 429 and
 // Retry-After before any check — the right password included on that pair.
 // Someone else's guesses from elsewhere do not lock the owner out: their
 // own address is a pair of its own, until the account-wide limit, which
@@ -50,6 +53,7 @@ type throttle struct {
 	checksPerAccount, checksClient int
 	window                         time.Duration
 	now                            func() time.Time
+	max                            int // entries kept at most (maxThrottleEntries)
 
 	mu      sync.Mutex
 	entries map[string]*failures
@@ -60,26 +64,53 @@ type failures struct {
 	n     int
 }
 
-// maxThrottleEntries bounds the memory counting can take; expired entries
-// are swept when it is reached.
+// maxThrottleEntries bounds the memory counting can take: keys are
+// digests (what a client sends — an 8 KiB email — is not what is kept),
+// and when it is reached expired entries are swept and then the oldest
+// windows go, a tenth at a time: a full table never refuses everyone.
 const maxThrottleEntries = 100_000
 
 func newThrottle(perPair, perClient, perAccount, checksPerAccount, checksPerClient int, window time.Duration) *throttle {
 	return &throttle{perPair: perPair, perClient: perClient, perAccount: perAccount,
 		checksPerAccount: checksPerAccount, checksClient: checksPerClient,
-		window: window, now: time.Now, entries: map[string]*failures{}}
+		window: window, now: time.Now, max: maxThrottleEntries, entries: map[string]*failures{}}
 }
 
-func accountKey(email string) string { return "account:" + strings.ToLower(strings.TrimSpace(email)) }
-func clientKey(addr string) string   { return "client:" + addr }
+func accountKey(email string) string { return digest("account", strings.ToLower(strings.TrimSpace(email))) }
+func clientKey(addr string) string   { return digest("client", addr) }
 func pairKey(email, addr string) string {
-	return "pair:" + addr + "\x00" + strings.ToLower(strings.TrimSpace(email))
+	return digest("pair", addr+"\x00"+strings.ToLower(strings.TrimSpace(email)))
 }
+
+// digest is a throttle key of a fixed size.
+func digest(kind, v string) string {
+	h := sha256.Sum256([]byte(v))
+	return kind + ":" + hex.EncodeToString(h[:16])
+}
+
+// outcome is what came of a counted attempt.
+type outcome int
+
+const (
+	// failed: a wrong password; everything stays counted.
+	failed outcome = iota
+	// passed: the right password; the failures are given back and the
+	// pair's count cleared, the budget of checks stays spent.
+	passed
+	// spent: a check ran (its time was spent) but it was no guess (a
+	// sign-up whose username, not email, was taken); the failures are given
+	// back, the pair's count and the budget stay.
+	spent
+	// void: no check ran (the database did not answer, the client went
+	// away): this attempt's counts are given back, and only them — a
+	// client that cancels its own requests resets nothing.
+	void
+)
 
 // attempt counts one password check of account from client, or refuses it:
 // wait > 0 is how long until it may be tried. When it is counted, done
 // must be called with the check's outcome.
-func (t *throttle) attempt(account, client string) (wait time.Duration, done func(ok bool)) {
+func (t *throttle) attempt(account, client string) (wait time.Duration, done func(outcome)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -94,33 +125,56 @@ func (t *throttle) attempt(account, client string) (wait time.Duration, done fun
 	if wait > 0 {
 		return wait, nil
 	}
-	if len(t.entries) >= maxThrottleEntries-len(keys) {
+	if len(t.entries) > t.max-len(keys) {
 		t.sweep(now)
+	}
+	if len(t.entries) > t.max-len(keys) {
+		t.evictOldest(len(t.entries) - t.max + len(keys) + t.max/10)
 	}
 	counted := make([]*failures, 0, len(keys))
 	for _, key := range keys {
 		f := t.entries[key]
 		if f == nil || now.Sub(f.since) >= t.window {
-			if len(t.entries) >= maxThrottleEntries {
-				// Full of live entries: refuse rather than stop counting.
-				return t.window, nil
-			}
 			f = &failures{since: now}
 			t.entries[key] = f
 		}
 		f.n++
 		counted = append(counted, f)
 	}
-	return 0, func(ok bool) {
-		if !ok {
-			return
-		}
+	return 0, func(o outcome) {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		for _, f := range counted[1:3] {
-			f.n = max(0, f.n-1) // a success is not a failure (but it spent its checks: counted[3:])
+		switch o {
+		case passed, spent:
+			for _, f := range counted[1:3] {
+				f.n = max(0, f.n-1) // not a failure (but it spent its checks: counted[3:])
+			}
+			if o == passed {
+				delete(t.entries, keys[0])
+			} else {
+				counted[0].n = max(0, counted[0].n-1)
+			}
+		case void:
+			for _, f := range counted {
+				f.n = max(0, f.n-1)
+			}
 		}
-		delete(t.entries, keys[0])
+	}
+}
+
+// evictOldest drops the n entries whose windows began first.
+func (t *throttle) evictOldest(n int) {
+	type aged struct {
+		key   string
+		since time.Time
+	}
+	all := make([]aged, 0, len(t.entries))
+	for k, f := range t.entries {
+		all = append(all, aged{k, f.since})
+	}
+	slices.SortFunc(all, func(a, b aged) int { return a.since.Compare(b.since) })
+	for _, e := range all[:min(n, len(all))] {
+		delete(t.entries, e.key)
 	}
 }
 

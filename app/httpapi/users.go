@@ -105,10 +105,10 @@ func (a *API) signUpSentAgain(r *http.Request, username, email, password string)
 	switch {
 	case conduit.CodeOf(err) == conduit.CodeNotFound:
 		checkPassword(dummyHash, password) // the same time as a check
-		done(true)                         // the username was taken, not the email: not a guess
+		done(spent)                        // the username was taken, not the email: not a guess
 		return nil, nil
 	case err != nil:
-		done(true)
+		done(void)
 		return nil, err
 	}
 	// One password check whatever the username (a check only when it is
@@ -118,10 +118,10 @@ func (a *API) signUpSentAgain(r *http.Request, username, email, password string)
 		hash = dummyHash
 	}
 	if checkPassword(hash, password) && u.Username == username {
-		done(true)
+		done(passed)
 		return u, nil
 	}
-	done(false)
+	done(failed)
 	a.signInFailed(r, "register", email)
 	return nil, nil
 }
@@ -149,13 +149,13 @@ func (a *API) login(w http.ResponseWriter, r *http.Request, _ *conduit.User) err
 	case conduit.CodeOf(err) == conduit.CodeNotFound:
 		checkPassword(dummyHash, req.User.Password)
 	case err != nil:
-		done(true) // not a guess: the database did not answer
+		done(void) // not a guess: the database did not answer (or the client went away)
 		return err
 	case checkPassword(u.PasswordHash, req.User.Password):
-		done(true)
+		done(passed)
 		return a.signedIn(w, r, http.StatusOK, u)
 	}
-	done(false)
+	done(failed)
 	a.signInFailed(r, "login", email)
 	return conduit.Errorf(conduit.CodeUnauthorized, "email or password is invalid")
 }
@@ -195,7 +195,11 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 		return a.userResponse(w, http.StatusPreconditionFailed, me, presented(r))
 	}
 	in, u := req.User, *me
-	if in.Password != nil || in.Email != nil && !strings.EqualFold(*in.Email, me.Email) {
+	// The email is "the same" only as the store keys it (lower-cased):
+	// strings.EqualFold also folds "ſ" to "s", so "ſam@x.com" would pass as
+	// sam@x.com's own and be stored as another address without the
+	// current password.
+	if in.Password != nil || in.Email != nil && strings.ToLower(*in.Email) != strings.ToLower(me.Email) {
 		if in.CurrentPassword == nil {
 			return conduit.Errorf(conduit.CodeForbidden, "currentPassword is required and must be right to change the password or the email")
 		}
@@ -208,7 +212,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 			return &throttledError{after: wait}
 		}
 		ok := checkPassword(me.PasswordHash, *in.CurrentPassword)
-		done(ok)
+		done(map[bool]outcome{true: passed, false: failed}[ok])
 		if !ok {
 			a.signInFailed(r, "update-user", me.Email)
 			return conduit.Errorf(conduit.CodeForbidden, "currentPassword is required and must be right to change the password or the email")

@@ -1,12 +1,8 @@
 package web
 
 import (
-	"bytes"
-	"context"
-	"crypto/tls"
 	"net"
 	"net/http"
-	"sync"
 )
 
 // RFC 9112 §6.1 and §6.3: a request with both Transfer-Encoding and
@@ -14,143 +10,49 @@ import (
 // HTTP/1.0 request with Transfer-Encoding at all; a server must treat
 // either as faulty framing and close the connection after answering. Go's
 // server lets Transfer-Encoding win and drops Content-Length before any
-// handler sees the request (and reads an HTTP/1.0 body by Content-Length
-// alone), so the raw header block is kept for the check: FramingGuard
-// wraps the listener (each connection records the last tapLimit bytes it
-// read, and where the last request it checked ended) and the handler
-// (refusing such a request with 400 and closing the connection). A
-// request pipelined in the same read as the one before it is found there
-// too. A request with Transfer-Encoding whose header block is not among
-// the recorded bytes (a block over tapLimit) is refused as well: it
-// cannot be shown unambiguous.
+// handler sees the request, so the two cannot be told apart here without
+// the raw header block — which an earlier check kept, and which a decoy
+// request line in an earlier body or a bare-LF header line could forge
+// (issue #30). FramingGuard refuses every HTTP/1.1 request that carries
+// Transfer-Encoding instead (Go refuses one with both by itself), and
+// ends every HTTP/1.0 connection with its first answer.
 
-// tapLimit bounds what a connection records: the requests the web tier
-// serves have header blocks well under it (MaxInspected is 8 KiB).
-const tapLimit = 16 << 10
-
-// tapConn records the last tapLimit bytes the server read from it.
-type tapConn struct {
-	net.Conn
-	mu       sync.Mutex
-	seen     []byte
-	base     int64 // the offset in the stream of seen[0]
-	consumed int64 // the offset where the last request found ended
-}
-
-func (c *tapConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		c.seen = append(c.seen, p[:n]...)
-		if drop := len(c.seen) - tapLimit; drop > 0 {
-			c.seen = append(c.seen[:0], c.seen[drop:]...)
-			c.base += int64(drop)
-		}
-		c.mu.Unlock()
-	}
-	return n, err
-}
-
-// headerBlock returns the raw header block of the request whose request
-// line is line: its first occurrence after the last request found, or nil.
-func (c *tapConn) headerBlock(line []byte) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	from := max(0, c.consumed-c.base)
-	if from > int64(len(c.seen)) {
-		return nil
-	}
-	i := bytes.Index(c.seen[from:], line)
-	if i < 0 {
-		return nil
-	}
-	block := c.seen[from+int64(i):]
-	end := bytes.Index(block, []byte("\r\n\r\n"))
-	if end < 0 {
-		return nil
-	}
-	out := bytes.Clone(block[:end])
-	// Keep only what follows (the body, a pipelined request): an idle
-	// connection holds no more than its last body's tail.
-	cut := from + int64(i) + int64(end) + 4
-	c.seen = append(c.seen[:0], c.seen[cut:]...)
-	c.base += cut
-	c.consumed = c.base
-	return out
-}
-
-type tapListener struct{ net.Listener }
-
-func (l tapListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &tapConn{Conn: c}, nil
-}
-
-type tapKey struct{}
-
-// FramingGuard arms srv and returns ln wrapped for it: requests carrying
-// both Transfer-Encoding and Content-Length get 400 and a closed
-// connection.
+// FramingGuard arms srv: HTTP/1.x requests carrying Transfer-Encoding get
+// 411 (HTTP/1.0: 400) and a closed connection. It returns ln as it is.
 func FramingGuard(srv *http.Server, ln net.Listener) net.Listener {
-	prev := srv.ConnContext
-	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		if prev != nil {
-			ctx = prev(ctx, c)
-		}
-		if tc, ok := c.(*tapConn); ok {
-			ctx = context.WithValue(ctx, tapKey{}, tc)
-		}
-		return ctx
-	}
 	next := srv.Handler
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Over TLS the server sees a tapConn, not the *tls.Conn it would
-		// read r.TLS from: say so here (the handshake is done by now).
-		if tc, ok := r.Context().Value(tapKey{}).(*tapConn); ok && r.TLS == nil {
-			if tlsConn, ok := tc.Conn.(*tls.Conn); ok {
-				cs := tlsConn.ConnectionState()
-				r.TLS = &cs
-			}
-		}
-		if msg := faultyFraming(r); msg != "" {
+		if st, msg := faultyFraming(r); st != 0 {
 			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusBadRequest, msg)
+			writeError(w, st, msg)
 			return
+		}
+		if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+			// Go reads an HTTP/1.0 body by Content-Length alone, whatever
+			// Transfer-Encoding says, and hides the header: what another
+			// hop read as chunks would be left in the stream. An HTTP/1.0
+			// connection ends with its answer, so nothing left is parsed.
+			w.Header().Set("Connection", "close")
 		}
 		next.ServeHTTP(w, r)
 	})
-	return tapListener{ln}
+	return ln
 }
 
-// faultyFraming says what is wrong with r's framing, or "".
-func faultyFraming(r *http.Request) string {
-	tc, ok := r.Context().Value(tapKey{}).(*tapConn)
-	if !ok || r.ProtoMajor != 1 {
-		return ""
+// faultyFraming says what is wrong with r's framing, or "". Any HTTP/1.x
+// request with Transfer-Encoding is refused (411 for HTTP/1.1, 400 for
+// 1.0): Go's server has already let Transfer-Encoding win over a
+// Content-Length, and telling a smuggled pair from a lone chunked body
+// needs the raw header block, which a decoy request line in an earlier
+// body or a bare-LF header line could forge (issue #30). No browser sends
+// a chunked request, nor does any client of this API: every body here
+// has a length.
+func faultyFraming(r *http.Request) (int, string) {
+	if r.ProtoMajor != 1 {
+		return 0, ""
 	}
-	line := []byte(r.Method + " " + r.RequestURI + " " + r.Proto + "\r\n")
-	block := tc.headerBlock(line)
-	if block == nil {
-		if len(r.TransferEncoding) > 0 {
-			return "a request with Transfer-Encoding must show its headers whole"
-		}
-		return ""
+	if len(r.TransferEncoding) == 0 {
+		return 0, ""
 	}
-	var te, cl bool
-	for _, h := range bytes.Split(block, []byte("\r\n"))[1:] {
-		name, _, _ := bytes.Cut(h, []byte(":"))
-		name = bytes.TrimSpace(name)
-		te = te || bytes.EqualFold(name, []byte("Transfer-Encoding"))
-		cl = cl || bytes.EqualFold(name, []byte("Content-Length"))
-	}
-	switch {
-	case te && cl:
-		return "a request may not carry both Transfer-Encoding and Content-Length"
-	case te && r.ProtoMinor == 0:
-		return "an HTTP/1.0 request may not carry Transfer-Encoding"
-	}
-	return ""
+	return http.StatusLengthRequired, "a request body must have a Content-Length (Transfer-Encoding is refused)"
 }
