@@ -76,8 +76,10 @@ func newThrottle(perPair, perClient, perAccount, checksPerAccount, checksPerClie
 		window: window, now: time.Now, max: maxThrottleEntries, entries: map[string]*failures{}}
 }
 
-func accountKey(email string) string { return digest("account", strings.ToLower(strings.TrimSpace(email))) }
-func clientKey(addr string) string   { return digest("client", addr) }
+func accountKey(email string) string {
+	return digest("account", strings.ToLower(strings.TrimSpace(email)))
+}
+func clientKey(addr string) string { return digest("client", addr) }
 func pairKey(email, addr string) string {
 	return digest("pair", addr+"\x00"+strings.ToLower(strings.TrimSpace(email)))
 }
