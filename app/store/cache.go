@@ -15,10 +15,13 @@ import (
 // instances need not know of each other's writes; the people who wrote
 // read the primary (see Options.ReadYourWrites), never this.
 //
-// It holds at most max keys, the least recently used going first (an
-// expired entry stays until then: it says the key was asked for before,
-// see fill), so a caller who asks for many distinct keys pushes out only
-// the oldest, never everyone's.
+// It holds at most max keys (and, bounded, maxBytes), in two segments (a
+// segmented LRU): a new key enters on probation; a key asked for again is
+// protected (at most protectedShare of the cache). The least recently used
+// key on probation goes first, so a burst of distinct keys — a client
+// asking for 2,000 random tags — churns probation only and never pushes
+// out the keys everyone asks for. An expired entry stays until it goes: it
+// says the key was asked for before (see fill).
 type ttlCache[V any] struct {
 	ttl      time.Duration
 	max      int
@@ -28,15 +31,20 @@ type ttlCache[V any] struct {
 	fills    chan struct{} // detached fills under way, shared by a store's caches (see fill)
 	mu       sync.Mutex
 	m        map[string]*list.Element // of *ttlEntry[V]
-	lru      *list.List               // most recently used first
+	lru      *list.List               // on probation, most recently used first
+	hot      *list.List               // protected, most recently used first
 	inflight map[string]*flight[V]
 }
+
+// protectedShare is the part of a cache's keys that may be protected.
+const protectedShare = 0.8
 
 type ttlEntry[V any] struct {
 	key   string
 	at    time.Time
 	v     V
 	bytes int
+	hot   bool // in the protected segment
 }
 
 // flight is one fill under way; its waiters share its result.
@@ -63,7 +71,7 @@ func newTTLCache[V any](ttl time.Duration, max int, fills chan struct{}) *ttlCac
 	if fills == nil {
 		fills = make(chan struct{}, maxDetachedFills)
 	}
-	return &ttlCache[V]{ttl: ttl, max: max, fills: fills, m: map[string]*list.Element{}, lru: list.New(),
+	return &ttlCache[V]{ttl: ttl, max: max, fills: fills, m: map[string]*list.Element{}, lru: list.New(), hot: list.New(),
 		inflight: map[string]*flight[V]{}}
 }
 
@@ -125,11 +133,12 @@ func (c *ttlCache[V]) fill(ctx context.Context, key string, load func(context.Co
 	}
 }
 
-// getLocked is key's value if it was read less than ttl ago.
+// getLocked is key's value if it was read less than ttl ago; a key found
+// again is protected.
 func (c *ttlCache[V]) getLocked(key string) (V, bool) {
 	if el, ok := c.m[key]; ok {
 		if e := el.Value.(*ttlEntry[V]); time.Since(e.at) < c.ttl {
-			c.lru.MoveToFront(el)
+			c.touchLocked(el)
 			return e.v, true
 		}
 	}
@@ -137,31 +146,63 @@ func (c *ttlCache[V]) getLocked(key string) (V, bool) {
 	return zero, false
 }
 
+// touchLocked moves el to the front of the protected segment, and the
+// protected segment's oldest back to probation when it is over its share.
+func (c *ttlCache[V]) touchLocked(el *list.Element) {
+	e := el.Value.(*ttlEntry[V])
+	if e.hot {
+		c.hot.MoveToFront(el)
+		return
+	}
+	c.lru.Remove(el)
+	e.hot = true
+	c.m[e.key] = c.hot.PushFront(e)
+	for c.hot.Len() > int(float64(c.max)*protectedShare) && c.hot.Len() > 1 {
+		back := c.hot.Back()
+		c.hot.Remove(back)
+		be := back.Value.(*ttlEntry[V])
+		be.hot = false
+		c.m[be.key] = c.lru.PushFront(be)
+	}
+}
+
 // putLocked keeps v as read at at (when its read started: a value is as old
-// as the query that read it), the least recently used key going when the
-// cache is full.
+// as the query that read it): a new key on probation, a known one where it
+// is; then the least recently used go, probation first, while the cache
+// is over its keys or its bytes.
 func (c *ttlCache[V]) putLocked(key string, at time.Time, v V) {
 	n := 0
 	if c.size != nil {
 		n = c.size(v)
 	}
 	if el, ok := c.m[key]; ok {
-		c.bytes -= el.Value.(*ttlEntry[V]).bytes
-		el.Value = &ttlEntry[V]{key: key, at: at, v: v, bytes: n}
-		c.bytes += n
-		c.lru.MoveToFront(el)
+		e := el.Value.(*ttlEntry[V])
+		c.bytes += n - e.bytes
+		e.at, e.v, e.bytes = at, v, n
+		if e.hot {
+			c.hot.MoveToFront(el)
+		} else {
+			c.lru.MoveToFront(el)
+		}
 	} else {
 		c.m[key] = c.lru.PushFront(&ttlEntry[V]{key: key, at: at, v: v, bytes: n})
 		c.bytes += n
 	}
-	for c.lru.Len() > 1 && (c.lru.Len() > c.max || c.maxBytes > 0 && c.bytes > c.maxBytes) {
-		last := c.lru.Back()
-		c.lru.Remove(last)
+	for c.len() > 1 && (c.len() > c.max || c.maxBytes > 0 && c.bytes > c.maxBytes) {
+		seg := c.lru
+		if seg.Len() == 0 {
+			seg = c.hot
+		}
+		last := seg.Back()
+		seg.Remove(last)
 		e := last.Value.(*ttlEntry[V])
 		delete(c.m, e.key)
 		c.bytes -= e.bytes
 	}
 }
+
+// len is how many keys c holds.
+func (c *ttlCache[V]) len() int { return c.lru.Len() + c.hot.Len() }
 
 // bounded gives c a budget of maxBytes, each value's bytes as size says.
 func (c *ttlCache[V]) bounded(maxBytes int, size func(V) int) *ttlCache[V] {

@@ -204,7 +204,7 @@ func TestCacheEvictsTheLeastRecentlyUsed(t *testing.T) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	assert.Equal(t, 3, c.lru.Len())
+	assert.Equal(t, 3, c.len())
 	assert.Len(t, c.m, 3)
 }
 
@@ -220,9 +220,35 @@ func TestCacheKeepsToItsByteBudget(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	assert.LessOrEqual(t, c.bytes, 10_000)
-	assert.Equal(t, 10, c.lru.Len(), "the newest ten")
+	assert.Equal(t, 10, c.len(), "the newest ten")
 	_, ok := c.m["49"]
 	assert.True(t, ok)
 	_, ok = c.m["39"]
 	assert.False(t, ok)
+}
+
+// A burst of distinct keys churns the probation segment only: the keys
+// asked for again (everyone's) stay cached (issue #30 item 3).
+func TestABurstOfDistinctKeysDoesNotPushOutWhatEveryoneAsksFor(t *testing.T) {
+	c := newTTLCache[int](time.Minute, 100, nil)
+	loads := map[string]int{}
+	get := func(k string) {
+		_, err := c.fill(context.Background(), k, func(context.Context) (int, error) { loads[k]++; return 0, nil })
+		require.NoError(t, err)
+	}
+	popular := []string{"home", "tags", "feed-of-many"}
+	for _, k := range popular {
+		get(k)
+		get(k) // asked for again: protected
+	}
+	for i := range 5000 { // 2,000 random tags, and more
+		get(fmt.Sprint("tag=", i))
+	}
+	for _, k := range popular {
+		get(k)
+		assert.Equal(t, 1, loads[k], "%s was read once and is still cached", k)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	assert.LessOrEqual(t, c.len(), 100)
 }
