@@ -31,6 +31,8 @@ type User struct {
 	// they wrote (the store records it ahead, so that a burst of writes
 	// costs one record).
 	FreshUntil time.Time
+	// CreatedAt is when the account was made (zero: before it was kept).
+	CreatedAt time.Time
 }
 
 // Session is one sign-in: its token carries ID. It ends when signed out,
@@ -72,6 +74,10 @@ type Article struct {
 	// versions were). An edit applies to the version it read, or not at
 	// all: the API's ETag.
 	Version int64
+	// AuthorSince is when its author's account was made (kept on the
+	// article: the tag ranking leaves out the articles of accounts younger
+	// than a day; zero: an established account).
+	AuthorSince time.Time
 }
 
 // Comment is a reply to an article.

@@ -163,7 +163,7 @@ func (a *API) createArticle(w http.ResponseWriter, r *http.Request, me *conduit.
 	}
 	now := time.Now().UTC()
 	art := &conduit.Article{Title: in.Title, Description: in.Description, Body: in.Body, TagList: tags,
-		AuthorID: me.ID, CreatedAt: now, UpdatedAt: now, Author: me.Profile()}
+		AuthorID: me.ID, AuthorSince: me.CreatedAt, CreatedAt: now, UpdatedAt: now, Author: me.Profile()}
 	err = withUniqueSlug(in.Title, func(slug string) error {
 		art.Slug = slug
 		return a.store.CreateArticle(r.Context(), art)

@@ -199,7 +199,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, me *conduit.Use
 	// strings.EqualFold also folds "ſ" to "s", so "ſam@x.com" would pass as
 	// sam@x.com's own and be stored as another address without the
 	// current password.
-	if in.Password != nil || in.Email != nil && strings.ToLower(*in.Email) != strings.ToLower(me.Email) {
+	if in.Password != nil || in.Email != nil && emailKey(*in.Email) != emailKey(me.Email) {
 		if in.CurrentPassword == nil {
 			return conduit.Errorf(conduit.CodeForbidden, "currentPassword is required and must be right to change the password or the email")
 		}
@@ -342,6 +342,10 @@ func (a *API) setFollow(w http.ResponseWriter, r *http.Request, me *conduit.User
 
 // takenIfConflict names what a unique-index conflict on a user means: the
 // store says which of the values the person chose is taken.
+// emailKey is an email as the store keys it (lower-cased, as
+// store.CreateUser stores it): two emails are one when their keys are.
+func emailKey(email string) string { return strings.ToLower(email) }
+
 func takenIfConflict(err error) error {
 	var e *conduit.Error
 	if errors.As(err, &e) && e.Code == conduit.CodeConflict && e.Message == "already exists" {

@@ -28,8 +28,9 @@ type articleDoc struct {
 	FavoritesCount int       `bson:"favoritesCount"`
 	FavVer         int64     `bson:"favVer"`
 	FavDirty       bool      `bson:"favDirty"`
-	FavSettle      time.Time `bson:"favSettle,omitempty"` // see markFavorites
-	Ver            int64     `bson:"ver,omitempty"`       // the author's edits: see UpdateArticle (absent: 0)
+	FavSettle      time.Time `bson:"favSettle,omitempty"`   // see markFavorites
+	AuthorSince    time.Time `bson:"authorSince,omitempty"` // the author's account's creation (see tagUses)
+	Ver            int64     `bson:"ver,omitempty"`         // the author's edits: see UpdateArticle (absent: 0)
 }
 
 func (d articleDoc) article() conduit.Article {
@@ -57,7 +58,7 @@ func (s *Store) CreateArticle(ctx context.Context, a *conduit.Article) error {
 		a.CreatedAt, a.UpdatedAt = k.First, k.First
 	}
 	d := articleDoc{ID: id, Slug: a.Slug, Title: a.Title, Description: a.Description, Body: a.Body,
-		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, Ver: 1}
+		TagList: a.TagList, AuthorID: a.AuthorID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, Ver: 1, AuthorSince: a.AuthorSince.UTC().Truncate(time.Millisecond)}
 	if d.TagList == nil {
 		d.TagList = []string{}
 	}

@@ -224,3 +224,28 @@ func TestAnAccountKeepsABoundedNumberOfSessions(t *testing.T) {
 	_, err := st.Session(ctx, "b")
 	assert.NoError(t, err, "another account's session is not counted")
 }
+
+// Accounts made in bulk cannot set everyone's tags: the ranking counts the
+// articles of accounts older than TagAccountAge, among the newest TagScan
+// (issue #30, low).
+func TestYoungAccountsDoNotSetTheTags(t *testing.T) {
+	ctx := context.Background()
+	st, _ := newLocal(t, Options{LagTolerance: -1})
+	require.NoError(t, st.Migrate(ctx))
+	now := time.Now().UTC()
+	post := func(name string, since time.Time, tag string) {
+		u := &conduit.User{Username: name, Email: name + "@example.com", PasswordHash: "x"}
+		require.NoError(t, st.CreateUser(ctx, u))
+		a := &conduit.Article{Slug: name + "-post", Title: "t", Description: "d", Body: "b", TagList: []string{tag},
+			AuthorID: u.ID, AuthorSince: since, CreatedAt: now, UpdatedAt: now}
+		require.NoError(t, st.CreateArticle(ctx, a))
+	}
+	post("established", now.Add(-48*time.Hour), "real")
+	post("before-it-was-kept", time.Time{}, "older")
+	for i := range 5 {
+		post(fmt.Sprintf("throwaway%d", i), now.Add(-time.Hour), "spam")
+	}
+	tags, err := st.Tags(ctx, nil)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"real", "older"}, tags, "five accounts of an hour set nothing")
+}

@@ -147,6 +147,16 @@ func (s *Store) recountFrom(ctx context.Context, aid string, cur favState) (int,
 // MaxTags is how many tags Tags returns: the most used.
 const MaxTags = 50
 
+// TagScan is how many of the newest articles Tags reads to find its
+// window (TagWindow of them by accounts older than TagAccountAge): a
+// bound on its work whatever young accounts post (past it, the window is
+// smaller, never theirs).
+const TagScan = 2 * TagWindow
+
+// TagAccountAge is how old an account must be for its articles to count
+// in the tag ranking.
+const TagAccountAge = 24 * time.Hour
+
 // TagWindow is how many of the newest articles the tag list is drawn
 // from. The list is what recent articles use, counted when it is read: it
 // costs no write (no counter per tag, none to keep right after a lost
@@ -212,17 +222,30 @@ const ownTags = 20
 // view), every tag with its users, most used first.
 func (s *Store) tagUses(ctx context.Context) ([]tagUse, error) {
 	docs, err := findAll[struct {
-		TagList  []string `bson:"tagList"`
-		AuthorID string   `bson:"authorId"`
+		TagList     []string  `bson:"tagList"`
+		AuthorID    string    `bson:"authorId"`
+		AuthorSince time.Time `bson:"authorSince"`
 	}](ctx, s, s.reader(false, "articles"), "articles.tags", bson.D{},
-		options.Find().SetSort(listSort).SetLimit(TagWindow).SetProjection(bson.D{{Key: "tagList", Value: 1}, {Key: "authorId", Value: 1}}))
+		options.Find().SetSort(listSort).SetLimit(TagScan).SetProjection(bson.D{{Key: "tagList", Value: 1}, {Key: "authorId", Value: 1}, {Key: "authorSince", Value: 1}}))
 	if err != nil {
 		return nil, err
 	}
+	// The newest TagWindow articles of accounts older than TagAccountAge:
+	// accounts made in bulk to set everyone's tags (20 an hour from one
+	// address) count only once they are a day old, and then as one
+	// person each.
+	young := time.Now().Add(-TagAccountAge)
+	window := 0
 	// A tag's use is how many people use it: one account's articles
 	// count once, however many it posts with however many tags.
 	users := map[string]map[string]bool{}
 	for _, d := range docs {
+		if d.AuthorSince.After(young) {
+			continue
+		}
+		if window++; window > TagWindow {
+			break
+		}
 		for _, t := range d.TagList {
 			if users[t] == nil {
 				users[t] = map[string]bool{}

@@ -31,7 +31,7 @@ type userDoc struct {
 }
 
 func (d userDoc) user() *conduit.User {
-	return &conduit.User{ID: d.ID, Username: d.Username, Email: d.Email, PasswordHash: d.PasswordHash, Bio: d.Bio, Image: d.Image,
+	return &conduit.User{ID: d.ID, Username: d.Username, Email: d.Email, PasswordHash: d.PasswordHash, Bio: d.Bio, Image: d.Image, CreatedAt: d.CreatedAt,
 		Cred: d.Cred, Version: d.Ver, LastWrite: d.LastWrite, FreshUntil: d.FreshUntil}
 }
 
