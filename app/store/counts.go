@@ -167,8 +167,9 @@ const TagWindow = 1000
 
 // tagUse is a tag and how many people use it.
 type tagUse struct {
-	Tag  string
-	Uses int
+	Tag   string
+	Uses  int
+	Young bool // used by accounts younger than TagAccountAge only
 }
 
 // Tags returns the tags the newest TagWindow articles use, used by the
@@ -202,7 +203,7 @@ func (s *Store) Tags(ctx context.Context, viewer *conduit.User) ([]string, error
 			for _, t := range d.TagList {
 				if !known[t] {
 					known[t] = true
-					uses = append(uses, tagUse{Tag: t, Uses: 1})
+					uses = append(uses, tagUse{Tag: t, Uses: 1, Young: true})
 				}
 			}
 		}
@@ -230,40 +231,54 @@ func (s *Store) tagUses(ctx context.Context) ([]tagUse, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The newest TagWindow articles of accounts older than TagAccountAge:
-	// accounts made in bulk to set everyone's tags (20 an hour from one
-	// address) count only once they are a day old, and then as one
-	// person each.
-	young := time.Now().Add(-TagAccountAge)
+	// The newest TagWindow articles (of TagScan read) rank tags by how many
+	// people use them; the tags that accounts younger than TagAccountAge
+	// use come after every tag an established account uses, ranked among
+	// themselves: accounts made in bulk (20 an hour from one address) can
+	// fill a new site's empty places, never push out its people's tags.
+	youngSince := time.Now().Add(-TagAccountAge)
 	window := 0
 	// A tag's use is how many people use it: one account's articles
 	// count once, however many it posts with however many tags.
 	users := map[string]map[string]bool{}
+	young := map[string]map[string]bool{}
 	for _, d := range docs {
-		if d.AuthorSince.After(young) {
-			continue
-		}
-		if window++; window > TagWindow {
+		by := users
+		if d.AuthorSince.After(youngSince) {
+			by = young
+		} else if window++; window > TagWindow {
 			break
 		}
 		for _, t := range d.TagList {
-			if users[t] == nil {
-				users[t] = map[string]bool{}
+			if by[t] == nil {
+				by[t] = map[string]bool{}
 			}
-			users[t][d.AuthorID] = true
+			by[t][d.AuthorID] = true
 		}
 	}
-	uses := make([]tagUse, 0, len(users))
+	uses := make([]tagUse, 0, len(users)+len(young))
 	for t, by := range users {
 		uses = append(uses, tagUse{Tag: t, Uses: len(by)})
+	}
+	for t, by := range young {
+		if users[t] == nil {
+			uses = append(uses, tagUse{Tag: t, Uses: len(by), Young: true})
+		}
 	}
 	sortUses(uses)
 	return uses, nil
 }
 
-// sortUses orders tags by their users, most first, then by name.
+// sortUses orders tags: established before young (see tagUses), then by
+// their users, most first, then by name.
 func sortUses(uses []tagUse) {
 	slices.SortFunc(uses, func(a, b tagUse) int {
+		if a.Young != b.Young {
+			if a.Young {
+				return 1
+			}
+			return -1
+		}
 		if a.Uses != b.Uses {
 			return b.Uses - a.Uses
 		}
