@@ -284,7 +284,7 @@ func TestRightPasswordsSpendTheBudgetToo(t *testing.T) {
 // up).
 func TestAskingWhetherAnEmailIsTakenSpendsTheBudget(t *testing.T) {
 	srv, _ := newServerWith(t, false, httpapi.Options{BcryptCost: 4, TrustedProxies: loopback,
-		PasswordChecksPerAccount: 5, PasswordChecksPerClient: 8}, nil)
+		PasswordChecksPerAccount: 5, PasswordChecksPerClient: 8, LoginFailuresPerAccount: 100, LoginFailuresPerClient: 100}, nil)
 	register(t, srv.URL, "anna")
 	jake := register(t, srv.URL, "jake")
 	prober := &client{t: t, base: srv.URL, token: jake.token, from: "203.0.113.9"}

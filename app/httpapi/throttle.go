@@ -39,9 +39,9 @@ import (
 // rule, staging/prod, bounds each address before that).
 //
 // Every check also has a cost, successful or not (issue #30): a budget of
-// checks per account (PasswordChecksPerAccount, 30 in the window) and per
-// client address (PasswordChecksPerClient, 300) counts successes too and
-// gives nothing back, so a loop of right passwords (sign-in, or an account
+// checks per account (PasswordChecksPerAccount, 30 in the window: its
+// successes) and per client address (PasswordChecksPerClient, 300: every
+// check) counts successes too and gives nothing back, so a loop of right passwords (sign-in, or an account
 // change alternating the password with the current one) spends bcrypt's
 // 50–80 ms a time only so often, and is 429 past it like a guess.
 //
@@ -66,8 +66,9 @@ type failures struct {
 
 // maxThrottleEntries bounds the memory counting can take: keys are
 // digests (what a client sends — an 8 KiB email — is not what is kept),
-// and when it is reached expired entries are swept and then the oldest
-// windows go, a tenth at a time: a full table never refuses everyone.
+// and when it is reached expired entries are swept and then the lowest
+// counts go, a tenth at a time: a full table never refuses everyone, and
+// a flood of new keys does not wipe a guesser's counts.
 const maxThrottleEntries = 100_000
 
 func newThrottle(perPair, perClient, perAccount, checksPerAccount, checksPerClient int, window time.Duration) *throttle {
@@ -147,6 +148,12 @@ func (t *throttle) attempt(account, client string) (wait time.Duration, done fun
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		switch o {
+		case failed:
+			// The account's budget counts its successes (and spent checks):
+			// its failures are bounded by the failure limits already, and
+			// counting others' wrong guesses in it would let six addresses
+			// lock the owner out.
+			counted[3].n = max(0, counted[3].n-1)
 		case passed, spent:
 			for _, f := range counted[1:3] {
 				f.n = max(0, f.n-1) // not a failure (but it spent its checks: counted[3:])
@@ -164,17 +171,25 @@ func (t *throttle) attempt(account, client string) (wait time.Duration, done fun
 	}
 }
 
-// evictOldest drops the n entries whose windows began first.
+// evictOldest drops n entries: the lowest counts first (a guesser's
+// counts, and the account-wide ones, are the highest: they stay), the
+// oldest windows among equal counts.
 func (t *throttle) evictOldest(n int) {
 	type aged struct {
 		key   string
+		n     int
 		since time.Time
 	}
 	all := make([]aged, 0, len(t.entries))
 	for k, f := range t.entries {
-		all = append(all, aged{k, f.since})
+		all = append(all, aged{k, f.n, f.since})
 	}
-	slices.SortFunc(all, func(a, b aged) int { return a.since.Compare(b.since) })
+	slices.SortFunc(all, func(a, b aged) int {
+		if a.n != b.n {
+			return a.n - b.n
+		}
+		return a.since.Compare(b.since)
+	})
 	for _, e := range all[:min(n, len(all))] {
 		delete(t.entries, e.key)
 	}

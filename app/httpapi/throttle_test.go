@@ -32,7 +32,8 @@ func TestACancelledAttemptDoesNotResetTheCount(t *testing.T) {
 }
 
 // A full table never refuses everyone: its keys are digests of a fixed
-// size, and past its size the oldest windows go first (issue #30, low).
+// size, and past its size the lowest counts go first, so a flood of new
+// keys does not wipe a guesser's counts (issue #30, low).
 func TestAFullThrottleTableEvictsTheOldestNotEveryone(t *testing.T) {
 	th := newThrottle(5, 50, 500, 30, 300, 15*time.Minute)
 	th.max = 1000
@@ -55,4 +56,40 @@ func TestAFullThrottleTableEvictsTheOldestNotEveryone(t *testing.T) {
 	assert.LessOrEqual(t, longest, 64, "keys are digests, not what the client sent")
 	wait, _ := th.attempt("a-new-person@example.com", "198.51.100.1")
 	assert.Zero(t, wait, "a new sign-in is never refused for a full table")
+}
+
+// A flood of new keys evicts the lowest counts: a guesser's pair count
+// stays, and so does the refusal it earned.
+func TestAFloodOfKeysDoesNotWipeAGuessersCounts(t *testing.T) {
+	th := newThrottle(5, 50, 500, 30, 300, 15*time.Minute)
+	th.max = 500
+	for range 5 {
+		_, done := th.attempt("victim@example.com", "203.0.113.9")
+		done(failed)
+	}
+	for i := range 3000 {
+		_, done := th.attempt(fmt.Sprintf("flood%d@example.com", i), fmt.Sprintf("198.51.%d.%d", i/250, i%250))
+		if done != nil {
+			done(void)
+		}
+	}
+	wait, _ := th.attempt("victim@example.com", "203.0.113.9")
+	assert.Positive(t, wait, "the guesser is still refused")
+}
+
+// Other people's wrong passwords do not spend the owner's budget of
+// checks (its successes): six addresses guessing cannot lock the owner
+// out (helper-10, F1).
+func TestOthersGuessesDoNotSpendTheOwnersBudget(t *testing.T) {
+	th := newThrottle(5, 50, 500, 30, 300, 15*time.Minute)
+	for a := range 10 {
+		for range 5 {
+			wait, done := th.attempt("owner@example.com", fmt.Sprintf("203.0.113.%d", a))
+			require.Zero(t, wait)
+			done(failed)
+		}
+	}
+	wait, done := th.attempt("owner@example.com", "198.51.100.7")
+	require.Zero(t, wait, "fifty wrong guesses from ten addresses: the owner still signs in")
+	done(passed)
 }

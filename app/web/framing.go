@@ -17,8 +17,10 @@ import (
 // Transfer-Encoding instead (Go refuses one with both by itself), and
 // ends every HTTP/1.0 connection with its first answer.
 
-// FramingGuard arms srv: HTTP/1.x requests carrying Transfer-Encoding get
-// 411 (HTTP/1.0: 400) and a closed connection. It returns ln as it is.
+// FramingGuard arms srv: HTTP/1.1 requests carrying Transfer-Encoding get
+// 411 and a closed connection (Go answers one with Content-Length too 400
+// by itself); an HTTP/1.0 connection ends with its first answer (Go hides
+// an HTTP/1.0 request's Transfer-Encoding). It returns ln as it is.
 func FramingGuard(srv *http.Server, ln net.Listener) net.Listener {
 	next := srv.Handler
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -39,9 +41,8 @@ func FramingGuard(srv *http.Server, ln net.Listener) net.Listener {
 	return ln
 }
 
-// faultyFraming says what is wrong with r's framing, or "". Any HTTP/1.x
-// request with Transfer-Encoding is refused (411 for HTTP/1.1, 400 for
-// 1.0): Go's server has already let Transfer-Encoding win over a
+// faultyFraming says what is wrong with r's framing, or "". Any HTTP/1.1
+// request with Transfer-Encoding is refused (411): Go's server has already let Transfer-Encoding win over a
 // Content-Length, and telling a smuggled pair from a lone chunked body
 // needs the raw header block, which a decoy request line in an earlier
 // body or a bare-LF header line could forge (issue #30). No browser sends
