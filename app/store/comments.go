@@ -119,19 +119,15 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 	// count is never too low: a lost reply sent again (the store's retry,
 	// or the request's copy) counts twice; deletions give nothing back.
 	var counted struct {
-		ID string `bson:"_id"`
+		N int `bson:"comments"`
 	}
-	err := s.wrap("count a comment", s.coll("articles").FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: a.ID},
-		{Key: "comments", Value: bson.D{{Key: "$not", Value: bson.D{{Key: "$gte", Value: conduit.MaxCommentsPerArticle}}}}}},
+	// By _id alone (an index lookup everywhere; the local engine's fast
+	// path too), the count after it answered: past the bound, this comment
+	// goes again (the count stays past it, which says "full" as well).
+	err := s.wrap("count a comment", s.coll("articles").FindOneAndUpdate(ctx, byID(a.ID),
 		bson.D{{Key: "$inc", Value: bson.D{{Key: "comments", Value: 1}}}}, &counted,
-		options.FindOneAndUpdate().SetProjection(bson.D{{Key: "_id", Value: 1}})))
-	full := false
-	if errNotFound(err) {
-		// Gone, or full: which one is read on the primary.
-		err = s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &a,
-			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
-		full = err == nil
-	}
+		options.FindOneAndUpdate().SetReturnDocument(options.After).SetProjection(bson.D{{Key: "comments", Value: 1}})))
+	full := err == nil && counted.N > conduit.MaxCommentsPerArticle
 	switch {
 	case full:
 		if _, err := s.coll("comments").DeleteOne(ctx, byID(doc.ID)); err != nil {
