@@ -254,3 +254,25 @@ func TestYoungAccountsDoNotSetTheTags(t *testing.T) {
 	assert.Equal(t, []string{"older", "real", "spam"}, tags,
 		"five accounts of an hour come after every established account's tag, however many they are")
 }
+
+// Two follows racing for the last place cannot both keep it (the count
+// comes after the follow; helper-8 L11).
+func TestTwoFollowsForTheLastPlaceDoNotBothKeepIt(t *testing.T) {
+	ctx := context.Background()
+	st, alice, _, _ := fixture(t, Options{LagTolerance: -1})
+	docs := make([]any, conduit.MaxFollowing-1)
+	for i := range docs {
+		id := fmt.Sprintf("someone%04d", i)
+		docs[i] = bson.D{{Key: "_id", Value: pair(alice.ID, id)}, {Key: "ver", Value: int64(1)}, {Key: "follower", Value: alice.ID}, {Key: "followee", Value: id}}
+	}
+	_, err := st.cur.Load().db.Collection("follows").InsertMany(ctx, docs)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for _, who := range []string{"x-one", "x-two"} {
+		wg.Go(func() { _ = st.Follow(ctx, alice.ID, who) })
+	}
+	wg.Wait()
+	n, err := st.cur.Load().db.Collection("follows").CountDocuments(ctx, bson.D{{Key: "follower", Value: alice.ID}})
+	require.NoError(t, err)
+	assert.LessOrEqual(t, n, int64(conduit.MaxFollowing), "never past the bound")
+}

@@ -295,26 +295,23 @@ func (s *Store) follow(ctx context.Context, follower, followee string, on bool) 
 	op := map[bool]string{true: "follow", false: "unfollow"}[on]
 	defer s.observe("follows."+op, time.Now())
 	fields := bson.D{{Key: "follower", Value: follower}, {Key: "followee", Value: followee}, {Key: "at", Value: time.Now().UTC()}}
-	if on {
-		// The feed reads every follow of its viewer: an account follows at
-		// most conduit.MaxFollowing people (counted on by_follower, an index
-		// walk of at most that many entries; two follows racing for the
-		// last place may both take it, and the feed still reads no more).
-		n, err := s.count(ctx, s.coll("follows"), "follows.count", bson.D{{Key: "follower", Value: follower}}, conduit.MaxFollowing)
-		if err != nil {
-			return err
-		}
-		if n >= conduit.MaxFollowing {
-			err := s.findOne(ctx, s.coll("follows"), "follows.find", bson.D{{Key: "_id", Value: pair(follower, followee)}, {Key: "follower", Value: follower}}, &relationDoc{})
-			if errNotFound(err) {
-				return conduit.Errorf(conduit.CodeConflict, "you follow %d people, the most one account may: unfollow someone first", conduit.MaxFollowing)
-			}
-			if err != nil {
-				return err
-			}
-		}
+	if err := s.toggle(ctx, "follows", op, pair(follower, followee), on, fields); err != nil || !on {
+		return err
 	}
-	return s.toggle(ctx, "follows", op, pair(follower, followee), on, fields)
+	// The feed reads every follow of its viewer: an account follows at
+	// most conduit.MaxFollowing people, counted after the follow (on
+	// by_follower, an index walk of at most one more than the bound), so
+	// that two follows racing for the last place cannot both keep it: one
+	// past the bound is turned off again and answered 409 (both, when they
+	// count at once: never more than the bound).
+	n, err := s.count(ctx, s.coll("follows"), "follows.count", bson.D{{Key: "follower", Value: follower}}, conduit.MaxFollowing+1)
+	if err != nil || n <= conduit.MaxFollowing {
+		return err
+	}
+	if err := s.toggle(ctx, "follows", "unfollow", pair(follower, followee), false, fields); err != nil {
+		return err
+	}
+	return conduit.Errorf(conduit.CodeConflict, "you follow %d people, the most one account may: unfollow someone first", conduit.MaxFollowing)
 }
 
 // pair is the _id of a relation of a to b.
