@@ -37,7 +37,7 @@ const (
 	// the web tier at once (a slow body, a slow reader, an api call), also
 	// behind the load balancer, where every connection is its: past it,
 	// 429.
-	MaxRequestsPerClient = 32
+	MaxRequestsPerClient = 64
 	// MaxConnsPerAddress bounds the connections one peer address holds
 	// (ConnsPerAddress).
 	MaxConnsPerAddress = 64
