@@ -276,3 +276,47 @@ func TestTwoFollowsForTheLastPlaceDoNotBothKeepIt(t *testing.T) {
 	require.NoError(t, err)
 	assert.LessOrEqual(t, n, int64(conduit.MaxFollowing), "never past the bound")
 }
+
+// At the bound, following someone followed already takes no new place: it
+// is answered as set, never turned off (helper-11: a repeat follow racing
+// a new one must not undo an acknowledged follow).
+func TestARepeatFollowAtTheBoundKeepsTheFollow(t *testing.T) {
+	ctx := context.Background()
+	st, alice, bob, _ := fixture(t, Options{LagTolerance: -1})
+	docs := make([]any, conduit.MaxFollowing)
+	for i := range docs {
+		id := fmt.Sprintf("someone%04d", i)
+		docs[i] = bson.D{{Key: "_id", Value: pair(alice.ID, id)}, {Key: "ver", Value: int64(1)}, {Key: "follower", Value: alice.ID}, {Key: "followee", Value: id}}
+	}
+	docs[0] = bson.D{{Key: "_id", Value: pair(alice.ID, bob.ID)}, {Key: "ver", Value: int64(1)}, {Key: "follower", Value: alice.ID}, {Key: "followee", Value: bob.ID}}
+	_, err := st.cur.Load().db.Collection("follows").InsertMany(ctx, docs)
+	require.NoError(t, err)
+	_, err = st.cur.Load().db.Collection("follows").InsertOne(ctx, bson.D{{Key: "_id", Value: pair(alice.ID, "over")}, {Key: "ver", Value: int64(1)},
+		{Key: "follower", Value: alice.ID}, {Key: "followee", Value: "over"}}) // one past it, as a race of the old code could leave
+	require.NoError(t, err)
+	require.NoError(t, st.Follow(ctx, alice.ID, bob.ID), "a repeat follow")
+	p, err := st.Profile(ctx, &conduit.User{ID: alice.ID, LastWrite: time.Now()}, bob)
+	require.NoError(t, err)
+	assert.True(t, p.Following, "still following")
+}
+
+// A keyed comment's copy that runs again at the bound finds the comment
+// the first copy made and counted, and answers as the first did: it does
+// not count it once more and take it back (helper-11).
+func TestAKeyedCommentsCopyAtTheBoundKeepsTheComment(t *testing.T) {
+	ctx := context.Background()
+	st, alice, _, art := fixture(t, Options{LagTolerance: -1})
+	_, err := st.coll("articles").UpdateOne(ctx, byID(art.ID), set(bson.E{Key: "comments", Value: conduit.MaxCommentsPerArticle - 1}))
+	require.NoError(t, err)
+	first := time.Now().UTC().Truncate(time.Millisecond)
+	k := conduit.RequestKey{ID: "key-at-the-bound", First: first}
+	c := &conduit.Comment{AuthorID: alice.ID, Body: "the last one", CreatedAt: first, UpdatedAt: first}
+	require.NoError(t, st.AddComment(conduit.WithRequestKey(ctx, k), art.ID, c))
+	k.Again = true
+	again := &conduit.Comment{AuthorID: alice.ID, Body: "the last one", CreatedAt: first, UpdatedAt: first}
+	require.NoError(t, st.AddComment(conduit.WithRequestKey(ctx, k), art.ID, again), "the copy is answered as the first")
+	assert.Equal(t, c.ID, again.ID)
+	list, _, err := st.Comments(ctx, nil, art.Slug, conduit.CommentPage{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, list, 1, "the comment stays")
+}

@@ -81,6 +81,7 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 	a := articleDoc{ID: articleID}
 	var id int64
 	var doc commentDoc
+	var found bool // the comment was there already
 	k, keyed := conduit.RequestKeyOf(ctx)
 	if keyed {
 		c.CreatedAt, c.UpdatedAt = k.First, k.First
@@ -91,20 +92,25 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 			id = keyedCommentID(k, attempt)
 		}
 		doc = commentDoc{ID: commentKey(id), AID: a.ID, AuthorID: c.AuthorID, Body: c.Body, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
-		err := s.insertNew(ctx, "comments", "insert comment", doc.ID, doc, sameDoc(doc))
+		var err error
+		found, err = s.insertOrFind(ctx, "comments", "insert comment", doc.ID, doc, sameDoc(doc))
 		if err == nil {
 			break
 		}
 		if keyed && attempt == 0 && errors.Is(err, errIDTaken) {
 			// A copy that runs again after its comment was made and then
 			// deleted: it is told so, and makes no other.
-			var found struct {
+			var gone struct {
 				Off       bool   `bson:"off"`
+				Refused   bool   `bson:"refused"`
 				WasAid    string `bson:"wasAid"`
 				WasAuthor string `bson:"wasAuthor"`
 			}
-			if ferr := s.findOne(ctx, s.coll("comments"), "comments.find", byID(doc.ID), &found); ferr == nil &&
-				found.Off && found.WasAid == a.ID && found.WasAuthor == c.AuthorID {
+			if ferr := s.findOne(ctx, s.coll("comments"), "comments.find", byID(doc.ID), &gone); ferr == nil &&
+				gone.Off && gone.WasAid == a.ID && gone.WasAuthor == c.AuthorID {
+				if gone.Refused {
+					return errArticleFull
+				}
 				return conduit.Errorf(conduit.CodeNotFound, "the comment this request made has been deleted since")
 			}
 		}
@@ -115,9 +121,22 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 	// The article counts its comments (a bound: conduit.MaxCommentsPerArticle)
 	// and, found on the primary, says it is still there. The count comes
 	// after the insert, so two comments racing for the last place cannot
-	// both keep it: the one whose count fails takes its comment back. The
-	// count is never too low: a lost reply sent again (the store's retry,
-	// or the request's copy) counts twice; deletions give nothing back.
+	// both keep it: the one whose count is past the bound takes its comment
+	// back. The count errs high — a lost reply sent again (the store's
+	// retry) counts twice; deletions give nothing back — and low only by a
+	// comment whose count itself failed (answered 503, the comment kept).
+	if found && keyed && k.Again {
+		// A copy that runs again finds the comment the first copy made,
+		// and counted: it is answered as the first was, without counting
+		// it once more (which, at the bound, would take it back).
+		err := s.findOne(ctx, s.coll("articles"), "articles.find", byID(a.ID), &articleDoc{},
+			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			return notFoundAs(err, "article not found")
+		}
+		c.ID, c.ArticleID = id, a.ID
+		return nil
+	}
 	var counted struct {
 		N int `bson:"comments"`
 	}
@@ -130,10 +149,13 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 	full := err == nil && counted.N > conduit.MaxCommentsPerArticle
 	switch {
 	case full:
-		if _, err := s.coll("comments").DeleteOne(ctx, byID(doc.ID)); err != nil {
+		// Taken back as a tombstone that says why (a late copy of the
+		// insert meets it and is refused; a keyed copy is told "full").
+		if _, err := s.coll("comments").ReplaceOne(ctx, byID(doc.ID), bson.D{{Key: "_id", Value: doc.ID}, {Key: "off", Value: true}, {Key: "refused", Value: true},
+			{Key: "at", Value: time.Now().UTC()}, {Key: "wasAid", Value: a.ID}, {Key: "wasAuthor", Value: c.AuthorID}}); err != nil {
 			return s.wrap("take back a comment past the article's bound", err)
 		}
-		return conduit.Errorf(conduit.CodeConflict, "this article has reached its limit of %d comments", conduit.MaxCommentsPerArticle)
+		return errArticleFull
 	case errNotFound(err):
 		if _, err := s.coll("comments").DeleteOne(ctx, byID(doc.ID)); err != nil {
 			// The article's deletion may have settled already: record one
@@ -154,6 +176,9 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 	c.ID, c.ArticleID = id, a.ID
 	return nil
 }
+
+// errArticleFull is a comment past its article's bound.
+var errArticleFull = conduit.Errorf(conduit.CodeConflict, "this article has reached its limit of %d comments", conduit.MaxCommentsPerArticle)
 
 // keyedCommentID is the comment id of the request with key k: the time of
 // its first claim and 12 bits of its key, so that a copy that runs again

@@ -38,33 +38,35 @@ type relationDoc struct {
 }
 
 // toggle sets the relation id of coll on (its document, fields, with the
-// _id and version added) or off (a tombstone), as described above.
-func (s *Store) toggle(ctx context.Context, coll, op, id string, on bool, fields bson.D) error {
+// _id and version added) or off (a tombstone), as described above, and
+// says whether it was on when this toggle wrote over it.
+func (s *Store) toggle(ctx context.Context, coll, op, id string, on bool, fields bson.D) (wasOn bool, err error) {
 	for range 4 {
 		var cur relationDoc
 		err := s.findOne(ctx, s.coll(coll), coll+".find", byID(id), &cur)
 		switch {
 		case errNotFound(err):
 			doc := relation(id, 1, on, fields)
-			err = s.insertNew(ctx, coll, op, id, doc, sameDoc(doc))
-			if err == nil || !isTaken(err) {
-				return err
+			// Found or inserted, it was absent before this request (found:
+			// our own copy, its reply lost).
+			if err := s.insertNew(ctx, coll, op, id, doc, sameDoc(doc)); err == nil || !isTaken(err) {
+				return false, err
 			}
 			continue // another toggle made it first: read it and go on from there
 		case err != nil:
-			return err
+			return false, err
 		}
 		res, err := s.coll(coll).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, atVersion(cur.Ver)}, relation(id, cur.Ver+1, on, fields))
 		if err != nil {
-			return s.wrap(op, err)
+			return false, s.wrap(op, err)
 		}
 		if res.MatchedCount == 1 {
-			return nil
+			return !cur.Off, nil
 		}
 		// Another toggle (or our own copy, its reply lost) moved it on:
 		// read it again and write over the version it has now.
 	}
-	return conduit.Unavailable(errors.New(op + ": the relation kept changing: try again"))
+	return false, conduit.Unavailable(errors.New(op + ": the relation kept changing: try again"))
 }
 
 // relation is the document of a relation: fields when on, a tombstone

@@ -72,20 +72,27 @@ func (s *Store) CreateUser(ctx context.Context, u *conduit.User) error {
 // document (errIDTaken). A duplicate key on another unique index is
 // CodeConflict.
 func (s *Store) insertNew(ctx context.Context, coll, op string, id string, doc any, same func(found bson.Raw) bool) error {
-	_, err := s.coll(coll).InsertOne(ctx, doc)
+	_, err := s.insertOrFind(ctx, coll, op, id, doc, same)
+	return err
+}
+
+// insertOrFind is insertNew, saying whether it found the document there
+// (its own copy, or the first's) rather than inserting it.
+func (s *Store) insertOrFind(ctx context.Context, coll, op string, id string, doc any, same func(found bson.Raw) bool) (found bool, err error) {
+	_, err = s.coll(coll).InsertOne(ctx, doc)
 	if err == nil || !isDuplicate(err) {
-		return s.wrap(op, err)
+		return false, s.wrap(op, err)
 	}
-	var found bson.Raw
-	switch ferr := s.coll(coll).FindOne(ctx, byID(id), &found); {
-	case ferr == nil && (same == nil || same(found)):
-		return nil
+	var raw bson.Raw
+	switch ferr := s.coll(coll).FindOne(ctx, byID(id), &raw); {
+	case ferr == nil && (same == nil || same(raw)):
+		return true, nil
 	case ferr == nil:
-		return errIDTaken
+		return false, errIDTaken
 	case errors.Is(ferr, mongo.ErrNoDocuments):
-		return &conduit.Error{Code: conduit.CodeConflict, Message: "already exists", Err: err}
+		return false, &conduit.Error{Code: conduit.CodeConflict, Message: "already exists", Err: err}
 	default:
-		return s.wrap(op, ferr)
+		return false, s.wrap(op, ferr)
 	}
 }
 
@@ -295,8 +302,9 @@ func (s *Store) follow(ctx context.Context, follower, followee string, on bool) 
 	op := map[bool]string{true: "follow", false: "unfollow"}[on]
 	defer s.observe("follows."+op, time.Now())
 	fields := bson.D{{Key: "follower", Value: follower}, {Key: "followee", Value: followee}, {Key: "at", Value: time.Now().UTC()}}
-	if err := s.toggle(ctx, "follows", op, pair(follower, followee), on, fields); err != nil || !on {
-		return err
+	wasOn, err := s.toggle(ctx, "follows", op, pair(follower, followee), on, fields)
+	if err != nil || !on || wasOn {
+		return err // (a follow of someone followed already takes no new place)
 	}
 	// The feed reads every follow of its viewer: an account follows at
 	// most conduit.MaxFollowing people, counted after the follow (on
@@ -308,7 +316,11 @@ func (s *Store) follow(ctx context.Context, follower, followee string, on bool) 
 	if err != nil || n <= conduit.MaxFollowing {
 		return err
 	}
-	if err := s.toggle(ctx, "follows", "unfollow", pair(follower, followee), false, fields); err != nil {
+	// Turned off again, even if the request has gone (a follow past the
+	// bound must not stay for want of a reply).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if _, err := s.toggle(rctx, "follows", "unfollow", pair(follower, followee), false, fields); err != nil {
 		return err
 	}
 	return conduit.Errorf(conduit.CodeConflict, "you follow %d people, the most one account may: unfollow someone first", conduit.MaxFollowing)
