@@ -405,6 +405,25 @@ func TestStackOutputs(t *testing.T) {
 	}
 }
 
+// The url output says the scheme the site is served with: a hostname with
+// a certificate is https, one with allowHttp and no certificate is http
+// (issue #31, hygiene).
+func TestTheURLSaysTheSchemeTheSiteServes(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		overrides []string
+		want      string
+	}{
+		{"certificate", []string{"hostname=conduit.example.com"}, "https://conduit.example.com"},
+		{"allowHttp, no certificate", []string{"hostname=conduit.example.com", "allowHttp=true"}, "http://conduit.example.com"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := planOf(t, "staging", tt.overrides...)
+			assert.Equal(t, tt.want, str(g.Outputs["url"]))
+		})
+	}
+}
+
 func TestInvalidConfigFailsBeforeAnyResource(t *testing.T) {
 	tests := []struct {
 		name string

@@ -288,7 +288,11 @@ func stackOutputs(cfg *config.Config, net *network.VPC, db *database.Cluster, ap
 	app *compute.App, edge *security.Edge, monitoring *ops.Monitoring) pulumi.Map {
 	url := app.URL
 	if cfg.Edge.Hostname != "" {
-		url = pulumi.Sprintf("https://%s", cfg.Edge.Hostname).ToStringOutput()
+		scheme := "https"
+		if !cfg.HTTPS() { // allowHttp without a certificate: the site is plain HTTP
+			scheme = "http"
+		}
+		url = pulumi.Sprintf("%s://%s", scheme, cfg.Edge.Hostname).ToStringOutput()
 	}
 	outputs := pulumi.Map{
 		"url":               url,
