@@ -132,7 +132,7 @@ func (t *throttle) attempt(account, client string) (wait time.Duration, done fun
 		t.sweep(now)
 	}
 	if len(t.entries) > t.max-len(keys) {
-		t.evictOldest(len(t.entries) - t.max + len(keys) + t.max/10)
+		t.evictLowest(len(t.entries) - t.max + len(keys) + t.max/10)
 	}
 	counted := make([]*failures, 0, len(keys))
 	for _, key := range keys {
@@ -171,10 +171,10 @@ func (t *throttle) attempt(account, client string) (wait time.Duration, done fun
 	}
 }
 
-// evictOldest drops n entries: the lowest counts first (a guesser's
+// evictLowest drops n entries: the lowest counts first (a guesser's
 // counts, and the account-wide ones, are the highest: they stay), the
 // oldest windows among equal counts.
-func (t *throttle) evictOldest(n int) {
+func (t *throttle) evictLowest(n int) {
 	type aged struct {
 		key   string
 		n     int

@@ -166,16 +166,10 @@ func TestDeletingALargeArticleGoesInBoundedSteps(t *testing.T) {
 func TestFollowingIsBounded(t *testing.T) {
 	ctx := context.Background()
 	st, alice, bob, _ := fixture(t, Options{LagTolerance: -1})
-	docs := make([]any, conduit.MaxFollowing-1)
-	for i := range docs {
-		id := fmt.Sprintf("someone%04d", i)
-		docs[i] = bson.D{{Key: "_id", Value: pair(alice.ID, id)}, {Key: "ver", Value: int64(1)}, {Key: "follower", Value: alice.ID}, {Key: "followee", Value: id}}
-	}
-	_, err := st.cur.Load().db.Collection("follows").InsertMany(ctx, docs)
-	require.NoError(t, err)
+	seedFollows(t, st, alice.ID, conduit.MaxFollowing-1)
 	require.NoError(t, st.Follow(ctx, alice.ID, bob.ID), "the last place")
 	require.NoError(t, st.Follow(ctx, alice.ID, bob.ID), "following again is no new place")
-	err = st.Follow(ctx, alice.ID, "one-too-many")
+	err := st.Follow(ctx, alice.ID, "one-too-many")
 	assert.Equal(t, conduit.CodeConflict, conduit.CodeOf(err), "%v", err)
 	require.NoError(t, st.Unfollow(ctx, alice.ID, bob.ID))
 	require.NoError(t, st.Follow(ctx, alice.ID, "one-too-many"), "an unfollow frees a place")
@@ -260,13 +254,7 @@ func TestYoungAccountsDoNotSetTheTags(t *testing.T) {
 func TestTwoFollowsForTheLastPlaceDoNotBothKeepIt(t *testing.T) {
 	ctx := context.Background()
 	st, alice, _, _ := fixture(t, Options{LagTolerance: -1})
-	docs := make([]any, conduit.MaxFollowing-1)
-	for i := range docs {
-		id := fmt.Sprintf("someone%04d", i)
-		docs[i] = bson.D{{Key: "_id", Value: pair(alice.ID, id)}, {Key: "ver", Value: int64(1)}, {Key: "follower", Value: alice.ID}, {Key: "followee", Value: id}}
-	}
-	_, err := st.cur.Load().db.Collection("follows").InsertMany(ctx, docs)
-	require.NoError(t, err)
+	seedFollows(t, st, alice.ID, conduit.MaxFollowing-1)
 	var wg sync.WaitGroup
 	for _, who := range []string{"x-one", "x-two"} {
 		wg.Go(func() { _ = st.Follow(ctx, alice.ID, who) })
@@ -283,17 +271,9 @@ func TestTwoFollowsForTheLastPlaceDoNotBothKeepIt(t *testing.T) {
 func TestARepeatFollowAtTheBoundKeepsTheFollow(t *testing.T) {
 	ctx := context.Background()
 	st, alice, bob, _ := fixture(t, Options{LagTolerance: -1})
-	docs := make([]any, conduit.MaxFollowing)
-	for i := range docs {
-		id := fmt.Sprintf("someone%04d", i)
-		docs[i] = bson.D{{Key: "_id", Value: pair(alice.ID, id)}, {Key: "ver", Value: int64(1)}, {Key: "follower", Value: alice.ID}, {Key: "followee", Value: id}}
-	}
-	docs[0] = bson.D{{Key: "_id", Value: pair(alice.ID, bob.ID)}, {Key: "ver", Value: int64(1)}, {Key: "follower", Value: alice.ID}, {Key: "followee", Value: bob.ID}}
-	_, err := st.cur.Load().db.Collection("follows").InsertMany(ctx, docs)
-	require.NoError(t, err)
-	_, err = st.cur.Load().db.Collection("follows").InsertOne(ctx, bson.D{{Key: "_id", Value: pair(alice.ID, "over")}, {Key: "ver", Value: int64(1)},
-		{Key: "follower", Value: alice.ID}, {Key: "followee", Value: "over"}}) // one past it, as a race of the old code could leave
-	require.NoError(t, err)
+	// The bound, bob among them, and one past it (as a race of the old
+	// code could leave).
+	seedFollows(t, st, alice.ID, conduit.MaxFollowing-1, bob.ID, "over")
 	require.NoError(t, st.Follow(ctx, alice.ID, bob.ID), "a repeat follow")
 	p, err := st.Profile(ctx, &conduit.User{ID: alice.ID, LastWrite: time.Now()}, bob)
 	require.NoError(t, err)
@@ -319,4 +299,19 @@ func TestAKeyedCommentsCopyAtTheBoundKeepsTheComment(t *testing.T) {
 	list, _, err := st.Comments(ctx, nil, art.Slug, conduit.CommentPage{Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, list, 1, "the comment stays")
+}
+
+// seedFollows makes follower follow n made-up people directly (many at a
+// time), and the extra followees named.
+func seedFollows(t *testing.T, st *Store, follower string, n int, extra ...string) {
+	t.Helper()
+	docs := make([]any, 0, n+len(extra))
+	for i := range n {
+		extra = append(extra, fmt.Sprintf("someone%04d", i))
+	}
+	for _, id := range extra {
+		docs = append(docs, bson.D{{Key: "_id", Value: pair(follower, id)}, {Key: "ver", Value: int64(1)}, {Key: "follower", Value: follower}, {Key: "followee", Value: id}})
+	}
+	_, err := st.cur.Load().db.Collection("follows").InsertMany(context.Background(), docs)
+	require.NoError(t, err)
 }

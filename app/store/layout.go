@@ -325,10 +325,3 @@ func (s *Store) contractSteps(ctx context.Context) error {
 		}
 	}
 }
-
-// layoutOf reads the layout record (tests, and operators' checks).
-func (s *Store) layoutOf(ctx context.Context) (layoutDoc, error) {
-	var rec layoutDoc
-	err := s.findOne(ctx, s.coll("meta"), "meta.find", byID("layout"), &rec)
-	return rec, err
-}

@@ -29,8 +29,8 @@ func release(t *testing.T, uri string, l int) *Store {
 
 func layoutRecord(t *testing.T, st *Store) layoutDoc {
 	t.Helper()
-	rec, err := st.layoutOf(context.Background())
-	require.NoError(t, err)
+	var rec layoutDoc
+	require.NoError(t, st.findOne(context.Background(), st.coll("meta"), "meta.find", byID("layout"), &rec))
 	return rec
 }
 

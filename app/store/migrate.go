@@ -227,13 +227,7 @@ func (s *Store) takeLayout(ctx context.Context, have []string) (fresh bool, err 
 		err := meta.FindOne(ctx, byID("layout")).Decode(&rec)
 		switch {
 		case errors.Is(err, mongo.ErrNoDocuments):
-			for _, c := range earlierCollections {
-				if slices.Contains(have, c) {
-					return false, fmt.Errorf("%w: it has the collection %q of layout 1, and this conduit reads layout %d only. "+
-						"The project is pre-release and converts nothing: start on an empty database "+
-						"(conduit local: another --data-dir, or remove this one)", ErrLayout, c, s.layout)
-				}
-			}
+			// (A layout-1 database was refused before meta was made.)
 			_, err = meta.InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: s.layout}, {Key: "newest", Value: s.layout}})
 			if isDuplicate(err) {
 				continue // another instance recorded it first: read it

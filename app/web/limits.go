@@ -115,7 +115,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (done func(),
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Now().Add(bodyDeadline(size)))
 		var err error
-		body, err = readAllBy(w, r.Body, limit)
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, limit)) // the deadline above ends a slow one
 		if err != nil {
 			// What is left of the body is not read: the server's drain of it
 			// (up to 256 KiB, before it closes the connection) fails at once

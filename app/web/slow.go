@@ -2,9 +2,7 @@ package web
 
 import (
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"sync"
@@ -82,13 +80,6 @@ func (b *bodyBudget) reserve(client string, n, limit int64) (release func(), ok 
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
-
-// readAllBy reads body until EOF, max bytes at most (MaxBytesReader's
-// error past it); the connection's read deadline (set by the caller)
-// ends a slow one.
-func readAllBy(w http.ResponseWriter, body io.ReadCloser, max int64) ([]byte, error) {
-	return io.ReadAll(http.MaxBytesReader(w, body, max))
 }
 
 // ConnsPerAddress bounds the connections one peer address holds at once

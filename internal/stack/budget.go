@@ -54,11 +54,6 @@ const (
 // instance: every client of every api instance at its pool's size.
 func (b ConnectionBudget) Peak() int { return b.APIPeak * b.Clients * (b.Pool + b.Monitor) }
 
-// PeakActive is the most operations the api may run on one instance at
-// once: every api instance's pool busy (a rotation's old client only
-// finishes what it started).
-func (b ConnectionBudget) PeakActive() int { return b.APIPeak * b.Pool }
-
 // Budget works out the stack's connection budget, or says which setting
 // to change when the database class cannot serve the api's group.
 func Budget(cfg *config.Config) (ConnectionBudget, error) {
