@@ -257,7 +257,7 @@ func (s *Store) favorite(ctx context.Context, user string, a *conduit.Article, o
 	}
 	fields := bson.D{{Key: "uid", Value: user}, {Key: "aid", Value: a.ID},
 		{Key: "articleCreatedAt", Value: a.CreatedAt}, {Key: "at", Value: time.Now().UTC()}}
-	if _, err := s.toggle(ctx, "favorites", op, pair(user, a.ID), on, fields); err != nil {
+	if _, _, err := s.toggle(ctx, "favorites", op, pair(user, a.ID), on, fields); err != nil {
 		return err // the intent stays: Repair recounts (nothing changed, or the toggle did)
 	}
 	n, err := s.markAndRecount(ctx, a.ID)

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"webstack/app/conduit"
+	"webstack/app/store/storetest"
 )
 
 // seedComments inserts n comments on art directly (many at a time), the
@@ -314,4 +315,23 @@ func seedFollows(t *testing.T, st *Store, follower string, n int, extra ...strin
 	}
 	_, err := st.cur.Load().db.Collection("follows").InsertMany(context.Background(), docs)
 	require.NoError(t, err)
+}
+
+// A follow whose write's reply is lost (sent again, it meets its own
+// write) is still counted against the bound: what the follow found is its
+// first read, not the re-read of its own write (helper-13).
+func TestAFollowWhoseReplyIsLostIsStillBounded(t *testing.T) {
+	ctx := context.Background()
+	st, proxy, alice, bob, _ := proxiedFixture(t, Options{LagTolerance: -1})
+	seedFollows(t, st, alice.ID, conduit.MaxFollowing)
+	err := st.Follow(ctx, alice.ID, bob.ID)
+	require.Equal(t, conduit.CodeConflict, conduit.CodeOf(err), "at the bound: one too many, turned off again (%v)", err)
+	// (The first follow above was refused; a follow of a pair turned off is
+	// a replace of its tombstone: its reply is lost next.)
+	proxy.InjectNext([]storetest.Fault{storetest.LoseReply}, "update")
+	err = st.Follow(ctx, alice.ID, bob.ID)
+	assert.Equal(t, conduit.CodeConflict, conduit.CodeOf(err), "%v", err)
+	p, err := st.Profile(ctx, &conduit.User{ID: alice.ID, LastWrite: time.Now()}, bob)
+	require.NoError(t, err)
+	assert.False(t, p.Following, "not kept past the bound")
 }

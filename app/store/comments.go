@@ -97,9 +97,10 @@ func (s *Store) AddComment(ctx context.Context, articleID string, c *conduit.Com
 		if err == nil {
 			break
 		}
-		if keyed && attempt == 0 && errors.Is(err, errIDTaken) {
-			// A copy that runs again after its comment was made and then
-			// deleted: it is told so, and makes no other.
+		if keyed && errors.Is(err, errIDTaken) {
+			// A copy that runs again after its comment (made at this
+			// attempt's id) was deleted or refused: it is told so, and makes
+			// no other.
 			var gone struct {
 				Off       bool   `bson:"off"`
 				Refused   bool   `bson:"refused"`

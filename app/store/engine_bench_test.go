@@ -76,7 +76,7 @@ func BenchmarkBrowsingTheLocalEngine(b *testing.B) {
 	}
 	reader := users[0]
 	for i := range 200 { // the reader's favorites and follows
-		if _, err := seed.toggle(ctx, "favorites", "favorite", pair(reader.ID, ids[i*5]), true, bson.D{{Key: "uid", Value: reader.ID},
+		if _, _, err := seed.toggle(ctx, "favorites", "favorite", pair(reader.ID, ids[i*5]), true, bson.D{{Key: "uid", Value: reader.ID},
 			{Key: "aid", Value: ids[i*5]}, {Key: "articleCreatedAt", Value: start.Add(time.Duration(i*5) * time.Minute)}, {Key: "at", Value: time.Now().UTC()}}); err != nil {
 			b.Fatal(err)
 		}

@@ -152,12 +152,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("list collections: %w", classify(err))
 	}
 	if !slices.Contains(have, "meta") {
-		for _, c := range earlierCollections {
-			if slices.Contains(have, c) {
-				return fmt.Errorf("%w: it has the collection %q of layout 1, and this conduit reads layout %d only. "+
-					"The project is pre-release and converts nothing: start on an empty database "+
-					"(conduit local: another --data-dir, or remove this one)", ErrLayout, c, s.layout)
-			}
+		if err := s.notLayout1(have); err != nil {
+			return err
 		}
 		if err := db.CreateCollection(ctx, "meta"); err != nil && !isNamespaceExists(err) {
 			return fmt.Errorf("create collection meta: %w", classify(err))
@@ -227,7 +223,11 @@ func (s *Store) takeLayout(ctx context.Context, have []string) (fresh bool, err 
 		err := meta.FindOne(ctx, byID("layout")).Decode(&rec)
 		switch {
 		case errors.Is(err, mongo.ErrNoDocuments):
-			// (A layout-1 database was refused before meta was made.)
+			// Layout 1 had a meta collection too (its gens, its comment
+			// sequence), without this record.
+			if err := s.notLayout1(have); err != nil {
+				return false, err
+			}
 			_, err = meta.InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: s.layout}, {Key: "newest", Value: s.layout}})
 			if isDuplicate(err) {
 				continue // another instance recorded it first: read it
@@ -267,6 +267,18 @@ func (s *Store) takeLayout(ctx context.Context, have []string) (fresh bool, err 
 		// Another instance changed it meanwhile: read it again.
 	}
 	return false, fmt.Errorf("record the data layout: it kept changing: %w", conduit.Unavailable(errors.New("try again")))
+}
+
+// notLayout1 refuses a database that holds a collection only layout 1 had.
+func (s *Store) notLayout1(have []string) error {
+	for _, c := range earlierCollections {
+		if slices.Contains(have, c) {
+			return fmt.Errorf("%w: it has the collection %q of layout 1, and this conduit reads layout %d only. "+
+				"The project is pre-release and converts nothing: start on an empty database "+
+				"(conduit local: another --data-dir, or remove this one)", ErrLayout, c, s.layout)
+		}
+	}
+	return nil
 }
 
 // isNamespaceExists reports a collection another instance created first.

@@ -92,6 +92,11 @@ func TestMigrateRefusesAnotherLayout(t *testing.T) {
 		"layout 1 (key collections, thread shards)": {func(st *Store) {
 			require.NoError(t, st.cur.Load().db.CreateCollection(ctx, "usernames"))
 		}, "empty database"},
+		"layout 1 with its meta (gens, comment sequence)": {func(st *Store) {
+			require.NoError(t, st.cur.Load().db.CreateCollection(ctx, "usernames"))
+			_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "gens"}})
+			require.NoError(t, err)
+		}, "empty database"},
 		"a later layout, contracted": {func(st *Store) {
 			_, err := st.cur.Load().db.Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "layout"}, {Key: "version", Value: Layout + 1}})
 			require.NoError(t, err)

@@ -38,35 +38,42 @@ type relationDoc struct {
 }
 
 // toggle sets the relation id of coll on (its document, fields, with the
-// _id and version added) or off (a tombstone), as described above, and
-// says whether it was on when this toggle wrote over it.
-func (s *Store) toggle(ctx context.Context, coll, op, id string, on bool, fields bson.D) (wasOn bool, err error) {
+// _id and version added) or off (a tombstone), as described above. It
+// says what this request found (wasOn: the relation was on at its first
+// read — a later read may meet its own write, its reply lost, or another
+// toggle's) and the version it wrote (ver), which a caller that takes the
+// toggle back names in its compare-and-set.
+func (s *Store) toggle(ctx context.Context, coll, op, id string, on bool, fields bson.D) (wasOn bool, ver int64, err error) {
+	first := true
 	for range 4 {
 		var cur relationDoc
 		err := s.findOne(ctx, s.coll(coll), coll+".find", byID(id), &cur)
 		switch {
 		case errNotFound(err):
+			first = false // absent at the first read: wasOn stays false
 			doc := relation(id, 1, on, fields)
-			// Found or inserted, it was absent before this request (found:
-			// our own copy, its reply lost).
+			// Inserted, or found as it is (our own copy, its reply lost).
 			if err := s.insertNew(ctx, coll, op, id, doc, sameDoc(doc)); err == nil || !isTaken(err) {
-				return false, err
+				return wasOn, 1, err
 			}
 			continue // another toggle made it first: read it and go on from there
 		case err != nil:
-			return false, err
+			return false, 0, err
+		}
+		if first {
+			wasOn, first = !cur.Off, false
 		}
 		res, err := s.coll(coll).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, atVersion(cur.Ver)}, relation(id, cur.Ver+1, on, fields))
 		if err != nil {
-			return false, s.wrap(op, err)
+			return false, 0, s.wrap(op, err)
 		}
 		if res.MatchedCount == 1 {
-			return !cur.Off, nil
+			return wasOn, cur.Ver + 1, nil
 		}
 		// Another toggle (or our own copy, its reply lost) moved it on:
 		// read it again and write over the version it has now.
 	}
-	return false, conduit.Unavailable(errors.New(op + ": the relation kept changing: try again"))
+	return false, 0, conduit.Unavailable(errors.New(op + ": the relation kept changing: try again"))
 }
 
 // relation is the document of a relation: fields when on, a tombstone

@@ -302,7 +302,7 @@ func (s *Store) follow(ctx context.Context, follower, followee string, on bool) 
 	op := map[bool]string{true: "follow", false: "unfollow"}[on]
 	defer s.observe("follows."+op, time.Now())
 	fields := bson.D{{Key: "follower", Value: follower}, {Key: "followee", Value: followee}, {Key: "at", Value: time.Now().UTC()}}
-	wasOn, err := s.toggle(ctx, "follows", op, pair(follower, followee), on, fields)
+	wasOn, ver, err := s.toggle(ctx, "follows", op, pair(follower, followee), on, fields)
 	if err != nil || !on || wasOn {
 		return err // (a follow of someone followed already takes no new place)
 	}
@@ -316,12 +316,15 @@ func (s *Store) follow(ctx context.Context, follower, followee string, on bool) 
 	if err != nil || n <= conduit.MaxFollowing {
 		return err
 	}
-	// Turned off again, even if the request has gone (a follow past the
-	// bound must not stay for want of a reply).
+	// Turned off again — the version this follow wrote, compared and set:
+	// a toggle made since (another request's, acknowledged) is not undone
+	// — even if the request has gone (a follow past the bound must not stay
+	// for want of a reply).
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if _, err := s.toggle(rctx, "follows", "unfollow", pair(follower, followee), false, fields); err != nil {
-		return err
+	id := pair(follower, followee)
+	if _, err := s.coll("follows").ReplaceOne(rctx, bson.D{{Key: "_id", Value: id}, atVersion(ver)}, relation(id, ver+1, false, fields)); err != nil {
+		return s.wrap("take back a follow past the bound", err)
 	}
 	return conduit.Errorf(conduit.CodeConflict, "you follow %d people, the most one account may: unfollow someone first", conduit.MaxFollowing)
 }
